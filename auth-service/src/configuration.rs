@@ -1,0 +1,579 @@
+//! Typed settings, loaded once from the environment names of the operator contract (DESIGN.md).
+//! Every secret also has a `_FILE` form. Invalid configuration is a one-line error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::domain::{PasswordPolicy, Role};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+/// Default issuer: a development value that production mode refuses.
+pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
+
+/// Whether anyone may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// `POST /v1/users` is open to anyone.
+    Open,
+    /// Only admins create users (registration answers 403).
+    Closed,
+}
+
+/// Argon2id cost and the bounds on concurrent hashing.
+#[derive(Debug, Clone)]
+pub struct HashSettings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// Hashes computed at once (default: the cores this process may use).
+    pub concurrency: usize,
+    /// Requests allowed to wait for a hashing slot before new ones get 503.
+    pub queue_limit: usize,
+}
+
+/// The bootstrap admin account, created only into an empty user table, once.
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    /// Username.
+    pub username: String,
+    /// Password (validated with the normal policy at start).
+    pub password: SecretString,
+}
+
+/// Everything the auth-service is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `AUTH_LISTEN`.
+    pub listen: SocketAddr,
+    /// `AUTH_ISSUER`, without a trailing slash.
+    pub issuer: String,
+    /// `AUTH_DATABASE_URL` (`postgres://…`).
+    pub database_url: Option<SecretString>,
+    /// `AUTH_DATABASE_POOL_SIZE`.
+    pub database_pool_size: usize,
+    /// `AUTH_REDIS_URL` (`redis://` or `rediss://`).
+    pub redis_url: Option<SecretString>,
+    /// `AUTH_REDIS_PREFIX`: every Redis key starts with it (tests use one per test).
+    pub redis_prefix: String,
+    /// `AUTH_AUDIENCE`.
+    pub audience: String,
+    /// `AUTH_ACCESS_TOKEN_TTL`, seconds.
+    pub access_ttl: i64,
+    /// `AUTH_REFRESH_TOKEN_TTL`, seconds: the session's idle timeout.
+    pub refresh_ttl: i64,
+    /// `AUTH_SESSION_MAX_TTL`, seconds: the absolute session limit rotation never extends.
+    pub session_max_ttl: i64,
+    /// `AUTH_REFRESH_REUSE_GRACE`, seconds.
+    pub refresh_reuse_grace: i64,
+    /// `AUTH_LEEWAY`, seconds of clock skew allowed on `exp`/`nbf`.
+    pub leeway: i64,
+    /// `AUTH_REGISTRATION`.
+    pub registration: Registration,
+    /// `AUTH_PRODUCTION`.
+    pub production: bool,
+    /// `AUTH_BOOTSTRAP_ADMIN_USERNAME` + `_PASSWORD`.
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// `AUTH_PASSWORD_MIN_LENGTH` / `AUTH_PASSWORD_MAX_BYTES`.
+    pub password_policy: PasswordPolicy,
+    /// `AUTH_ARGON2_*`, `AUTH_HASH_CONCURRENCY`, `AUTH_HASH_QUEUE_LIMIT`.
+    pub hashing: HashSettings,
+    /// `AUTH_DEFAULT_ROLES`: roles every registered user starts with.
+    pub default_roles: Vec<Role>,
+    /// `AUTH_ROLE_SCOPES`: JSON object role → scopes a token may carry.
+    pub role_scopes: BTreeMap<String, Vec<String>>,
+    /// `AUTH_CLIENT_IDS`: accepted `client_id` values; the first is the default.
+    pub client_ids: Vec<String>,
+    /// `AUTH_STORE_TIMEOUT_MS`: how long a request waits for PostgreSQL or Redis.
+    pub store_timeout: Duration,
+    /// `AUTH_STARTUP_TIMEOUT`: how long start-up waits for the stores to appear.
+    pub startup_timeout: Duration,
+    /// `AUTH_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// `AUTH_WORKERS`.
+    pub workers: usize,
+    /// `AUTH_SHUTDOWN_TIMEOUT`, seconds given to in-flight requests on SIGTERM.
+    pub shutdown_timeout: u64,
+    /// `AUTH_KEY_RELOAD_INTERVAL`, seconds between re-reads of the signing keys.
+    pub key_reload_interval: Duration,
+    /// `AUTH_RSA_KEY_BITS`.
+    pub rsa_key_bits: usize,
+}
+
+/// A one-line reason the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Reads configuration values by name; `from_env` uses the process environment.
+struct Source<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Source<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        (self.get)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        match self.var(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .or_else(|_| err(format!("{name}: cannot parse {v:?}"))),
+        }
+    }
+
+    fn seconds(&self, name: &str, default: i64, min: i64) -> Result<i64, ConfigError> {
+        let v = self.parsed(name, default)?;
+        if v < min {
+            return err(format!("{name} must be at least {min} (got {v})"));
+        }
+        Ok(v)
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.var(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0" | "no" | "off") => Ok(false),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some(v) => err(format!("{name}: expected true or false, got {v:?}")),
+        }
+    }
+
+    /// A secret from `NAME` or from the file named by `NAME_FILE` (not both).
+    fn secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
+        let file_var = format!("{name}_FILE");
+        match (self.var(name), self.var(&file_var)) {
+            (Some(_), Some(_)) => err(format!("set {name} or {file_var}, not both")),
+            (Some(v), None) => Ok(Some(SecretString::from(v))),
+            (None, Some(path)) => {
+                let raw = std::fs::read_to_string(&path)
+                    .or_else(|e| err(format!("{file_var}: cannot read {path}: {e}")))?;
+                let v = raw.trim_end_matches(['\n', '\r']).to_owned();
+                if v.is_empty() {
+                    return err(format!("{file_var}: {path} is empty"));
+                }
+                Ok(Some(SecretString::from(v)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Loads settings from any name → value lookup (tests pass a map).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let src = Source { get };
+        let production = src.bool("AUTH_PRODUCTION")?;
+
+        let listen = src.parsed(
+            "AUTH_LISTEN",
+            DEFAULT_LISTEN.parse().or_else(|_| err("default listen"))?,
+        )?;
+        let issuer = normalise_issuer(
+            &src.var("AUTH_ISSUER")
+                .unwrap_or_else(|| DEFAULT_ISSUER.into()),
+        )?;
+
+        let database_url = src.secret("AUTH_DATABASE_URL")?;
+        let redis_url = src.secret("AUTH_REDIS_URL")?;
+        let Some(db) = &database_url else {
+            return err(
+                "AUTH_DATABASE_URL is not set: this build needs PostgreSQL (postgres://…) and Redis (AUTH_REDIS_URL); the embedded store is not available yet",
+            );
+        };
+        let db = db.expose_secret();
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return err("AUTH_DATABASE_URL must be a postgres:// URL");
+        }
+        let Some(redis) = &redis_url else {
+            return err(
+                "AUTH_REDIS_URL is required with a PostgreSQL database (redis://… or rediss://…)",
+            );
+        };
+        let redis = redis.expose_secret();
+        if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return err("AUTH_REDIS_URL must be a redis:// or rediss:// URL");
+        }
+
+        let access_ttl = src.seconds("AUTH_ACCESS_TOKEN_TTL", 900, 10)?;
+        let refresh_ttl = src.seconds("AUTH_REFRESH_TOKEN_TTL", 7 * 86_400, 10)?;
+        let session_max_ttl = src.seconds("AUTH_SESSION_MAX_TTL", 30 * 86_400, 10)?;
+        if session_max_ttl < refresh_ttl {
+            return err("AUTH_SESSION_MAX_TTL must not be shorter than AUTH_REFRESH_TOKEN_TTL");
+        }
+        let refresh_reuse_grace = src.seconds("AUTH_REFRESH_REUSE_GRACE", 0, 0)?;
+        if refresh_reuse_grace > 300 {
+            return err("AUTH_REFRESH_REUSE_GRACE above 300 s would defeat reuse detection");
+        }
+        let leeway = src.seconds("AUTH_LEEWAY", 30, 0)?;
+        if leeway > 300 {
+            return err("AUTH_LEEWAY above 300 s is not a clock skew");
+        }
+
+        let registration = match src
+            .var("AUTH_REGISTRATION")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("open") => Registration::Open,
+            Some("closed") => Registration::Closed,
+            None if production => Registration::Closed,
+            None => Registration::Open,
+            Some(v) => {
+                return err(format!(
+                    "AUTH_REGISTRATION: expected open or closed, got {v:?}"
+                ));
+            }
+        };
+
+        let bootstrap_admin = match (
+            src.var("AUTH_BOOTSTRAP_ADMIN_USERNAME"),
+            src.secret("AUTH_BOOTSTRAP_ADMIN_PASSWORD")?,
+        ) {
+            (Some(username), Some(password)) => Some(BootstrapAdmin { username, password }),
+            (None, None) => None,
+            _ => {
+                return err(
+                    "AUTH_BOOTSTRAP_ADMIN_USERNAME and AUTH_BOOTSTRAP_ADMIN_PASSWORD go together",
+                );
+            }
+        };
+
+        let min_chars = src.parsed("AUTH_PASSWORD_MIN_LENGTH", 15usize)?;
+        let max_bytes = src.parsed("AUTH_PASSWORD_MAX_BYTES", 1024usize)?;
+        if min_chars < 8 {
+            return err("AUTH_PASSWORD_MIN_LENGTH below 8 is not allowed (NIST SP 800-63B)");
+        }
+        if !(64..=4096).contains(&max_bytes) || max_bytes < min_chars {
+            return err(
+                "AUTH_PASSWORD_MAX_BYTES must be within 64..=4096 and at least the minimum length",
+            );
+        }
+
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let hashing = HashSettings {
+            memory_kib: src.parsed("AUTH_ARGON2_MEMORY_KIB", 19_456u32)?,
+            iterations: src.parsed("AUTH_ARGON2_ITERATIONS", 2u32)?,
+            parallelism: src.parsed("AUTH_ARGON2_PARALLELISM", 1u32)?,
+            concurrency: src.parsed("AUTH_HASH_CONCURRENCY", cores)?.max(1),
+            queue_limit: src.parsed("AUTH_HASH_QUEUE_LIMIT", 64 * cores)?,
+        };
+        // OWASP's equivalent Argon2id settings all spend at least m·t ≈ 35 MiB·pass with m ≥ 7 MiB.
+        if hashing.memory_kib < 7_168
+            || u64::from(hashing.memory_kib) * u64::from(hashing.iterations) < 35_840
+            || hashing.parallelism == 0
+        {
+            return err(
+                "Argon2id settings are weaker than OWASP's minimum (e.g. m=19456 KiB, t=2, p=1)",
+            );
+        }
+
+        let default_roles = src
+            .var("AUTH_DEFAULT_ROLES")
+            .unwrap_or_else(|| "user".into())
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| Role::parse(r).or_else(|e| err(format!("AUTH_DEFAULT_ROLES: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let role_scopes: BTreeMap<String, Vec<String>> = match src.var("AUTH_ROLE_SCOPES") {
+            None => BTreeMap::new(),
+            Some(v) => serde_json::from_str(&v).or_else(|e| {
+                err(format!(
+                    "AUTH_ROLE_SCOPES: expected a JSON object of role → [scopes]: {e}"
+                ))
+            })?,
+        };
+        for (role, scopes) in &role_scopes {
+            Role::parse(role).or_else(|e| err(format!("AUTH_ROLE_SCOPES: {e}")))?;
+            for s in scopes {
+                if !crate::domain::valid_scope_token(s) {
+                    return err(format!("AUTH_ROLE_SCOPES: invalid scope {s:?}"));
+                }
+            }
+        }
+
+        let client_ids: Vec<String> = src
+            .var("AUTH_CLIENT_IDS")
+            .unwrap_or_else(|| "app".into())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if client_ids.is_empty()
+            || client_ids
+                .iter()
+                .any(|c| !crate::domain::valid_scope_token(c))
+        {
+            return err("AUTH_CLIENT_IDS must list one or more client ids without spaces");
+        }
+
+        let audience = src.var("AUTH_AUDIENCE").unwrap_or_else(|| "api".into());
+        if audience == issuer {
+            return err(
+                "AUTH_AUDIENCE must differ from the issuer (refresh tokens use the issuer as audience)",
+            );
+        }
+
+        let rsa_key_bits = src.parsed("AUTH_RSA_KEY_BITS", 2048usize)?;
+        if ![2048, 3072, 4096].contains(&rsa_key_bits) {
+            return err("AUTH_RSA_KEY_BITS must be 2048, 3072 or 4096");
+        }
+
+        let settings = Settings {
+            listen,
+            issuer,
+            database_url,
+            database_pool_size: src.parsed("AUTH_DATABASE_POOL_SIZE", 16usize)?.max(1),
+            redis_url,
+            redis_prefix: src
+                .var("AUTH_REDIS_PREFIX")
+                .unwrap_or_else(|| "auth:".into()),
+            audience,
+            access_ttl,
+            refresh_ttl,
+            session_max_ttl,
+            refresh_reuse_grace,
+            leeway,
+            registration,
+            production,
+            bootstrap_admin,
+            password_policy: PasswordPolicy {
+                min_chars,
+                max_bytes,
+            },
+            hashing,
+            default_roles,
+            role_scopes,
+            client_ids,
+            store_timeout: Duration::from_millis(
+                src.parsed("AUTH_STORE_TIMEOUT_MS", 2000u64)?.max(50),
+            ),
+            startup_timeout: Duration::from_secs(src.parsed("AUTH_STARTUP_TIMEOUT", 30u64)?),
+            max_body_bytes: src
+                .parsed("AUTH_MAX_BODY_BYTES", 16 * 1024usize)?
+                .clamp(1024, 1 << 20),
+            workers: src.parsed("AUTH_WORKERS", cores)?.max(1),
+            shutdown_timeout: src.parsed("AUTH_SHUTDOWN_TIMEOUT", 10u64)?,
+            key_reload_interval: Duration::from_secs(
+                src.parsed("AUTH_KEY_RELOAD_INTERVAL", 60u64)?.max(1),
+            ),
+            rsa_key_bits,
+        };
+        if production {
+            settings.check_production()?;
+        }
+        Ok(settings)
+    }
+
+    /// Production mode refuses development defaults.
+    fn check_production(&self) -> Result<(), ConfigError> {
+        if self.issuer == DEFAULT_ISSUER {
+            return err(
+                "AUTH_PRODUCTION=true needs AUTH_ISSUER set to the service's public https URL",
+            );
+        }
+        if !self.issuer.starts_with("https://") {
+            return err("AUTH_PRODUCTION=true needs an https AUTH_ISSUER");
+        }
+        Ok(())
+    }
+
+    /// The accepted client id used when a request names none (or an unknown one).
+    pub fn default_client_id(&self) -> &str {
+        self.client_ids.first().map_or("app", String::as_str)
+    }
+
+    /// The configuration as printed at start: every secret redacted.
+    pub fn redacted(&self) -> serde_json::Value {
+        let redact = |s: &Option<SecretString>| s.as_ref().map(|v| redact_url(v.expose_secret()));
+        json!({
+            "listen": self.listen.to_string(),
+            "issuer": self.issuer,
+            "database_url": redact(&self.database_url),
+            "database_pool_size": self.database_pool_size,
+            "redis_url": redact(&self.redis_url),
+            "redis_prefix": self.redis_prefix,
+            "audience": self.audience,
+            "access_token_ttl": self.access_ttl,
+            "refresh_token_ttl": self.refresh_ttl,
+            "session_max_ttl": self.session_max_ttl,
+            "refresh_reuse_grace": self.refresh_reuse_grace,
+            "leeway": self.leeway,
+            "registration": format!("{:?}", self.registration).to_lowercase(),
+            "production": self.production,
+            "bootstrap_admin": self.bootstrap_admin.as_ref().map(|b| json!({"username": b.username, "password": "[redacted]"})),
+            "password_min_length": self.password_policy.min_chars,
+            "password_max_bytes": self.password_policy.max_bytes,
+            "argon2": {"memory_kib": self.hashing.memory_kib, "iterations": self.hashing.iterations,
+                       "parallelism": self.hashing.parallelism, "concurrency": self.hashing.concurrency,
+                       "queue_limit": self.hashing.queue_limit},
+            "default_roles": self.default_roles.iter().map(Role::as_str).collect::<Vec<_>>(),
+            "role_scopes": self.role_scopes,
+            "client_ids": self.client_ids,
+            "store_timeout_ms": self.store_timeout.as_millis() as u64,
+            "max_body_bytes": self.max_body_bytes,
+            "workers": self.workers,
+            "rsa_key_bits": self.rsa_key_bits,
+        })
+    }
+}
+
+/// `scheme://user:password@host/…` → `scheme://[redacted]@host/…`; query strings dropped.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split('?').next().unwrap_or("");
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://[redacted]@{host}"),
+        None => format!("{scheme}://{rest}"),
+    }
+}
+
+fn normalise_issuer(raw: &str) -> Result<String, ConfigError> {
+    let issuer = raw.trim_end_matches('/');
+    let uri: actix_web::http::Uri = issuer
+        .parse()
+        .or_else(|_| err(format!("AUTH_ISSUER: {raw:?} is not a URL")))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none() || uri.query().is_some() || issuer.contains('#') {
+        return err(format!(
+            "AUTH_ISSUER: {raw:?} must be an http(s) URL without query or fragment"
+        ));
+    }
+    Ok(issuer.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            (
+                "AUTH_DATABASE_URL".into(),
+                "postgres://postgres:pw@127.0.0.1/db".into(),
+            ),
+            ("AUTH_REDIS_URL".into(), "redis://127.0.0.1:6379".into()),
+        ]);
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        Settings::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_operator_contract() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(s.issuer, "http://127.0.0.1:8081");
+        assert_eq!(s.audience, "api");
+        assert_eq!(s.access_ttl, 900);
+        assert_eq!(s.registration, Registration::Open);
+        assert_eq!(s.hashing.memory_kib, 19_456);
+        assert_eq!(s.password_policy.min_chars, 15);
+        assert_eq!(s.password_policy.max_bytes, 1024);
+    }
+
+    #[test]
+    fn missing_database_url_is_a_one_line_reason() {
+        let e = Settings::from_lookup(&|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("AUTH_DATABASE_URL is not set"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn postgres_requires_redis() {
+        let map = HashMap::from([("AUTH_DATABASE_URL", "postgres://x@y/z")]);
+        let e = Settings::from_lookup(&|k| map.get(k).map(|v| v.to_string())).unwrap_err();
+        assert!(e.to_string().contains("AUTH_REDIS_URL is required"));
+    }
+
+    #[test]
+    fn production_refuses_development_defaults() {
+        let e = load(&[("AUTH_PRODUCTION", "true")]).unwrap_err();
+        assert!(e.to_string().contains("AUTH_ISSUER"), "{e}");
+        let e = load(&[
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "http://auth.example.com"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("https"), "{e}");
+        let s = load(&[
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "https://auth.example.com/"),
+        ])
+        .unwrap();
+        assert_eq!(s.issuer, "https://auth.example.com");
+        assert_eq!(s.registration, Registration::Closed);
+    }
+
+    #[test]
+    fn weak_argon2_and_bad_values_are_refused() {
+        assert!(load(&[("AUTH_ARGON2_MEMORY_KIB", "4096")]).is_err());
+        assert!(load(&[("AUTH_ARGON2_ITERATIONS", "1")]).is_err());
+        assert!(
+            load(&[
+                ("AUTH_ARGON2_MEMORY_KIB", "47104"),
+                ("AUTH_ARGON2_ITERATIONS", "1")
+            ])
+            .is_ok()
+        );
+        assert!(load(&[("AUTH_ACCESS_TOKEN_TTL", "abc")]).is_err());
+        assert!(load(&[("AUTH_REGISTRATION", "maybe")]).is_err());
+        assert!(load(&[("AUTH_PASSWORD_MIN_LENGTH", "6")]).is_err());
+        assert!(load(&[("AUTH_ROLE_SCOPES", "{\"Admin\":[\"x\"]}")]).is_err());
+        assert!(load(&[("AUTH_ROLE_SCOPES", "{\"admin\":[\"users:write\"]}")]).is_ok());
+        assert!(load(&[("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root")]).is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_redacted() {
+        let dir = std::env::temp_dir().join(format!("auth-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "a very long bootstrap password\n").unwrap();
+        let path = f.to_string_lossy().into_owned();
+        let s = load(&[
+            ("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root"),
+            ("AUTH_BOOTSTRAP_ADMIN_PASSWORD_FILE", &path),
+        ])
+        .unwrap();
+        let admin = s.bootstrap_admin.clone().unwrap();
+        assert_eq!(
+            admin.password.expose_secret(),
+            "a very long bootstrap password"
+        );
+        let printed = s.redacted().to_string();
+        assert!(!printed.contains("bootstrap password"));
+        assert!(!printed.contains(":pw@"), "{printed}");
+        assert!(printed.contains("[redacted]@127.0.0.1/db"));
+        assert!(
+            load(&[("AUTH_REDIS_URL_FILE", &path)]).is_err(),
+            "both forms set"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

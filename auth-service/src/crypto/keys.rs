@@ -1,0 +1,363 @@
+//! RSA signing keys: generated and used through aws-lc (one crypto backend, no `rsa` crate and
+//! so no RUSTSEC-2023-0071), stored with a format version, published as a JWKS.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{self, KeyPair as _};
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::Serialize;
+use shared::jws::{self, Header};
+use shared::{Algorithm, Jwk, JwkSet, KeySet, VerifyingKey};
+
+use crate::storage::{KeyStore, StoreError, StoredKey};
+
+/// Storage format 1: the private key as plain PKCS#8 DER. (Encryption at rest adds format 2.)
+pub const FORMAT_PKCS8_PLAIN: i32 = 1;
+
+/// A private key ready to sign, parsed once.
+pub struct SigningKey {
+    kid: String,
+    pair: KeyPair,
+    jwk: Jwk,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly generated key: what the store keeps.
+pub struct NewKey {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// Storage format of `private`.
+    pub format_version: i32,
+    /// Private key bytes in that format.
+    pub private: SecretSlice<u8>,
+    /// Public JWK.
+    pub public_jwk: Jwk,
+}
+
+impl SigningKey {
+    /// Generates a key of `bits` bits (2048, 3072 or 4096). Slow (tens to hundreds of ms): call
+    /// it off the async workers.
+    pub fn generate(bits: usize) -> anyhow::Result<NewKey> {
+        let size = match bits {
+            2048 => KeySize::Rsa2048,
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            _ => anyhow::bail!("unsupported RSA key size {bits}"),
+        };
+        let pair =
+            KeyPair::generate(size).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+        let der = AsDer::<Pkcs8V1Der>::as_der(&pair)
+            .map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
+        let jwk = public_jwk(&pair, None);
+        Ok(NewKey {
+            kid: jwk.kid.clone().unwrap_or_default(),
+            format_version: FORMAT_PKCS8_PLAIN,
+            private: der.as_ref().to_vec().into(),
+            public_jwk: jwk,
+        })
+    }
+
+    /// Loads a stored key.
+    pub fn from_stored(key: &StoredKey) -> anyhow::Result<Self> {
+        if key.format_version != FORMAT_PKCS8_PLAIN {
+            anyhow::bail!(
+                "key {} has storage format {}, which this version cannot read",
+                key.kid,
+                key.format_version
+            );
+        }
+        let pair = KeyPair::from_pkcs8(key.private.expose_secret())
+            .map_err(|e| anyhow::anyhow!("key {} does not parse: {e}", key.kid))?;
+        if pair.public_modulus_len() * 8 < 2048 {
+            anyhow::bail!("key {} is shorter than 2048 bits", key.kid);
+        }
+        let jwk = public_jwk(&pair, Some(&key.kid));
+        Ok(SigningKey {
+            kid: key.kid.clone(),
+            pair,
+            jwk,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg":"RS256","typ":typ,"kid":…}`.
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> anyhow::Result<String> {
+        let header = Header {
+            alg: Algorithm::RS256.name().into(),
+            typ: Some(typ.into()),
+            kid: Some(self.kid.clone()),
+            crit: None,
+        };
+        let mut token = jws::b64_encode(serde_json::to_vec(&header)?);
+        token.push('.');
+        token.push_str(&jws::b64_encode(serde_json::to_vec(claims)?));
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                token.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+        token.push('.');
+        token.push_str(&jws::b64_encode(sig));
+        Ok(token)
+    }
+}
+
+fn public_jwk(pair: &KeyPair, kid: Option<&str>) -> Jwk {
+    let c: PublicKeyComponents<Vec<u8>> = pair.public_key().into();
+    let mut jwk = Jwk::rsa("", Algorithm::RS256, &c.n, &c.e);
+    jwk.kid = Some(kid.map_or_else(|| thumbprint(&jwk), str::to_owned));
+    jwk
+}
+
+/// RFC 7638 JWK thumbprint (SHA-256) of an RSA key: a kid anyone can recompute.
+pub fn thumbprint(jwk: &Jwk) -> String {
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+        jwk.e.as_deref().unwrap_or(""),
+        jwk.n.as_deref().unwrap_or("")
+    );
+    jws::b64_encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canonical.as_bytes(),
+    ))
+}
+
+/// The keys in use at one moment: the signing key, every published key, and the JWKS document.
+#[derive(Debug)]
+pub struct KeyRing {
+    signing: Arc<SigningKey>,
+    verifying: KeySet,
+    jwks: Vec<u8>,
+    etag: String,
+    parsed: HashMap<String, Arc<SigningKey>>,
+}
+
+impl KeyRing {
+    /// The key new tokens are signed with.
+    pub fn signing(&self) -> &Arc<SigningKey> {
+        &self.signing
+    }
+
+    /// Every published key, for verifying our own tokens.
+    pub fn verifying(&self) -> &KeySet {
+        &self.verifying
+    }
+
+    /// The serialised JWKS.
+    pub fn jwks(&self) -> &[u8] {
+        &self.jwks
+    }
+
+    /// Strong ETag of the JWKS.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    fn build(stored: &[StoredKey], previous: Option<&KeyRing>) -> anyhow::Result<KeyRing> {
+        let mut parsed = HashMap::new();
+        for key in stored {
+            let sk = match previous.and_then(|p| p.parsed.get(&key.kid)) {
+                Some(k) => Arc::clone(k),
+                None => Arc::new(SigningKey::from_stored(key)?),
+            };
+            parsed.insert(key.kid.clone(), sk);
+        }
+        // Newest current key signs; `stored` comes newest first.
+        let signing = stored
+            .iter()
+            .find(|k| k.state == "current")
+            .and_then(|k| parsed.get(&k.kid))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no current signing key in the store"))?;
+        let mut verifying = KeySet::default();
+        let mut set = JwkSet::default();
+        for key in stored {
+            if let Some(sk) = parsed.get(&key.kid) {
+                verifying.insert(
+                    VerifyingKey::from_jwk(sk.jwk())
+                        .map_err(|e| anyhow::anyhow!("key {}: {e}", key.kid))?,
+                );
+                set.keys.push(sk.jwk().clone());
+            }
+        }
+        let jwks = serde_json::to_vec(&set)?;
+        let etag = format!(
+            "\"{}\"",
+            &jws::b64_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &jwks))[..27]
+        );
+        Ok(KeyRing {
+            signing,
+            verifying,
+            jwks,
+            etag,
+            parsed,
+        })
+    }
+}
+
+/// Holds the current key ring and keeps it in step with the store.
+pub struct KeyManager {
+    store: Arc<dyn KeyStore>,
+    ring: RwLock<Arc<KeyRing>>,
+    refetch: tokio::sync::Mutex<Option<Instant>>,
+    cooldown: Duration,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager").finish_non_exhaustive()
+    }
+}
+
+impl KeyManager {
+    /// Makes sure a signing key exists (generating one under the store's lock if not) and loads
+    /// every published key.
+    pub async fn start(store: Arc<dyn KeyStore>, rsa_bits: usize) -> anyhow::Result<Self> {
+        if !store.has_current().await? {
+            let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
+            if store.insert_if_no_current(new).await? {
+                tracing::info!("generated the first signing key");
+            }
+        }
+        let stored = store.load().await?;
+        let ring = KeyRing::build(&stored, None)?;
+        Ok(KeyManager {
+            store,
+            ring: RwLock::new(Arc::new(ring)),
+            refetch: tokio::sync::Mutex::new(None),
+            cooldown: Duration::from_secs(5),
+        })
+    }
+
+    /// The key ring now.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        Arc::clone(
+            &self
+                .ring
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Re-reads the keys from the store.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let stored = self.store.load().await?;
+        let previous = self.ring();
+        let ring = KeyRing::build(&stored, Some(&previous)).map_err(StoreError::Other)?;
+        if ring.etag != previous.etag || ring.signing.kid != previous.signing.kid {
+            tracing::info!(
+                signing_kid = ring.signing.kid(),
+                keys = ring.verifying.len(),
+                "signing keys changed"
+            );
+        }
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// A token named a kid we do not hold: another replica may have rotated. Reloads at most once
+    /// per cool-down; concurrent callers wait for the one reload instead of starting their own.
+    pub async fn reload_for_unknown_kid(&self, kid: &str) -> bool {
+        let mut last = self.refetch.lock().await;
+        if self.ring().verifying.get(kid).is_some() {
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < self.cooldown) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.reload().await {
+            tracing::warn!(error = %e, "reloading signing keys failed");
+        }
+        self.ring().verifying.get(kid).is_some()
+    }
+
+    /// Adds a new signing key; the previous one stays published for the tokens it signed.
+    pub async fn rotate(store: &dyn KeyStore, rsa_bits: usize) -> anyhow::Result<String> {
+        let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
+        let kid = new.kid.clone();
+        store.rotate(new).await?;
+        Ok(kid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::AccessClaims;
+    use shared::{Validation, Verifier};
+
+    fn stored(new: &NewKey, state: &str) -> StoredKey {
+        StoredKey {
+            kid: new.kid.clone(),
+            format_version: new.format_version,
+            private: new.private.expose_secret().to_vec().into(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn generated_keys_sign_tokens_the_shared_verifier_accepts() {
+        let new = SigningKey::generate(2048).unwrap();
+        assert_eq!(new.kid, thumbprint(&new.public_jwk));
+        let ring = KeyRing::build(&[stored(&new, "current")], None).unwrap();
+        let claims = serde_json::json!({"iss":"i","sub":"u","aud":"api","client_id":"c","exp":2_000_000_000i64,
+            "iat":1,"nbf":1,"jti":"j","sid":"s","roles":["user"]});
+        let token = ring.signing().sign("at+jwt", &claims).unwrap();
+        let v = Verifier::new(Validation::new("i", vec!["api".into()]));
+        let c: AccessClaims = v.verify(ring.verifying(), &token, 10).unwrap();
+        assert_eq!(c.sub, "u");
+        let jwks: serde_json::Value = serde_json::from_slice(ring.jwks()).unwrap();
+        assert_eq!(jwks["keys"][0]["kid"], new.kid.as_str());
+        assert!(jwks["keys"][0].get("d").is_none());
+    }
+
+    #[test]
+    fn newest_current_key_signs_and_old_ones_stay_published() {
+        let old = SigningKey::generate(2048).unwrap();
+        let new = SigningKey::generate(2048).unwrap();
+        let ring =
+            KeyRing::build(&[stored(&new, "current"), stored(&old, "retired")], None).unwrap();
+        assert_eq!(ring.signing().kid(), new.kid);
+        assert_eq!(ring.verifying().len(), 2);
+        assert!(KeyRing::build(&[stored(&old, "retired")], None).is_err());
+    }
+
+    #[test]
+    fn unknown_format_versions_are_refused() {
+        let new = SigningKey::generate(2048).unwrap();
+        let mut s = stored(&new, "current");
+        s.format_version = 99;
+        assert!(SigningKey::from_stored(&s).is_err());
+    }
+}

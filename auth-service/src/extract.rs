@@ -1,0 +1,196 @@
+//! Reading requests: bodies (JSON or form, bounded) and bearer tokens.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt as _;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use shared::AccessClaims;
+
+use crate::error::{ApiError, BearerError, OAuthError};
+use crate::state::AppState;
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Not a content type this endpoint reads.
+    UnsupportedMediaType(&'static str),
+    /// Over the limit.
+    TooLarge(usize),
+    /// Does not parse into the expected shape (the message names the field).
+    Malformed(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+            BodyError::TooLarge(n) => ApiError::PayloadTooLarge(n),
+            BodyError::Malformed(m) => ApiError::BadRequest(m),
+        }
+    }
+}
+
+impl From<BodyError> for OAuthError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::UnsupportedMediaType(m) => OAuthError::UnsupportedMediaType(m),
+            BodyError::TooLarge(n) => OAuthError::PayloadTooLarge(n),
+            BodyError::Malformed(m) => OAuthError::InvalidRequest(m),
+        }
+    }
+}
+
+/// Which encodings an endpoint reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// `application/json` only.
+    Json,
+    /// `application/json` or `application/x-www-form-urlencoded`.
+    JsonOrForm,
+}
+
+fn media_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Reads at most `limit` bytes of body and parses it as `T`. Unknown fields are ignored (so
+/// `roles`, `id` or `is_admin` sent by a client are never applied: the types have no such field);
+/// duplicate fields are refused.
+pub async fn parse_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    accept: Accept,
+) -> Result<T, BodyError> {
+    let expected = match accept {
+        Accept::Json => "application/json",
+        Accept::JsonOrForm => "application/json or application/x-www-form-urlencoded",
+    };
+    let mt = media_type(req);
+    let is_json =
+        mt == "application/json" || (mt.starts_with("application/") && mt.ends_with("+json"));
+    let is_form = mt == "application/x-www-form-urlencoded" && accept == Accept::JsonOrForm;
+    if !is_json && !is_form {
+        return Err(BodyError::UnsupportedMediaType(expected));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| BodyError::Malformed(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if is_json {
+        serde_json::from_slice(&body)
+            .map_err(|e| BodyError::Malformed(format!("invalid JSON body: {e}")))
+    } else {
+        serde_urlencoded::from_bytes(&body)
+            .map_err(|e| BodyError::Malformed(format!("invalid form body: {e}")))
+    }
+}
+
+/// The bearer token of a request: `None` without an `Authorization` header.
+pub fn bearer_token(req: &HttpRequest) -> Result<Option<String>, BearerError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(BearerError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| BearerError::InvalidToken("malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(BearerError::InvalidToken("expected: Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, …) carries no bearer credentials at all.
+        return Ok(None);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(BearerError::InvalidToken("empty bearer token"));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// A request authenticated by a valid, unrevoked access token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The verified claims.
+    pub claims: AccessClaims,
+}
+
+impl Authenticated {
+    /// The user id from `sub`.
+    pub fn user_id(&self) -> Result<uuid::Uuid, ApiError> {
+        self.claims.sub.parse().map_err(|_| {
+            ApiError::Unauthorized(BearerError::InvalidToken("token subject is not a user id"))
+        })
+    }
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| {
+                ApiError::Unexpected(anyhow::anyhow!("application state missing"))
+            })?;
+            let token = token
+                .map_err(ApiError::Unauthorized)?
+                .ok_or(ApiError::Unauthorized(BearerError::Missing))?;
+            let claims = state.authenticate(&token).await?;
+            Ok(Authenticated { claims })
+        })
+    }
+}
+
+/// An authenticated request whose token carries the `admin` role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Authenticated);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let auth = Authenticated::from_request(req, payload);
+        Box::pin(async move {
+            let auth = auth.await?;
+            if !auth
+                .claims
+                .roles
+                .iter()
+                .any(|r| r == crate::domain::ADMIN_ROLE)
+            {
+                return Err(ApiError::Forbidden("the admin role is required".into()));
+            }
+            Ok(Admin(auth))
+        })
+    }
+}

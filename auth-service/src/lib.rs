@@ -1,0 +1,14 @@
+//! The auth-service: users, logins, RS256 access and refresh tokens with rotation and reuse
+//! detection, revocation, and the public keys to verify them.
+
+pub mod configuration;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,217 @@
+//! The admin API: users (list, read, change roles, disable, delete) and their sessions.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use shared::RevocationEvent;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::UserView;
+use crate::domain::{ADMIN_ROLE, Role};
+use crate::error::ApiError;
+use crate::extract::{Accept, Admin, parse_body};
+use crate::state::AppState;
+use crate::storage::UserCursor;
+
+fn user_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound("no such user".into()))
+}
+
+fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
+    shared::jws::b64_encode(format!("{}:{id}", at.unix_timestamp_nanos()))
+}
+
+fn decode_cursor(raw: &str) -> Result<UserCursor, ApiError> {
+    let bad = || ApiError::BadRequest("cursor is not one this service issued".into());
+    let text = shared::jws::b64_decode(raw)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let (nanos, id) = text.split_once(':').ok_or_else(bad)?;
+    let at = nanos
+        .parse::<i128>()
+        .ok()
+        .and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok())
+        .ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/admin/users?limit=&cursor=`: keyset pagination in creation order.
+pub async fn list_users(
+    req: HttpRequest,
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: ListQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 200".into(),
+        ));
+    }
+    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let users = state.users.list(cursor, limit + 1).await?;
+    let more = users.len() as i64 > limit;
+    let page: Vec<_> = users.into_iter().take(limit as usize).collect();
+    let next = if more {
+        page.last().map(|u| encode_cursor(u.created_at, u.id))
+    } else {
+        None
+    };
+    let views: Vec<UserView> = page.into_iter().map(UserView::from).collect();
+    Ok(HttpResponse::Ok().json(json!({"users": views, "next_cursor": next})))
+}
+
+/// `GET /v1/admin/users/{id}`.
+pub async fn get_user(
+    _admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .users
+        .find_by_id(user_id(&path)?)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
+}
+
+#[derive(Deserialize)]
+struct UserUpdate {
+    roles: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+/// `PATCH /v1/admin/users/{id}` with `roles` and/or `disabled`. A role change revokes the user's
+/// access tokens (their next refresh carries the new roles); disabling ends every session.
+pub async fn update_user(
+    req: HttpRequest,
+    admin: Admin,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let body: UserUpdate =
+        parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?;
+    let roles = body.roles.as_deref().map(Role::parse_list).transpose()?;
+    if roles.is_none() && body.disabled.is_none() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: send roles and/or disabled".into(),
+        ));
+    }
+    let is_self = admin.0.claims.sub == id.to_string();
+    if is_self
+        && (body.disabled == Some(true)
+            || roles
+                .as_ref()
+                .is_some_and(|r| !r.iter().any(|r| r.as_str() == ADMIN_ROLE)))
+    {
+        return Err(ApiError::Conflict {
+            code: "self_lockout",
+            detail: "admins cannot disable themselves or drop their own admin role".into(),
+        });
+    }
+    let now = shared::unix_now();
+    let mut user = None;
+    if let Some(roles) = &roles {
+        let u = state
+            .users
+            .set_roles(id, roles, now)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+        let event = RevocationEvent::Sub {
+            value: id.to_string(),
+            iat_before: u.tokens_not_before,
+            exp: state.revoke_until(now),
+        };
+        state.revocations.revoke(&event, now).await?;
+        tracing::info!(user_id = %id, by = %admin.0.claims.sub, roles = ?u.roles, "roles changed");
+        user = Some(u);
+    }
+    if let Some(disabled) = body.disabled {
+        let u = state
+            .users
+            .set_disabled(id, disabled, now)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+        if disabled {
+            let ended = state
+                .revoke_user(&id.to_string(), u.tokens_not_before, now)
+                .await?;
+            tracing::info!(user_id = %id, by = %admin.0.claims.sub, sessions_ended = ended, "user disabled");
+        } else {
+            tracing::info!(user_id = %id, by = %admin.0.claims.sub, "user enabled");
+        }
+        user = Some(u);
+    }
+    let user = user.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
+}
+
+/// `DELETE /v1/admin/users/{id}`: ends the user's sessions, revokes their tokens, deletes them.
+pub async fn delete_user(
+    admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    if admin.0.claims.sub == id.to_string() {
+        return Err(ApiError::Conflict {
+            code: "self_lockout",
+            detail: "admins cannot delete themselves".into(),
+        });
+    }
+    if state.users.find_by_id(id).await?.is_none() {
+        return Err(ApiError::NotFound("no such user".into()));
+    }
+    let now = shared::unix_now();
+    // Revoke first: if deleting then fails, the user can retry; the other order could leave a
+    // deleted user's tokens alive.
+    state.revoke_user(&id.to_string(), now + 1, now).await?;
+    if !state.users.delete(id).await? {
+        return Err(ApiError::NotFound("no such user".into()));
+    }
+    tracing::info!(user_id = %id, by = %admin.0.claims.sub, "user deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/admin/users/{id}/sessions`.
+pub async fn user_sessions(
+    _admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let sessions = state
+        .sessions
+        .list(&id.to_string(), shared::unix_now())
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
+}
+
+/// `DELETE /v1/admin/users/{id}/sessions`: logs the user out everywhere.
+pub async fn end_user_sessions(
+    admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let now = shared::unix_now();
+    let nb = state
+        .users
+        .bump_tokens_not_before(id, now)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    let ended = state.revoke_user(&id.to_string(), nb, now).await?;
+    tracing::info!(user_id = %id, by = %admin.0.claims.sub, sessions_ended = ended, "sessions revoked by admin");
+    Ok(HttpResponse::Ok().json(json!({"sessions_ended": ended})))
+}

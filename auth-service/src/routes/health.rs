@@ -1,0 +1,32 @@
+//! Liveness and readiness.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// Alive: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({"status": "ok"}))
+}
+
+/// Ready: PostgreSQL and Redis answer and a signing key is loaded.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (pg, redis) = tokio::join!(state.users.ping(), state.sessions.ping());
+    let check =
+        |r: &Result<(), crate::storage::StoreError>| if r.is_ok() { "ok" } else { "unavailable" };
+    let keys = !state.keys.ring().verifying().is_empty();
+    let ready = pg.is_ok() && redis.is_ok() && keys;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {"postgres": check(&pg), "redis": check(&redis), "signing_keys": if keys { "ok" } else { "missing" }},
+    });
+    let mut res = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    res.insert_header(("cache-control", "no-store")).json(body)
+}

@@ -1,0 +1,82 @@
+//! `POST /v1/login`: the service's own first-party login (form or JSON).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::domain::{LoginPassword, Username};
+use crate::error::OAuthError;
+use crate::extract::{Accept, parse_body};
+use crate::state::AppState;
+use crate::tokens::{allowed_scopes, grant_scope};
+
+/// Unknown fields (`grant_type`, `client_secret`, …) are ignored, so OAuth2 password-flow
+/// clients such as Swagger UI's Authorize dialog work unchanged.
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: SecretString,
+    scope: Option<String>,
+    client_id: Option<String>,
+}
+
+const BAD_CREDENTIALS: &str = "invalid username or password";
+
+/// Unknown user, wrong password and disabled user get the same answer, after the same work: a
+/// missing user is verified against a dummy hash.
+pub async fn login(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let body: LoginRequest = parse_body(
+        &req,
+        payload,
+        state.settings.max_body_bytes,
+        Accept::JsonOrForm,
+    )
+    .await?;
+    let now = shared::unix_now();
+    let password = LoginPassword::parse(&body.password, &state.settings.password_policy)
+        .map_err(|e| OAuthError::InvalidRequest(e.message))?;
+    let found = match Username::parse(&body.username) {
+        Ok(u) => state.users.find_by_username(u.as_str()).await?,
+        Err(_) => None,
+    };
+    let verified = state
+        .hasher
+        .verify(password.secret(), found.as_ref().map(|(_, h)| h.as_str()))
+        .await?;
+    let Some((user, stored_hash)) = found else {
+        tracing::info!(outcome = "unknown_user", "login failed");
+        return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
+    };
+    if !verified.ok || user.disabled {
+        tracing::info!(user_id = %user.id, outcome = if user.disabled { "disabled" } else { "bad_password" }, "login failed");
+        return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
+    }
+    if verified.needs_rehash {
+        let state = state.clone();
+        let secret = password.secret().clone();
+        let id = user.id;
+        tokio::spawn(async move {
+            match state.hasher.hash(&secret).await {
+                Ok(new) => {
+                    if let Err(e) = state.users.upgrade_hash(id, &stored_hash, &new).await {
+                        tracing::warn!(error = %e, "could not upgrade a password hash");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not rehash a password"),
+            }
+        });
+    }
+    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
+    let scope =
+        grant_scope(&allowed, body.scope.as_deref(), None).map_err(OAuthError::InvalidScope)?;
+    let client_id = state.client_id(body.client_id.as_deref());
+    let pair = state
+        .open_session(&user, &client_id, scope, &super::user_agent(&req), now)
+        .await?;
+    tracing::info!(user_id = %user.id, "login succeeded");
+    Ok(pair.response())
+}

@@ -1,0 +1,84 @@
+//! The HTTP surface; the route table lives here and nowhere else.
+
+mod admin;
+mod health;
+mod login;
+mod revoke;
+mod token;
+mod users;
+mod well_known;
+
+use actix_web::web;
+
+/// Registers every route. A path with no route for the request's method answers 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post, resource};
+    cfg.service(resource("/healthz").route(get().to(health::healthz)))
+        .service(resource("/readyz").route(get().to(health::readyz)))
+        .service(
+            resource("/.well-known/oauth-authorization-server")
+                .route(get().to(well_known::metadata)),
+        )
+        .service(
+            resource("/.well-known/openid-configuration").route(get().to(well_known::metadata)),
+        )
+        .service(resource("/.well-known/jwks.json").route(get().to(well_known::jwks)))
+        .service(resource("/v1/users").route(post().to(users::register)))
+        .service(resource("/v1/login").route(post().to(login::login)))
+        .service(resource("/v1/token").route(post().to(token::token)))
+        .service(resource("/v1/revoke").route(post().to(revoke::revoke)))
+        .service(resource("/v1/logout").route(post().to(revoke::logout)))
+        .service(resource("/v1/users/me").route(get().to(users::me)))
+        .service(resource("/v1/users/me/password").route(post().to(users::change_password)))
+        .service(resource("/v1/users/me/sessions").route(get().to(users::my_sessions)))
+        .service(resource("/v1/users/me/sessions/{sid}").route(delete().to(users::end_my_session)))
+        .service(resource("/v1/admin/users").route(get().to(admin::list_users)))
+        .service(
+            resource("/v1/admin/users/{id}")
+                .route(get().to(admin::get_user))
+                .route(patch().to(admin::update_user))
+                .route(delete().to(admin::delete_user)),
+        )
+        .service(
+            resource("/v1/admin/users/{id}/sessions")
+                .route(get().to(admin::user_sessions))
+                .route(delete().to(admin::end_user_sessions)),
+        );
+}
+
+/// The user as clients see it.
+#[derive(Debug, serde::Serialize)]
+pub struct UserView {
+    id: uuid::Uuid,
+    username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    roles: Vec<String>,
+    disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: time::OffsetDateTime,
+}
+
+impl From<crate::storage::User> for UserView {
+    fn from(u: crate::storage::User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            roles: u.roles,
+            disabled: u.disabled,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+fn user_agent(req: &actix_web::HttpRequest) -> String {
+    req.headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}

@@ -1,0 +1,150 @@
+//! `POST /v1/revoke` (RFC 7009) and `POST /v1/logout`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use shared::RevocationEvent;
+
+use crate::error::{ApiError, OAuthError};
+use crate::extract::{Accept, Authenticated, bearer_token, parse_body};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+struct RevokeRequest {
+    token: Option<String>,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+}
+
+/// Revokes an access token (its `jti`) or a refresh token (its whole session). Unknown, expired
+/// or foreign-issuer tokens get 200 (RFC 7009 §2.2). Only the token's own user and client can
+/// revoke it: with a bearer credential or a `client_id` that names someone else, the request is
+/// refused.
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let caller = match bearer_token(&req) {
+        Ok(None) => None,
+        Ok(Some(t)) => Some(
+            state
+                .authenticate(&t)
+                .await
+                .map_err(|_| OAuthError::InvalidClient("the bearer credential is invalid"))?,
+        ),
+        Err(_) => {
+            return Err(OAuthError::InvalidClient(
+                "the bearer credential is invalid",
+            ));
+        }
+    };
+    let body: RevokeRequest = parse_body(
+        &req,
+        payload,
+        state.settings.max_body_bytes,
+        Accept::JsonOrForm,
+    )
+    .await?;
+    let token = body
+        .token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+    let now = shared::unix_now();
+    let owned = |sub: &str, client: &str| {
+        if caller.as_ref().is_some_and(|c| c.sub != sub) {
+            return Err(OAuthError::UnauthorizedClient(
+                "the token belongs to another user",
+            ));
+        }
+        if body.client_id.as_deref().is_some_and(|c| c != client) {
+            return Err(OAuthError::UnauthorizedClient(
+                "the token was issued to another client",
+            ));
+        }
+        Ok(())
+    };
+    let refresh_first = body.token_type_hint.as_deref() == Some("refresh_token");
+    for kind in if refresh_first {
+        ["refresh", "access"]
+    } else {
+        ["access", "refresh"]
+    } {
+        if kind == "access" {
+            if let Ok(claims) = state.verify_access(token).await {
+                owned(&claims.sub, &claims.client_id)?;
+                state
+                    .revocations
+                    .revoke(
+                        &RevocationEvent::Jti {
+                            value: claims.jti.clone(),
+                            exp: claims.exp,
+                        },
+                        now,
+                    )
+                    .await?;
+                tracing::info!(user_id = %claims.sub, "access token revoked");
+                return Ok(ok());
+            }
+        } else if let Ok(claims) = state.verify_refresh(token).await {
+            owned(&claims.sub, &claims.client_id)?;
+            state
+                .sessions
+                .end(&claims.sub, &claims.sid, now, state.revoke_until(now))
+                .await?;
+            tracing::info!(user_id = %claims.sub, sid = %claims.sid, "session revoked by refresh token");
+            return Ok(ok());
+        }
+    }
+    Ok(ok())
+}
+
+fn ok() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct LogoutQuery {
+    everywhere: Option<bool>,
+}
+
+/// Ends the caller's session (its refresh token stops working and every access token of the
+/// session is revoked); with `?everywhere=true`, every session of the user.
+pub async fn logout(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: LogoutQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let now = shared::unix_now();
+    let c = &auth.claims;
+    if q.everywhere.unwrap_or(false) {
+        let nb = state
+            .users
+            .bump_tokens_not_before(auth.user_id()?, now)
+            .await?
+            .unwrap_or(now + 1);
+        let n = state.revoke_user(&c.sub, nb, now).await?;
+        tracing::info!(user_id = %c.sub, sessions = n, "logged out everywhere");
+    } else if !state
+        .sessions
+        .end(&c.sub, &c.sid, now, state.revoke_until(now))
+        .await?
+    {
+        // The session record is already gone (ended elsewhere): still revoke its access tokens.
+        state
+            .revocations
+            .revoke(
+                &RevocationEvent::Sid {
+                    value: c.sid.clone(),
+                    exp: state.revoke_until(now),
+                },
+                now,
+            )
+            .await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

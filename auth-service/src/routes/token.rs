@@ -1,0 +1,117 @@
+//! `POST /v1/token`: `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use crate::error::OAuthError;
+use crate::extract::{Accept, parse_body};
+use crate::state::AppState;
+use crate::storage::Rotation;
+use crate::tokens::{Grant, allowed_scopes, grant_scope};
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+}
+
+const INVALID: &str = "the refresh token is invalid, expired or revoked";
+
+/// Rotates the refresh token: the presented one is spent and a new pair issued, re-reading the
+/// user's roles and disabled flag. A spent token presented again revokes the whole session.
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let body: TokenRequest = parse_body(
+        &req,
+        payload,
+        state.settings.max_body_bytes,
+        Accept::JsonOrForm,
+    )
+    .await?;
+    match body.grant_type.as_deref() {
+        None => return Err(OAuthError::InvalidRequest("grant_type is required".into())),
+        Some("refresh_token") => {}
+        Some(_) => return Err(OAuthError::UnsupportedGrantType),
+    }
+    let token = body
+        .refresh_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is required".into()))?;
+    // Everything that can refuse the request without spending the token comes first.
+    let now = shared::unix_now();
+    let claims = state
+        .verify_refresh(token)
+        .await
+        .map_err(|_| OAuthError::InvalidGrant(INVALID))?;
+    if body
+        .client_id
+        .as_deref()
+        .is_some_and(|c| c != claims.client_id)
+    {
+        return Err(OAuthError::InvalidGrant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    let user_id: uuid::Uuid = claims
+        .sub
+        .parse()
+        .map_err(|_| OAuthError::InvalidGrant(INVALID))?;
+    let user = match state.users.find_by_id(user_id).await? {
+        Some(u) if !u.disabled => u,
+        _ => return Err(OAuthError::InvalidGrant(INVALID)),
+    };
+    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
+    let scope = grant_scope(&allowed, body.scope.as_deref(), Some(&claims.scope))
+        .map_err(OAuthError::InvalidScope)?;
+
+    let new_jti = crate::crypto::random_id();
+    let s = &state.settings;
+    match state
+        .sessions
+        .rotate(
+            &claims.jti,
+            &new_jti,
+            now,
+            s.refresh_reuse_grace,
+            s.refresh_ttl,
+            state.revoke_until(now),
+        )
+        .await?
+    {
+        Rotation::Rotated {
+            sid,
+            refresh_exp,
+            abs_exp,
+        } => {
+            let grant = Grant {
+                sid: &sid,
+                client_id: &claims.client_id,
+                scope: &claims.scope,
+            };
+            let refresh = state
+                .issuance
+                .refresh_claims(&user, &grant, &new_jti, now, refresh_exp);
+            let access = state
+                .issuance
+                .access_claims(&user, &grant, scope, now, abs_exp);
+            Ok(state
+                .sign_pair(access, refresh, refresh_exp, now)
+                .await?
+                .response())
+        }
+        Rotation::Grace => Err(OAuthError::InvalidGrant(
+            "the refresh token was already used",
+        )),
+        Rotation::Reused { sid } => {
+            tracing::warn!(user_id = %user.id, sid = %sid, "refresh token reuse: session revoked");
+            Err(OAuthError::InvalidGrant(INVALID))
+        }
+        Rotation::Invalid => Err(OAuthError::InvalidGrant(INVALID)),
+    }
+}

@@ -1,0 +1,201 @@
+//! Registration and the caller's own account: profile, password, sessions.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::UserView;
+use crate::configuration::Registration;
+use crate::domain::{Email, NewPassword, Username};
+use crate::error::{ApiError, BearerError};
+use crate::extract::{Accept, Authenticated, parse_body};
+use crate::state::AppState;
+use crate::storage::{CreateUserError, NewUser};
+use crate::tokens::{allowed_scopes, grant_scope};
+
+/// Only these fields are read: an `id`, `roles` or `is_admin` sent along is ignored.
+#[derive(Deserialize)]
+struct RegisterRequest {
+    username: String,
+    password: SecretString,
+    email: Option<String>,
+}
+
+/// `POST /v1/users`.
+pub async fn register(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.settings.registration == Registration::Closed {
+        return Err(ApiError::Refused {
+            code: "registration_closed",
+            detail: "registration is closed".into(),
+        });
+    }
+    let body: RegisterRequest = parse_body(
+        &req,
+        payload,
+        state.settings.max_body_bytes,
+        Accept::JsonOrForm,
+    )
+    .await?;
+    let username = Username::parse(&body.username)?;
+    let email = body
+        .email
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .map(Email::parse)
+        .transpose()?;
+    let password = NewPassword::parse(&body.password, &state.settings.password_policy)?;
+    let password_hash = state.hasher.hash(password.secret()).await?;
+    let new = NewUser {
+        username,
+        email,
+        password_hash,
+        roles: state.settings.default_roles.clone(),
+    };
+    match state.users.create(new).await {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "user registered");
+            Ok(HttpResponse::Created().json(UserView::from(user)))
+        }
+        Err(CreateUserError::UsernameTaken) => Err(ApiError::Conflict {
+            code: "username_taken",
+            detail: "that username is taken".into(),
+        }),
+        Err(CreateUserError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// `GET /v1/users/me`.
+pub async fn me(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .users
+        .find_by_id(auth.user_id()?)
+        .await?
+        .ok_or(ApiError::Unauthorized(BearerError::InvalidToken(
+            "the user no longer exists",
+        )))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(UserView::from(user)))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// `POST /v1/users/me/password`: needs the current password; ends every session (revoking every
+/// token issued so far) and returns a fresh pair for a new session.
+pub async fn change_password(
+    req: HttpRequest,
+    auth: Authenticated,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: PasswordChange = parse_body(
+        &req,
+        payload,
+        state.settings.max_body_bytes,
+        Accept::JsonOrForm,
+    )
+    .await?;
+    let new = NewPassword::parse(&body.new_password, &state.settings.password_policy)?;
+    let current = crate::domain::LoginPassword::parse(
+        &body.current_password,
+        &state.settings.password_policy,
+    )
+    .map_err(|_| wrong_password())?;
+    let id = auth.user_id()?;
+    let stored = state.users.password_hash(id).await?;
+    if !state
+        .hasher
+        .verify(current.secret(), stored.as_deref())
+        .await?
+        .ok
+    {
+        return Err(wrong_password());
+    }
+    let hash = state.hasher.hash(new.secret()).await?;
+    let now = shared::unix_now();
+    let not_before =
+        state
+            .users
+            .set_password(id, &hash, now)
+            .await?
+            .ok_or(ApiError::Unauthorized(BearerError::InvalidToken(
+                "the user no longer exists",
+            )))?;
+    let ended = state.revoke_user(&auth.claims.sub, not_before, now).await?;
+    let user = state
+        .users
+        .find_by_id(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
+    let scope = grant_scope(&allowed, None, None).map_err(ApiError::BadRequest)?;
+    let pair = state
+        .open_session(
+            &user,
+            &auth.claims.client_id,
+            scope,
+            &super::user_agent(&req),
+            now,
+        )
+        .await?;
+    tracing::info!(user_id = %id, sessions_ended = ended, "password changed");
+    Ok(pair.response())
+}
+
+fn wrong_password() -> ApiError {
+    ApiError::Refused {
+        code: "invalid_current_password",
+        detail: "the current password is not correct".into(),
+    }
+}
+
+/// `GET /v1/users/me/sessions`.
+pub async fn my_sessions(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sessions = state
+        .sessions
+        .list(&auth.claims.sub, shared::unix_now())
+        .await?;
+    let list: Vec<_> = sessions
+        .into_iter()
+        .map(|s| {
+            let current = s.sid == auth.claims.sid;
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            v["current"] = json!(current);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({"sessions": list})))
+}
+
+/// `DELETE /v1/users/me/sessions/{sid}`: only the caller's own sessions.
+pub async fn end_my_session(
+    auth: Authenticated,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sid = path.into_inner();
+    let now = shared::unix_now();
+    if sid.len() > 64
+        || !state
+            .sessions
+            .end(&auth.claims.sub, &sid, now, state.revoke_until(now))
+            .await?
+    {
+        return Err(ApiError::NotFound("no such session".into()));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,64 @@
+//! Discovery: RFC 8414 / OpenID metadata and the JWKS.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// How long clients and gateways may cache the JWKS. Key rotation publishes a new key at least
+/// this long before it signs (the key-lifecycle issue builds on this bound).
+pub const JWKS_MAX_AGE: u64 = 300;
+
+/// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`. The
+/// first-party login is deliberately not advertised as a password grant (RFC 9700).
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let iss = &state.settings.issuer;
+    let mut scopes: Vec<&str> = state
+        .settings
+        .role_scopes
+        .values()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({
+            "issuer": iss,
+            "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+            "token_endpoint": format!("{iss}/v1/token"),
+            "revocation_endpoint": format!("{iss}/v1/revoke"),
+            "grant_types_supported": ["refresh_token"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": scopes,
+        }))
+}
+
+/// `/.well-known/jwks.json`: public keys only, cacheable, with a strong ETag.
+pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let ring = state.keys.ring();
+    let cache = format!("public, max-age={JWKS_MAX_AGE}");
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == ring.etag() || t.trim() == "*")
+        });
+    if matches {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, ring.etag()))
+            .insert_header((header::CACHE_CONTROL, cache))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, ring.etag()))
+        .insert_header((header::CACHE_CONTROL, cache))
+        .content_type("application/jwk-set+json")
+        .body(ring.jwks().to_vec())
+}

@@ -1,0 +1,95 @@
+//! Builds the application: state, listener, HTTP server, background tasks.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::configuration::Settings;
+use crate::state::AppState;
+use crate::{error, routes, telemetry};
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn not_found() -> actix_web::HttpResponse {
+    error::problem(StatusCode::NOT_FOUND, "no such endpoint", Some("not_found"))
+}
+
+impl Application {
+    /// Connects to the stores and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        tracing::info!(config = %settings.redacted(), "effective configuration");
+        let listen = settings.listen;
+        let workers = settings.workers;
+        let shutdown = settings.shutdown_timeout;
+        let state = web::Data::new(AppState::init(settings).await?);
+        let listener =
+            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let port = listener.local_addr()?.port();
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(telemetry::request_context))
+                .app_data(data.clone())
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown)
+        .listen(listener)?
+        .run();
+        tracing::info!(port, "listening");
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server (graceful by default).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or the handle); in-flight requests get the
+    /// configured shutdown timeout.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let reload = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.settings.key_reload_interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.keys.reload().await {
+                    tracing::warn!(error = %e, "periodic key reload failed; keeping the loaded keys");
+                }
+            }
+        });
+        let result = self.server.await;
+        reload.abort();
+        tracing::info!("stopped");
+        result
+    }
+}

@@ -1,0 +1,357 @@
+//! The application's shared state and the operations several routes share: authenticating a
+//! bearer token, verifying refresh tokens, opening sessions and signing token pairs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::{AccessClaims, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
+use tokio::sync::Semaphore;
+
+use crate::configuration::Settings;
+use crate::crypto::keys::KeyManager;
+use crate::crypto::password::Hasher;
+use crate::domain::{NewPassword, Role, Username};
+use crate::error::{ApiError, BearerError};
+use crate::storage::postgres::PgStore;
+use crate::storage::redis::RedisStore;
+use crate::storage::{
+    CreateUserError, KeyStore, NewSession, NewUser, RevocationStore, SessionStore, StoreError,
+    User, UserStore,
+};
+use crate::tokens::{Grant, Issuance, TokenPair};
+
+/// Everything a request handler may use.
+pub struct AppState {
+    /// Settings.
+    pub settings: Settings,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Signing keys in the store.
+    pub key_store: Arc<dyn KeyStore>,
+    /// Sessions and refresh tokens.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Revocation list.
+    pub revocations: Arc<dyn RevocationStore>,
+    /// Loaded keys.
+    pub keys: KeyManager,
+    /// Password hashing.
+    pub hasher: Hasher,
+    /// Claim rules.
+    pub issuance: Issuance,
+    access_verifier: Verifier,
+    refresh_verifier: Verifier,
+    sign_permits: Semaphore,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Retries `f` until it succeeds or `deadline` passes (stores may start after us in compose).
+async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() + delay < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), "waiting for {what}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.context(format!("{what} is not reachable"))),
+        }
+    }
+}
+
+/// Connects to PostgreSQL and applies migrations (also used by CLI commands).
+pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgStore> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("AUTH_DATABASE_URL is not set"))?;
+    let pg = PgStore::new(url, settings.database_pool_size, settings.store_timeout)?;
+    wait_for("PostgreSQL", settings.startup_timeout, || async {
+        pg.migrate().await.map_err(anyhow::Error::from)
+    })
+    .await?;
+    Ok(pg)
+}
+
+impl AppState {
+    /// Connects to the stores, applies migrations, loads or creates the signing key and the
+    /// bootstrap admin.
+    pub async fn init(settings: Settings) -> anyhow::Result<AppState> {
+        let pg = Arc::new(connect_postgres(&settings).await?);
+        let redis_url = settings
+            .redis_url
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("AUTH_REDIS_URL is not set"))?;
+        let redis = Arc::new(
+            wait_for("Redis", settings.startup_timeout, || {
+                RedisStore::connect(
+                    redis_url,
+                    &settings.redis_prefix,
+                    settings.leeway,
+                    settings.session_max_ttl,
+                    settings.store_timeout,
+                )
+            })
+            .await?,
+        );
+        check_redis(&redis, settings.production).await?;
+
+        let keys =
+            KeyManager::start(Arc::clone(&pg) as Arc<dyn KeyStore>, settings.rsa_key_bits).await?;
+        let hasher = Hasher::new(&settings.hashing).await?;
+        let issuance = Issuance {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            access_ttl: settings.access_ttl,
+        };
+        let mut access = Validation::new(settings.issuer.clone(), vec![settings.audience.clone()]);
+        access.leeway = settings.leeway;
+        let mut refresh = Validation::new(settings.issuer.clone(), vec![settings.issuer.clone()]);
+        refresh.leeway = settings.leeway;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let state = AppState {
+            users: Arc::clone(&pg) as Arc<dyn UserStore>,
+            key_store: pg as Arc<dyn KeyStore>,
+            sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
+            revocations: redis as Arc<dyn RevocationStore>,
+            keys,
+            hasher,
+            issuance,
+            access_verifier: Verifier::new(access),
+            refresh_verifier: Verifier::new(refresh),
+            sign_permits: Semaphore::new(cores),
+            settings,
+        };
+        state.bootstrap_admin().await?;
+        Ok(state)
+    }
+
+    async fn bootstrap_admin(&self) -> anyhow::Result<()> {
+        let Some(admin) = &self.settings.bootstrap_admin else {
+            return Ok(());
+        };
+        let username = Username::parse(&admin.username)
+            .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_ADMIN_USERNAME: {e}"))?;
+        let password = NewPassword::parse(&admin.password, &self.settings.password_policy)
+            .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
+        let mut roles = self.settings.default_roles.clone();
+        roles.push(Role::parse(crate::domain::ADMIN_ROLE)?);
+        roles.sort();
+        roles.dedup();
+        let hash = self.hasher.hash(password.secret()).await?;
+        match self
+            .users
+            .create_bootstrap_admin(NewUser {
+                username,
+                email: None,
+                password_hash: hash,
+                roles,
+            })
+            .await
+        {
+            Ok(Some(user)) => {
+                tracing::info!(user_id = %user.id, username = %user.username, "created the bootstrap admin")
+            }
+            Ok(None) => tracing::info!(
+                "bootstrap admin not created: the user table is not empty or it was created before"
+            ),
+            Err(CreateUserError::UsernameTaken) => tracing::info!("bootstrap admin already exists"),
+            Err(CreateUserError::Store(e)) => {
+                return Err(anyhow::anyhow!(e).context("creating the bootstrap admin"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a token, reloading keys once (rate-limited) when its `kid` is unknown: another
+    /// replica may have rotated.
+    async fn verify<C: TokenClaims>(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+    ) -> Result<C, VerifyError> {
+        let now = shared::unix_now();
+        match verifier.verify::<C>(self.keys.ring().verifying(), token, now) {
+            Err(VerifyError::UnknownKid(kid)) if self.keys.reload_for_unknown_kid(&kid).await => {
+                verifier.verify::<C>(self.keys.ring().verifying(), token, now)
+            }
+            other => other,
+        }
+    }
+
+    /// Verifies an access token and checks the revocation list.
+    pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        let claims: AccessClaims = self
+            .verify(&self.access_verifier, token)
+            .await
+            .map_err(|e| ApiError::Unauthorized(BearerError::InvalidToken(describe(&e))))?;
+        if self.revocations.is_revoked(&claims).await? {
+            return Err(ApiError::Unauthorized(BearerError::InvalidToken(
+                "the token has been revoked",
+            )));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies an access token's signature and claims only (no revocation check).
+    pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        self.verify(&self.access_verifier, token).await
+    }
+
+    /// Verifies a refresh token's signature and claims (its store record is checked on rotation).
+    pub async fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, VerifyError> {
+        self.verify(&self.refresh_verifier, token).await
+    }
+
+    /// The `client_id` to put in tokens: the requested one if configured, else the default.
+    pub fn client_id(&self, requested: Option<&str>) -> String {
+        requested
+            .filter(|c| self.settings.client_ids.iter().any(|k| k == c))
+            .unwrap_or(self.settings.default_client_id())
+            .to_owned()
+    }
+
+    /// When revocation entries for tokens issued up to now can be dropped.
+    pub fn revoke_until(&self, now: i64) -> i64 {
+        now + self.settings.access_ttl
+    }
+
+    /// Signs both tokens off the async workers, bounded like hashing.
+    pub async fn sign_pair(
+        &self,
+        access: AccessClaims,
+        refresh: RefreshClaims,
+        refresh_exp: i64,
+        now: i64,
+    ) -> Result<TokenPair, StoreError> {
+        let _permit = self
+            .sign_permits
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Other(e.into()))?;
+        let key = Arc::clone(self.keys.ring().signing());
+        let expires_in = access.exp - now;
+        let scope = access.scope.clone();
+        let (access_token, refresh_token) = tokio::task::spawn_blocking(move || {
+            Ok::<_, anyhow::Error>((
+                key.sign(shared::claims::ACCESS_TOKEN_TYPE, &access)?,
+                key.sign(shared::claims::REFRESH_TOKEN_TYPE, &refresh)?,
+            ))
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?
+        .map_err(StoreError::Other)?;
+        Ok(TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token,
+            refresh_expires_in: refresh_exp - now,
+            scope,
+        })
+    }
+
+    /// Opens a session for `user` (after a login or a password change) and issues its first pair.
+    pub async fn open_session(
+        &self,
+        user: &User,
+        client_id: &str,
+        scope: String,
+        user_agent: &str,
+        now: i64,
+    ) -> Result<TokenPair, StoreError> {
+        let s = &self.settings;
+        let sid = crate::crypto::random_id();
+        let jti = crate::crypto::random_id();
+        let abs_exp = now + s.session_max_ttl;
+        let refresh_exp = (now + s.refresh_ttl).min(abs_exp);
+        let session = NewSession {
+            sid: sid.clone(),
+            sub: user.id.to_string(),
+            refresh_jti: jti.clone(),
+            auth_time: now,
+            abs_exp,
+            refresh_exp,
+            client_id: client_id.to_owned(),
+            scope: scope.clone(),
+            user_agent: user_agent.chars().take(200).collect(),
+        };
+        self.sessions.create(&session, now).await?;
+        let grant = Grant {
+            sid: &sid,
+            client_id,
+            scope: &scope,
+        };
+        let refresh = self
+            .issuance
+            .refresh_claims(user, &grant, &jti, now, refresh_exp);
+        let access = self
+            .issuance
+            .access_claims(user, &grant, scope.clone(), now, abs_exp);
+        self.sign_pair(access, refresh, refresh_exp, now).await
+    }
+
+    /// Ends every session of a user and revokes every token issued so far. `not_before` must be
+    /// the user's new `tokens_not_before` (tokens issued from now on carry `iat ≥` it).
+    pub async fn revoke_user(
+        &self,
+        sub: &str,
+        not_before: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.sessions
+            .end_all(sub, now, not_before, self.revoke_until(now))
+            .await
+    }
+}
+
+/// A client-facing description of a verification failure (no internals).
+pub fn describe(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::Expired => "the token has expired",
+        VerifyError::NotYetValid => "the token is not valid yet",
+        VerifyError::WrongType => "wrong token type",
+        VerifyError::WrongIssuer => "the token was issued by someone else",
+        VerifyError::WrongAudience => "the token is not meant for this service",
+        VerifyError::UnknownKid(_) | VerifyError::MissingKid => {
+            "the token was signed by an unknown key"
+        }
+        VerifyError::BadSignature | VerifyError::Algorithm => "the token signature is invalid",
+        VerifyError::Malformed(_) | VerifyError::InvalidClaim(_) => "the token is malformed",
+    }
+}
+
+async fn check_redis(redis: &RedisStore, production: bool) -> anyhow::Result<()> {
+    match redis.eviction_policy().await.as_deref() {
+        Some("noeviction") => {}
+        Some(other) if production => anyhow::bail!(
+            "Redis maxmemory-policy is {other}: revocation entries could be evicted; set maxmemory-policy noeviction"
+        ),
+        Some(other) => tracing::warn!(
+            policy = other,
+            "Redis maxmemory-policy is not noeviction: revocations could be evicted (refused in production)"
+        ),
+        None => tracing::warn!(
+            "could not read Redis maxmemory-policy (CONFIG disabled?); make sure it is noeviction"
+        ),
+    }
+    if redis.append_only().await.as_deref() == Some("no") {
+        tracing::warn!(
+            "Redis runs without AOF: a Redis restart loses sessions and revocations (use appendonly yes, appendfsync everysec)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! Storage behind traits, so handlers never know which backend holds the data: users and signing
+//! keys (PostgreSQL), sessions, refresh tokens and revocations (Redis).
+
+pub mod postgres;
+pub mod redis;
+
+use async_trait::async_trait;
+use secrecy::SecretSlice;
+use shared::{AccessClaims, RevocationEvent};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::crypto::keys::NewKey;
+use crate::domain::{Email, Role, Username};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (down, timed out, connection cut): answer 503, retry later.
+    #[error("store unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// Anything else: a bug or an unexpected state.
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+/// A user as stored (without the password hash).
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Server-chosen id.
+    pub id: Uuid,
+    /// Username as chosen.
+    pub username: String,
+    /// Optional email.
+    pub email: Option<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// A disabled user cannot log in or refresh.
+    pub disabled: bool,
+    /// New tokens for this user carry `iat ≥` this (seconds).
+    pub tokens_not_before: i64,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// A user to create.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Username.
+    pub username: Username,
+    /// Email.
+    pub email: Option<Email>,
+    /// PHC Argon2id hash.
+    pub password_hash: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+}
+
+/// Why a user was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another user has this username (compared case-insensitively).
+    #[error("username taken")]
+    UsernameTaken,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Keyset-pagination position: the last user of the previous page.
+pub type UserCursor = (OffsetDateTime, Uuid);
+
+/// Users and their credentials.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Reachability, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Creates a user.
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError>;
+    /// Creates the bootstrap admin only into an empty user table, and only once ever.
+    async fn create_bootstrap_admin(&self, user: NewUser) -> Result<Option<User>, CreateUserError>;
+    /// A user and password hash by username (case-insensitive).
+    async fn find_by_username(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+    /// A user by id.
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    /// The password hash of a user.
+    async fn password_hash(&self, id: Uuid) -> Result<Option<String>, StoreError>;
+    /// Raises `tokens_not_before` past `now` (log out everywhere); returns the new value.
+    async fn bump_tokens_not_before(&self, id: Uuid, now: i64) -> Result<Option<i64>, StoreError>;
+    /// Sets a new password and raises `tokens_not_before`; returns the new value.
+    async fn set_password(&self, id: Uuid, hash: &str, now: i64)
+    -> Result<Option<i64>, StoreError>;
+    /// Replaces a hash with one at current parameters, unless the password changed meanwhile.
+    async fn upgrade_hash(&self, id: Uuid, old: &str, new: &str) -> Result<(), StoreError>;
+    /// Sets roles and raises `tokens_not_before`.
+    async fn set_roles(
+        &self,
+        id: Uuid,
+        roles: &[Role],
+        now: i64,
+    ) -> Result<Option<User>, StoreError>;
+    /// Disables (raising `tokens_not_before`) or enables a user.
+    async fn set_disabled(
+        &self,
+        id: Uuid,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<User>, StoreError>;
+    /// Deletes a user; true if it existed.
+    async fn delete(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// A page of users ordered by creation, after `cursor`.
+    async fn list(&self, cursor: Option<UserCursor>, limit: i64) -> Result<Vec<User>, StoreError>;
+}
+
+/// A stored signing key.
+#[derive(Debug)]
+pub struct StoredKey {
+    /// Key id.
+    pub kid: String,
+    /// Storage format of `private`.
+    pub format_version: i32,
+    /// Private key in that format.
+    pub private: SecretSlice<u8>,
+    /// `current` or `retired`.
+    pub state: String,
+}
+
+/// Signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// True when a current signing key exists.
+    async fn has_current(&self) -> Result<bool, StoreError>;
+    /// Inserts `key` as current unless one exists, under a lock so that replicas starting
+    /// together end up with one key. True if inserted.
+    async fn insert_if_no_current(&self, key: NewKey) -> Result<bool, StoreError>;
+    /// Every published key, newest first.
+    async fn load(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Makes `key` current; the previous current key is retired but stays published.
+    async fn rotate(&self, key: NewKey) -> Result<(), StoreError>;
+}
+
+/// A session being opened at login.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Session id (`sid`).
+    pub sid: String,
+    /// User id.
+    pub sub: String,
+    /// The first refresh token's `jti`.
+    pub refresh_jti: String,
+    /// Login time.
+    pub auth_time: i64,
+    /// Absolute end of the session.
+    pub abs_exp: i64,
+    /// Expiry of the first refresh token.
+    pub refresh_exp: i64,
+    /// Client the session belongs to.
+    pub client_id: String,
+    /// Scope granted at login; refreshes never widen it.
+    pub scope: String,
+    /// `User-Agent` at login (truncated), shown in session lists.
+    pub user_agent: String,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live: it is now spent and `new_jti` is live.
+    Rotated {
+        /// Session id.
+        sid: String,
+        /// Expiry of the new refresh token.
+        refresh_exp: i64,
+        /// Absolute end of the session.
+        abs_exp: i64,
+    },
+    /// A spent token within the grace window: refused, session kept.
+    Grace,
+    /// A spent token outside the grace window: the session is revoked.
+    Reused {
+        /// The revoked session.
+        sid: String,
+    },
+    /// Unknown, expired, or its session has ended.
+    Invalid,
+}
+
+/// A session as listed to its owner.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Session id.
+    pub sid: String,
+    /// Login time.
+    pub created_at: i64,
+    /// Last refresh (or login).
+    pub last_used_at: i64,
+    /// When the session ends regardless of activity.
+    pub expires_at: i64,
+    /// Client.
+    pub client_id: String,
+    /// `User-Agent` at login.
+    pub user_agent: String,
+}
+
+/// Sessions and their refresh tokens. Operations that end sessions also record the matching
+/// revocation in the same atomic step.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Reachability, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Opens a session with its first refresh token.
+    async fn create(&self, session: &NewSession, now: i64) -> Result<(), StoreError>;
+    /// Spends `old_jti` and makes `new_jti` live, atomically: of concurrent calls with one token
+    /// exactly one rotates. A spent token outside `grace` revokes the session (`sid` revocation
+    /// until `revoke_until`).
+    async fn rotate(
+        &self,
+        old_jti: &str,
+        new_jti: &str,
+        now: i64,
+        grace: i64,
+        idle_ttl: i64,
+        revoke_until: i64,
+    ) -> Result<Rotation, StoreError>;
+    /// The user's live sessions.
+    async fn list(&self, sub: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError>;
+    /// Ends one of the user's sessions and revokes its tokens (`sid` until `revoke_until`);
+    /// false if the user has no such session.
+    async fn end(
+        &self,
+        sub: &str,
+        sid: &str,
+        now: i64,
+        revoke_until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends every session of the user and revokes every token issued before `iat_before`.
+    async fn end_all(
+        &self,
+        sub: &str,
+        now: i64,
+        iat_before: i64,
+        revoke_until: i64,
+    ) -> Result<u64, StoreError>;
+}
+
+/// The revocation list.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records a revocation (kept until its `exp` plus the leeway).
+    async fn revoke(&self, event: &RevocationEvent, now: i64) -> Result<(), StoreError>;
+    /// True when any live entry covers this token.
+    async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError>;
+}

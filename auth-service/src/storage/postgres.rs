@@ -1,0 +1,650 @@
+//! PostgreSQL backend: users and signing keys, through a deadpool connection pool. Migrations are
+//! embedded and applied at start under an advisory lock (replicas may start together).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use super::{
+    CreateUserError, KeyStore, NewUser, StoreError, StoredKey, User, UserCursor, UserStore,
+};
+use crate::crypto::keys::NewKey;
+use crate::domain::Role;
+
+/// Advisory-lock ids (`'auth'` in the high bytes, then a purpose).
+const LOCK_MIGRATIONS: i64 = 0x6175_7468_0000_0001;
+const LOCK_KEYS: i64 = 0x6175_7468_0000_0002;
+const LOCK_BOOTSTRAP: i64 = 0x6175_7468_0000_0003;
+
+/// Embedded migrations: (version, name, SQL). Append only.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+const USER_COLUMNS: &str =
+    "id, username, email, roles, disabled, tokens_not_before, created_at, updated_at";
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+fn classify_pg(e: tokio_postgres::Error) -> StoreError {
+    let unavailable = match e.code() {
+        None => true, // I/O, closed connection, timeout: not an answer from the server
+        Some(code) => matches!(
+            code,
+            &SqlState::ADMIN_SHUTDOWN
+                | &SqlState::CRASH_SHUTDOWN
+                | &SqlState::CANNOT_CONNECT_NOW
+                | &SqlState::TOO_MANY_CONNECTIONS
+                | &SqlState::CONNECTION_FAILURE
+                | &SqlState::CONNECTION_EXCEPTION
+                | &SqlState::READ_ONLY_SQL_TRANSACTION
+        ),
+    };
+    if unavailable {
+        StoreError::Unavailable(e.into())
+    } else {
+        StoreError::Other(e.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        classify_pg(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => classify_pg(e),
+            other => StoreError::Unavailable(anyhow::anyhow!("postgres pool: {other}")),
+        }
+    }
+}
+
+fn user_from_row(row: &Row) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        roles: row.try_get("roles")?,
+        disabled: row.try_get("disabled")?,
+        tokens_not_before: row.try_get("tokens_not_before")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn role_names(roles: &[Role]) -> Vec<&str> {
+    roles.iter().map(Role::as_str).collect()
+}
+
+impl PgStore {
+    /// Builds the pool (connections open lazily) from a `postgres://` URL. `sslmode` follows
+    /// libpq: `disable`; `allow`/`prefer` (default)/`require` encrypt without authenticating the
+    /// server; `verify-ca`/`verify-full` verify it against the system roots or `sslrootcert`.
+    pub fn new(url: &SecretString, pool_size: usize, timeout: Duration) -> anyhow::Result<Self> {
+        let (url, tls) = tls::from_url(url.expose_secret())?;
+        let mut cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("AUTH_DATABASE_URL: {e}"))?;
+        cfg.connect_timeout(timeout);
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("auth-service");
+        }
+        let mgr = Manager::from_config(
+            cfg,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()?;
+        Ok(PgStore { pool, timeout })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs `f` with a deadline, so a stalled connection becomes a 503, not a hung request.
+    async fn timed<T>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(anyhow::anyhow!(
+                    "postgres timed out"
+                )))
+            })
+    }
+
+    /// Applies the embedded migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATIONS])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+        if let Some(v) = applied.iter().find(|v| **v > known) {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "the database has migration {v}, newer than this binary knows ({known}): refusing to run an old version"
+            )));
+        }
+        for (version, name, sql) in MIGRATIONS {
+            if !applied.contains(version) {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await?;
+                tracing::info!(version, name, "applied migration");
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_user(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<User>, StoreError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let row = client.query_opt(sql, params).await?;
+            row.as_ref().map(user_from_row).transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.timed(async {
+            self.client().await?.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError> {
+        let sql = format!(
+            "INSERT INTO users (id, username, email, password_hash, roles) VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        );
+        match self
+            .timed(async {
+                let client = self.client().await?;
+                let row = client
+                    .query_one(
+                        &sql,
+                        &[
+                            &Uuid::new_v4(),
+                            &user.username.as_str(),
+                            &user.email.as_ref().map(|e| e.as_str()),
+                            &user.password_hash,
+                            &role_names(&user.roles),
+                        ],
+                    )
+                    .await;
+                match row {
+                    Ok(row) => Ok(Ok(user_from_row(&row)?)),
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        Ok(Err(CreateUserError::UsernameTaken))
+                    }
+                    Err(e) => Err(StoreError::from(e)),
+                }
+            })
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_bootstrap_admin(&self, user: NewUser) -> Result<Option<User>, CreateUserError> {
+        let mut client = self.client().await.map_err(CreateUserError::Store)?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_BOOTSTRAP])
+            .await
+            .map_err(StoreError::from)?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM service_state WHERE key = 'bootstrap_admin_created'",
+                &[],
+            )
+            .await
+            .map_err(StoreError::from)?
+            .is_some();
+        let empty = tx
+            .query_opt("SELECT 1 FROM users LIMIT 1", &[])
+            .await
+            .map_err(StoreError::from)?
+            .is_none();
+        if done || !empty {
+            return Ok(None);
+        }
+        let sql = format!(
+            "INSERT INTO users (id, username, email, password_hash, roles) VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        );
+        let row = tx
+            .query_one(
+                &sql,
+                &[
+                    &Uuid::new_v4(),
+                    &user.username.as_str(),
+                    &user.email.as_ref().map(|e| e.as_str()),
+                    &user.password_hash,
+                    &role_names(&user.roles),
+                ],
+            )
+            .await
+            .map_err(StoreError::from)?;
+        tx.execute(
+            "INSERT INTO service_state (key, value) VALUES ('bootstrap_admin_created', $1)",
+            &[&user.username.as_str()],
+        )
+        .await
+        .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(user_from_row(&row)?))
+    }
+
+    async fn find_by_username(&self, username: &str) -> Result<Option<(User, String)>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)"
+        );
+        self.timed(async {
+            let row = self.client().await?.query_opt(&sql, &[&username]).await?;
+            match row {
+                Some(r) => Ok(Some((user_from_row(&r)?, r.try_get("password_hash")?))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        self.update_user(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+            &[&id],
+        )
+        .await
+    }
+
+    async fn password_hash(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT password_hash FROM users WHERE id = $1", &[&id])
+                .await?;
+            Ok(row.map(|r| r.try_get(0)).transpose()?)
+        })
+        .await
+    }
+
+    async fn bump_tokens_not_before(&self, id: Uuid, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .update_user(
+                &format!(
+                    "UPDATE users SET tokens_not_before = GREATEST($2 + 1, tokens_not_before + 1), updated_at = now()
+                     WHERE id = $1 RETURNING {USER_COLUMNS}"
+                ),
+                &[&id, &now],
+            )
+            .await?
+            .map(|u| u.tokens_not_before))
+    }
+
+    async fn set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .update_user(
+                &format!(
+                    "UPDATE users SET password_hash = $2, tokens_not_before = GREATEST($3 + 1, tokens_not_before + 1),
+                     updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+                ),
+                &[&id, &hash, &now],
+            )
+            .await?
+            .map(|u| u.tokens_not_before))
+    }
+
+    async fn upgrade_hash(&self, id: Uuid, old: &str, new: &str) -> Result<(), StoreError> {
+        self.timed(async {
+            self.client()
+                .await?
+                .execute(
+                    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+                    &[&id, &old, &new],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_roles(
+        &self,
+        id: Uuid,
+        roles: &[Role],
+        now: i64,
+    ) -> Result<Option<User>, StoreError> {
+        self.update_user(
+            &format!(
+                "UPDATE users SET roles = $2, tokens_not_before = GREATEST($3 + 1, tokens_not_before + 1),
+                 updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ),
+            &[&id, &role_names(roles), &now],
+        )
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        id: Uuid,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Option<User>, StoreError> {
+        self.update_user(
+            &format!(
+                "UPDATE users SET disabled = $2,
+                 tokens_not_before = CASE WHEN $2 THEN GREATEST($3 + 1, tokens_not_before + 1) ELSE tokens_not_before END,
+                 updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ),
+            &[&id, &disabled, &now],
+        )
+        .await
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.timed(async {
+            Ok(self
+                .client()
+                .await?
+                .execute("DELETE FROM users WHERE id = $1", &[&id])
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    async fn list(&self, cursor: Option<UserCursor>, limit: i64) -> Result<Vec<User>, StoreError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let rows = match cursor {
+                None => {
+                    client
+                        .query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id LIMIT $1"), &[&limit])
+                        .await?
+                }
+                Some((at, id)) => {
+                    client
+                        .query(
+                            &format!(
+                                "SELECT {USER_COLUMNS} FROM users WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
+                            ),
+                            &[&at, &id, &limit],
+                        )
+                        .await?
+                }
+            };
+            rows.iter().map(user_from_row).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn has_current(&self) -> Result<bool, StoreError> {
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT 1 FROM signing_keys WHERE state = 'current' LIMIT 1",
+                    &[],
+                )
+                .await?;
+            Ok(row.is_some())
+        })
+        .await
+    }
+
+    async fn insert_if_no_current(&self, key: NewKey) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEYS])
+            .await?;
+        if tx
+            .query_opt(
+                "SELECT 1 FROM signing_keys WHERE state = 'current' LIMIT 1",
+                &[],
+            )
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        insert_key(&tx, &key, "current").await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn load(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.timed(async {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT kid, format_version, private_key, state FROM signing_keys
+                     WHERE state IN ('current', 'retired') ORDER BY created_at DESC, kid",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredKey {
+                        kid: r.try_get("kid")?,
+                        format_version: r.try_get("format_version")?,
+                        private: r.try_get::<_, Vec<u8>>("private_key")?.into(),
+                        state: r.try_get("state")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn rotate(&self, key: NewKey) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEYS])
+            .await?;
+        tx.execute(
+            "UPDATE signing_keys SET state = 'retired', retired_at = now() WHERE state = 'current'",
+            &[],
+        )
+        .await?;
+        insert_key(&tx, &key, "current").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: &NewKey,
+    state: &str,
+) -> Result<(), StoreError> {
+    let jwk = serde_json::to_value(&key.public_jwk).map_err(|e| StoreError::Other(e.into()))?;
+    tx.execute(
+        "INSERT INTO signing_keys (kid, alg, format_version, private_key, public_jwk, state, activated_at)
+         VALUES ($1, 'RS256', $2, $3, $4, $5, now())",
+        &[&key.kid, &key.format_version, &key.private.expose_secret(), &jwk, &state],
+    )
+    .await?;
+    Ok(())
+}
+
+mod tls {
+    //! libpq's `sslmode` on top of rustls.
+
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tokio_postgres_rustls::MakeRustlsConnect;
+
+    /// Splits our `sslmode`/`sslrootcert` off the URL; returns the URL tokio-postgres understands
+    /// and the TLS connector that implements the mode.
+    pub fn from_url(url: &str) -> anyhow::Result<(String, MakeRustlsConnect)> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut mode = "prefer".to_owned();
+        let mut root: Option<String> = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = v.to_owned(),
+                Some(("sslrootcert", v)) => root = Some(v.to_owned()),
+                _ => kept.push(pair),
+            }
+        }
+        let (pg_mode, verify) = match mode.as_str() {
+            "disable" => ("disable", false),
+            "allow" | "prefer" => ("prefer", false),
+            "require" => ("require", false),
+            "verify-ca" | "verify-full" => ("require", true),
+            other => anyhow::bail!("AUTH_DATABASE_URL: unknown sslmode {other:?}"),
+        };
+        kept.push(match pg_mode {
+            "disable" => "sslmode=disable",
+            "prefer" => "sslmode=prefer",
+            _ => "sslmode=require",
+        });
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?;
+        let config = if verify {
+            let mut roots = rustls::RootCertStore::empty();
+            match root {
+                Some(path) => {
+                    for cert in CertificateDer::pem_file_iter(&path)
+                        .map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?
+                    {
+                        roots.add(cert.map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?)?;
+                    }
+                }
+                None => {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth()
+        };
+        Ok((
+            format!("{base}?{}", kept.join("&")),
+            MakeRustlsConnect::new(config),
+        ))
+    }
+
+    /// libpq's `prefer`/`require`: the channel is encrypted and the handshake signature checked,
+    /// but the certificate is not authenticated. Use `verify-full` to authenticate the server.
+    #[derive(Debug)]
+    struct EncryptOnly(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for EncryptOnly {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! JSON logs, request ids, one access-log line per request, and a safety net that gives every
+//! error response a problem-details body (even the ones actix produces itself, such as 405).
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::error::problem;
+
+/// Installs the JSON subscriber (`RUST_LOG` filters; `default` otherwise). Idempotent.
+pub fn init_subscriber(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// A request id from upstream is kept if it is short and plain; otherwise we make one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(shared::headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn is_json(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/problem+json")
+        })
+}
+
+/// Middleware: request id span, access log, problem bodies for bare errors.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id);
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let start = Instant::now();
+    // Handlers and extractors turn their errors into responses; an `Err` here comes from actix
+    // itself and is answered by it.
+    let mut res = match next.call(req).instrument(span.clone()).await {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(e) => {
+            tracing::warn!(target: "access", parent: &span, method, path, peer, error = %e, "request failed");
+            return Err(e);
+        }
+    };
+    let status = res.status();
+    if (status.is_client_error() || status.is_server_error()) && !is_json(res.headers()) {
+        let (req, old) = res.into_parts();
+        let mut new = problem(status, status.canonical_reason().unwrap_or("error"), None);
+        for (k, v) in old.headers() {
+            if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+                new.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        res = ServiceResponse::new(req, new);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
+    }
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let _enter = span.enter();
+    if path == "/healthz" || path == "/readyz" {
+        tracing::debug!(target: "access", method, path, status = status.as_u16(), latency_ms, peer, "request");
+    } else {
+        tracing::info!(target: "access", method, path, status = status.as_u16(), latency_ms, peer, "request");
+    }
+    Ok(res)
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and integration tests against real PostgreSQL and Redis (each test
+# gets its own database and Redis key prefix), plus the interop check with PyJWT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(bash scripts/services.sh)"
+
+# The interop test verifies our tokens with a JWT library that is not ours (PyJWT).
+venv=target/interop-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+  echo "test: preparing $venv (PyJWT)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pyjwt[crypto]==2.10.1'
+fi
+export INTEROP_PYTHON="$PWD/$venv/bin/python"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo test --workspace --doc -q
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

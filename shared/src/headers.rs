@@ -1,0 +1,12 @@
+//! Header names the gateway sets for upstreams and both services use for tracing.
+
+/// The verified user id (the token's `sub`).
+pub const USER_ID: &str = "x-user-id";
+/// The verified roles, comma-separated.
+pub const USER_ROLES: &str = "x-user-roles";
+/// The verified scopes, comma-separated.
+pub const USER_SCOPES: &str = "x-user-scopes";
+/// The verified session id (the token's `sid`).
+pub const SESSION_ID: &str = "x-session-id";
+/// Request id, propagated from the gateway to upstreams and echoed in responses.
+pub const REQUEST_ID: &str = "x-request-id";

@@ -1,0 +1,153 @@
+//! Revocation events: the wire format of the feed and of the store's entries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::claims::AccessClaims;
+
+/// One revocation. An entry is kept until `exp` plus the verification leeway, then dropped:
+/// by then every token it could match has expired anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RevocationEvent {
+    /// One access token, by `jti`.
+    Jti {
+        /// The token's `jti`.
+        value: String,
+        /// The token's `exp`.
+        exp: i64,
+    },
+    /// Every token of a session (logout, refresh reuse, session deleted).
+    Sid {
+        /// The session id.
+        value: String,
+        /// When the last token of the session expires.
+        exp: i64,
+    },
+    /// Every token of a user issued before `iat_before` (password or role change, disable,
+    /// delete, log out everywhere). Tokens issued afterwards never carry an earlier `iat`.
+    Sub {
+        /// The user id.
+        value: String,
+        /// Tokens with `iat < iat_before` are revoked.
+        iat_before: i64,
+        /// When the last token it covers expires.
+        exp: i64,
+    },
+}
+
+impl RevocationEvent {
+    /// When the entry stops mattering (before the leeway is added).
+    pub fn exp(&self) -> i64 {
+        match self {
+            RevocationEvent::Jti { exp, .. }
+            | RevocationEvent::Sid { exp, .. }
+            | RevocationEvent::Sub { exp, .. } => *exp,
+        }
+    }
+
+    /// True when this event revokes the token with these claims.
+    pub fn applies_to(&self, claims: &AccessClaims) -> bool {
+        match self {
+            RevocationEvent::Jti { value, .. } => *value == claims.jti,
+            RevocationEvent::Sid { value, .. } => *value == claims.sid,
+            RevocationEvent::Sub {
+                value, iat_before, ..
+            } => *value == claims.sub && claims.iat < *iat_before,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::Audience;
+
+    fn claims(iat: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            sub: "u1".into(),
+            aud: Audience::One("api".into()),
+            client_id: "app".into(),
+            exp: iat + 900,
+            iat,
+            nbf: iat,
+            jti: "j1".into(),
+            sid: "s1".into(),
+            roles: vec![],
+            scope: String::new(),
+        }
+    }
+
+    #[test]
+    fn wire_format_is_tagged_by_type() {
+        let e = RevocationEvent::Sub {
+            value: "u1".into(),
+            iat_before: 10,
+            exp: 20,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"sub","value":"u1","iat_before":10,"exp":20}"#
+        );
+        let j: RevocationEvent =
+            serde_json::from_str(r#"{"type":"jti","value":"j1","exp":5}"#).unwrap();
+        assert_eq!(
+            j,
+            RevocationEvent::Jti {
+                value: "j1".into(),
+                exp: 5
+            }
+        );
+    }
+
+    #[test]
+    fn events_match_the_tokens_they_cover() {
+        let c = claims(100);
+        assert!(
+            RevocationEvent::Jti {
+                value: "j1".into(),
+                exp: 0
+            }
+            .applies_to(&c)
+        );
+        assert!(
+            !RevocationEvent::Jti {
+                value: "j2".into(),
+                exp: 0
+            }
+            .applies_to(&c)
+        );
+        assert!(
+            RevocationEvent::Sid {
+                value: "s1".into(),
+                exp: 0
+            }
+            .applies_to(&c)
+        );
+        assert!(
+            RevocationEvent::Sub {
+                value: "u1".into(),
+                iat_before: 101,
+                exp: 0
+            }
+            .applies_to(&c)
+        );
+        // A token issued at iat_before or later is not covered.
+        assert!(
+            !RevocationEvent::Sub {
+                value: "u1".into(),
+                iat_before: 100,
+                exp: 0
+            }
+            .applies_to(&c)
+        );
+        assert!(
+            !RevocationEvent::Sub {
+                value: "u2".into(),
+                iat_before: 101,
+                exp: 0
+            }
+            .applies_to(&c)
+        );
+    }
+}
