@@ -214,9 +214,9 @@ impl Settings {
             return err("AUTH_REDIS_URL must be a redis:// or rediss:// URL");
         }
 
-        let access_ttl = src.seconds("AUTH_ACCESS_TOKEN_TTL", 900, 10)?;
-        let refresh_ttl = src.seconds("AUTH_REFRESH_TOKEN_TTL", 7 * 86_400, 10)?;
-        let session_max_ttl = src.seconds("AUTH_SESSION_MAX_TTL", 30 * 86_400, 10)?;
+        let access_ttl = src.seconds("AUTH_ACCESS_TOKEN_TTL", 900, 1)?;
+        let refresh_ttl = src.seconds("AUTH_REFRESH_TOKEN_TTL", 7 * 86_400, 1)?;
+        let session_max_ttl = src.seconds("AUTH_SESSION_MAX_TTL", 30 * 86_400, 1)?;
         if session_max_ttl < refresh_ttl {
             return err("AUTH_SESSION_MAX_TTL must not be shorter than AUTH_REFRESH_TOKEN_TTL");
         }

@@ -68,6 +68,11 @@ impl Application {
         self.port
     }
 
+    /// The shared state (tests inspect it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
     /// A handle to stop the server (graceful by default).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()

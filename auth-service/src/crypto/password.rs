@@ -40,6 +40,7 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue_limit: usize,
+    verifications: AtomicUsize,
     /// Hash of a random password, verified against when a user does not exist, so unknown users
     /// cost the same time as known ones.
     dummy: String,
@@ -65,6 +66,7 @@ impl Hasher {
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             waiting: AtomicUsize::new(0),
             queue_limit: settings.queue_limit,
+            verifications: AtomicUsize::new(0),
             dummy,
         })
     }
@@ -72,6 +74,11 @@ impl Hasher {
     /// Requests waiting for a hashing slot right now.
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Password verifications performed (real and dummy alike).
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Hashes a password to a PHC string.
@@ -92,6 +99,7 @@ impl Hasher {
         let phc = stored.unwrap_or(&self.dummy).to_owned();
         let pw = password.clone();
         let current = self.params.clone();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let outcome = self
             .run(move || {
                 let Ok(hash) = PasswordHash::new(&phc) else {

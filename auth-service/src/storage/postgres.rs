@@ -42,8 +42,20 @@ impl std::fmt::Debug for PgStore {
 }
 
 fn classify_pg(e: tokio_postgres::Error) -> StoreError {
+    let io = || {
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            if s.is::<std::io::Error>() {
+                return true;
+            }
+            source = s.source();
+        }
+        false
+    };
     let unavailable = match e.code() {
-        None => true, // I/O, closed connection, timeout: not an answer from the server
+        // No answer from the server: closed connection or I/O failure. (Encoding errors also
+        // have no code, but they are bugs, not outages.)
+        None => e.is_closed() || io(),
         Some(code) => matches!(
             code,
             &SqlState::ADMIN_SHUTDOWN
@@ -324,7 +336,7 @@ impl UserStore for PgStore {
         Ok(self
             .update_user(
                 &format!(
-                    "UPDATE users SET tokens_not_before = GREATEST($2 + 1, tokens_not_before + 1), updated_at = now()
+                    "UPDATE users SET tokens_not_before = GREATEST($2::bigint + 1, tokens_not_before + 1), updated_at = now()
                      WHERE id = $1 RETURNING {USER_COLUMNS}"
                 ),
                 &[&id, &now],
@@ -342,7 +354,7 @@ impl UserStore for PgStore {
         Ok(self
             .update_user(
                 &format!(
-                    "UPDATE users SET password_hash = $2, tokens_not_before = GREATEST($3 + 1, tokens_not_before + 1),
+                    "UPDATE users SET password_hash = $2, tokens_not_before = GREATEST($3::bigint + 1, tokens_not_before + 1),
                      updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
                 ),
                 &[&id, &hash, &now],
@@ -373,7 +385,7 @@ impl UserStore for PgStore {
     ) -> Result<Option<User>, StoreError> {
         self.update_user(
             &format!(
-                "UPDATE users SET roles = $2, tokens_not_before = GREATEST($3 + 1, tokens_not_before + 1),
+                "UPDATE users SET roles = $2, tokens_not_before = GREATEST($3::bigint + 1, tokens_not_before + 1),
                  updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
             ),
             &[&id, &role_names(roles), &now],
@@ -390,7 +402,7 @@ impl UserStore for PgStore {
         self.update_user(
             &format!(
                 "UPDATE users SET disabled = $2,
-                 tokens_not_before = CASE WHEN $2 THEN GREATEST($3 + 1, tokens_not_before + 1) ELSE tokens_not_before END,
+                 tokens_not_before = CASE WHEN $2 THEN GREATEST($3::bigint + 1, tokens_not_before + 1) ELSE tokens_not_before END,
                  updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
             ),
             &[&id, &disabled, &now],

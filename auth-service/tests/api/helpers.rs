@@ -1,0 +1,358 @@
+//! Test harness: each `TestApp` is the real service on a random port with its own fresh
+//! PostgreSQL database and Redis key prefix; both are removed when the last app using them drops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use auth_service::configuration::Settings;
+use auth_service::startup::Application;
+use auth_service::state::AppState;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const ISSUER: &str = "http://auth.test";
+
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `postgres://…/postgres` → `postgres://…/{db}`.
+pub fn url_for_db(db: &str) -> String {
+    let admin = pg_admin_url();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{db}")
+}
+
+async fn pg_admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    tokio::spawn(conn);
+    client
+}
+
+/// A database and a Redis prefix that belong to one test; dropped with the last app using them.
+pub struct Resources {
+    pub db: String,
+    pub prefix: String,
+}
+
+impl Resources {
+    pub async fn create() -> Arc<Resources> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db = format!("auth_test_{id}");
+        pg_admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        Arc::new(Resources {
+            db,
+            prefix: format!("test:{id}:"),
+        })
+    }
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        let db = self.db.clone();
+        let prefix = self.prefix.clone();
+        // Drop runs inside the test's runtime; clean up on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Tokens as returned by login, refresh and password change.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub refresh_expires_in: i64,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// Configures a `TestApp`.
+#[derive(Default)]
+pub struct Builder {
+    env: Vec<(String, String)>,
+    resources: Option<Arc<Resources>>,
+}
+
+impl Builder {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a bootstrap admin `root` with the standard test password.
+    pub fn with_admin(self) -> Self {
+        self.env("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root")
+            .env("AUTH_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)
+    }
+
+    /// Uses these resources (a database and prefix made beforehand).
+    pub fn resources(mut self, resources: Arc<Resources>) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
+    /// Shares another app's database and Redis prefix (a replica, or a restart).
+    pub fn sharing(mut self, other: &TestApp) -> Self {
+        self.resources = Some(Arc::clone(&other.resources));
+        self
+    }
+
+    pub async fn settings(&self) -> (Settings, Arc<Resources>, HashMap<String, String>) {
+        let resources = match &self.resources {
+            Some(r) => Arc::clone(r),
+            None => Resources::create().await,
+        };
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("AUTH_DATABASE_URL".into(), url_for_db(&resources.db)),
+            ("AUTH_REDIS_URL".into(), redis_url()),
+            ("AUTH_REDIS_PREFIX".into(), resources.prefix.clone()),
+            ("AUTH_LISTEN".into(), "127.0.0.1:0".into()),
+            ("AUTH_ISSUER".into(), ISSUER.into()),
+            ("AUTH_WORKERS".into(), "2".into()),
+            ("AUTH_STARTUP_TIMEOUT".into(), "10".into()),
+            (
+                "AUTH_ROLE_SCOPES".into(),
+                r#"{"user":["profile","orders:read"],"admin":["users:write"]}"#.into(),
+            ),
+        ]);
+        for (k, v) in &self.env {
+            env.insert(k.clone(), v.clone());
+        }
+        let lookup = env.clone();
+        let settings = Settings::from_lookup(&|k| lookup.get(k).cloned()).expect("test settings");
+        (settings, resources, env)
+    }
+
+    pub async fn try_spawn(self) -> anyhow::Result<TestApp> {
+        if std::env::var("TEST_LOG").is_ok() {
+            auth_service::telemetry::init_subscriber("info");
+        }
+        let (settings, resources, env) = self.settings().await;
+        let app = Application::build(settings).await?;
+        let port = app.port();
+        let state = app.state();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Ok(TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            state,
+            handle,
+            resources,
+            env,
+        })
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        self.try_spawn().await.expect("the service starts")
+    }
+}
+
+/// The real service, running.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: web::Data<AppState>,
+    pub handle: ServerHandle,
+    pub resources: Arc<Resources>,
+    pub env: HashMap<String, String>,
+}
+
+impl TestApp {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub async fn spawn() -> TestApp {
+        Builder::default().spawn().await
+    }
+
+    pub async fn spawn_with_admin() -> TestApp {
+        Builder::default().with_admin().spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Stops this instance (graceful) and waits for it.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        let mut r = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Response {
+        let mut r = self.client.post(self.url(path)).form(form);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/users",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn login_response(&self, username: &str, password: &str) -> Response {
+        self.post_form(
+            "/v1/login",
+            &[("username", username), ("password", password)],
+            None,
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Tokens {
+        let res = self.login_response(username, password).await;
+        assert_eq!(res.status(), StatusCode::OK, "login of {username}");
+        res.json().await.unwrap()
+    }
+
+    /// Registers a fresh user and logs in.
+    pub async fn new_user(&self) -> (String, Tokens) {
+        let name = format!("user-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let res = self.register(&name, PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let tokens = self.login(&name, PASSWORD).await;
+        (name, tokens)
+    }
+
+    pub async fn admin_tokens(&self) -> Tokens {
+        self.login("root", PASSWORD).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+            None,
+        )
+        .await
+    }
+
+    pub async fn me(&self, access_token: &str) -> Response {
+        self.get("/v1/users/me", Some(access_token)).await
+    }
+
+    pub async fn me_status(&self, access_token: &str) -> StatusCode {
+        self.me(access_token).await.status()
+    }
+
+    pub async fn user_id(&self, access_token: &str) -> String {
+        let body: Value = self.me(access_token).await.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts an RFC 6749 error body and returns it.
+pub async fn assert_oauth_error(res: Response, status: StatusCode, error: &str) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string());
+    body
+}
+
+/// Asserts an RFC 9457 problem body and returns it.
+pub async fn assert_problem(res: Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The claims of a JWT, decoded without verification (to inspect what we issued).
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&shared::jws::b64_decode(payload).unwrap()).unwrap()
+}
+
+/// The JOSE header of a JWT.
+pub fn header(token: &str) -> Value {
+    let h = token.split('.').next().unwrap();
+    serde_json::from_slice(&shared::jws::b64_decode(h).unwrap()).unwrap()
+}

@@ -1,0 +1,196 @@
+//! Signing keys: one key across restarts and replicas, rotation by CLI, unknown-kid reload.
+
+use tokio::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, header};
+
+async fn kids(app: &TestApp) -> Vec<String> {
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn restarts_and_replicas_sign_with_the_same_key() {
+    let app = TestApp::spawn().await;
+    let (_, t) = app.new_user().await;
+    let kid = header(&t.access_token)["kid"].clone();
+    app.stop().await;
+    let again = TestApp::builder().sharing(&app).spawn().await;
+    assert_eq!(kids(&again).await, vec![kid.as_str().unwrap().to_owned()]);
+    assert_eq!(
+        again.me_status(&t.access_token).await,
+        StatusCode::OK,
+        "tokens survive a restart"
+    );
+    let replica = TestApp::builder().sharing(&app).spawn().await;
+    let (_, t2) = replica.new_user().await;
+    assert_eq!(header(&t2.access_token)["kid"], kid);
+    assert_eq!(
+        again.me_status(&t2.access_token).await,
+        StatusCode::OK,
+        "one replica's token works on another"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_make_one_key() {
+    let first = TestApp::builder().spawn().await;
+    // Wipe the key the first instance made, then start three at once on the empty table.
+    let (client, conn) = tokio_postgres::connect(
+        &crate::helpers::url_for_db(&first.resources.db),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    first.stop().await;
+    client
+        .batch_execute("DELETE FROM signing_keys")
+        .await
+        .unwrap();
+    let spawn = || TestApp::builder().sharing(&first).spawn();
+    let (a, b, c) = tokio::join!(spawn(), spawn(), spawn());
+    let ka = kids(&a).await;
+    assert_eq!(ka.len(), 1);
+    assert_eq!(kids(&b).await, ka);
+    assert_eq!(kids(&c).await, ka);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM signing_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let v: i32 = client
+        .query_one("SELECT format_version FROM signing_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 1);
+}
+
+/// Runs the CLI against the app's stores (async: the test runtime drives the app's connections).
+async fn cli(
+    env: &std::collections::HashMap<String, String>,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_published() {
+    let app = TestApp::builder()
+        .env("AUTH_KEY_RELOAD_INTERVAL", "1")
+        .spawn()
+        .await;
+    let (name, old) = app.new_user().await;
+    let old_kid = header(&old.access_token)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = cli(&app.env, &["keys", "rotate"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_ne!(new_kid, old_kid);
+    // The running service picks the new key up on its next reload.
+    let mut published = Vec::new();
+    for _ in 0..50 {
+        published = kids(&app).await;
+        if published.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        published.contains(&old_kid) && published.contains(&new_kid),
+        "{published:?}"
+    );
+    let fresh = app.login(&name, crate::helpers::PASSWORD).await;
+    assert_eq!(header(&fresh.access_token)["kid"], new_kid.as_str());
+    assert_eq!(
+        app.me_status(&old.access_token).await,
+        StatusCode::OK,
+        "tokens of the old key stay valid"
+    );
+    assert_eq!(
+        app.refresh(&old.refresh_token).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_token_from_a_key_this_replica_has_not_loaded_triggers_a_reload() {
+    let a = TestApp::builder()
+        .env("AUTH_KEY_RELOAD_INTERVAL", "3600")
+        .spawn()
+        .await;
+    let out = cli(&a.env, &["keys", "rotate"]).await;
+    assert!(out.status.success());
+    // A replica started after the rotation signs with the new key; `a` has not reloaded yet.
+    let b = TestApp::builder().sharing(&a).spawn().await;
+    let (_, t) = b.new_user().await;
+    assert_eq!(kids(&a).await.len(), 1);
+    assert_eq!(a.me_status(&t.access_token).await, StatusCode::OK);
+    assert_eq!(kids(&a).await.len(), 2);
+}
+
+#[tokio::test]
+async fn invalid_configuration_exits_with_a_one_line_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("AUTH_DATABASE_URL is not set"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .env_clear()
+        .env("AUTH_DATABASE_URL", "postgres://x@127.0.0.1/db")
+        .env("AUTH_REDIS_URL", "redis://127.0.0.1")
+        .env("AUTH_PRODUCTION", "true")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("AUTH_ISSUER"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn config_command_prints_settings_without_secrets() {
+    let (_, _resources, env) = TestApp::builder().with_admin().settings().await;
+    let out = cli(&env, &["config"]).await;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["bootstrap_admin"]["password"], "[redacted]");
+    assert!(!text.contains(crate::helpers::PASSWORD));
+    assert!(v["database_url"].as_str().unwrap().contains("[redacted]@"));
+}

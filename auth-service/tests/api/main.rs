@@ -1,0 +1,21 @@
+//! Integration tests: the real auth-service against real PostgreSQL and Redis.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod admin;
+mod bad_input;
+mod concurrency;
+mod discovery;
+mod helpers;
+mod interop;
+mod keys;
+mod login;
+mod outage;
+mod refresh;
+mod registration;
+mod revocation;
+mod sessions;

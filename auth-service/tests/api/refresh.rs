@@ -1,0 +1,347 @@
+//! `POST /v1/token` with `grant_type=refresh_token`: rotation, reuse, lifetimes, re-reading the user.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, Tokens, assert_oauth_error, claims};
+
+#[tokio::test]
+async fn refresh_rotates_and_the_new_pair_works() {
+    let app = TestApp::spawn().await;
+    let (_, first) = app.new_user().await;
+    let res = app.refresh(&first.refresh_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let second: Tokens = res.json().await.unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert_eq!(second.token_type, "Bearer");
+    assert_eq!(second.expires_in, 900);
+    assert_eq!(
+        claims(&second.access_token)["sid"],
+        claims(&first.access_token)["sid"],
+        "same session"
+    );
+    assert_eq!(app.me_status(&second.access_token).await, StatusCode::OK);
+    let third: Tokens = app
+        .refresh(&second.refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(app.me_status(&third.access_token).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
+    let app = TestApp::spawn().await;
+    let (name, first) = app.new_user().await;
+    let other_session = app.login(&name, PASSWORD).await;
+    let second: Tokens = app
+        .refresh(&first.refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The thief replays the old token.
+    assert_oauth_error(
+        app.refresh(&first.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // Every token of that session is dead: the legitimate client's new pair too.
+    assert_eq!(
+        app.me_status(&second.access_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.me_status(&first.access_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_oauth_error(
+        app.refresh(&second.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // Other sessions of the user are untouched.
+    assert_eq!(
+        app.me_status(&other_session.access_token).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.refresh(&other_session.refresh_token).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn within_the_grace_window_a_retry_is_refused_without_revoking() {
+    let app = TestApp::builder()
+        .env("AUTH_REFRESH_REUSE_GRACE", "30")
+        .spawn()
+        .await;
+    let (_, first) = app.new_user().await;
+    let second: Tokens = app
+        .refresh(&first.refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_oauth_error(
+        app.refresh(&first.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(
+        app.me_status(&second.access_token).await,
+        StatusCode::OK,
+        "session kept"
+    );
+    assert_eq!(
+        app.refresh(&second.refresh_token).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn refresh_rereads_roles_and_the_disabled_flag() {
+    let app = TestApp::spawn_with_admin().await;
+    let admin = app.admin_tokens().await;
+    let (_, user) = app.new_user().await;
+    let id = app.user_id(&user.access_token).await;
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url(&format!("/v1/admin/users/{id}")))
+            .bearer_auth(&admin.access_token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        patch(json!({"roles": ["user", "billing"]}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let refreshed: Tokens = app.refresh(&user.refresh_token).await.json().await.unwrap();
+    assert_eq!(
+        claims(&refreshed.access_token)["roles"],
+        json!(["billing", "user"])
+    );
+    assert_eq!(
+        app.me_status(&refreshed.access_token).await,
+        StatusCode::OK,
+        "issued after the change, so not revoked by it"
+    );
+
+    assert_eq!(
+        patch(json!({"disabled": true})).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_oauth_error(
+        app.refresh(&refreshed.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_with_the_refresh_token() {
+    let app = TestApp::builder()
+        .env("AUTH_REFRESH_TOKEN_TTL", "2")
+        .env("AUTH_LEEWAY", "0")
+        .spawn()
+        .await;
+    let (_, t) = app.new_user().await;
+    assert!(t.refresh_expires_in <= 2);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_oauth_error(
+        app.refresh(&t.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rotation_never_extends_the_absolute_session_limit() {
+    let app = TestApp::builder()
+        .env("AUTH_REFRESH_TOKEN_TTL", "3")
+        .env("AUTH_SESSION_MAX_TTL", "5")
+        .env("AUTH_ACCESS_TOKEN_TTL", "60")
+        .env("AUTH_LEEWAY", "0")
+        .spawn()
+        .await;
+    let (_, mut t) = app.new_user().await;
+    let login_exp = claims(&t.refresh_token)["iat"].as_i64().unwrap() + 5;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let res = app.refresh(&t.refresh_token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        t = res.json().await.unwrap();
+        let c = claims(&t.refresh_token);
+        assert!(
+            c["exp"].as_i64().unwrap() <= login_exp,
+            "refresh exp {} beyond session end {login_exp}",
+            c["exp"]
+        );
+        assert!(
+            claims(&t.access_token)["exp"].as_i64().unwrap() <= login_exp,
+            "access token outlives its session"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_oauth_error(
+        app.refresh(&t.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn refresh_can_narrow_scope_but_not_widen_it() {
+    let app = TestApp::spawn().await;
+    let name = "scoped";
+    app.register(name, PASSWORD).await;
+    let res = app
+        .post_form(
+            "/v1/login",
+            &[
+                ("username", name),
+                ("password", PASSWORD),
+                ("scope", "profile"),
+            ],
+            None,
+        )
+        .await;
+    let t: Tokens = res.json().await.unwrap();
+    assert_eq!(t.scope.as_deref(), Some("profile"));
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &t.refresh_token),
+                ("scope", "profile orders:read"),
+            ],
+            None,
+        )
+        .await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    // Refused before spending: the token still works.
+    let t2: Tokens = app.refresh(&t.refresh_token).await.json().await.unwrap();
+    assert_eq!(t2.scope.as_deref(), Some("profile"));
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_bound_to_its_client() {
+    let app = TestApp::builder()
+        .env("AUTH_CLIENT_IDS", "web,mobile")
+        .spawn()
+        .await;
+    app.register("bound", PASSWORD).await;
+    let res = app
+        .post_form(
+            "/v1/login",
+            &[
+                ("username", "bound"),
+                ("password", PASSWORD),
+                ("client_id", "web"),
+            ],
+            None,
+        )
+        .await;
+    let t: Tokens = res.json().await.unwrap();
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &t.refresh_token),
+                ("client_id", "mobile"),
+            ],
+            None,
+        )
+        .await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &t.refresh_token),
+                ("client_id", "web"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_follow_rfc6749() {
+    let app = TestApp::spawn().await;
+    let (_, t) = app.new_user().await;
+    let res = app
+        .post_form("/v1/token", &[("refresh_token", &t.refresh_token)], None)
+        .await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    for grant in ["password", "authorization_code", "client_credentials", ""] {
+        let res = app
+            .post_form(
+                "/v1/token",
+                &[("grant_type", grant), ("refresh_token", &t.refresh_token)],
+                None,
+            )
+            .await;
+        assert_oauth_error(res, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
+    }
+    let res = app
+        .post_form("/v1/token", &[("grant_type", "refresh_token")], None)
+        .await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // An access token is never a refresh token.
+    assert_oauth_error(
+        app.refresh(&t.access_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    for junk in [
+        "x",
+        "a.b.c",
+        &"A".repeat(10_000),
+        "eyJhbGciOiJub25lIn0.e30.",
+    ] {
+        assert_oauth_error(
+            app.refresh(junk).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        )
+        .await;
+    }
+    // None of that spent the real token.
+    assert_eq!(app.refresh(&t.refresh_token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_never_accepted_as_an_access_token() {
+    let app = TestApp::spawn().await;
+    let (_, t) = app.new_user().await;
+    let res = app.me(&t.refresh_token).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let www = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        www.starts_with("Bearer ") && www.contains("error=\"invalid_token\""),
+        "{www}"
+    );
+}
