@@ -15,6 +15,7 @@ mod interop;
 mod keys;
 mod login;
 mod outage;
+mod process;
 mod refresh;
 mod registration;
 mod revocation;
