@@ -192,14 +192,15 @@ impl PgStore {
         Ok(())
     }
 
-    async fn update_user(
+    async fn query_user(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<User>, StoreError> {
         self.timed(async {
             let client = self.client().await?;
-            let row = client.query_opt(sql, params).await?;
+            let stmt = client.prepare_cached(sql).await?;
+            let row = client.query_opt(&stmt, params).await?;
             row.as_ref().map(user_from_row).transpose()
         })
         .await
@@ -303,7 +304,9 @@ impl UserStore for PgStore {
             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)"
         );
         self.timed(async {
-            let row = self.client().await?.query_opt(&sql, &[&username]).await?;
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&sql).await?;
+            let row = client.query_opt(&stmt, &[&username]).await?;
             match row {
                 Some(r) => Ok(Some((user_from_row(&r)?, r.try_get("password_hash")?))),
                 None => Ok(None),
@@ -313,7 +316,7 @@ impl UserStore for PgStore {
     }
 
     async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        self.update_user(
+        self.query_user(
             &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
             &[&id],
         )
@@ -334,7 +337,7 @@ impl UserStore for PgStore {
 
     async fn bump_tokens_not_before(&self, id: Uuid, now: i64) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .update_user(
+            .query_user(
                 &format!(
                     "UPDATE users SET tokens_not_before = GREATEST($2::bigint + 1, tokens_not_before + 1), updated_at = now()
                      WHERE id = $1 RETURNING {USER_COLUMNS}"
@@ -352,7 +355,7 @@ impl UserStore for PgStore {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .update_user(
+            .query_user(
                 &format!(
                     "UPDATE users SET password_hash = $2, tokens_not_before = GREATEST($3::bigint + 1, tokens_not_before + 1),
                      updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
@@ -383,7 +386,7 @@ impl UserStore for PgStore {
         roles: &[Role],
         now: i64,
     ) -> Result<Option<User>, StoreError> {
-        self.update_user(
+        self.query_user(
             &format!(
                 "UPDATE users SET roles = $2, tokens_not_before = GREATEST($3::bigint + 1, tokens_not_before + 1),
                  updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
@@ -399,7 +402,7 @@ impl UserStore for PgStore {
         disabled: bool,
         now: i64,
     ) -> Result<Option<User>, StoreError> {
-        self.update_user(
+        self.query_user(
             &format!(
                 "UPDATE users SET disabled = $2,
                  tokens_not_before = CASE WHEN $2 THEN GREATEST($3::bigint + 1, tokens_not_before + 1) ELSE tokens_not_before END,

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Auth-service benchmark (not run in CI). Measures, in one run:
+#   - logins/s at the shipped Argon2id settings, as a ratio of the Argon2 limit
+#     (service cores ÷ one hash's time, timed here on the service's core);
+#   - refreshes/s, as a ratio of the RS256 signing limit
+#     (`openssl speed rsa2048` signs/s on the service's core × its cores ÷ 2 signatures per refresh);
+#   - /healthz p99 while logins saturate the service's CPU.
+# The service is pinned to SVC_CPUS; wrk, and private PostgreSQL and Redis instances, to LOAD_CPUS,
+# so the limits are computed for exactly the cores the service has. See BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SVC_CPUS="${SVC_CPUS:-0}"
+LOAD_CPUS="${LOAD_CPUS:-1}"
+DURATION="${DURATION:-20}"
+USERS="${BENCH_USERS:-64}"
+REFRESH_CLIENTS="${REFRESH_CLIENTS:-8}"
+
+for tool in wrk taskset openssl redis-server curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk redis-server openssl curl)"; exit 1; }
+done
+ncpu() { python3 -c "import sys; n=0
+for part in sys.argv[1].split(','):
+    a, _, b = part.partition('-'); n += (int(b) - int(a) + 1) if b else 1
+print(n)" "$1"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+to_ms() { python3 -c "import re,sys; m=re.match(r'([0-9.]+)(us|ms|s)', sys.argv[1]); v=float(m[1]); print(round(v/1000 if m[2]=='us' else v*1000 if m[2]=='s' else v, 3))" "$1"; }
+
+svc_n=$(ncpu "$SVC_CPUS")
+echo "bench: service on CPU(s) $SVC_CPUS ($svc_n core(s)); wrk, PostgreSQL and Redis on CPU(s) $LOAD_CPUS" >&2
+cargo build --release -q -p auth-service --bin auth-service --example hash_time
+
+work=$(mktemp -d /tmp/authbench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${pgbin:-}" ] && runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] && return; [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Private Redis on the load cores.
+redis_port=$(free_port)
+taskset -c "$LOAD_CPUS" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+  --maxmemory-policy noeviction --daemonize yes --pidfile "$work/redis.pid" --dir "$work" --logfile "$work/redis.log"
+
+# Private PostgreSQL on the load cores when we can make one (root + Debian's binaries);
+# otherwise the machine's server, unpinned (said in the output).
+pg_note="private, pinned"
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+if [ "$(id -u)" = 0 ] && [ -n "$pgbin" ] && command -v runuser >/dev/null; then
+  pg_port=$(free_port)
+  mkdir "$work/pg" && chown postgres "$work/pg"
+  runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+  runuser -u postgres -- taskset -c "$LOAD_CPUS" "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w \
+    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" start >/dev/null
+  db_url="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
+else
+  pgbin=""
+  eval "$(bash scripts/services.sh)"
+  db_url="$TEST_DATABASE_URL"
+  pg_note="the machine's, unpinned"
+fi
+
+# Limits, measured now on the service's cores.
+first_cpu=$(echo "$SVC_CPUS" | sed 's/[,-].*//')
+hash_ms=$(taskset -c "$first_cpu" ./target/release/examples/hash_time 40)
+signs=$(taskset -c "$first_cpu" openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}')
+argon_limit=$(python3 -c "print(round($svc_n * 1000 / $hash_ms, 1))")
+rsa_limit=$(python3 -c "print(round($signs * $svc_n / 2, 1))")
+
+port=$(free_port)
+base="http://127.0.0.1:$port"
+AUTH_DATABASE_URL="$db_url" AUTH_REDIS_URL="redis://127.0.0.1:$redis_port" AUTH_REDIS_PREFIX="bench:" \
+AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="$base" RUST_LOG=warn \
+  taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.2; done
+curl -sf "$base/readyz" >/dev/null || { cat "$work/auth.log"; exit 1; }
+
+echo "bench: registering $USERS users" >&2
+for i in $(seq 0 $((USERS - 1))); do
+  curl -sf -o /dev/null -X POST "$base/v1/users" -H 'content-type: application/json' \
+    -d "{\"username\":\"bench-$i\",\"password\":\"correct horse battery staple\"}"
+done
+
+svc_pid=${pids[0]}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$svc_pid/stat"; }
+hz=$(getconf CLK_TCK)
+
+echo "bench: logins for ${DURATION}s (with /healthz latency alongside)" >&2
+t0=$(cpu_ticks); s0=$(date +%s.%N)
+BENCH_USERS=$USERS taskset -c "$LOAD_CPUS" wrk -t2 -c16 -d"${DURATION}s" --latency -s scripts/bench/login.lua "$base" > "$work/login.txt" &
+login_pid=$!
+sleep 2
+taskset -c "$LOAD_CPUS" wrk -t1 -c1 -d"$((DURATION - 4))s" --latency -s scripts/bench/probe.lua "$base/healthz" > "$work/health.txt"
+wait $login_pid
+login_busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
+logins=$(awk '/^Requests\/sec/ {print $2}' "$work/login.txt")
+login_errors=$(awk '/Non-2xx/ {print $5}' "$work/login.txt"); login_errors=${login_errors:-0}
+health_p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/health.txt")")
+health_p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/health.txt")")
+
+echo "bench: refreshes for ${DURATION}s ($REFRESH_CLIENTS clients, closed rotation loops)" >&2
+: > "$work/tokens"
+for i in $(seq 0 $((REFRESH_CLIENTS - 1))); do
+  curl -sf -X POST "$base/v1/login" -d "username=bench-$i" --data-urlencode "password=correct horse battery staple" \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)["refresh_token"])' >> "$work/tokens"
+done
+t0=$(cpu_ticks); s0=$(date +%s.%N)
+BENCH_TOKENS="$work/tokens" taskset -c "$LOAD_CPUS" wrk -t"$REFRESH_CLIENTS" -c"$REFRESH_CLIENTS" -d"${DURATION}s" --latency \
+  -s scripts/bench/refresh.lua "$base" > "$work/refresh.txt"
+refresh_busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
+refreshes=$(awk '/^Requests\/sec/ {print $2}' "$work/refresh.txt")
+refresh_failures=$(awk '/^refresh failures/ {print $3}' "$work/refresh.txt")
+refresh_p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/refresh.txt")")
+
+pct() { python3 -c "print(round(100 * $1 / $2, 1))"; }
+cat <<OUT
+
+| Measure (service on $svc_n core(s); PostgreSQL $pg_note) | Result | Reference, same run | Ratio | Target |
+| --- | --- | --- | --- | --- |
+| Logins/s (Argon2id m=19456 KiB, t=2, p=1) | $logins ($login_errors errors; service CPU $login_busy% busy) | Argon2 limit $argon_limit/s (one hash: $hash_ms ms) | $(pct "$logins" "$argon_limit")% | ≥ 90% |
+| Refreshes/s (2 RS256 signatures each) | $refreshes ($refresh_failures failures, p99 $refresh_p99 ms; service CPU $refresh_busy% busy) | RS256 limit $rsa_limit/s (openssl: $signs signs/s/core) | $(pct "$refreshes" "$rsa_limit")% | ≥ 80% |
+| /healthz latency while logins saturate | p50 $health_p50 ms, p99 $health_p99 ms | — | — | p99 < 5 ms |
+OUT
