@@ -43,11 +43,19 @@ impl Application {
         let listener =
             TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let port = listener.local_addr()?.port();
-        let data = state.clone();
+        let base = state.clone();
         let server = HttpServer::new(move || {
+            // Runs on each worker's thread: its store connections will live there.
+            let data = match base.for_worker() {
+                Ok(s) => web::Data::new(s),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "per-worker stores unavailable; sharing the main ones");
+                    base.clone()
+                }
+            };
             App::new()
                 .wrap(from_fn(telemetry::request_context))
-                .app_data(data.clone())
+                .app_data(data)
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })

@@ -14,7 +14,7 @@ SVC_CPUS="${SVC_CPUS:-0}"
 LOAD_CPUS="${LOAD_CPUS:-1}"
 DURATION="${DURATION:-20}"
 USERS="${BENCH_USERS:-64}"
-REFRESH_CLIENTS="${REFRESH_CLIENTS:-8}"
+REFRESH_CLIENTS="${REFRESH_CLIENTS:-32}"
 
 for tool in wrk taskset openssl redis-server curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk redis-server openssl curl)"; exit 1; }
@@ -64,12 +64,14 @@ else
   pg_note="the machine's, unpinned"
 fi
 
-# Limits, measured now on the service's cores.
+# Limits, measured on the service's core right before and right after every load round, so a
+# machine that speeds up or slows down during the run does not skew the ratio.
 first_cpu=$(echo "$SVC_CPUS" | sed 's/[,-].*//')
-hash_ms=$(taskset -c "$first_cpu" ./target/release/examples/hash_time 40)
-signs=$(taskset -c "$first_cpu" openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}')
-argon_limit=$(python3 -c "print(round($svc_n * 1000 / $hash_ms, 1))")
-rsa_limit=$(python3 -c "print(round($signs * $svc_n / 2, 1))")
+argon_limit() { python3 -c "print($svc_n * 1000 / $(taskset -c "$first_cpu" ./target/release/examples/hash_time 30))"; }
+settle() { sleep 1; }  # let queued work drain before timing a reference
+rsa_signs() { taskset -c "$first_cpu" openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}'; }
+ROUNDS="${ROUNDS:-3}"
+round_s=$((DURATION / ROUNDS))
 
 port=$(free_port)
 base="http://127.0.0.1:$port"
@@ -90,39 +92,62 @@ svc_pid=${pids[0]}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$svc_pid/stat"; }
 hz=$(getconf CLK_TCK)
 
-echo "bench: logins for ${DURATION}s (with /healthz latency alongside)" >&2
-t0=$(cpu_ticks); s0=$(date +%s.%N)
-BENCH_USERS=$USERS taskset -c "$LOAD_CPUS" wrk -t2 -c16 -d"${DURATION}s" --latency -s scripts/bench/login.lua "$base" > "$work/login.txt" &
-login_pid=$!
-sleep 2
-taskset -c "$LOAD_CPUS" wrk -t1 -c1 -d"$((DURATION - 4))s" --latency -s scripts/bench/probe.lua "$base/healthz" > "$work/health.txt"
-wait $login_pid
-login_busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
-logins=$(awk '/^Requests\/sec/ {print $2}' "$work/login.txt")
-login_errors=$(awk '/Non-2xx/ {print $5}' "$work/login.txt"); login_errors=${login_errors:-0}
-health_p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/health.txt")")
-health_p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/health.txt")")
-
-echo "bench: refreshes for ${DURATION}s ($REFRESH_CLIENTS clients, closed rotation loops)" >&2
-: > "$work/tokens"
-for i in $(seq 0 $((REFRESH_CLIENTS - 1))); do
-  curl -sf -X POST "$base/v1/login" -d "username=bench-$i" --data-urlencode "password=correct horse battery staple" \
-    | python3 -c 'import sys, json; print(json.load(sys.stdin)["refresh_token"])' >> "$work/tokens"
+echo "bench: logins, $ROUNDS rounds of ${round_s}s (with /healthz latency alongside)" >&2
+login_rows=""
+for r in $(seq 1 "$ROUNDS"); do
+  before=$(argon_limit)
+  t0=$(cpu_ticks); s0=$(date +%s.%N)
+  BENCH_USERS=$USERS taskset -c "$LOAD_CPUS" wrk -t2 -c16 -d"${round_s}s" --latency -s scripts/bench/login.lua "$base" > "$work/login.txt" &
+  login_pid=$!
+  sleep 1
+  taskset -c "$LOAD_CPUS" wrk -t1 -c1 -d"$((round_s - 2))s" --latency -s scripts/bench/probe.lua "$base/healthz" > "$work/health.txt"
+  wait $login_pid
+  busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
+  settle
+  after=$(argon_limit)
+  rate=$(awk '/^Requests\/sec/ {print $2}' "$work/login.txt")
+  errors=$(awk '/Non-2xx/ {print $5}' "$work/login.txt")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/health.txt")")
+  p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/health.txt")")
+  login_rows+="$rate ${errors:-0} $before $after $busy $p50 $p99"$'\n'
 done
-t0=$(cpu_ticks); s0=$(date +%s.%N)
-BENCH_TOKENS="$work/tokens" taskset -c "$LOAD_CPUS" wrk -t"$REFRESH_CLIENTS" -c"$REFRESH_CLIENTS" -d"${DURATION}s" --latency \
-  -s scripts/bench/refresh.lua "$base" > "$work/refresh.txt"
-refresh_busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
-refreshes=$(awk '/^Requests\/sec/ {print $2}' "$work/refresh.txt")
-refresh_failures=$(awk '/^refresh failures/ {print $3}' "$work/refresh.txt")
-refresh_p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/refresh.txt")")
 
-pct() { python3 -c "print(round(100 * $1 / $2, 1))"; }
-cat <<OUT
+echo "bench: refreshes, $ROUNDS rounds of ${round_s}s ($REFRESH_CLIENTS clients, closed rotation loops)" >&2
+refresh_rows=""
+for r in $(seq 1 "$ROUNDS"); do
+  : > "$work/tokens"
+  for i in $(seq 0 $((REFRESH_CLIENTS - 1))); do
+    curl -sf -X POST "$base/v1/login" -d "username=bench-$i" --data-urlencode "password=correct horse battery staple" \
+      | python3 -c 'import sys, json; print(json.load(sys.stdin)["refresh_token"])' >> "$work/tokens"
+  done
+  before=$(rsa_signs)
+  t0=$(cpu_ticks); s0=$(date +%s.%N)
+  BENCH_TOKENS="$work/tokens" taskset -c "$LOAD_CPUS" wrk -t"$REFRESH_CLIENTS" -c"$REFRESH_CLIENTS" -d"${round_s}s" --latency \
+    -s scripts/bench/refresh.lua "$base" > "$work/refresh.txt"
+  busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
+  settle
+  after=$(rsa_signs)
+  rate=$(awk '/^Requests\/sec/ {print $2}' "$work/refresh.txt")
+  failures=$(awk '/^refresh failures/ {print $3}' "$work/refresh.txt")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/refresh.txt")")
+  refresh_rows+="$rate $failures $before $after $busy $p99"$'\n'
+done
 
-| Measure (service on $svc_n core(s); PostgreSQL $pg_note) | Result | Reference, same run | Ratio | Target |
-| --- | --- | --- | --- | --- |
-| Logins/s (Argon2id m=19456 KiB, t=2, p=1) | $logins ($login_errors errors; service CPU $login_busy% busy) | Argon2 limit $argon_limit/s (one hash: $hash_ms ms) | $(pct "$logins" "$argon_limit")% | ≥ 90% |
-| Refreshes/s (2 RS256 signatures each) | $refreshes ($refresh_failures failures, p99 $refresh_p99 ms; service CPU $refresh_busy% busy) | RS256 limit $rsa_limit/s (openssl: $signs signs/s/core) | $(pct "$refreshes" "$rsa_limit")% | ≥ 80% |
-| /healthz latency while logins saturate | p50 $health_p50 ms, p99 $health_p99 ms | — | — | p99 < 5 ms |
-OUT
+LOGIN_ROWS="$login_rows" REFRESH_ROWS="$refresh_rows" SVC_N="$svc_n" PG_NOTE="$pg_note" python3 - <<'PY'
+import os, statistics as st
+n = int(os.environ["SVC_N"])
+logins = [list(map(float, l.split())) for l in os.environ["LOGIN_ROWS"].strip().splitlines()]
+refreshes = [list(map(float, l.split())) for l in os.environ["REFRESH_ROWS"].strip().splitlines()]
+lr = [100 * r[0] / ((r[2] + r[3]) / 2) for r in logins]
+rr = [100 * r[0] / (n * (r[2] + r[3]) / 4) for r in refreshes]
+fmt = lambda xs: f"{st.median(xs):.1f}% (rounds: {', '.join(f'{x:.1f}' for x in xs)})"
+lim = lambda rows, f: f"{min(f(r) for r in rows):.0f}–{max(f(r) for r in rows):.0f}/s"
+print()
+print(f"| Measure (service on {n} core(s); PostgreSQL {os.environ['PG_NOTE']}) | Result (median of rounds) | Reference, measured around each round | Ratio | Target |")
+print("| --- | --- | --- | --- | --- |")
+print(f"| Logins/s (Argon2id m=19456 KiB, t=2, p=1) | {st.median(r[0] for r in logins):.1f} ({int(sum(r[1] for r in logins))} errors; service CPU {st.median(r[4] for r in logins):.0f}% busy) "
+      f"| Argon2 limit = cores ÷ one hash's time: {lim(logins, lambda r: (r[2]+r[3])/2)} | {fmt(lr)} | ≥ 90% |")
+print(f"| Refreshes/s (2 RS256 signatures each) | {st.median(r[0] for r in refreshes):.1f} ({int(sum(r[1] for r in refreshes))} failures; p99 {st.median(r[5] for r in refreshes):.2f} ms; service CPU {st.median(r[4] for r in refreshes):.0f}% busy) "
+      f"| RS256 limit = openssl signs/s × cores ÷ 2: {lim(refreshes, lambda r: n*(r[2]+r[3])/4)} | {fmt(rr)} | ≥ 80% |")
+print(f"| /healthz latency while logins saturate | p50 {st.median(r[5] for r in logins):.3f} ms, p99 {st.median(r[6] for r in logins):.2f} ms (worst round {max(r[6] for r in logins):.2f} ms) | — | — | p99 < 5 ms |")
+PY

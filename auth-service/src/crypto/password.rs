@@ -1,28 +1,31 @@
-//! Argon2id password hashing, off the async workers, with bounded concurrency and queue.
+//! Argon2id password hashing on a dedicated pool of threads, with a bounded queue.
 //!
-//! Hashing is CPU- and memory-heavy (19 MiB per hash by default). A semaphore caps how many run at
-//! once, each with a block buffer from a pool of the same size, so memory is allocated once and
-//! stays flat under a login flood (allocating 19 MiB per hash costs page faults: ~15% of a login's
-//! CPU in the benchmark). A waiting-room bound turns overload into a quick 503 instead of an
-//! unbounded queue. Hashes are standard PHC strings: any Argon2 library can verify them.
+//! Hashing is CPU- and memory-heavy (19 MiB and ~13 ms per hash by default), so it never runs on
+//! the request workers. It runs on `concurrency` threads of its own, each owning one block buffer
+//! (allocated once: a fresh 19 MiB per hash cost ~15% of a login's CPU in page faults), so memory
+//! stays flat under a login flood. The threads run at a lower scheduling priority (nice 9): a
+//! worker that wakes for a cheap request (a refresh, `/healthz`) pre-empts a hash instead of
+//! waiting out its time slice. A full queue turns overload into a quick 503, not an unbounded wait.
+//! Hashes are standard PHC strings: any Argon2 library can verify them.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::configuration::HashSettings;
 
 /// Why hashing did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    /// Too many requests are already waiting for a hashing slot.
+    /// The queue of requests waiting for a hashing thread is full.
     #[error("password hashing is saturated")]
     Busy,
-    /// Hashing itself failed (a bug, or the blocking pool shut down).
+    /// Hashing itself failed (a bug, or the pool is gone).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -36,22 +39,56 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
 /// Hashes and verifies passwords.
 #[derive(Debug)]
 pub struct Hasher {
     params: Params,
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    queue_limit: usize,
+    jobs: SyncSender<Job>,
+    queued: Arc<AtomicUsize>,
     verifications: AtomicUsize,
-    buffers: Arc<BufferPool>,
     /// Hash of a random password, verified against when a user does not exist, so unknown users
     /// cost the same time as known ones.
     dummy: String,
 }
 
+/// Lowered priority of the hashing threads (`Crossplatform(23)` is nice 9 on Linux).
+const HASH_THREAD_PRIORITY: u8 = 23;
+
+fn hashing_thread(jobs: Arc<Mutex<Receiver<Job>>>, queued: Arc<AtomicUsize>) {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    let lowered = ThreadPriorityValue::try_from(HASH_THREAD_PRIORITY)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                ThreadPriority::Crossplatform(p),
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+            )
+            .map_err(|e| format!("{e:?}"))
+        });
+    if let Err(e) = lowered {
+        tracing::warn!(error = %e, "could not lower the priority of a hashing thread");
+    }
+    let mut blocks: Vec<Block> = Vec::new();
+    loop {
+        let job = {
+            let rx = jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            rx.recv()
+        };
+        let Ok(job) = job else { return };
+        queued.fetch_sub(1, Ordering::Relaxed);
+        job(&mut blocks);
+    }
+}
+
 impl Hasher {
-    /// Builds the hasher and computes its dummy hash.
+    /// Starts the hashing threads and computes the dummy hash.
     pub async fn new(settings: &HashSettings) -> anyhow::Result<Self> {
         let params = Params::new(
             settings.memory_kib,
@@ -60,27 +97,31 @@ impl Hasher {
             None,
         )
         .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
-        let p = params.clone();
-        let buffers = Arc::new(BufferPool::default());
-        let b = Arc::clone(&buffers);
-        let dummy = tokio::task::spawn_blocking(move || {
-            hash_with(&p, &SecretString::from(crate::crypto::random_id()), &b)
-        })
-        .await??;
-        Ok(Hasher {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(settings.queue_limit);
+        let rx = Arc::new(Mutex::new(rx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        for i in 0..settings.concurrency {
+            let (rx, queued) = (Arc::clone(&rx), Arc::clone(&queued));
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || hashing_thread(rx, queued))?;
+        }
+        let mut hasher = Hasher {
             params,
-            permits: Arc::new(Semaphore::new(settings.concurrency)),
-            waiting: AtomicUsize::new(0),
-            queue_limit: settings.queue_limit,
+            jobs: tx,
+            queued,
             verifications: AtomicUsize::new(0),
-            buffers,
-            dummy,
-        })
+            dummy: String::new(),
+        };
+        hasher.dummy = hasher
+            .hash(&SecretString::from(crate::crypto::random_id()))
+            .await?;
+        Ok(hasher)
     }
 
-    /// Requests waiting for a hashing slot right now.
+    /// Requests waiting for a hashing thread right now.
     pub fn queue_depth(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Password verifications performed (real and dummy alike).
@@ -92,8 +133,8 @@ impl Hasher {
     pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
         let params = self.params.clone();
         let pw = password.clone();
-        let buffers = Arc::clone(&self.buffers);
-        self.run(move || hash_with(&params, &pw, &buffers)).await
+        self.run(move |blocks| hash_with(&params, &pw, blocks))
+            .await
     }
 
     /// Verifies `password` against `stored` (a PHC string), or against the dummy hash when there
@@ -108,17 +149,15 @@ impl Hasher {
         let pw = password.clone();
         let current = self.params.clone();
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let buffers = Arc::clone(&self.buffers);
         let outcome = self
-            .run(move || {
+            .run(move |blocks| {
                 let Ok(hash) = PasswordHash::new(&phc) else {
                     return Ok(Verified {
                         ok: false,
                         needs_rehash: false,
                     });
                 };
-                let ok =
-                    verify_with(pw.expose_secret().as_bytes(), &hash, &buffers).unwrap_or(false);
+                let ok = verify_with(pw.expose_secret().as_bytes(), &hash, blocks).unwrap_or(false);
                 let same_params = hash.algorithm.as_str() == "argon2id"
                     && Params::try_from(&hash).is_ok_and(|p| {
                         p.m_cost() == current.m_cost()
@@ -139,62 +178,30 @@ impl Hasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, HashError> {
-        let waiting = self.waiting.fetch_add(1, Ordering::Relaxed);
-        let leave = WaitGuard(&self.waiting);
-        if waiting >= self.queue_limit + self.permits.available_permits() {
-            return Err(HashError::Busy);
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |blocks| {
+            let _ = tx.send(work(blocks));
+        });
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.jobs.try_send(job) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                TrySendError::Full(_) => HashError::Busy,
+                TrySendError::Disconnected(_) => {
+                    HashError::Internal(anyhow::anyhow!("the hashing threads are gone"))
+                }
+            });
         }
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
+        let out = rx
             .await
-            .map_err(|e| HashError::Internal(e.into()))?;
-        drop(leave);
-        let out = tokio::task::spawn_blocking(move || {
-            let out = work();
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| HashError::Internal(e.into()))?;
+            .map_err(|_| HashError::Internal(anyhow::anyhow!("a hashing thread dropped a job")))?;
         Ok(out?)
     }
 }
 
-struct WaitGuard<'a>(&'a AtomicUsize);
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Argon2 block buffers, reused across hashes; at most one per concurrent hash ever exists.
-#[derive(Debug, Default)]
-struct BufferPool(std::sync::Mutex<Vec<Vec<Block>>>);
-
-impl BufferPool {
-    fn with<R>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
-        let mut buf = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default();
-        if buf.len() < blocks {
-            buf.resize(blocks, Block::default());
-        }
-        let out = f(&mut buf[..blocks]);
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(buf);
-        out
-    }
-}
-
-/// The Argon2 function itself, on a pooled buffer.
+/// The Argon2 function itself, on the thread's block buffer.
 struct Function<'a> {
     algorithm: Algorithm,
     version: Version,
@@ -207,20 +214,22 @@ impl Function<'_> {
         password: &[u8],
         salt: &[u8],
         out: &mut [u8],
-        pool: &BufferPool,
+        blocks: &mut Vec<Block>,
     ) -> anyhow::Result<()> {
-        pool.with(self.params.block_count(), |blocks| {
-            Argon2::new(self.algorithm, self.version, self.params.clone())
-                .hash_password_into_with_memory(password, salt, out, blocks)
-                .map_err(|e| anyhow::anyhow!("argon2: {e}"))
-        })
+        let need = self.params.block_count();
+        if blocks.len() < need {
+            blocks.resize(need, Block::default());
+        }
+        Argon2::new(self.algorithm, self.version, self.params.clone())
+            .hash_password_into_with_memory(password, salt, out, &mut blocks[..need])
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
     }
 }
 
 fn hash_with(
     params: &Params,
     password: &SecretString,
-    pool: &BufferPool,
+    blocks: &mut Vec<Block>,
 ) -> anyhow::Result<String> {
     let mut salt = [0u8; Salt::RECOMMENDED_LENGTH];
     aws_lc_rs::rand::fill(&mut salt).map_err(|_| anyhow::anyhow!("no randomness for a salt"))?;
@@ -230,7 +239,7 @@ fn hash_with(
         version: Version::V0x13,
         params,
     }
-    .compute(password.expose_secret().as_bytes(), &salt, &mut out, pool)?;
+    .compute(password.expose_secret().as_bytes(), &salt, &mut out, blocks)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -244,7 +253,11 @@ fn hash_with(
 
 /// Recomputes the stored hash's function (any Argon2 variant, its own parameters and salt) and
 /// compares in constant time.
-fn verify_with(password: &[u8], stored: &PasswordHash, pool: &BufferPool) -> anyhow::Result<bool> {
+fn verify_with(
+    password: &[u8],
+    stored: &PasswordHash,
+    blocks: &mut Vec<Block>,
+) -> anyhow::Result<bool> {
     let algorithm =
         Algorithm::try_from(stored.algorithm.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let version = match stored.version {
@@ -261,7 +274,7 @@ fn verify_with(password: &[u8], stored: &PasswordHash, pool: &BufferPool) -> any
         version,
         params: &params,
     }
-    .compute(password, salt.as_ref(), &mut out, pool)?;
+    .compute(password, salt.as_ref(), &mut out, blocks)?;
     // `Output` equality is constant-time.
     Ok(Output::new(&out).map_err(|e| anyhow::anyhow!("{e}"))? == *expected)
 }

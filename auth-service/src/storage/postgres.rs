@@ -33,6 +33,8 @@ const USER_COLUMNS: &str =
 pub struct PgStore {
     pool: Pool,
     timeout: Duration,
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -119,9 +121,18 @@ impl PgStore {
         if cfg.get_application_name().is_none() {
             cfg.application_name("auth-service");
         }
+        Self::with_config(cfg, tls, pool_size, timeout)
+    }
+
+    fn with_config(
+        config: tokio_postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let mgr = Manager::from_config(
-            cfg,
-            tls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -133,7 +144,23 @@ impl PgStore {
             .create_timeout(Some(timeout))
             .recycle_timeout(Some(timeout))
             .build()?;
-        Ok(PgStore { pool, timeout })
+        Ok(PgStore {
+            pool,
+            timeout,
+            config,
+            tls,
+        })
+    }
+
+    /// Another pool to the same database. Connections open lazily on the runtime that first uses
+    /// them: a pool per HTTP worker keeps each request's I/O on its worker's thread.
+    pub fn replica(&self, pool_size: usize) -> anyhow::Result<PgStore> {
+        Self::with_config(
+            self.config.clone(),
+            self.tls.clone(),
+            pool_size,
+            self.timeout,
+        )
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

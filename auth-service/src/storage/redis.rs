@@ -172,6 +172,8 @@ impl Scripts {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
     prefix: String,
     leeway: i64,
     session_max_ttl: i64,
@@ -216,14 +218,27 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
         Ok(RedisStore {
             conn,
+            client,
+            config,
             prefix: prefix.to_owned(),
             leeway,
             session_max_ttl,
             timeout,
             scripts: std::sync::Arc::new(Scripts::new()),
+        })
+    }
+
+    /// Another connection to the same server, opened lazily on the runtime that first uses it:
+    /// one per HTTP worker keeps each request's I/O on its worker's thread.
+    pub fn replica(&self) -> anyhow::Result<RedisStore> {
+        let conn =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+        Ok(RedisStore {
+            conn,
+            ..self.clone()
         })
     }
 
