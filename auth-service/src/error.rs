@@ -12,7 +12,7 @@ use crate::domain::DomainError;
 use crate::storage::StoreError;
 
 /// `application/problem+json`.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub const PROBLEM_JSON: &str = shared::problem::CONTENT_TYPE;
 const REALM: &str = "auth";
 
 /// Why bearer authentication failed (RFC 6750 §3).
@@ -105,18 +105,10 @@ impl From<DomainError> for ApiError {
 
 /// Builds a problem-details response.
 pub fn problem(status: StatusCode, detail: &str, code: Option<&str>) -> HttpResponse {
-    let mut body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let Some(code) = code {
-        body["code"] = json!(code);
-    }
+    let title = status.canonical_reason().unwrap_or("Error");
     HttpResponse::build(status)
         .content_type(PROBLEM_JSON)
-        .body(body.to_string())
+        .body(shared::problem::body(status.as_u16(), title, detail, code))
 }
 
 fn challenge(error: Option<(&str, &str)>) -> HeaderValue {

@@ -1,6 +1,35 @@
-//! Gateway binary: the reverse proxy lands in the gateway issue; until then it only says so.
+//! Gateway binary: configured by `GATEWAY_CONFIG` (TOML) and `GATEWAY_*` variables.
 
-fn main() {
-    eprintln!("gateway: not implemented yet (see the gateway issue); nothing to run");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use gateway::configuration::Settings;
+use gateway::startup::Application;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    gateway::telemetry::init_subscriber("info");
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "--help" || a == "-h")
+    {
+        println!(
+            "gateway: reverse proxy verifying access tokens locally.\nConfigure with GATEWAY_CONFIG=<file.toml> (see gateway/gateway.example.toml) and GATEWAY_* variables."
+        );
+        return ExitCode::SUCCESS;
+    }
+    let run = async {
+        let settings = Settings::from_env()?;
+        Application::build(settings)
+            .await?
+            .run_until_stopped()
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod headers;
 pub mod jwk;
 pub mod jws;
+pub mod problem;
 pub mod revocation;
 pub mod verifier;
 

@@ -1,0 +1,179 @@
+//! Who is calling: the bearer token, verified locally with the shared verifier against the cached
+//! keys. A bounded per-worker cache of verified tokens skips the signature check for tokens seen
+//! before; expiry is still checked on every request, and a change of keys empties it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use shared::{AccessClaims, Validation, Verifier, VerifyError};
+
+use crate::keys::KeyManager;
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token.
+    Missing,
+    /// A token that does not verify (the reason is a `VerifyError::reason`).
+    Invalid(&'static str),
+    /// More than one `Authorization` header, or not readable.
+    BadRequest,
+    /// No usable keys (never fetched, or older than the maximum staleness).
+    KeysUnavailable,
+}
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthFailure> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthFailure::BadRequest);
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthFailure::Invalid("malformed"))?;
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return if value.eq_ignore_ascii_case("bearer") {
+            Err(AuthFailure::Invalid("malformed"))
+        } else {
+            Ok(None)
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthFailure::Invalid("malformed"));
+    }
+    Ok(Some(token))
+}
+
+struct Entry {
+    claims: Arc<AccessClaims>,
+    generation: u64,
+}
+
+/// Verified tokens of one worker, by SHA-256 of the token (a 64-bit hash could be made to collide
+/// with a victim's token; SHA-256 cannot).
+pub struct VerifiedCache {
+    map: RefCell<HashMap<[u8; 32], Entry>>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    /// A cache of at most `capacity` tokens (0 disables it).
+    pub fn new(capacity: usize) -> Self {
+        VerifiedCache {
+            map: RefCell::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut k = [0u8; 32];
+        k.copy_from_slice(d.as_ref());
+        k
+    }
+
+    fn get(&self, key: &[u8; 32], generation: u64) -> Option<Arc<AccessClaims>> {
+        let map = self.map.borrow();
+        map.get(key)
+            .filter(|e| e.generation == generation)
+            .map(|e| Arc::clone(&e.claims))
+    }
+
+    fn put(&self, key: [u8; 32], claims: Arc<AccessClaims>, generation: u64, now: i64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut map = self.map.borrow_mut();
+        if map.len() >= self.capacity {
+            // Drop what expired or belongs to old keys; if that is not enough, start over.
+            map.retain(|_, e| e.generation == generation && e.claims.exp > now);
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+        }
+        map.insert(key, Entry { claims, generation });
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Verifies access tokens for one worker.
+pub struct Authenticator {
+    verifier: Verifier,
+    keys: Arc<KeyManager>,
+    cache: VerifiedCache,
+}
+
+impl Authenticator {
+    /// An authenticator with its own cache.
+    pub fn new(validation: Validation, keys: Arc<KeyManager>, cache_capacity: usize) -> Self {
+        Authenticator {
+            verifier: Verifier::new(validation),
+            keys,
+            cache: VerifiedCache::new(cache_capacity),
+        }
+    }
+
+    /// Verifies `token` at `now`. Expiry and `nbf` are checked even for cached tokens.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, AuthFailure> {
+        let snapshot = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+        let key = VerifiedCache::key(token);
+        if let Some(claims) = self.cache.get(&key, snapshot.generation) {
+            let leeway = self.verifier.validation().leeway;
+            if now >= claims.exp.saturating_add(leeway) {
+                return Err(AuthFailure::Invalid(VerifyError::Expired.reason()));
+            }
+            if now.saturating_add(leeway) < claims.nbf {
+                return Err(AuthFailure::Invalid(VerifyError::NotYetValid.reason()));
+            }
+            return Ok(claims);
+        }
+        let result = match self
+            .verifier
+            .verify::<AccessClaims>(&snapshot.keys, token, now)
+        {
+            Err(VerifyError::UnknownKid(kid)) => {
+                if self.keys.refetch_for_unknown_kid(&kid).await {
+                    let fresh = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+                    self.verifier
+                        .verify::<AccessClaims>(&fresh.keys, token, now)
+                        .map(|c| (c, fresh.generation))
+                } else {
+                    Err(VerifyError::UnknownKid(kid))
+                }
+            }
+            other => other.map(|c| (c, snapshot.generation)),
+        };
+        match result {
+            Ok((claims, generation)) => {
+                let claims = Arc::new(claims);
+                self.cache.put(key, Arc::clone(&claims), generation, now);
+                Ok(claims)
+            }
+            Err(e) => Err(AuthFailure::Invalid(e.reason())),
+        }
+    }
+
+    /// The worker's cache (for tests and metrics).
+    pub fn cache(&self) -> &VerifiedCache {
+        &self.cache
+    }
+}

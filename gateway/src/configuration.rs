@@ -1,0 +1,888 @@
+//! Gateway configuration: a TOML file (`GATEWAY_CONFIG`) with environment overrides, validated at
+//! start. Unknown keys, duplicate prefixes, `public` combined with roles or scopes, bad URLs → a
+//! one-line reason and a non-zero exit.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use actix_web::http::{Method, Uri};
+use secrecy::SecretString;
+use serde::Deserialize;
+use shared::Algorithm;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listen address (`/healthz`, `/readyz`, `/metrics`).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+/// A one-line reason the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    leeway: Option<i64>,
+    algorithms: Option<Vec<String>>,
+    discovery_url: Option<String>,
+    jwks_url: Option<String>,
+    feed_url: Option<String>,
+    allow_cross_origin_jwks: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
+    workers: Option<usize>,
+    verified_token_cache: Option<usize>,
+    max_header_bytes: Option<usize>,
+    shutdown_timeout: Option<u64>,
+    jwks: Option<JwksFile>,
+    #[serde(default)]
+    routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JwksFile {
+    min_refresh: Option<u64>,
+    max_refresh: Option<u64>,
+    max_stale: Option<u64>,
+    unknown_kid_cooldown: Option<u64>,
+    fetch_timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum AuthFile {
+    Public,
+    Authenticated,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    prefix: String,
+    upstream: String,
+    auth: Option<AuthFile>,
+    roles: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    methods: Option<Vec<String>>,
+    strip_prefix: Option<bool>,
+    timeout: Option<f64>,
+    forward_token: Option<bool>,
+    websocket: Option<bool>,
+    max_body_bytes: Option<u64>,
+    cors: Option<CorsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorsFile {
+    allowed_origins: Vec<String>,
+    allowed_methods: Option<Vec<String>>,
+    allowed_headers: Option<Vec<String>>,
+    exposed_headers: Option<Vec<String>>,
+    allow_credentials: Option<bool>,
+    max_age: Option<u64>,
+}
+
+/// Who may pass a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRule {
+    /// Anyone; no identity is forwarded.
+    Public,
+    /// A valid access token, holding any of `roles` (if set) and all of `scopes` (if set).
+    Authenticated {
+        /// Any-of.
+        roles: Vec<String>,
+        /// All-of.
+        scopes: Vec<String>,
+    },
+}
+
+/// Where a route forwards to.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]`.
+    pub authority: String,
+    /// Path the upstream URL itself carries (prepended), without a trailing slash.
+    pub base_path: String,
+}
+
+/// CORS for one route.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// Exact origins, or `*` (not with credentials).
+    pub allowed_origins: Vec<String>,
+    /// Methods a preflight may ask for.
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for (lowercase).
+    pub allowed_headers: Vec<String>,
+    /// Response headers the browser may read.
+    pub exposed_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials`.
+    pub allow_credentials: bool,
+    /// Preflight cache time, seconds.
+    pub max_age: u64,
+}
+
+/// One validated route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Normalised prefix.
+    pub prefix: String,
+    /// Target.
+    pub upstream: Upstream,
+    /// Access rule.
+    pub auth: AuthRule,
+    /// Allowed methods (`None`: all).
+    pub methods: Option<Vec<Method>>,
+    /// Remove the prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Upstream timeout (connect + response head).
+    pub timeout: Duration,
+    /// Forward the `Authorization` header (off by default).
+    pub forward_token: bool,
+    /// Allow WebSocket upgrades.
+    pub websocket: bool,
+    /// Largest request body (`None`: unlimited, streamed).
+    pub max_body_bytes: Option<u64>,
+    /// CORS.
+    pub cors: Option<Cors>,
+}
+
+/// JWKS fetching bounds.
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    /// Never refetch sooner than this, whatever `Cache-Control` says.
+    pub min_refresh: Duration,
+    /// Never keep a JWKS longer than this without trying to refetch.
+    pub max_refresh: Duration,
+    /// Keep using the last good keys at most this long when the JWKS endpoint is down.
+    pub max_stale: Duration,
+    /// At most one refetch per this period for unknown `kid`s.
+    pub unknown_kid_cooldown: Duration,
+    /// Timeout of one fetch.
+    pub fetch_timeout: Duration,
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`, or a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr` or `addr/len`.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p.trim().parse().ok().filter(|p| *p <= max)?,
+        };
+        Some(Cidr { addr, prefix })
+    }
+
+    /// True when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Everything the gateway is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Expected `iss`, and where the metadata lives unless `discovery_url` says otherwise.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf`.
+    pub leeway: i64,
+    /// Accepted algorithms (RS256 only unless configured).
+    pub algorithms: Vec<Algorithm>,
+    /// Metadata document URL.
+    pub discovery_url: String,
+    /// JWKS URL overriding the metadata's `jwks_uri`.
+    pub jwks_url: Option<String>,
+    /// Revocation feed URL overriding the metadata's.
+    pub feed_url: Option<String>,
+    /// Credential for the revocation feed.
+    pub feed_token: Option<SecretString>,
+    /// Accept a `jwks_uri` on another origin than the issuer's.
+    pub allow_cross_origin_jwks: bool,
+    /// Peers whose `X-Forwarded-For` is extended rather than replaced.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Production mode.
+    pub production: bool,
+    /// HTTP workers.
+    pub workers: usize,
+    /// Verified tokens remembered per worker.
+    pub verified_token_cache: usize,
+    /// Largest request head (headers), bytes; beyond it, 431.
+    pub max_header_bytes: usize,
+    /// Seconds in-flight requests get after SIGTERM.
+    pub shutdown_timeout: u64,
+    /// JWKS bounds.
+    pub jwks: JwksSettings,
+    /// Routes, longest prefix first.
+    pub routes: Vec<Route>,
+}
+
+fn parse_url(what: &str, raw: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = raw
+        .parse()
+        .or_else(|_| err(format!("{what}: {raw:?} is not a URL")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return err(format!(
+            "{what}: {raw:?} must be an http(s) URL with a host"
+        ));
+    }
+    if uri.query().is_some() || raw.contains('#') {
+        return err(format!("{what}: {raw:?} must not have a query or fragment"));
+    }
+    Ok(uri)
+}
+
+/// `scheme://host[:port]` of a URL.
+pub fn origin(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map_or("", |a| a.as_str())
+    )
+}
+
+fn loopback(uri: &Uri) -> bool {
+    match uri.host() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// Production refuses plain http to anything but loopback: keys fetched over it could be forged.
+fn check_transport(what: &str, uri: &Uri, production: bool) -> Result<(), ConfigError> {
+    if production && uri.scheme_str() == Some("http") && !loopback(uri) {
+        return err(format!(
+            "{what}: plain http to a non-loopback host is refused in production"
+        ));
+    }
+    Ok(())
+}
+
+fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let normal = crate::routing::normalize(prefix).ok();
+    let canonical = prefix == "/" || (normal.as_deref() == Some(prefix) && !prefix.ends_with('/'));
+    if !canonical {
+        return err(format!(
+            "route prefix {prefix:?} must be a normalised path without a trailing slash (e.g. \"/api\")"
+        ));
+    }
+    Ok(())
+}
+
+fn route(r: RouteFile) -> Result<Route, ConfigError> {
+    check_prefix(&r.prefix)?;
+    let what = format!("route {}", r.prefix);
+    let uri = parse_url(&format!("{what}: upstream"), &r.upstream)?;
+    let upstream = Upstream {
+        scheme: uri.scheme_str().unwrap_or("http").to_owned(),
+        authority: uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+    };
+    let roles = r.roles.unwrap_or_default();
+    let scopes = r.scopes.unwrap_or_default();
+    let auth = match r.auth.unwrap_or(AuthFile::Authenticated) {
+        AuthFile::Public if !roles.is_empty() || !scopes.is_empty() => {
+            return err(format!(
+                "{what}: auth = \"public\" cannot be combined with roles or scopes"
+            ));
+        }
+        AuthFile::Public => AuthRule::Public,
+        AuthFile::Authenticated => AuthRule::Authenticated { roles, scopes },
+    };
+    let methods = match r.methods {
+        None => None,
+        Some(list) if list.is_empty() => return err(format!("{what}: methods must not be empty")),
+        Some(list) => Some(
+            list.iter()
+                .map(|m| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                        .or_else(|_| err(format!("{what}: bad method {m:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let timeout = r.timeout.unwrap_or(30.0);
+    if !(timeout > 0.0 && timeout <= 3600.0) {
+        return err(format!("{what}: timeout must be within (0, 3600] seconds"));
+    }
+    let cors = r
+        .cors
+        .map(|c| {
+            if c.allowed_origins.is_empty() {
+                return err(format!("{what}: cors.allowed_origins must not be empty"));
+            }
+            let credentials = c.allow_credentials.unwrap_or(false);
+            for o in &c.allowed_origins {
+                if o == "*" {
+                    if credentials {
+                        return err(format!(
+                            "{what}: cors: \"*\" cannot be combined with allow_credentials"
+                        ));
+                    }
+                } else {
+                    let u = parse_url(&format!("{what}: cors origin"), o)?;
+                    if origin(&u) != *o {
+                        return err(format!(
+                            "{what}: cors origin {o:?} must be scheme://host[:port] only"
+                        ));
+                    }
+                }
+            }
+            Ok(Cors {
+                allowed_origins: c.allowed_origins,
+                allowed_methods: c
+                    .allowed_methods
+                    .unwrap_or_else(|| {
+                        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                            .map(String::from)
+                            .to_vec()
+                    })
+                    .into_iter()
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect(),
+                allowed_headers: c
+                    .allowed_headers
+                    .unwrap_or_else(|| ["authorization", "content-type"].map(String::from).to_vec())
+                    .into_iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                exposed_headers: c.exposed_headers.unwrap_or_default(),
+                allow_credentials: credentials,
+                max_age: c.max_age.unwrap_or(600),
+            })
+        })
+        .transpose()?;
+    Ok(Route {
+        prefix: r.prefix,
+        upstream,
+        auth,
+        methods,
+        strip_prefix: r.strip_prefix.unwrap_or(false),
+        timeout: Duration::from_secs_f64(timeout),
+        forward_token: r.forward_token.unwrap_or(false),
+        websocket: r.websocket.unwrap_or(false),
+        max_body_bytes: r.max_body_bytes,
+        cors,
+    })
+}
+
+impl Settings {
+    /// Loads `GATEWAY_CONFIG` and the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&|name| std::env::var(name).ok())
+    }
+
+    /// Loads from any name → value lookup (tests pass a map). The file named by `GATEWAY_CONFIG`
+    /// is read from disk; `GATEWAY_CONFIG_TOML` may hold the TOML itself.
+    pub fn load(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |n: &str| {
+            get(n)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let text = match (var("GATEWAY_CONFIG_TOML"), var("GATEWAY_CONFIG")) {
+            (Some(t), _) => t,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .or_else(|e| err(format!("GATEWAY_CONFIG: cannot read {path}: {e}")))?,
+            (None, None) => {
+                return err(
+                    "GATEWAY_CONFIG is not set: point it at the gateway's TOML configuration (see gateway/gateway.example.toml)",
+                );
+            }
+        };
+        let file: FileConfig = toml::from_str(&text).or_else(|e| {
+            err(format!(
+                "gateway configuration: {}",
+                e.to_string()
+                    .replace('\n', " ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+        })?;
+        let production = match var("GATEWAY_PRODUCTION")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(v) => {
+                return err(format!(
+                    "GATEWAY_PRODUCTION: expected true or false, got {v:?}"
+                ));
+            }
+        };
+        let addr = |name: &str,
+                    file_value: Option<String>,
+                    default: &str|
+         -> Result<SocketAddr, ConfigError> {
+            let raw = var(name)
+                .or(file_value)
+                .unwrap_or_else(|| default.to_owned());
+            raw.parse()
+                .or_else(|_| err(format!("{name}: {raw:?} is not an address:port")))
+        };
+        let listen = addr("GATEWAY_LISTEN", file.listen, DEFAULT_LISTEN)?;
+        let admin_listen = addr(
+            "GATEWAY_ADMIN_LISTEN",
+            file.admin_listen,
+            DEFAULT_ADMIN_LISTEN,
+        )?;
+
+        let Some(issuer) = var("GATEWAY_ISSUER").or(file.issuer) else {
+            return err("issuer is not set (in the configuration file or GATEWAY_ISSUER)");
+        };
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let issuer_uri = parse_url("issuer", &issuer)?;
+        let discovery_url = var("GATEWAY_DISCOVERY_URL")
+            .or(file.discovery_url)
+            .unwrap_or_else(|| format!("{issuer}/.well-known/oauth-authorization-server"));
+        check_transport(
+            "discovery_url",
+            &parse_url("discovery_url", &discovery_url)?,
+            production,
+        )?;
+        let jwks_url = var("GATEWAY_JWKS_URL").or(file.jwks_url);
+        if let Some(u) = &jwks_url {
+            check_transport("jwks_url", &parse_url("jwks_url", u)?, production)?;
+        }
+        let feed_url = var("GATEWAY_FEED_URL").or(file.feed_url);
+        if let Some(u) = &feed_url {
+            check_transport("feed_url", &parse_url("feed_url", u)?, production)?;
+        }
+        if production && issuer_uri.scheme_str() != Some("https") && !loopback(&issuer_uri) {
+            return err("issuer: production needs an https issuer");
+        }
+
+        let audiences = file.audiences.unwrap_or_else(|| vec!["api".into()]);
+        if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            return err("audiences must list at least one non-empty audience");
+        }
+        let leeway = file.leeway.unwrap_or(30);
+        if !(0..=300).contains(&leeway) {
+            return err("leeway must be within 0..=300 seconds");
+        }
+        let algorithms = file
+            .algorithms
+            .unwrap_or_else(|| vec!["RS256".into()])
+            .iter()
+            .map(|a| {
+                Algorithm::from_name(a).ok_or_else(|| {
+                    ConfigError(format!(
+                        "algorithms: unsupported {a:?} (RS256, RS384, RS512, PS256, PS384, PS512)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if algorithms.is_empty() {
+            return err("algorithms must not be empty");
+        }
+        let trusted_proxies = file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                Cidr::parse(c).ok_or_else(|| {
+                    ConfigError(format!("trusted_proxies: {c:?} is not an address or CIDR"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let j = file.jwks.unwrap_or_default();
+        let jwks = JwksSettings {
+            min_refresh: Duration::from_secs(j.min_refresh.unwrap_or(30)),
+            max_refresh: Duration::from_secs(j.max_refresh.unwrap_or(3600)),
+            max_stale: Duration::from_secs(j.max_stale.unwrap_or(86_400)),
+            unknown_kid_cooldown: Duration::from_secs(j.unknown_kid_cooldown.unwrap_or(10)),
+            fetch_timeout: Duration::from_secs(j.fetch_timeout.unwrap_or(5).max(1)),
+        };
+        if jwks.min_refresh > jwks.max_refresh || jwks.max_refresh.is_zero() {
+            return err("jwks: min_refresh must not exceed max_refresh");
+        }
+
+        if file.routes.is_empty() {
+            return err("no routes: add at least one [[routes]] table");
+        }
+        let mut seen = HashSet::new();
+        let mut routes = Vec::new();
+        for r in file.routes {
+            if !seen.insert(r.prefix.clone()) {
+                return err(format!("duplicate route prefix {:?}", r.prefix));
+            }
+            routes.push(route(r)?);
+        }
+        routes.sort_by(|a, b| {
+            b.prefix
+                .len()
+                .cmp(&a.prefix.len())
+                .then_with(|| a.prefix.cmp(&b.prefix))
+        });
+
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let workers = match var("GATEWAY_WORKERS") {
+            Some(w) => w
+                .parse()
+                .or_else(|_| err(format!("GATEWAY_WORKERS: {w:?} is not a number")))?,
+            None => file.workers.unwrap_or(cores),
+        }
+        .max(1);
+        let feed_token = match (var("GATEWAY_FEED_TOKEN"), var("GATEWAY_FEED_TOKEN_FILE")) {
+            (Some(_), Some(_)) => {
+                return err("set GATEWAY_FEED_TOKEN or GATEWAY_FEED_TOKEN_FILE, not both");
+            }
+            (Some(t), None) => Some(SecretString::from(t)),
+            (None, Some(p)) => Some(SecretString::from(
+                std::fs::read_to_string(&p)
+                    .or_else(|e| err(format!("GATEWAY_FEED_TOKEN_FILE: cannot read {p}: {e}")))?
+                    .trim()
+                    .to_owned(),
+            )),
+            (None, None) => None,
+        };
+        Ok(Settings {
+            listen,
+            admin_listen,
+            issuer,
+            audiences,
+            leeway,
+            algorithms,
+            discovery_url,
+            jwks_url,
+            feed_url,
+            feed_token,
+            allow_cross_origin_jwks: file.allow_cross_origin_jwks.unwrap_or(false),
+            trusted_proxies,
+            production,
+            workers,
+            verified_token_cache: file.verified_token_cache.unwrap_or(10_000),
+            max_header_bytes: file
+                .max_header_bytes
+                .unwrap_or(16 * 1024)
+                .clamp(1024, 256 * 1024),
+            shutdown_timeout: file.shutdown_timeout.unwrap_or(10),
+            jwks,
+            routes,
+        })
+    }
+
+    /// The configuration as printed at start (the feed token redacted).
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "admin_listen": self.admin_listen.to_string(),
+            "issuer": self.issuer,
+            "audiences": self.audiences,
+            "leeway": self.leeway,
+            "algorithms": self.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
+            "discovery_url": self.discovery_url,
+            "jwks_url": self.jwks_url,
+            "feed_url": self.feed_url,
+            "feed_token": self.feed_token.as_ref().map(|_| "[redacted]"),
+            "production": self.production,
+            "workers": self.workers,
+            "trusted_proxies": self.trusted_proxies.len(),
+            "routes": self.routes.iter().map(|r| serde_json::json!({
+                "prefix": r.prefix,
+                "upstream": format!("{}://{}{}", r.upstream.scheme, r.upstream.authority, r.upstream.base_path),
+                "auth": match &r.auth { AuthRule::Public => "public".to_owned(), AuthRule::Authenticated { roles, scopes } =>
+                    format!("authenticated roles={roles:?} scopes={scopes:?}") },
+                "methods": r.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>()),
+                "strip_prefix": r.strip_prefix,
+                "websocket": r.websocket,
+                "forward_token": r.forward_token,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        map.insert("GATEWAY_CONFIG_TOML".into(), toml.into());
+        Settings::load(&|k| map.get(k).cloned())
+    }
+
+    const EXAMPLE: &str = r#"
+issuer = "http://127.0.0.1:8081"
+audiences = ["api"]
+
+[[routes]]
+prefix = "/public"
+upstream = "http://127.0.0.1:8082"
+auth = "public"
+
+[[routes]]
+prefix = "/api"
+upstream = "http://127.0.0.1:8082"
+
+[[routes]]
+prefix = "/admin"
+upstream = "http://127.0.0.1:8082"
+roles = ["admin"]
+"#;
+
+    #[test]
+    fn the_design_example_loads() {
+        let s = load(EXAMPLE, &[]).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(
+            s.discovery_url,
+            "http://127.0.0.1:8081/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(s.algorithms, vec![Algorithm::RS256]);
+        assert_eq!(s.routes.len(), 3);
+        let admin = s.routes.iter().find(|r| r.prefix == "/admin").unwrap();
+        assert_eq!(
+            admin.auth,
+            AuthRule::Authenticated {
+                roles: vec!["admin".into()],
+                scopes: vec![]
+            }
+        );
+        assert_eq!(
+            s.routes
+                .iter()
+                .find(|r| r.prefix == "/public")
+                .unwrap()
+                .auth,
+            AuthRule::Public
+        );
+        assert!(!admin.forward_token);
+    }
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let s = load(include_str!("../gateway.example.toml"), &[]).unwrap();
+        assert_eq!(s.routes.len(), 3);
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let s = load(
+            EXAMPLE,
+            &[
+                ("GATEWAY_LISTEN", "0.0.0.0:9000"),
+                ("GATEWAY_ISSUER", "http://10.0.0.1:8081/"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.issuer, "http://10.0.0.1:8081");
+    }
+
+    #[test]
+    fn invalid_configurations_are_one_line_reasons() {
+        let base = "issuer = \"http://127.0.0.1:8081\"\n";
+        let cases = [
+            (
+                format!(
+                    "{base}colour = \"blue\"\n[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\""
+                ),
+                "unknown field",
+            ),
+            (
+                format!(
+                    "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\n[[routes]]\nprefix=\"/a\"\nupstream=\"http://y\""
+                ),
+                "duplicate route prefix",
+            ),
+            (
+                format!(
+                    "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\nauth=\"public\"\nroles=[\"admin\"]"
+                ),
+                "cannot be combined",
+            ),
+            (
+                format!("{base}[[routes]]\nprefix=\"/a\"\nupstream=\"ftp://x\""),
+                "http(s) URL",
+            ),
+            (
+                format!("{base}[[routes]]\nprefix=\"/a\"\nupstream=\"not a url\""),
+                "not a URL",
+            ),
+            (
+                format!("{base}[[routes]]\nprefix=\"a\"\nupstream=\"http://x\""),
+                "normalised path",
+            ),
+            (
+                format!("{base}[[routes]]\nprefix=\"/a/\"\nupstream=\"http://x\""),
+                "normalised path",
+            ),
+            (
+                format!("{base}[[routes]]\nprefix=\"/a/../b\"\nupstream=\"http://x\""),
+                "normalised path",
+            ),
+            (
+                format!("{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\nunknown=1"),
+                "unknown field",
+            ),
+            (
+                format!(
+                    "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\nauth=\"sometimes\""
+                ),
+                "unknown variant",
+            ),
+            (
+                format!(
+                    "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\n[routes.cors]\nallowed_origins=[\"*\"]\nallow_credentials=true"
+                ),
+                "cannot be combined",
+            ),
+            (base.to_owned(), "no routes"),
+            (
+                "[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"".to_owned(),
+                "issuer is not set",
+            ),
+            (
+                format!(
+                    "{base}algorithms=[\"HS256\"]\n[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\""
+                ),
+                "unsupported",
+            ),
+            (
+                format!(
+                    "{base}trusted_proxies=[\"10.0.0.0/33\"]\n[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\""
+                ),
+                "trusted_proxies",
+            ),
+            (
+                "issuer = \"http://x\"\n[[routes]\n".to_owned(),
+                "gateway configuration",
+            ),
+        ];
+        for (toml, want) in cases {
+            let e = load(&toml, &[]).unwrap_err().to_string();
+            assert!(e.contains(want), "{toml:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_plain_http_off_loopback() {
+        let remote = EXAMPLE.replace("http://127.0.0.1:8081", "http://auth.internal:8081");
+        assert!(load(&remote, &[]).is_ok());
+        let e = load(&remote, &[("GATEWAY_PRODUCTION", "true")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("production"), "{e}");
+        assert!(
+            load(EXAMPLE, &[("GATEWAY_PRODUCTION", "true")]).is_ok(),
+            "loopback is fine"
+        );
+        let https = EXAMPLE.replace("http://127.0.0.1:8081", "https://auth.example.com");
+        let e = load(
+            &https,
+            &[
+                ("GATEWAY_PRODUCTION", "true"),
+                ("GATEWAY_JWKS_URL", "http://auth.internal/jwks"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("jwks_url"));
+        assert!(
+            load(
+                &https,
+                &[
+                    ("GATEWAY_PRODUCTION", "true"),
+                    ("GATEWAY_JWKS_URL", "http://127.0.0.1:8081/jwks")
+                ]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.2".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("::1/128")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Cidr::parse("x").is_none());
+    }
+}

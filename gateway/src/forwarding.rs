@@ -1,0 +1,342 @@
+//! Which headers cross the gateway, in each direction. Pure functions: the request path applies
+//! them, the tests pin them.
+
+use std::net::IpAddr;
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use shared::AccessClaims;
+use shared::headers;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers a client could use to impersonate a proxy or rewrite the request upstream.
+const OVERRIDES: [&str; 14] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+];
+
+/// The name as an upstream might read it: lowercase, `_` as `-` (CGI-style servers fold them).
+fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// True for headers in the identity namespace (`X-User-*`, `X-Auth-*`, `X-Session-Id`) or that
+/// override proxy facts: only the gateway may set them.
+pub fn reserved(name: &str) -> bool {
+    let c = canonical(name);
+    c.starts_with("x-user-")
+        || c.starts_with("x-auth-")
+        || c == headers::SESSION_ID
+        || OVERRIDES.contains(&c.as_str())
+}
+
+/// Header names listed in `Connection` (they are hop-by-hop for this message).
+fn connection_listed(map: &HeaderMap) -> Vec<String> {
+    map.get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn hop_by_hop(name: &str, listed: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name)
+}
+
+/// What the gateway knows about a request when forwarding it.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// Verified identity (`None` on public routes).
+    pub identity: Option<&'a AccessClaims>,
+    /// Forward `Authorization` (the route's `forward_token`).
+    pub forward_token: bool,
+    /// The TCP peer.
+    pub peer: Option<IpAddr>,
+    /// The peer is a configured trusted proxy.
+    pub trusted_peer: bool,
+    /// This request's id.
+    pub request_id: &'a str,
+}
+
+fn value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+/// The headers the upstream receives.
+pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> Vec<(HeaderName, HeaderValue)> {
+    let listed = connection_listed(client);
+    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(client.len() + 8);
+    for (name, v) in client.iter() {
+        let n = name.as_str();
+        if hop_by_hop(n, &listed)
+            || reserved(n)
+            || matches!(n, "host" | "content-length" | "expect" | "x-request-id")
+            || (n == "authorization" && !ctx.forward_token)
+        {
+            continue;
+        }
+        out.push((name.clone(), v.clone()));
+    }
+    let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
+    let forwarded_for = match (
+        ctx.trusted_peer,
+        client.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prior)) if !prior.trim().is_empty() => format!("{}, {peer}", prior.trim()),
+        _ => peer,
+    };
+    let keep_or = |name: &str, fallback: &str| -> String {
+        match (
+            ctx.trusted_peer,
+            client.get(name).and_then(|v| v.to_str().ok()),
+        ) {
+            (true, Some(v)) if !v.is_empty() => v.to_owned(),
+            _ => fallback.to_owned(),
+        }
+    };
+    let host = client
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut set = |name: &'static str, v: &str| {
+        if let Some(v) = value(v) {
+            out.push((HeaderName::from_static(name), v));
+        }
+    };
+    set("x-forwarded-for", &forwarded_for);
+    set("x-forwarded-proto", &keep_or("x-forwarded-proto", "http"));
+    set("x-forwarded-host", &keep_or("x-forwarded-host", host));
+    set(headers::REQUEST_ID, ctx.request_id);
+    if let Some(c) = ctx.identity {
+        set(headers::USER_ID, &c.sub);
+        set(headers::USER_ROLES, &c.roles.join(","));
+        set(
+            headers::USER_SCOPES,
+            &c.scopes().collect::<Vec<_>>().join(","),
+        );
+        set(headers::SESSION_ID, &c.sid);
+    }
+    out
+}
+
+/// The headers the client receives from an upstream response.
+pub fn client_response(upstream: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    let listed = connection_listed(upstream);
+    upstream
+        .iter()
+        .filter(move |(n, _)| !hop_by_hop(n.as_str(), &listed) && n.as_str() != "content-length")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::Audience;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            sub: "user-1".into(),
+            aud: Audience::One("api".into()),
+            client_id: "app".into(),
+            exp: 0,
+            iat: 0,
+            nbf: 0,
+            jti: "j".into(),
+            sid: "s-1".into(),
+            roles: vec!["user".into(), "admin".into()],
+            scope: "read write".into(),
+        }
+    }
+
+    fn names(out: &[(HeaderName, HeaderValue)]) -> Vec<String> {
+        out.iter().map(|(n, _)| n.as_str().to_owned()).collect()
+    }
+
+    fn get<'a>(out: &'a [(HeaderName, HeaderValue)], n: &str) -> Vec<&'a str> {
+        out.iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn spoofed_identity_and_override_headers_never_pass() {
+        let client = map(&[
+            ("x-user-id", "admin"),
+            ("X-User-Roles", "admin"),
+            ("x_user_id", "admin"),
+            ("X_AUTH_USER", "root"),
+            ("x-auth-request-user", "root"),
+            ("x-session-id", "stolen"),
+            ("x_session_id", "stolen"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("accept", "text/html"),
+        ]);
+        let c = claims();
+        let ctx = Context {
+            identity: Some(&c),
+            forward_token: false,
+            peer: "10.1.1.1".parse().ok(),
+            trusted_peer: false,
+            request_id: "r1",
+        };
+        let out = upstream_request(&client, &ctx);
+        assert_eq!(get(&out, "x-user-id"), vec!["user-1"]);
+        assert_eq!(get(&out, "x-user-roles"), vec!["user,admin"]);
+        assert_eq!(get(&out, "x-user-scopes"), vec!["read,write"]);
+        assert_eq!(get(&out, "x-session-id"), vec!["s-1"]);
+        assert_eq!(
+            get(&out, "x-forwarded-for"),
+            vec!["10.1.1.1"],
+            "replaced, not appended: the peer is not trusted"
+        );
+        assert_eq!(get(&out, "x-forwarded-proto"), vec!["http"]);
+        assert_eq!(get(&out, "x-request-id"), vec!["r1"]);
+        assert_eq!(get(&out, "accept"), vec!["text/html"]);
+        for n in names(&out) {
+            assert!(!n.contains('_'), "{n}");
+            assert!(
+                ![
+                    "forwarded",
+                    "x-real-ip",
+                    "x-original-url",
+                    "x-rewrite-url",
+                    "x-http-method-override",
+                    "x-auth-request-user"
+                ]
+                .contains(&n.as_str()),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_routes_get_no_identity_and_no_token() {
+        let client = map(&[("authorization", "Bearer abc"), ("x-user-id", "admin")]);
+        let ctx = Context {
+            identity: None,
+            forward_token: false,
+            peer: None,
+            trusted_peer: false,
+            request_id: "r",
+        };
+        let out = upstream_request(&client, &ctx);
+        assert!(
+            names(&out)
+                .iter()
+                .all(|n| !n.starts_with("x-user") && n != "x-session-id" && n != "authorization")
+        );
+        let ctx = Context {
+            forward_token: true,
+            ..ctx
+        };
+        assert_eq!(
+            get(&upstream_request(&client, &ctx), "authorization"),
+            vec!["Bearer abc"]
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let client = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("content-length", "5"),
+            ("host", "gw"),
+            ("x-kept", "yes"),
+        ]);
+        let ctx = Context {
+            identity: None,
+            forward_token: false,
+            peer: None,
+            trusted_peer: false,
+            request_id: "r",
+        };
+        let out = upstream_request(&client, &ctx);
+        assert_eq!(
+            names(&out)
+                .iter()
+                .filter(|n| !n.starts_with("x-forwarded") && *n != "x-request-id")
+                .collect::<Vec<_>>(),
+            vec!["x-kept"]
+        );
+        assert_eq!(get(&out, "x-forwarded-host"), vec!["gw"]);
+        let upstream = map(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        let back: Vec<_> = client_response(&upstream)
+            .map(|(n, _)| n.as_str().to_owned())
+            .collect();
+        assert_eq!(back, vec!["set-cookie", "set-cookie"]);
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_only_for_trusted_proxies() {
+        let client = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+        ]);
+        let ctx = Context {
+            identity: None,
+            forward_token: false,
+            peer: "10.0.0.2".parse().ok(),
+            trusted_peer: true,
+            request_id: "r",
+        };
+        let out = upstream_request(&client, &ctx);
+        assert_eq!(get(&out, "x-forwarded-for"), vec!["203.0.113.7, 10.0.0.2"]);
+        assert_eq!(get(&out, "x-forwarded-proto"), vec!["https"]);
+        assert_eq!(get(&out, "x-forwarded-host"), vec!["app.example.com"]);
+    }
+}

@@ -1,0 +1,360 @@
+//! The issuer's public keys: discovered through its metadata, fetched before the gateway is ready,
+//! refreshed in the background within `Cache-Control` bounds, refetched (single-flight, at most
+//! once per cool-down) when a token names an unknown `kid`, and kept while the JWKS endpoint is
+//! down, up to a maximum age.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::Uri;
+use arc_swap::ArcSwapOption;
+use shared::{JwkSet, KeySet};
+
+use crate::configuration::{Settings, origin};
+use crate::metrics::Metrics;
+
+/// A key set as fetched.
+#[derive(Debug)]
+pub struct KeySnapshot {
+    /// The verifying keys.
+    pub keys: KeySet,
+    /// Increases with every change of keys (verified-token caches compare it).
+    pub generation: u64,
+    /// When this set was last confirmed by a successful fetch.
+    pub fetched_at: Instant,
+}
+
+/// Why a fetch failed (kept for readiness details and logs).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Transport or HTTP status problem.
+    #[error("{0}")]
+    Http(String),
+    /// The document is not what it should be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Owns the keys.
+pub struct KeyManager {
+    issuer: String,
+    discovery_url: String,
+    jwks_override: Option<String>,
+    allow_cross_origin: bool,
+    production: bool,
+    bounds: crate::configuration::JwksSettings,
+    snapshot: ArcSwapOption<KeySnapshot>,
+    jwks_uri: std::sync::Mutex<Option<String>>,
+    feed_endpoint: std::sync::Mutex<Option<String>>,
+    refetch: tokio::sync::Mutex<Option<Instant>>,
+    generation: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP client for fetching documents: no redirects (a redirect could lead anywhere), bounded.
+pub(crate) fn fetch_client(timeout: Duration) -> awc::Client {
+    awc::Client::builder()
+        .timeout(timeout)
+        .disable_redirects()
+        .finish()
+}
+
+/// Max-age of a `Cache-Control` header.
+fn max_age(value: Option<&str>) -> Option<Duration> {
+    value?
+        .split(',')
+        .filter_map(|d| d.trim().strip_prefix("max-age="))
+        .find_map(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+impl KeyManager {
+    /// A manager with no keys yet.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
+        KeyManager {
+            issuer: settings.issuer.clone(),
+            discovery_url: settings.discovery_url.clone(),
+            jwks_override: settings.jwks_url.clone(),
+            allow_cross_origin: settings.allow_cross_origin_jwks,
+            production: settings.production,
+            bounds: settings.jwks.clone(),
+            snapshot: ArcSwapOption::empty(),
+            jwks_uri: std::sync::Mutex::new(None),
+            feed_endpoint: std::sync::Mutex::new(None),
+            refetch: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            last_error: std::sync::Mutex::new(None),
+            metrics,
+        }
+    }
+
+    /// The keys, unless none were ever fetched or the last good set is older than `max_stale`.
+    pub fn current(&self) -> Option<Arc<KeySnapshot>> {
+        self.snapshot
+            .load_full()
+            .filter(|s| s.fetched_at.elapsed() <= self.bounds.max_stale)
+    }
+
+    /// Age of the last successful fetch.
+    pub fn age(&self) -> Option<Duration> {
+        self.snapshot
+            .load()
+            .as_ref()
+            .map(|s| s.fetched_at.elapsed())
+    }
+
+    /// The last fetch error, if the last fetch failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The revocation feed URL the metadata advertised, if any.
+    pub fn feed_endpoint(&self) -> Option<String> {
+        self.feed_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
+    }
+
+    /// Reads the issuer's metadata: its `issuer` must equal ours; `jwks_uri` must be on the
+    /// issuer's origin in production unless configured otherwise.
+    async fn discover(&self, client: &awc::Client) -> Result<String, FetchError> {
+        if let Some(u) = &self.jwks_override {
+            return Ok(u.clone());
+        }
+        if let Some(u) = self
+            .jwks_uri
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(u);
+        }
+        let mut res = client
+            .get(&self.discovery_url)
+            .insert_header(("accept", "application/json"))
+            .send()
+            .await
+            .map_err(|e| FetchError::Http(format!("metadata {}: {e}", self.discovery_url)))?;
+        if !res.status().is_success() {
+            return Err(FetchError::Http(format!(
+                "metadata {}: HTTP {}",
+                self.discovery_url,
+                res.status()
+            )));
+        }
+        let body = res
+            .body()
+            .limit(256 * 1024)
+            .await
+            .map_err(|e| FetchError::Http(format!("metadata: {e}")))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Invalid(format!("metadata is not JSON: {e}")))?;
+        let issuer = doc["issuer"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        if issuer != self.issuer {
+            return Err(FetchError::Invalid(format!(
+                "metadata names issuer {issuer:?}, expected {:?}",
+                self.issuer
+            )));
+        }
+        let jwks_uri = doc["jwks_uri"]
+            .as_str()
+            .ok_or_else(|| FetchError::Invalid("metadata has no jwks_uri".into()))?
+            .to_owned();
+        let uri: Uri = jwks_uri
+            .parse()
+            .map_err(|_| FetchError::Invalid(format!("jwks_uri {jwks_uri:?} is not a URL")))?;
+        if self.production {
+            let issuer_uri: Uri = self
+                .issuer
+                .parse()
+                .map_err(|_| FetchError::Invalid("issuer is not a URL".into()))?;
+            if !self.allow_cross_origin && origin(&uri) != origin(&issuer_uri) {
+                return Err(FetchError::Invalid(format!(
+                    "jwks_uri {jwks_uri} is on another origin than the issuer (allow_cross_origin_jwks to accept)"
+                )));
+            }
+            let loopback = uri.host().is_some_and(|h| {
+                h == "localhost"
+                    || h.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if uri.scheme_str() != Some("https") && !loopback {
+                return Err(FetchError::Invalid(format!(
+                    "jwks_uri {jwks_uri} is plain http"
+                )));
+            }
+        }
+        *self
+            .feed_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            doc["revocation_feed_endpoint"].as_str().map(str::to_owned);
+        *self
+            .jwks_uri
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(jwks_uri.clone());
+        Ok(jwks_uri)
+    }
+
+    /// Fetches the JWKS now. Returns how long to wait before the next refresh.
+    pub async fn fetch(&self) -> Result<Duration, FetchError> {
+        let result = self.fetch_inner().await;
+        match &result {
+            Ok(_) => {
+                self.metrics.jwks_fetch(true);
+                self.set_error(None);
+            }
+            Err(e) => {
+                self.metrics.jwks_fetch(false);
+                tracing::warn!(error = %e, "JWKS fetch failed; keeping the last good keys");
+                self.set_error(Some(e.to_string()));
+            }
+        }
+        result
+    }
+
+    async fn fetch_inner(&self) -> Result<Duration, FetchError> {
+        let client = fetch_client(self.bounds.fetch_timeout);
+        let url = self.discover(&client).await?;
+        let mut res = client
+            .get(&url)
+            .insert_header(("accept", "application/jwk-set+json, application/json"))
+            .send()
+            .await
+            .map_err(|e| FetchError::Http(format!("JWKS {url}: {e}")))?;
+        if !res.status().is_success() {
+            return Err(FetchError::Http(format!(
+                "JWKS {url}: HTTP {}",
+                res.status()
+            )));
+        }
+        let cache = max_age(
+            res.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let body = res
+            .body()
+            .limit(1024 * 1024)
+            .await
+            .map_err(|e| FetchError::Http(format!("JWKS: {e}")))?;
+        let set: JwkSet = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Invalid(format!("JWKS is not a JWK set: {e}")))?;
+        let (keys, skipped) = KeySet::from_jwks(&set);
+        for (kid, why) in &skipped {
+            tracing::debug!(kid = ?kid, reason = %why, "JWKS key skipped");
+        }
+        if keys.is_empty() {
+            return Err(FetchError::Invalid("the JWKS holds no usable key".into()));
+        }
+        let previous = self.snapshot.load_full();
+        let same = previous.as_ref().is_some_and(|p| {
+            p.keys.len() == keys.len() && keys.kids().all(|k| p.keys.get(k).is_some())
+        });
+        let generation = if same {
+            previous.as_ref().map_or(0, |p| p.generation)
+        } else {
+            let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::info!(keys = keys.len(), generation = g, "JWKS keys changed");
+            g
+        };
+        self.metrics.set_keys(keys.len());
+        self.snapshot.store(Some(Arc::new(KeySnapshot {
+            keys,
+            generation,
+            fetched_at: Instant::now(),
+        })));
+        Ok(cache
+            .unwrap_or(Duration::from_secs(300))
+            .clamp(self.bounds.min_refresh, self.bounds.max_refresh))
+    }
+
+    /// A token named `kid`, which we do not hold: refetch, at most once per cool-down, with one
+    /// fetch in flight however many requests ask. True if the key is known afterwards.
+    pub async fn refetch_for_unknown_kid(&self, kid: &str) -> bool {
+        let mut last = self.refetch.lock().await;
+        if self.current().is_some_and(|s| s.keys.get(kid).is_some()) {
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < self.bounds.unknown_kid_cooldown) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.metrics.unknown_kid_refetch();
+        let _ = self.fetch().await;
+        self.current().is_some_and(|s| s.keys.get(kid).is_some())
+    }
+
+    /// Refreshes forever: at the interval the JWKS's `Cache-Control` asks for (within bounds), and
+    /// with a backoff from `min_refresh` up while the endpoint fails.
+    pub async fn refresh_forever(self: Arc<Self>, mut next: Duration) {
+        let mut backoff = self
+            .bounds
+            .min_refresh
+            .min(Duration::from_secs(5))
+            .max(Duration::from_millis(500));
+        loop {
+            tokio::time::sleep(next).await;
+            next = match self.fetch().await {
+                Ok(wait) => {
+                    backoff = self
+                        .bounds
+                        .min_refresh
+                        .min(Duration::from_secs(5))
+                        .max(Duration::from_millis(500));
+                    wait
+                }
+                Err(_) => {
+                    let wait = backoff;
+                    backoff =
+                        (backoff * 2).min(self.bounds.min_refresh.max(Duration::from_secs(30)));
+                    wait
+                }
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age(Some("public, max-age=300")),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            max_age(Some("max-age=60, must-revalidate")),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(max_age(Some("no-cache")), None);
+        assert_eq!(max_age(None), None);
+        assert_eq!(max_age(Some("max-age=abc")), None);
+    }
+}

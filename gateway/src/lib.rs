@@ -1,0 +1,13 @@
+//! The gateway: a reverse proxy that verifies access tokens locally (cached JWKS keys, no
+//! per-request call to the issuer), enforces per-route rules, and forwards the verified identity.
+
+pub mod admin;
+pub mod authn;
+pub mod configuration;
+pub mod forwarding;
+pub mod keys;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod startup;
+pub mod telemetry;

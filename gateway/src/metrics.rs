@@ -1,0 +1,229 @@
+//! Counters and gauges of the gateway, rendered in the Prometheus text format on the admin
+//! listener. Lock-free on the request path: plain atomics.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Latency histogram bucket bounds, seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// Verification failure reasons, in `shared::VerifyError::reason` spelling, plus `missing`.
+const REASONS: [&str; 12] = [
+    "missing",
+    "malformed",
+    "algorithm",
+    "missing_kid",
+    "unknown_kid",
+    "bad_signature",
+    "wrong_type",
+    "expired",
+    "not_yet_valid",
+    "wrong_issuer",
+    "wrong_audience",
+    "invalid_claim",
+];
+
+#[derive(Default)]
+struct RouteStats {
+    by_class: [AtomicU64; 5],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+/// All metrics of one gateway process.
+pub struct Metrics {
+    routes: Vec<String>,
+    per_route: Vec<RouteStats>,
+    verify_failures: [AtomicU64; REASONS.len()],
+    jwks_ok: AtomicU64,
+    jwks_failed: AtomicU64,
+    unknown_kid: AtomicU64,
+    keys: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics for these route prefixes (index = route index; one more slot for "no route").
+    pub fn new(routes: Vec<String>) -> Self {
+        let per_route = (0..=routes.len()).map(|_| RouteStats::default()).collect();
+        Metrics {
+            routes,
+            per_route,
+            verify_failures: Default::default(),
+            jwks_ok: AtomicU64::new(0),
+            jwks_failed: AtomicU64::new(0),
+            unknown_kid: AtomicU64::new(0),
+            keys: AtomicU64::new(0),
+        }
+    }
+
+    /// One request done.
+    pub fn request(&self, route: Option<usize>, status: u16, elapsed: Duration) {
+        let Some(s) = self.per_route.get(route.unwrap_or(self.routes.len())) else {
+            return;
+        };
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        s.by_class[class].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            s.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        s.count.fetch_add(1, Ordering::Relaxed);
+        s.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A token was refused for `reason` (a `VerifyError::reason`, or `missing`).
+    pub fn verify_failure(&self, reason: &str) {
+        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
+            self.verify_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A JWKS fetch finished.
+    pub fn jwks_fetch(&self, ok: bool) {
+        if ok { &self.jwks_ok } else { &self.jwks_failed }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An unknown `kid` triggered a refetch.
+    pub fn unknown_kid_refetch(&self) {
+        self.unknown_kid.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keys now held.
+    pub fn set_keys(&self, n: usize) {
+        self.keys.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition. `key_age` is the age of the key set, if any.
+    pub fn render(&self, key_age: Option<Duration>) -> String {
+        let mut out = String::new();
+        let label = |i: usize| {
+            self.routes
+                .get(i)
+                .map_or("(none)", String::as_str)
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        };
+        let _ = writeln!(
+            out,
+            "# HELP gateway_requests_total Requests answered, by route prefix and status class."
+        );
+        let _ = writeln!(out, "# TYPE gateway_requests_total counter");
+        for (i, s) in self.per_route.iter().enumerate() {
+            for (c, n) in s.by_class.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "gateway_requests_total{{route=\"{}\",code=\"{}xx\"}} {}",
+                    label(i),
+                    c + 1,
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_request_duration_seconds Time to answer, by route prefix."
+        );
+        let _ = writeln!(out, "# TYPE gateway_request_duration_seconds histogram");
+        for (i, s) in self.per_route.iter().enumerate() {
+            let mut cumulative = 0;
+            for (b, n) in BUCKETS.iter().zip(&s.buckets) {
+                cumulative += n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "gateway_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {cumulative}",
+                    label(i)
+                );
+            }
+            let count = s.count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "gateway_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {count}",
+                label(i)
+            );
+            let _ = writeln!(
+                out,
+                "gateway_request_duration_seconds_sum{{route=\"{}\"}} {}",
+                label(i),
+                s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "gateway_request_duration_seconds_count{{route=\"{}\"}} {count}",
+                label(i)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_token_verification_failures_total Tokens refused, by reason."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_token_verification_failures_total counter"
+        );
+        for (r, n) in REASONS.iter().zip(&self.verify_failures) {
+            let _ = writeln!(
+                out,
+                "gateway_token_verification_failures_total{{reason=\"{r}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_jwks_fetches_total JWKS fetches, by result."
+        );
+        let _ = writeln!(out, "# TYPE gateway_jwks_fetches_total counter");
+        let _ = writeln!(
+            out,
+            "gateway_jwks_fetches_total{{result=\"ok\"}} {}",
+            self.jwks_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "gateway_jwks_fetches_total{{result=\"error\"}} {}",
+            self.jwks_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_jwks_unknown_kid_refetches_total Refetches caused by tokens naming an unknown key."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE gateway_jwks_unknown_kid_refetches_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "gateway_jwks_unknown_kid_refetches_total {}",
+            self.unknown_kid.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP gateway_jwks_keys Verifying keys held.");
+        let _ = writeln!(out, "# TYPE gateway_jwks_keys gauge");
+        let _ = writeln!(
+            out,
+            "gateway_jwks_keys {}",
+            self.keys.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_jwks_age_seconds Seconds since the keys were last fetched successfully."
+        );
+        let _ = writeln!(out, "# TYPE gateway_jwks_age_seconds gauge");
+        let _ = writeln!(
+            out,
+            "gateway_jwks_age_seconds {}",
+            key_age.map_or(-1.0, |a| a.as_secs_f64())
+        );
+        out
+    }
+}

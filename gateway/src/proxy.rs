@@ -1,0 +1,575 @@
+//! The request path: normalise, route, answer CORS preflights, check the method, authenticate and
+//! authorise, then forward to the upstream with bodies streamed both ways.
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use actix_web::body::SizedStream;
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use awc::error::SendRequestError;
+use futures_util::Stream;
+use shared::{AccessClaims, Validation};
+
+use crate::authn::{AuthFailure, Authenticator, bearer};
+use crate::configuration::{AuthRule, Cors, Route, Settings};
+use crate::forwarding::{self, Context};
+use crate::keys::KeyManager;
+use crate::metrics::Metrics;
+use crate::routing;
+
+/// What every worker shares.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Settings.
+    pub settings: Settings,
+    /// Keys.
+    pub keys: Arc<KeyManager>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// One HTTP worker's state: its upstream connection pool and verified-token cache.
+pub struct Worker {
+    gateway: Arc<Gateway>,
+    auth: Authenticator,
+    client: awc::Client,
+}
+
+impl Worker {
+    /// Builds a worker's state (on the worker's thread: the connection pool lives there).
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let s = &gateway.settings;
+        let mut validation = Validation::new(s.issuer.clone(), s.audiences.clone());
+        validation.leeway = s.leeway;
+        validation.algorithms = s.algorithms.clone();
+        let auth = Authenticator::new(
+            validation,
+            Arc::clone(&gateway.keys),
+            s.verified_token_cache.div_ceil(s.workers),
+        );
+        let connector = awc::Connector::new()
+            .timeout(std::time::Duration::from_secs(5))
+            .limit(0)
+            .conn_keep_alive(std::time::Duration::from_secs(30))
+            .conn_lifetime(std::time::Duration::from_secs(300));
+        let client = awc::Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .no_default_headers()
+            .finish();
+        Worker {
+            gateway,
+            auth,
+            client,
+        }
+    }
+}
+
+fn problem(status: StatusCode, detail: &str, code: &str) -> HttpResponse {
+    let title = status.canonical_reason().unwrap_or("Error");
+    HttpResponse::build(status)
+        .content_type(shared::problem::CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(shared::problem::body(
+            status.as_u16(),
+            title,
+            detail,
+            Some(code),
+        ))
+}
+
+fn challenge(error: Option<(&str, &str)>) -> String {
+    match error {
+        None => "Bearer realm=\"gateway\"".to_owned(),
+        Some((code, desc)) => {
+            format!("Bearer realm=\"gateway\", error=\"{code}\", error_description=\"{desc}\"")
+        }
+    }
+}
+
+fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
+    match f {
+        AuthFailure::Missing => {
+            metrics.verify_failure("missing");
+            let mut r = problem(
+                StatusCode::UNAUTHORIZED,
+                "a bearer access token is required",
+                "unauthorized",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gateway\""),
+            );
+            r
+        }
+        AuthFailure::Invalid(reason) => {
+            metrics.verify_failure(reason);
+            let desc = match *reason {
+                "expired" => "the token has expired",
+                "not_yet_valid" => "the token is not valid yet",
+                _ => "the token is not valid",
+            };
+            let mut r = problem(StatusCode::UNAUTHORIZED, desc, "invalid_token");
+            if let Ok(v) = HeaderValue::from_str(&challenge(Some(("invalid_token", desc)))) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            r
+        }
+        AuthFailure::BadRequest => {
+            let mut r = problem(
+                StatusCode::BAD_REQUEST,
+                "send exactly one Authorization header",
+                "invalid_request",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gateway\", error=\"invalid_request\""),
+            );
+            r
+        }
+        AuthFailure::KeysUnavailable => {
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token verification keys are not available yet",
+                "keys_unavailable",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+fn forbidden(detail: &str) -> HttpResponse {
+    let mut r = problem(StatusCode::FORBIDDEN, detail, "insufficient_scope");
+    if let Ok(v) = HeaderValue::from_str(&challenge(Some(("insufficient_scope", detail)))) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get(shared::headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The CORS origin to echo, if the request's `Origin` is allowed by the route.
+fn cors_origin<'a>(cors: &Cors, req: &'a HttpRequest) -> Option<&'a str> {
+    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+    cors.allowed_origins
+        .iter()
+        .any(|o| o == "*" || o == origin)
+        .then_some(origin)
+}
+
+fn add_cors(res: &mut HttpResponse, cors: &Cors, origin: &str) {
+    let h = res.headers_mut();
+    let allow = if cors.allowed_origins.iter().any(|o| o == "*") && !cors.allow_credentials {
+        "*"
+    } else {
+        origin
+    };
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if cors.allow_credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    if !cors.exposed_headers.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&cors.exposed_headers.join(", "))
+    {
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+    }
+}
+
+/// Answers a CORS preflight without authentication.
+fn preflight(req: &HttpRequest, cors: &Cors) -> HttpResponse {
+    let Some(origin) = cors_origin(cors, req) else {
+        return problem(StatusCode::FORBIDDEN, "origin not allowed", "cors_refused");
+    };
+    let method = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !cors.allowed_methods.iter().any(|m| m == method) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "method not allowed by CORS",
+            "cors_refused",
+        );
+    }
+    let asked: Vec<String> = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(h) = asked.iter().find(|h| !cors.allowed_headers.contains(h)) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            &format!("header {h} not allowed by CORS"),
+            "cors_refused",
+        );
+    }
+    let mut res = HttpResponse::NoContent().finish();
+    add_cors(&mut res, cors, origin);
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&cors.allowed_methods.join(", ")) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+    }
+    if !asked.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&asked.join(", "))
+    {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from(cors.max_age),
+    );
+    res
+}
+
+/// Counts request-body bytes and fails the upload once it exceeds the route's limit.
+struct Limited<S> {
+    inner: S,
+    left: u64,
+    tripped: Rc<Cell<bool>>,
+}
+
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Limited<S> {
+    type Item = Result<Bytes, PayloadError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let n = chunk.len() as u64;
+                if n > self.left {
+                    self.tripped.set(true);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                self.left -= n;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}
+
+fn allows(route: &Route, claims: &AccessClaims) -> Result<(), &'static str> {
+    let AuthRule::Authenticated { roles, scopes } = &route.auth else {
+        return Ok(());
+    };
+    if !roles.is_empty() && !roles.iter().any(|r| claims.roles.contains(r)) {
+        return Err("the token lacks a role this route requires");
+    }
+    if !scopes.iter().all(|s| claims.scopes().any(|g| g == s)) {
+        return Err("the token lacks a scope this route requires");
+    }
+    Ok(())
+}
+
+/// What a finished request reports for its access-log line.
+struct Outcome {
+    response: HttpResponse,
+    route: Option<usize>,
+    user: Option<String>,
+    path: String,
+}
+
+/// Every request comes here.
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    worker: web::Data<Worker>,
+) -> HttpResponse {
+    let start = Instant::now();
+    let id = request_id(&req);
+    let o = route_and_forward(&req, payload, &worker, &id).await;
+    let mut res = o.response;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
+    }
+    let status = res.status().as_u16();
+    worker
+        .gateway
+        .metrics
+        .request(o.route, status, start.elapsed());
+    tracing::info!(
+        target: "access",
+        request_id = %id,
+        method = %req.method(),
+        path = %o.path,
+        route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
+        status,
+        latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+        user_id = o.user.as_deref(),
+        peer = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        "request"
+    );
+    res
+}
+
+async fn route_and_forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    worker: &Worker,
+    id: &str,
+) -> Outcome {
+    let gw = &worker.gateway;
+    let raw_path = req.uri().path();
+    let fail = |response: HttpResponse, route: Option<usize>, path: &str| Outcome {
+        response,
+        route,
+        user: None,
+        path: path.to_owned(),
+    };
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > gw.settings.max_header_bytes {
+        return fail(
+            problem(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request headers are too large",
+                "headers_too_large",
+            ),
+            None,
+            "",
+        );
+    }
+    let path = match routing::normalize(raw_path) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                problem(StatusCode::BAD_REQUEST, &e.to_string(), "bad_path"),
+                None,
+                "",
+            );
+        }
+    };
+    let Some(index) = gw
+        .settings
+        .routes
+        .iter()
+        .position(|r| routing::covers(&r.prefix, &path))
+    else {
+        return fail(
+            problem(StatusCode::NOT_FOUND, "no route for this path", "not_found"),
+            None,
+            &path,
+        );
+    };
+    let route = &gw.settings.routes[index];
+
+    let origin = route.cors.as_ref().and_then(|c| cors_origin(c, req));
+    if let Some(cors) = &route.cors
+        && req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return fail(preflight(req, cors), Some(index), &path);
+    }
+    if let Some(methods) = &route.methods
+        && !methods.contains(req.method())
+    {
+        let mut r = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route",
+            "method_not_allowed",
+        );
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            r.headers_mut().insert(header::ALLOW, v);
+        }
+        return fail(r, Some(index), &path);
+    }
+
+    let claims = match &route.auth {
+        AuthRule::Public => None,
+        AuthRule::Authenticated { .. } => {
+            let token = match bearer(req) {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    return fail(
+                        auth_error(&AuthFailure::Missing, &gw.metrics),
+                        Some(index),
+                        &path,
+                    );
+                }
+                Err(e) => return fail(auth_error(&e, &gw.metrics), Some(index), &path),
+            };
+            match worker.auth.verify(token, shared::unix_now()).await {
+                Ok(c) => {
+                    if let Err(why) = allows(route, &c) {
+                        return Outcome {
+                            response: forbidden(why),
+                            route: Some(index),
+                            user: Some(c.sub.clone()),
+                            path,
+                        };
+                    }
+                    Some(c)
+                }
+                Err(e) => return fail(auth_error(&e, &gw.metrics), Some(index), &path),
+            }
+        }
+    };
+
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let (Some(limit), Some(n)) = (route.max_body_bytes, declared_len)
+        && n > limit
+    {
+        return fail(
+            problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body exceeds {limit} bytes"),
+                "body_too_large",
+            ),
+            Some(index),
+            &path,
+        );
+    }
+
+    let peer = req.peer_addr().map(|a| a.ip());
+    let trusted_peer =
+        peer.is_some_and(|p: IpAddr| gw.settings.trusted_proxies.iter().any(|c| c.contains(p)));
+    let ctx = Context {
+        identity: claims.as_deref(),
+        forward_token: route.forward_token,
+        peer,
+        trusted_peer,
+        request_id: id,
+    };
+    let upstream_path = routing::upstream_path(
+        &route.upstream.base_path,
+        &route.prefix,
+        &path,
+        route.strip_prefix,
+    );
+    let url = match req.uri().query() {
+        Some(q) => format!(
+            "{}://{}{}?{}",
+            route.upstream.scheme, route.upstream.authority, upstream_path, q
+        ),
+        None => format!(
+            "{}://{}{}",
+            route.upstream.scheme, route.upstream.authority, upstream_path
+        ),
+    };
+    let mut up = worker
+        .client
+        .request(req.method().clone(), &url)
+        .timeout(route.timeout)
+        .no_decompress();
+    for (name, value) in forwarding::upstream_request(req.headers(), &ctx) {
+        up = up.append_header((name, value));
+    }
+    let tripped = Rc::new(Cell::new(false));
+    let limited = Limited {
+        inner: payload,
+        left: route.max_body_bytes.unwrap_or(u64::MAX),
+        tripped: Rc::clone(&tripped),
+    };
+    let chunked = req.headers().get(header::TRANSFER_ENCODING).is_some();
+    let sent = match declared_len {
+        Some(n) if !chunked => up.send_body(SizedStream::new(n, limited)).await,
+        _ if chunked => up.send_stream(limited).await,
+        _ => up.send().await,
+    };
+    let user = claims.as_ref().map(|c| c.sub.clone());
+    let mut response = match sent {
+        Ok(upstream) => relay(req.method(), upstream),
+        Err(_) if tripped.get() => problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body exceeds the route's limit",
+            "body_too_large",
+        ),
+        Err(SendRequestError::Timeout) => problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the upstream did not answer in time",
+            "upstream_timeout",
+        ),
+        Err(e) => {
+            tracing::warn!(request_id = %id, upstream = %route.upstream.authority, error = %e, "upstream request failed");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                "the upstream could not be reached",
+                "upstream_unavailable",
+            )
+        }
+    };
+    if let (Some(cors), Some(origin)) = (&route.cors, origin) {
+        add_cors(&mut response, cors, origin);
+    }
+    Outcome {
+        response,
+        route: Some(index),
+        user,
+        path,
+    }
+}
+
+/// The upstream's response, streamed to the client.
+fn relay(method: &Method, upstream: awc::ClientResponse) -> HttpResponse {
+    let status = upstream.status();
+    let mut b = HttpResponse::build(status);
+    for (n, v) in forwarding::client_response(upstream.headers()) {
+        b.append_header((n.clone(), v.clone()));
+    }
+    let len = upstream
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        if let Some(n) = len {
+            b.no_chunking(n);
+        }
+        return b.finish();
+    }
+    match len {
+        Some(n) => b.body(SizedStream::new(n, upstream)),
+        None => b.streaming(upstream),
+    }
+}

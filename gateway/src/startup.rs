@@ -1,0 +1,129 @@
+//! Builds the gateway: keys, listeners, HTTP servers, the key refresher.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::configuration::Settings;
+use crate::keys::KeyManager;
+use crate::metrics::Metrics;
+use crate::proxy::{self, Gateway, Worker};
+
+/// A built, bound gateway.
+pub struct Application {
+    port: u16,
+    admin_port: u16,
+    server: Server,
+    admin: Server,
+    gateway: Arc<Gateway>,
+    first_refresh: Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Fetches the keys once (readiness waits for them; serving does not), binds both listeners.
+    /// Must run inside an actix runtime (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        tracing::info!(config = %settings.redacted(), "effective configuration");
+        let metrics = Arc::new(Metrics::new(
+            settings.routes.iter().map(|r| r.prefix.clone()).collect(),
+        ));
+        let keys = Arc::new(KeyManager::new(&settings, Arc::clone(&metrics)));
+        let first_refresh = match keys.fetch().await {
+            Ok(next) => next,
+            Err(_) => Duration::from_millis(500),
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let admin_listener = TcpListener::bind(settings.admin_listen)
+            .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
+        let port = listener.local_addr()?.port();
+        let admin_port = admin_listener.local_addr()?.port();
+        let workers = settings.workers;
+        let shutdown = settings.shutdown_timeout;
+        let gateway = Arc::new(Gateway {
+            settings,
+            keys,
+            metrics,
+        });
+
+        let gw = Arc::clone(&gateway);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(Worker::new(Arc::clone(&gw))))
+                .default_service(web::to(proxy::handle))
+        })
+        .workers(workers)
+        .keep_alive(Duration::from_secs(75))
+        .client_request_timeout(Duration::from_secs(10))
+        .backlog(4096)
+        .shutdown_timeout(shutdown)
+        .listen(listener)?
+        .run();
+        let gw = Arc::clone(&gateway);
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(Arc::clone(&gw)))
+                .configure(crate::admin::configure)
+        })
+        .workers(1)
+        .shutdown_timeout(shutdown)
+        .listen(admin_listener)?
+        .run();
+        tracing::info!(port, admin_port, "listening");
+        Ok(Application {
+            port,
+            admin_port,
+            server,
+            admin,
+            gateway,
+            first_refresh,
+        })
+    }
+
+    /// The public port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Shared state (tests inspect it).
+    pub fn gateway(&self) -> Arc<Gateway> {
+        Arc::clone(&self.gateway)
+    }
+
+    /// Handles to stop both servers.
+    pub fn handles(&self) -> (ServerHandle, ServerHandle) {
+        (self.server.handle(), self.admin.handle())
+    }
+
+    /// Serves until stopped; keeps the keys fresh meanwhile.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let keys = Arc::clone(&self.gateway.keys);
+        let refresher = actix_web::rt::spawn(keys.refresh_forever(self.first_refresh));
+        let admin_handle = self.admin.handle();
+        let admin = actix_web::rt::spawn(self.admin);
+        let result = self.server.await;
+        admin_handle.stop(true).await;
+        let _ = admin.await;
+        refresher.abort();
+        tracing::info!("stopped");
+        result
+    }
+}

@@ -1,0 +1,16 @@
+//! JSON logs on stdout (`RUST_LOG` filters); one `access` line per request.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the JSON subscriber. Idempotent.
+pub fn init_subscriber(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
