@@ -189,7 +189,12 @@ fn add_cors(res: &mut HttpResponse, cors: &Cors, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(allow) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if !h.get_all(header::VARY).any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("origin"))
+    }) {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if cors.allow_credentials {
         h.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -312,6 +317,21 @@ pub async fn handle(
     let id = request_id(&req);
     let o = route_and_forward(&req, payload, &worker, &id).await;
     let mut res = o.response;
+    // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
+    // included, so a browser page can read why it was refused. Preflights set their own.
+    let is_preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if !is_preflight
+        && let Some(cors) = o
+            .route
+            .and_then(|i| worker.gateway.settings.routes.get(i))
+            .and_then(|r| r.cors.as_ref())
+        && let Some(origin) = cors_origin(cors, &req)
+    {
+        add_cors(&mut res, cors, origin);
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
@@ -390,7 +410,6 @@ async fn route_and_forward(
     };
     let route = &gw.settings.routes[index];
 
-    let origin = route.cors.as_ref().and_then(|c| cors_origin(c, req));
     if let Some(cors) = &route.cors
         && req.method() == Method::OPTIONS
         && req
@@ -515,7 +534,7 @@ async fn route_and_forward(
         _ => up.send().await,
     };
     let user = claims.as_ref().map(|c| c.sub.clone());
-    let mut response = match sent {
+    let response = match sent {
         Ok(upstream) => relay(req.method(), upstream),
         Err(_) if tripped.get() => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -536,9 +555,6 @@ async fn route_and_forward(
             )
         }
     };
-    if let (Some(cors), Some(origin)) = (&route.cors, origin) {
-        add_cors(&mut response, cors, origin);
-    }
     Outcome {
         response,
         route: Some(index),

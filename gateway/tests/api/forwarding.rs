@@ -1,0 +1,277 @@
+//! What the upstream receives: the verified identity, none of the client's spoofs.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Stack, assert_problem};
+
+fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+#[actix_web::test]
+async fn a_valid_token_forwards_the_verified_identity_and_no_spoofs() {
+    let s = Stack::start().await;
+    let t = s.auth.user("alice").await;
+    let spoofs = [
+        ("X-User-Id", "admin"),
+        ("X-User-Roles", "admin"),
+        ("x_user_id", "admin"),
+        ("X-Auth-User", "root"),
+        ("X-Auth-Request-Email", "root@example.com"),
+        ("X-Session-Id", "stolen"),
+        ("Forwarded", "for=1.2.3.4;proto=https"),
+        ("X-Real-IP", "1.2.3.4"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-Forwarded-For", "1.2.3.4"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("Connection", "X-Smuggled"),
+        ("X-Smuggled", "yes"),
+    ];
+    let (status, echo) = s
+        .echo_of("/api/orders?x=1&y=%20", Some(&t.access_token), &spoofs)
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    let claims = {
+        let payload = t.access_token.split('.').nth(1).unwrap();
+        serde_json::from_slice::<Value>(&shared::jws::b64_decode(payload).unwrap()).unwrap()
+    };
+    assert_eq!(echo["path"], "/api/orders");
+    assert_eq!(echo["query"], "x=1&y=%20");
+    assert_eq!(header(&echo, "x-user-id"), claims["sub"].as_str());
+    assert_eq!(header(&echo, "x-user-roles"), Some("user"));
+    assert_eq!(header(&echo, "x-user-scopes"), Some("orders:read,profile"));
+    assert_eq!(header(&echo, "x-session-id"), claims["sid"].as_str());
+    assert_eq!(echo["headers"]["x-user-id"].as_array().unwrap().len(), 1);
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header(&echo, "x-forwarded-proto"), Some("http"));
+    assert!(header(&echo, "x-request-id").is_some());
+    let names: Vec<&String> = echo["headers"].as_object().unwrap().keys().collect();
+    for bad in [
+        "authorization",
+        "x-auth-user",
+        "x-auth-request-email",
+        "forwarded",
+        "x-real-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-smuggled",
+        "x_user_id",
+        "connection",
+    ] {
+        assert!(
+            !names.iter().any(|n| n.as_str() == bad),
+            "{bad} reached the upstream: {names:?}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn public_routes_forward_no_identity_even_with_a_token() {
+    let s = Stack::start().await;
+    let t = s.auth.user("bob").await;
+    let (status, echo) = s
+        .echo_of(
+            "/public/x",
+            Some(&t.access_token),
+            &[("X-User-Id", "admin")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&String> = echo["headers"].as_object().unwrap().keys().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("x-user") && *n != "x-session-id" && *n != "authorization"),
+        "{names:?}"
+    );
+    let (status, _) = s.echo_of("/public/x", None, &[]).await;
+    assert_eq!(status, 200, "no token needed");
+}
+
+#[actix_web::test]
+async fn forward_token_and_strip_prefix_routes() {
+    let s = Stack::start().await;
+    let t = s.auth.user("carol").await;
+    let (_, echo) = s.echo_of("/token/x", Some(&t.access_token), &[]).await;
+    assert_eq!(
+        header(&echo, "authorization"),
+        Some(format!("Bearer {}", t.access_token).as_str())
+    );
+    let (status, echo) = s
+        .echo_of("/strip/users/7", Some(&t.access_token), &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(echo["path"], "/base/users/7");
+}
+
+#[actix_web::test]
+async fn authorisation_rules_401_403_405_404() {
+    let s = Stack::start().await;
+    let user = s.auth.user("dave").await;
+    let admin = s.auth.admin().await;
+    let before = s.echo.hits();
+
+    let res = s.get("/api/x", None).await;
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"gateway\""
+    );
+    assert_problem(res, 401).await;
+    let res = s.get("/api/x", Some("garbage")).await;
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    assert_problem(res, 401).await;
+    let res = s.get("/admin/x", Some(&user.access_token)).await;
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert_eq!(assert_problem(res, 403).await["code"], "insufficient_scope");
+    let res = s
+        .client
+        .post(format!("{}/get-only/x", s.url))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    assert_problem(res, 405).await;
+    assert_problem(s.get("/nowhere", Some(&user.access_token)).await, 404).await;
+    assert_problem(s.get("/apix", Some(&user.access_token)).await, 404).await;
+    assert_eq!(
+        s.echo.hits(),
+        before,
+        "no refused request reached the upstream"
+    );
+
+    assert_eq!(
+        s.get("/admin/x", Some(&admin.access_token)).await.status(),
+        200
+    );
+    // Scopes are all-of: users hold both, the admin holds neither of them.
+    assert_eq!(
+        s.get("/scoped/x", Some(&user.access_token)).await.status(),
+        200
+    );
+    assert_eq!(
+        s.get("/scoped/x", Some(&admin.access_token)).await.status(),
+        200,
+        "admin has the user role too"
+    );
+    let narrowed = s
+        .client
+        .post(format!("{}/v1/login", s.auth.url))
+        .form(&[
+            ("username", "dave"),
+            ("password", testkit::PASSWORD),
+            ("scope", "profile"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let narrowed: Value = narrowed.json().await.unwrap();
+    let res = s.get("/scoped/x", narrowed["access_token"].as_str()).await;
+    assert_problem(res, 403).await;
+}
+
+#[actix_web::test]
+async fn forwarded_for_is_extended_only_for_trusted_proxies() {
+    let s = Stack::start_with(&[], "trusted_proxies = [\"127.0.0.1\"]").await;
+    let t = s.auth.user("erin").await;
+    let (_, echo) = s
+        .echo_of(
+            "/api/x",
+            Some(&t.access_token),
+            &[
+                ("X-Forwarded-For", "203.0.113.9"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        header(&echo, "x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(header(&echo, "x-forwarded-proto"), Some("https"));
+}
+
+#[actix_web::test]
+async fn request_ids_and_upstream_connections_are_reused() {
+    let s = Stack::start().await;
+    let t = s.auth.user("frank").await;
+    let res = s
+        .client
+        .get(format!("{}/api/x", s.url))
+        .bearer_auth(&t.access_token)
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "req-42");
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(header(&echo, "x-request-id"), Some("req-42"));
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let (_, echo) = s.echo_of("/api/x", Some(&t.access_token), &[]).await;
+        ports.insert(echo["peer_port"].as_u64().unwrap());
+    }
+    assert!(
+        ports.len() <= 2,
+        "upstream connections are pooled: {ports:?}"
+    );
+}
+
+#[actix_web::test]
+async fn admin_listener_health_readiness_and_metrics() {
+    let s = Stack::start().await;
+    let h: Value = s
+        .client
+        .get(format!("{}/healthz", s.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h, json!({"status": "ok"}));
+    let r = s
+        .client
+        .get(format!("{}/readyz", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["checks"]["keys"], "ok");
+    assert_eq!(r["checks"]["key_count"], 1);
+    let _ = s.get("/api/x", Some("garbage")).await;
+    let t = s.auth.user("gina").await;
+    let _ = s.get("/api/x", Some(&t.access_token)).await;
+    let m = s.metrics().await;
+    assert_eq!(
+        crate::helpers::metric(
+            &m,
+            "gateway_token_verification_failures_total{reason=\"malformed\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        crate::helpers::metric(&m, "gateway_requests_total{route=\"/api\",code=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        crate::helpers::metric(&m, "gateway_requests_total{route=\"/api\",code=\"4xx\"}"),
+        1.0
+    );
+    assert_eq!(crate::helpers::metric(&m, "gateway_jwks_keys"), 1.0);
+    assert!(crate::helpers::metric(&m, "gateway_jwks_fetches_total{result=\"ok\"}") >= 1.0);
+}

@@ -1,0 +1,203 @@
+//! Keys: verification stays local when the auth-service is gone; new keys arrive through the
+//! unknown-kid path; a flood of random kids causes one fetch; readiness waits for keys.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Stack, config, metric, start_gateway};
+
+#[actix_web::test]
+async fn valid_tokens_keep_passing_when_the_auth_service_is_down() {
+    let s = Stack::start().await;
+    let t = s.auth.user("ivan").await;
+    assert_eq!(s.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    s.auth.stop().await;
+    for _ in 0..5 {
+        assert_eq!(s.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    }
+    let ready = s
+        .client
+        .get(format!("{}/readyz", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "last good keys are kept");
+}
+
+#[actix_web::test]
+async fn a_new_signing_key_is_picked_up_through_the_unknown_kid_path() {
+    let s = Stack::start_with(&[("AUTH_KEY_RELOAD_INTERVAL", "1")], "").await;
+    let old = s.auth.user("judy").await;
+    assert_eq!(s.get("/api/x", Some(&old.access_token)).await.status(), 200);
+    let before = metric(
+        &s.metrics().await,
+        "gateway_jwks_unknown_kid_refetches_total",
+    );
+    let new_kid =
+        auth_service::crypto::keys::KeyManager::rotate(s.auth.state.key_store.as_ref(), 2048)
+            .await
+            .unwrap();
+    s.auth.state.keys.reload().await.unwrap();
+    let fresh = s.auth.login("judy").await;
+    let header: serde_json::Value = serde_json::from_slice(
+        &shared::jws::b64_decode(fresh.access_token.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], new_kid.as_str());
+    assert_eq!(
+        s.get("/api/x", Some(&fresh.access_token)).await.status(),
+        200
+    );
+    assert_eq!(
+        metric(
+            &s.metrics().await,
+            "gateway_jwks_unknown_kid_refetches_total"
+        ),
+        before + 1.0
+    );
+    assert_eq!(
+        s.get("/api/x", Some(&old.access_token)).await.status(),
+        200,
+        "the old key stays published"
+    );
+    assert_eq!(metric(&s.metrics().await, "gateway_jwks_keys"), 2.0);
+}
+
+#[actix_web::test]
+async fn a_flood_of_random_kids_causes_one_fetch() {
+    let s = Stack::start().await;
+    let fetches = |m: &str| {
+        metric(m, "gateway_jwks_fetches_total{result=\"ok\"}")
+            + metric(m, "gateway_jwks_fetches_total{result=\"error\"}")
+    };
+    let before = fetches(&s.metrics().await);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let mut h = json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("random-{i}")});
+        h["kid"] = json!(format!("random-{i}-{}", uuid::Uuid::new_v4()));
+        let token = format!(
+            "{}.{}.c2ln",
+            shared::jws::b64_encode(h.to_string()),
+            shared::jws::b64_encode(s.auth.claims().to_string())
+        );
+        let (client, url) = (s.client.clone(), format!("{}/api/x", s.url));
+        tasks.push(actix_web::rt::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    let after = fetches(&s.metrics().await);
+    assert!(
+        after - before <= 1.0,
+        "{} fetches for 200 unknown kids",
+        after - before
+    );
+}
+
+#[actix_web::test]
+async fn readiness_and_protected_routes_wait_for_the_first_keys() {
+    let port = testkit::free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let echo = testkit::echo::start().await;
+    let (url, _, admin, _, _) = start_gateway(&config(&issuer, &echo.url, ""), &[]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let res = client
+        .get(format!("{url}/api/x"))
+        .bearer_auth("any.token.here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "no keys: fail closed, never open");
+    assert_eq!(
+        client
+            .get(format!("{url}/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "public routes need no keys"
+    );
+    // The issuer appears; the gateway picks its keys up by itself.
+    let auth =
+        testkit::auth::Auth::start_on(port, testkit::stores::Resources::create().await, &[]).await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the gateway became ready once the issuer answered");
+    let t = auth.user("kate").await;
+    assert_eq!(
+        client
+            .get(format!("{url}/api/x"))
+            .bearer_auth(&t.access_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[actix_web::test]
+async fn keys_older_than_max_stale_are_no_longer_trusted() {
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let toml = config(&auth.url, &echo.url, "").replace("[jwks]\n", "[jwks]\nmax_stale = 2\n");
+    let (url, _, admin, _, _) = start_gateway(&toml, &[]).await;
+    let t = auth.user("liam").await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{url}/api/x"))
+            .bearer_auth(&t.access_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    auth.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let res = client
+        .get(format!("{url}/api/x"))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let ready = client.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert!(body["checks"]["key_age_seconds"].as_u64().unwrap() >= 2);
+}

@@ -1,0 +1,16 @@
+//! Gateway integration tests: the real gateway, the real auth-service, an echo upstream.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod attacks;
+mod cors;
+mod errors;
+mod forwarding;
+mod helpers;
+mod keys;
+mod paths;
+mod streaming;

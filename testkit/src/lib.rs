@@ -1,0 +1,26 @@
+//! Test harness shared by integration tests: a fresh PostgreSQL database and Redis key prefix per
+//! test (removed afterwards), the real auth-service running in-process, an upstream that echoes
+//! what it received, and a raw HTTP client for requests a normal client would "fix" first.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness: fail loudly"
+)]
+
+pub mod auth;
+pub mod echo;
+pub mod raw;
+pub mod stores;
+
+/// The standard test password.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
