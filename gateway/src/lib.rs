@@ -11,3 +11,4 @@ pub mod proxy;
 pub mod routing;
 pub mod startup;
 pub mod telemetry;
+pub mod websocket;

@@ -513,12 +513,52 @@ async fn route_and_forward(
             route.upstream.scheme, route.upstream.authority, upstream_path
         ),
     };
+    let headers = forwarding::upstream_request(req.headers(), &ctx);
+    let user = claims.as_ref().map(|c| c.sub.clone());
+    if crate::websocket::is_upgrade(req) {
+        if !route.websocket {
+            return fail(
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    "WebSocket upgrades are not enabled on this route",
+                    "websocket_not_allowed",
+                ),
+                Some(index),
+                &path,
+            );
+        }
+        let relay = crate::websocket::Relay {
+            url,
+            headers,
+            close_at: claims
+                .as_ref()
+                .map(|c| c.exp.saturating_add(gw.settings.leeway)),
+            timeout: route.timeout,
+        };
+        let response = match crate::websocket::proxy(req, payload, &worker.client, relay).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(request_id = %id, upstream = %route.upstream.authority, error = %e, "WebSocket upstream failed");
+                problem(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream could not be reached",
+                    "upstream_unavailable",
+                )
+            }
+        };
+        return Outcome {
+            response,
+            route: Some(index),
+            user,
+            path,
+        };
+    }
     let mut up = worker
         .client
         .request(req.method().clone(), &url)
         .timeout(route.timeout)
         .no_decompress();
-    for (name, value) in forwarding::upstream_request(req.headers(), &ctx) {
+    for (name, value) in headers {
         up = up.append_header((name, value));
     }
     let tripped = Rc::new(Cell::new(false));
@@ -533,7 +573,6 @@ async fn route_and_forward(
         _ if chunked => up.send_stream(limited).await,
         _ => up.send().await,
     };
-    let user = claims.as_ref().map(|c| c.sub.clone());
     let response = match sent {
         Ok(upstream) => relay(req.method(), upstream),
         Err(_) if tripped.get() => problem(

@@ -34,6 +34,9 @@ async fn echo(
 ) -> HttpResponse {
     hits.fetch_add(1, Ordering::SeqCst);
     let path = req.path().to_owned();
+    if path.ends_with("/ws") {
+        return websocket(&req, body);
+    }
     if let Some(ms) = path
         .strip_prefix("/slow")
         .and(req.query_string().strip_prefix("ms="))
@@ -92,6 +95,58 @@ async fn echo(
         "body_sha256": shared::jws::b64_encode(ctx.finish()),
         "peer_port": req.peer_addr().map(|a| a.port()),
     }))
+}
+
+/// A WebSocket echo: first a text message with the handshake headers it received, then every
+/// text or binary message back as it came.
+fn websocket(req: &HttpRequest, body: web::Payload) -> HttpResponse {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        headers.insert(
+            k.as_str().to_owned(),
+            json!(String::from_utf8_lossy(v.as_bytes())),
+        );
+    }
+    let offered: Vec<String> = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').map(|p| p.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let accept: Vec<&str> = offered
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p == "chat.v1")
+        .collect();
+    let Ok((res, mut session, mut stream)) = actix_ws::handle_with_protocols(req, body, &accept)
+    else {
+        return HttpResponse::BadRequest().finish();
+    };
+    actix_web::rt::spawn(async move {
+        if session
+            .text(json!({"headers": headers}).to_string())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Some(Ok(msg)) = stream.recv().await {
+            let sent = match msg {
+                actix_ws::Message::Text(t) => session.text(t).await,
+                actix_ws::Message::Binary(b) => session.binary(b).await,
+                actix_ws::Message::Ping(p) => session.pong(&p).await,
+                actix_ws::Message::Close(r) => {
+                    let _ = session.close(r).await;
+                    return;
+                }
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    res
 }
 
 /// Starts an echo upstream on a free port.

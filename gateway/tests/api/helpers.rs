@@ -92,6 +92,11 @@ upstream = "http://127.0.0.1:{dead}"
 auth = "public"
 
 [[routes]]
+prefix = "/live"
+upstream = "{echo}"
+websocket = true
+
+[[routes]]
 prefix = "/cors"
 upstream = "{echo}"
 [routes.cors]

@@ -14,3 +14,4 @@ mod helpers;
 mod keys;
 mod paths;
 mod streaming;
+mod websocket;

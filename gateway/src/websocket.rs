@@ -1,0 +1,149 @@
+//! WebSocket upgrades on routes that allow them: the gateway connects upstream first (with the
+//! verified identity headers), then completes the client's handshake and relays frames both ways.
+//! Relaying frames rather than raw bytes lets the gateway end the connection itself: when the
+//! token that opened it expires, both sides get a policy-violation close.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use awc::ws::{CloseCode, CloseReason, Frame, Message as UpMessage};
+use futures_util::{SinkExt as _, StreamExt as _};
+
+/// True for `Upgrade: websocket` requests.
+pub fn is_upgrade(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Handshake headers the gateway's own client sets; the client's are not copied.
+fn handshake_header(name: &str) -> bool {
+    name.starts_with("sec-websocket-")
+}
+
+/// What the relay needs to know.
+pub struct Relay {
+    /// Upstream URL (`http(s)://…`).
+    pub url: String,
+    /// Headers for the upstream handshake (already filtered by the forwarding rules).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Close the connection at this time (token `exp` + leeway), seconds since the epoch.
+    pub close_at: Option<i64>,
+    /// Timeout for the upstream handshake.
+    pub timeout: Duration,
+}
+
+/// Opens the upstream connection, answers the client's upgrade, and relays.
+pub async fn proxy(
+    req: &HttpRequest,
+    payload: web::Payload,
+    client: &awc::Client,
+    relay: Relay,
+) -> Result<HttpResponse, String> {
+    let protocols: Vec<String> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut up = client.ws(relay.url.as_str());
+    for (name, value) in relay.headers {
+        if !handshake_header(name.as_str()) {
+            up = up.header(name, value);
+        }
+    }
+    if !protocols.is_empty() {
+        up = up.protocols(protocols.iter().map(String::as_str));
+    }
+    let (response, framed) = match tokio::time::timeout(relay.timeout, up.connect()).await {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => return Err(format!("upstream WebSocket handshake failed: {e}")),
+        Err(_) => return Err("upstream WebSocket handshake timed out".into()),
+    };
+    let chosen = response
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let offered: Vec<&str> = chosen.as_deref().into_iter().collect();
+    let (res, mut session, mut from_client) =
+        actix_ws::handle_with_protocols(req, payload, &offered)
+            .map_err(|e| format!("client handshake: {e}"))?;
+    let (mut to_up, mut from_up) = framed.split();
+    let close_in = relay
+        .close_at
+        .map(|at| Duration::from_secs(u64::try_from(at - shared::unix_now()).unwrap_or(0)));
+    actix_web::rt::spawn(async move {
+        let expiry = async {
+            match close_in {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
+        loop {
+            tokio::select! {
+                msg = from_client.recv() => {
+                    let forwarded = match msg {
+                        Some(Ok(actix_ws::Message::Text(t))) => to_up.send(UpMessage::Text(t)).await,
+                        Some(Ok(actix_ws::Message::Binary(b))) => to_up.send(UpMessage::Binary(b)).await,
+                        Some(Ok(actix_ws::Message::Ping(b))) => to_up.send(UpMessage::Ping(b)).await,
+                        Some(Ok(actix_ws::Message::Pong(b))) => to_up.send(UpMessage::Pong(b)).await,
+                        Some(Ok(actix_ws::Message::Continuation(i))) => to_up.send(UpMessage::Continuation(i)).await,
+                        Some(Ok(actix_ws::Message::Nop)) => Ok(()),
+                        Some(Ok(actix_ws::Message::Close(reason))) => {
+                            let _ = to_up.send(UpMessage::Close(reason)).await;
+                            break;
+                        }
+                        Some(Err(_)) | None => {
+                            let _ = to_up.send(UpMessage::Close(None)).await;
+                            break;
+                        }
+                    };
+                    if forwarded.is_err() {
+                        let _ = session.close(Some(CloseCode::Away.into())).await;
+                        break;
+                    }
+                }
+                frame = from_up.next() => {
+                    let delivered = match frame {
+                        Some(Ok(Frame::Text(b))) => match bytestring::ByteString::try_from(b) {
+                            Ok(text) => session.text(text).await,
+                            Err(_) => {
+                                let _ = session.close(Some(CloseCode::Invalid.into())).await;
+                                break;
+                            }
+                        },
+                        Some(Ok(Frame::Binary(b))) => session.binary(b).await,
+                        Some(Ok(Frame::Ping(b))) => session.ping(&b).await,
+                        Some(Ok(Frame::Pong(b))) => session.pong(&b).await,
+                        Some(Ok(Frame::Continuation(i))) => session.continuation(i).await,
+                        Some(Ok(Frame::Close(reason))) => {
+                            let _ = session.close(reason).await;
+                            break;
+                        }
+                        Some(Err(_)) | None => {
+                            let _ = session.close(Some(CloseCode::Away.into())).await;
+                            break;
+                        }
+                    };
+                    if delivered.is_err() {
+                        let _ = to_up.send(UpMessage::Close(Some(CloseCode::Away.into()))).await;
+                        break;
+                    }
+                }
+                () = &mut expiry => {
+                    let reason = CloseReason { code: CloseCode::Policy, description: Some("token expired".into()) };
+                    let _ = to_up.send(UpMessage::Close(Some(reason.clone()))).await;
+                    let _ = session.close(Some(reason)).await;
+                    break;
+                }
+            }
+        }
+    });
+    Ok(res)
+}
