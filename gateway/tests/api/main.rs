@@ -13,5 +13,6 @@ mod forwarding;
 mod helpers;
 mod keys;
 mod paths;
+mod process;
 mod streaming;
 mod websocket;
