@@ -5,7 +5,12 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
 
 async fn whoami(req: HttpRequest) -> HttpResponse {
-    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let h = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     HttpResponse::Ok().json(json!({
         "service": "demo-upstream",
         "path": req.path(),
@@ -20,5 +25,9 @@ async fn whoami(req: HttpRequest) -> HttpResponse {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let listen = std::env::var("DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8082".into());
-    HttpServer::new(|| App::new().default_service(web::to(whoami))).workers(1).bind(listen)?.run().await
+    HttpServer::new(|| App::new().default_service(web::to(whoami)))
+        .workers(1)
+        .bind(listen)?
+        .run()
+        .await
 }

@@ -53,14 +53,17 @@ pub fn reserved(name: &str) -> bool {
         || OVERRIDES.contains(&c.as_str())
 }
 
-/// Header names listed in `Connection` (they are hop-by-hop for this message).
-fn connection_listed(map: &HeaderMap) -> Vec<String> {
-    map.get_all("connection")
-        .filter_map(|v| v.to_str().ok())
+/// Header names listed in `Connection` values (they are hop-by-hop for this message).
+pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    values
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+fn connection_listed(map: &HeaderMap) -> Vec<String> {
+    connection_tokens(map.get_all("connection").filter_map(|v| v.to_str().ok()))
 }
 
 fn hop_by_hop(name: &str, listed: &[String]) -> bool {
@@ -143,12 +146,10 @@ pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> Vec<(HeaderNam
     out
 }
 
-/// The headers the client receives from an upstream response.
-pub fn client_response(upstream: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-    let listed = connection_listed(upstream);
-    upstream
-        .iter()
-        .filter(move |(n, _)| !hop_by_hop(n.as_str(), &listed) && n.as_str() != "content-length")
+/// True when an upstream response header (lowercase `name`) passes to the client; `listed` are
+/// the names its `Connection` header lists.
+pub fn passes_to_client(name: &str, listed: &[String]) -> bool {
+    !hop_by_hop(name, listed) && name != "content-length"
 }
 
 #[cfg(test)]
@@ -314,7 +315,10 @@ mod tests {
             ("set-cookie", "a=1"),
             ("set-cookie", "b=2"),
         ]);
-        let back: Vec<_> = client_response(&upstream)
+        let listed = connection_listed(&upstream);
+        let back: Vec<_> = upstream
+            .iter()
+            .filter(|(n, _)| passes_to_client(n.as_str(), &listed))
             .map(|(n, _)| n.as_str().to_owned())
             .collect();
         assert_eq!(back, vec!["set-cookie", "set-cookie"]);

@@ -51,6 +51,7 @@ pub struct KeyManager {
     generation: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
     metrics: Arc<Metrics>,
+    client: crate::upstream::Client,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -59,14 +60,6 @@ impl std::fmt::Debug for KeyManager {
             .field("issuer", &self.issuer)
             .finish_non_exhaustive()
     }
-}
-
-/// An HTTP client for fetching documents: no redirects (a redirect could lead anywhere), bounded.
-pub(crate) fn fetch_client(timeout: Duration) -> awc::Client {
-    awc::Client::builder()
-        .timeout(timeout)
-        .disable_redirects()
-        .finish()
 }
 
 /// Max-age of a `Cache-Control` header.
@@ -80,7 +73,7 @@ fn max_age(value: Option<&str>) -> Option<Duration> {
 
 impl KeyManager {
     /// A manager with no keys yet.
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>, tls: Arc<rustls::ClientConfig>) -> Self {
         KeyManager {
             issuer: settings.issuer.clone(),
             discovery_url: settings.discovery_url.clone(),
@@ -95,6 +88,7 @@ impl KeyManager {
             generation: AtomicU64::new(0),
             last_error: std::sync::Mutex::new(None),
             metrics,
+            client: crate::upstream::client(tls, settings.jwks.fetch_timeout),
         }
     }
 
@@ -138,7 +132,40 @@ impl KeyManager {
 
     /// Reads the issuer's metadata: its `issuer` must equal ours; `jwks_uri` must be on the
     /// issuer's origin in production unless configured otherwise.
-    async fn discover(&self, client: &awc::Client) -> Result<String, FetchError> {
+    /// GETs a document: no redirects (a redirect could lead anywhere), bounded in time and size.
+    async fn get(
+        &self,
+        url: &str,
+        accept: &'static str,
+        limit: usize,
+    ) -> Result<(http::HeaderMap, bytes::Bytes), FetchError> {
+        use http_body_util::BodyExt as _;
+        let request = hyper::Request::get(url)
+            .header(http::header::ACCEPT, accept)
+            .body(crate::upstream::empty())
+            .map_err(|e| FetchError::Invalid(format!("{url}: {e}")))?;
+        let res = tokio::time::timeout(self.bounds.fetch_timeout, self.client.request(request))
+            .await
+            .map_err(|_| FetchError::Http(format!("{url}: timed out")))?
+            .map_err(|e| FetchError::Http(format!("{url}: {e}")))?;
+        if !res.status().is_success() {
+            return Err(FetchError::Http(format!("{url}: HTTP {}", res.status())));
+        }
+        let headers = res.headers().clone();
+        let body = tokio::time::timeout(
+            self.bounds.fetch_timeout,
+            http_body_util::Limited::new(res.into_body(), limit).collect(),
+        )
+        .await
+        .map_err(|_| FetchError::Http(format!("{url}: timed out")))?
+        .map_err(|e| FetchError::Http(format!("{url}: {e}")))?
+        .to_bytes();
+        Ok((headers, body))
+    }
+
+    /// Reads the issuer's metadata: its `issuer` must equal ours; `jwks_uri` must be on the
+    /// issuer's origin in production unless configured otherwise.
+    async fn discover(&self) -> Result<String, FetchError> {
         if let Some(u) = &self.jwks_override {
             return Ok(u.clone());
         }
@@ -150,24 +177,9 @@ impl KeyManager {
         {
             return Ok(u);
         }
-        let mut res = client
-            .get(&self.discovery_url)
-            .insert_header(("accept", "application/json"))
-            .send()
-            .await
-            .map_err(|e| FetchError::Http(format!("metadata {}: {e}", self.discovery_url)))?;
-        if !res.status().is_success() {
-            return Err(FetchError::Http(format!(
-                "metadata {}: HTTP {}",
-                self.discovery_url,
-                res.status()
-            )));
-        }
-        let body = res
-            .body()
-            .limit(256 * 1024)
-            .await
-            .map_err(|e| FetchError::Http(format!("metadata: {e}")))?;
+        let (_, body) = self
+            .get(&self.discovery_url, "application/json", 256 * 1024)
+            .await?;
         let doc: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| FetchError::Invalid(format!("metadata is not JSON: {e}")))?;
         let issuer = doc["issuer"]
@@ -238,30 +250,19 @@ impl KeyManager {
     }
 
     async fn fetch_inner(&self) -> Result<Duration, FetchError> {
-        let client = fetch_client(self.bounds.fetch_timeout);
-        let url = self.discover(&client).await?;
-        let mut res = client
-            .get(&url)
-            .insert_header(("accept", "application/jwk-set+json, application/json"))
-            .send()
-            .await
-            .map_err(|e| FetchError::Http(format!("JWKS {url}: {e}")))?;
-        if !res.status().is_success() {
-            return Err(FetchError::Http(format!(
-                "JWKS {url}: HTTP {}",
-                res.status()
-            )));
-        }
+        let url = self.discover().await?;
+        let (headers, body) = self
+            .get(
+                &url,
+                "application/jwk-set+json, application/json",
+                1024 * 1024,
+            )
+            .await?;
         let cache = max_age(
-            res.headers()
-                .get("cache-control")
+            headers
+                .get(http::header::CACHE_CONTROL)
                 .and_then(|v| v.to_str().ok()),
         );
-        let body = res
-            .body()
-            .limit(1024 * 1024)
-            .await
-            .map_err(|e| FetchError::Http(format!("JWKS: {e}")))?;
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| FetchError::Invalid(format!("JWKS is not a JWK set: {e}")))?;
         let (keys, skipped) = KeySet::from_jwks(&set);

@@ -11,4 +11,5 @@ pub mod proxy;
 pub mod routing;
 pub mod startup;
 pub mod telemetry;
+pub mod upstream;
 pub mod websocket;

@@ -3,20 +3,16 @@
 
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use actix_web::body::SizedStream;
-use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use awc::error::SendRequestError;
-use futures_util::Stream;
+use futures_util::StreamExt as _;
+use http_body_util::BodyDataStream;
 use shared::{AccessClaims, Validation};
 
 use crate::authn::{AuthFailure, Authenticator, bearer};
@@ -41,12 +37,14 @@ pub struct Gateway {
 pub struct Worker {
     gateway: Arc<Gateway>,
     auth: Authenticator,
-    client: awc::Client,
+    client: crate::upstream::Client,
+    id_prefix: String,
+    next_id: Cell<u64>,
 }
 
 impl Worker {
     /// Builds a worker's state (on the worker's thread: the connection pool lives there).
-    pub fn new(gateway: Arc<Gateway>) -> Self {
+    pub fn new(gateway: Arc<Gateway>, tls: Arc<rustls::ClientConfig>) -> Self {
         let s = &gateway.settings;
         let mut validation = Validation::new(s.issuer.clone(), s.audiences.clone());
         validation.leeway = s.leeway;
@@ -56,19 +54,13 @@ impl Worker {
             Arc::clone(&gateway.keys),
             s.verified_token_cache.div_ceil(s.workers),
         );
-        let connector = awc::Connector::new()
-            .timeout(std::time::Duration::from_secs(5))
-            .limit(0)
-            .conn_keep_alive(std::time::Duration::from_secs(30))
-            .conn_lifetime(std::time::Duration::from_secs(300));
-        let client = awc::Client::builder()
-            .connector(connector)
-            .disable_redirects()
-            .no_default_headers()
-            .finish();
+        let client = crate::upstream::client(tls, std::time::Duration::from_secs(5));
+        let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Worker {
             gateway,
             auth,
+            id_prefix,
+            next_id: Cell::new(0),
             client,
         }
     }
@@ -157,8 +149,11 @@ fn forbidden(detail: &str) -> HttpResponse {
     r
 }
 
-fn request_id(req: &HttpRequest) -> String {
-    req.headers()
+/// The client's request id if it is short and plain; otherwise this worker's random prefix and a
+/// counter (unique without a syscall per request).
+fn request_id(req: &HttpRequest, worker: &Worker) -> String {
+    let given = req
+        .headers()
         .get(shared::headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
@@ -166,8 +161,15 @@ fn request_id(req: &HttpRequest) -> String {
                 && v.len() <= 128
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        });
+    match given {
+        Some(v) => v.to_owned(),
+        None => {
+            let n = worker.next_id.get();
+            worker.next_id.set(n + 1);
+            format!("{}-{n:x}", worker.id_prefix)
+        }
+    }
 }
 
 /// The CORS origin to echo, if the request's `Origin` is allowed by the route.
@@ -261,31 +263,6 @@ fn preflight(req: &HttpRequest, cors: &Cors) -> HttpResponse {
     res
 }
 
-/// Counts request-body bytes and fails the upload once it exceeds the route's limit.
-struct Limited<S> {
-    inner: S,
-    left: u64,
-    tripped: Rc<Cell<bool>>,
-}
-
-impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Limited<S> {
-    type Item = Result<Bytes, PayloadError>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let n = chunk.len() as u64;
-                if n > self.left {
-                    self.tripped.set(true);
-                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
-                }
-                self.left -= n;
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            other => other,
-        }
-    }
-}
-
 fn allows(route: &Route, claims: &AccessClaims) -> Result<(), &'static str> {
     let AuthRule::Authenticated { roles, scopes } = &route.auth else {
         return Ok(());
@@ -314,7 +291,7 @@ pub async fn handle(
     worker: web::Data<Worker>,
 ) -> HttpResponse {
     let start = Instant::now();
-    let id = request_id(&req);
+    let id = request_id(&req, &worker);
     let o = route_and_forward(&req, payload, &worker, &id).await;
     let mut res = o.response;
     // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
@@ -553,39 +530,104 @@ async fn route_and_forward(
             path,
         };
     }
-    let mut up = worker
-        .client
-        .request(req.method().clone(), &url)
-        .timeout(route.timeout)
-        .no_decompress();
-    for (name, value) in headers {
-        up = up.append_header((name, value));
-    }
-    let tripped = Rc::new(Cell::new(false));
-    let limited = Limited {
-        inner: payload,
-        left: route.max_body_bytes.unwrap_or(u64::MAX),
-        tripped: Rc::clone(&tripped),
+    let Ok(method) = http::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return fail(
+            problem(
+                StatusCode::BAD_REQUEST,
+                "unsupported method",
+                "invalid_request",
+            ),
+            Some(index),
+            &path,
+        );
     };
-    let chunked = req.headers().get(header::TRANSFER_ENCODING).is_some();
-    let sent = match declared_len {
-        Some(n) if !chunked => up.send_body(SizedStream::new(n, limited)).await,
-        _ if chunked => up.send_stream(limited).await,
-        _ => up.send().await,
+    let mut builder = hyper::Request::builder().method(method).uri(url.as_str());
+    if let Some(h) = builder.headers_mut() {
+        h.reserve(headers.len() + 1);
+        for (name, value) in &headers {
+            if let (Some(n), Some(v)) = (
+                crate::upstream::name_to_hyper(name),
+                crate::upstream::value_to_hyper(value),
+            ) {
+                h.append(n, v);
+            }
+        }
+    }
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let tripped = Rc::new(Cell::new(false));
+    let progress = Rc::new(Cell::new(Instant::now()));
+    let body = if declared_len.is_none() && !chunked {
+        crate::upstream::empty()
+    } else {
+        if let (Some(n), false, Some(h)) = (declared_len, chunked, builder.headers_mut()) {
+            h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+        }
+        let (tx, body) = crate::upstream::channel(4);
+        let limit = route.max_body_bytes.unwrap_or(u64::MAX);
+        let (tripped, progress) = (Rc::clone(&tripped), Rc::clone(&progress));
+        let mut payload = payload;
+        actix_web::rt::spawn(async move {
+            let mut sent = 0u64;
+            while let Some(chunk) = payload.next().await {
+                let item: Result<bytes::Bytes, crate::upstream::BoxError> = match chunk {
+                    Ok(c) if sent + c.len() as u64 > limit => {
+                        tripped.set(true);
+                        Err("request body exceeds the route's limit".into())
+                    }
+                    Ok(c) => {
+                        sent += c.len() as u64;
+                        Ok(c)
+                    }
+                    Err(e) => Err(e.to_string().into()),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+                progress.set(Instant::now());
+            }
+        });
+        body
+    };
+    let Ok(request) = builder.body(body) else {
+        return fail(
+            problem(
+                StatusCode::BAD_REQUEST,
+                "the request cannot be forwarded",
+                "invalid_request",
+            ),
+            Some(index),
+            &path,
+        );
+    };
+    // The route's timeout bounds waiting on the upstream, not the client's upload: while a body
+    // is still streaming, the deadline counts from the last chunk sent.
+    let send = worker.client.request(request);
+    tokio::pin!(send);
+    let sent = loop {
+        let deadline = tokio::time::Instant::from_std(progress.get()) + route.timeout;
+        tokio::select! {
+            r = &mut send => break Some(r),
+            () = tokio::time::sleep_until(deadline) => {
+                if tokio::time::Instant::from_std(progress.get()) + route.timeout <= tokio::time::Instant::now() {
+                    break None;
+                }
+            }
+        }
     };
     let response = match sent {
-        Ok(upstream) => relay(req.method(), upstream),
-        Err(_) if tripped.get() => problem(
+        Some(Ok(upstream)) => relay(req.method(), upstream),
+        _ if tripped.get() => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body exceeds the route's limit",
             "body_too_large",
         ),
-        Err(SendRequestError::Timeout) => problem(
+        None => problem(
             StatusCode::GATEWAY_TIMEOUT,
             "the upstream did not answer in time",
             "upstream_timeout",
         ),
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::warn!(request_id = %id, upstream = %route.upstream.authority, error = %e, "upstream request failed");
             problem(
                 StatusCode::BAD_GATEWAY,
@@ -603,15 +645,30 @@ async fn route_and_forward(
 }
 
 /// The upstream's response, streamed to the client.
-fn relay(method: &Method, upstream: awc::ClientResponse) -> HttpResponse {
-    let status = upstream.status();
+fn relay(method: &Method, upstream: hyper::Response<hyper::body::Incoming>) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut b = HttpResponse::build(status);
-    for (n, v) in forwarding::client_response(upstream.headers()) {
-        b.append_header((n.clone(), v.clone()));
+    let listed = forwarding::connection_tokens(
+        upstream
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    for (n, v) in upstream.headers() {
+        if forwarding::passes_to_client(n.as_str(), &listed)
+            && let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(n.as_str().as_bytes()),
+                HeaderValue::from_bytes(v.as_bytes()),
+            )
+        {
+            b.append_header((n, v));
+        }
     }
     let len = upstream
         .headers()
-        .get(header::CONTENT_LENGTH)
+        .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if method == Method::HEAD
@@ -623,8 +680,9 @@ fn relay(method: &Method, upstream: awc::ClientResponse) -> HttpResponse {
         }
         return b.finish();
     }
+    let stream = BodyDataStream::new(upstream.into_body());
     match len {
-        Some(n) => b.body(SizedStream::new(n, upstream)),
-        None => b.streaming(upstream),
+        Some(n) => b.body(SizedStream::new(n, stream)),
+        None => b.streaming(stream),
     }
 }

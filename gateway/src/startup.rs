@@ -40,7 +40,12 @@ impl Application {
         let metrics = Arc::new(Metrics::new(
             settings.routes.iter().map(|r| r.prefix.clone()).collect(),
         ));
-        let keys = Arc::new(KeyManager::new(&settings, Arc::clone(&metrics)));
+        let tls = crate::upstream::tls_config();
+        let keys = Arc::new(KeyManager::new(
+            &settings,
+            Arc::clone(&metrics),
+            Arc::clone(&tls),
+        ));
         let first_refresh = match keys.fetch().await {
             Ok(next) => next,
             Err(_) => Duration::from_millis(500),
@@ -62,7 +67,10 @@ impl Application {
         let gw = Arc::clone(&gateway);
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(web::Data::new(Worker::new(Arc::clone(&gw))))
+                .app_data(web::Data::new(Worker::new(
+                    Arc::clone(&gw),
+                    Arc::clone(&tls),
+                )))
                 .default_service(web::to(proxy::handle))
         })
         .workers(workers)

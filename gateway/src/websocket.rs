@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message as UpMessage};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use awc::ws::{CloseCode, CloseReason, Frame, Message as UpMessage};
+use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
+
+use crate::upstream;
 
 /// True for `Upgrade: websocket` requests.
 pub fn is_upgrade(req: &HttpRequest) -> bool {
@@ -16,11 +19,6 @@ pub fn is_upgrade(req: &HttpRequest) -> bool {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// Handshake headers the gateway's own client sets; the client's are not copied.
-fn handshake_header(name: &str) -> bool {
-    name.starts_with("sec-websocket-")
 }
 
 /// What the relay needs to know.
@@ -35,11 +33,12 @@ pub struct Relay {
     pub timeout: Duration,
 }
 
-/// Opens the upstream connection, answers the client's upgrade, and relays.
+/// Opens the upstream connection (an HTTP/1.1 upgrade through the pooled client), answers the
+/// client's upgrade, and relays frames.
 pub async fn proxy(
     req: &HttpRequest,
     payload: web::Payload,
-    client: &awc::Client,
+    client: &upstream::Client,
     relay: Relay,
 ) -> Result<HttpResponse, String> {
     let protocols: Vec<String> = req
@@ -50,25 +49,80 @@ pub async fn proxy(
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect();
-    let mut up = client.ws(relay.url.as_str());
-    for (name, value) in relay.headers {
-        if !handshake_header(name.as_str()) {
-            up = up.header(name, value);
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| "no randomness for a WebSocket key".to_owned())?;
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let mut builder = hyper::Request::builder()
+        .method(http::Method::GET)
+        .uri(relay.url.as_str());
+    if let Some(h) = builder.headers_mut() {
+        for (name, value) in &relay.headers {
+            if !name.as_str().starts_with("sec-websocket-")
+                && let (Some(n), Some(v)) = (
+                    upstream::name_to_hyper(name),
+                    upstream::value_to_hyper(value),
+                )
+            {
+                h.append(n, v);
+            }
+        }
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        h.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        h.insert(
+            http::header::SEC_WEBSOCKET_VERSION,
+            http::HeaderValue::from_static("13"),
+        );
+        if let Ok(k) = http::HeaderValue::from_str(&key) {
+            h.insert(http::header::SEC_WEBSOCKET_KEY, k);
+        }
+        if !protocols.is_empty()
+            && let Ok(p) = http::HeaderValue::from_str(&protocols.join(", "))
+        {
+            h.insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
         }
     }
-    if !protocols.is_empty() {
-        up = up.protocols(protocols.iter().map(String::as_str));
-    }
-    let (response, framed) = match tokio::time::timeout(relay.timeout, up.connect()).await {
-        Ok(Ok(ok)) => ok,
+    let request = builder
+        .body(upstream::empty())
+        .map_err(|e| format!("upstream WebSocket request: {e}"))?;
+    let response = match tokio::time::timeout(relay.timeout, client.request(request)).await {
+        Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(format!("upstream WebSocket handshake failed: {e}")),
         Err(_) => return Err("upstream WebSocket handshake timed out".into()),
     };
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(format!(
+            "upstream answered the WebSocket handshake with {}",
+            response.status()
+        ));
+    }
+    let expected = actix_http::ws::hash_key(key.as_bytes());
+    if response
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_ACCEPT)
+        .map(|v| v.as_bytes())
+        != Some(&expected[..])
+    {
+        return Err("upstream sent a wrong Sec-WebSocket-Accept".into());
+    }
     let chosen = response
         .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .map_err(|e| format!("upstream upgrade: {e}"))?;
+    let framed = actix_codec::Framed::new(
+        hyper_util::rt::TokioIo::new(upgraded),
+        Codec::new().client_mode(),
+    );
     let offered: Vec<&str> = chosen.as_deref().into_iter().collect();
     let (res, mut session, mut from_client) =
         actix_ws::handle_with_protocols(req, payload, &offered)

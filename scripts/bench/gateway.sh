@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Gateway benchmark (not run in CI). One run, the same load generator for every contender:
+#   direct upstream · nginx as a plain reverse proxy · HAProxy 2.6 verifying RS256 (jwt_verify)
+#   · our gateway verifying the same token.
+# Each contender gets SVC_CPUS (one worker/thread); wrk and the upstream run on LOAD_CPUS.
+# Also: the gateway's resident memory holding 10k idle keep-alive connections. See BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SVC_CPUS="${SVC_CPUS:-0}"; LOAD_CPUS="${LOAD_CPUS:-1}"
+DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"
+for tool in wrk taskset nginx haproxy curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk nginx-light haproxy curl)"; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+to_ms() { python3 -c "import re,sys; m=re.match(r'([0-9.]+)(us|ms|s)', sys.argv[1]); v=float(m[1]); print(round(v/1000 if m[2]=='us' else v*1000 if m[2]=='s' else v, 3))" "$1"; }
+
+eval "$(bash scripts/services.sh)"
+cargo build --release -q -p auth-service -p gateway --bins
+[ -x target/interop-venv/bin/python ] || { python3 -m venv target/interop-venv; target/interop-venv/bin/pip install -q 'pyjwt[crypto]==2.10.1'; }
+
+work=$(mktemp -d /tmp/gwbench.XXXXXX); chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS gwbench WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The auth-service only issues the token and serves the JWKS; it is idle during the runs.
+auth_port=$(free_port); auth="http://127.0.0.1:$auth_port"
+psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS gwbench WITH (FORCE)" -c "CREATE DATABASE gwbench" >/dev/null
+AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/gwbench" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="gwbench:" \
+AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_ACCESS_TOKEN_TTL=3600 RUST_LOG=warn \
+  taskset -c "$LOAD_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "$auth/readyz" >/dev/null && break; sleep 0.2; done
+curl -sf -X POST "$auth/v1/users" -H 'content-type: application/json' -d '{"username":"bench","password":"correct horse battery staple"}' >/dev/null
+token=$(curl -sf -X POST "$auth/v1/login" -d username=bench --data-urlencode "password=correct horse battery staple" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+curl -sf "$auth/.well-known/jwks.json" | target/interop-venv/bin/python -c '
+import sys, json, base64
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+from cryptography.hazmat.primitives import serialization
+k = json.load(sys.stdin)["keys"][0]
+b = lambda s: int.from_bytes(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)), "big")
+pem = RSAPublicNumbers(b(k["e"]), b(k["n"])).public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+sys.stdout.write(pem.decode())' > "$work/pub.pem"
+
+nginx_conf() { # $1 = file, $2 = server block
+  cat > "$1" <<NGINX
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon on;
+pid $1.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  $2
+}
+NGINX
+}
+# Upstream: answers "ok" on the load cores (and a second copy on the service cores for "direct").
+up_port=$(free_port); direct_port=$(free_port)
+nginx_conf "$work/upstream.conf" "server { listen 127.0.0.1:$up_port; location / { return 200 'ok'; } }"
+nginx_conf "$work/direct.conf" "server { listen 127.0.0.1:$direct_port; location / { return 200 'ok'; } }"
+taskset -c "$LOAD_CPUS" nginx -c "$work/upstream.conf" -e "$work/nginx-error.log"
+taskset -c "$SVC_CPUS" nginx -c "$work/direct.conf" -e "$work/nginx-error.log"
+cp "$work/upstream.conf.pid" "$work/a.pid"; cp "$work/direct.conf.pid" "$work/b.pid"
+
+ngx_port=$(free_port)
+nginx_conf "$work/proxy.conf" "upstream up { server 127.0.0.1:$up_port; keepalive 256; }
+  server { listen 127.0.0.1:$ngx_port; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+taskset -c "$SVC_CPUS" nginx -c "$work/proxy.conf" -e "$work/nginx-error.log"
+cp "$work/proxy.conf.pid" "$work/c.pid"
+
+hap_port=$(free_port)
+cat > "$work/haproxy.cfg" <<HAP
+global
+  nbthread 1
+  maxconn 9000
+  pidfile $work/d.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 75s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$hap_port
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/pub.pem") -m int 1 }
+  http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
+  http-request deny deny_status 401 unless { var(txn.iss) -m str $auth }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+  default_backend be
+backend be
+  server s1 127.0.0.1:$up_port
+HAP
+haproxy -c -f "$work/haproxy.cfg" >/dev/null
+taskset -c "$SVC_CPUS" haproxy -D -f "$work/haproxy.cfg"
+
+gw_port=$(free_port); gw_admin=$(free_port)
+cat > "$work/gateway.toml" <<TOML
+issuer = "$auth"
+audiences = ["api"]
+listen = "127.0.0.1:$gw_port"
+admin_listen = "127.0.0.1:$gw_admin"
+workers = 1
+[[routes]]
+prefix = "/"
+upstream = "http://127.0.0.1:$up_port"
+TOML
+GATEWAY_CONFIG="$work/gateway.toml" RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/gateway > "$work/gateway.log" 2>&1 &
+gw_pid=$!; pids+=($gw_pid)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gw_admin/readyz" >/dev/null && break; sleep 0.2; done
+
+# Every contender must accept the token and refuse a bad one before it is measured.
+for name_port in "nginx:$ngx_port" "haproxy:$hap_port" "gateway:$gw_port"; do
+  p=${name_port#*:}
+  ok=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $token" "http://127.0.0.1:$p/x")
+  [ "$ok" = 200 ] || { echo "bench: ${name_port%%:*} answered $ok to a valid token"; exit 1; }
+done
+for p in $hap_port $gw_port; do
+  bad=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer ${token%?}x" "http://127.0.0.1:$p/x")
+  [ "$bad" = 401 ] || [ "$bad" = 403 ] || { echo "bench: port $p accepted a forged token ($bad)"; exit 1; }
+done
+
+run() { # $1 = name, $2 = port
+  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" >/dev/null
+  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" > "$work/$1.txt"
+  local rps p50 p99 non2xx
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$1.txt")
+  p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/$1.txt")")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/$1.txt")")
+  non2xx=$(awk '/Non-2xx/ {print $5}' "$work/$1.txt"); non2xx=${non2xx:-0}
+  echo "$1 $rps $p50 $p99 $non2xx"
+}
+echo "bench: ${DURATION}s per contender, $CONNS connections, contender on CPU $SVC_CPUS, wrk + upstream on CPU $LOAD_CPUS" >&2
+results=$( { run direct "$direct_port"; run nginx "$ngx_port"; run haproxy "$hap_port"; run gateway "$gw_port"; } )
+idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
+
+RESULTS="$results" IDLE_OUT="$idle" python3 - <<'PY'
+import os
+rows = {l.split()[0]: l.split()[1:] for l in os.environ["RESULTS"].strip().splitlines()}
+ngx, hap = float(rows["nginx"][0]), float(rows["haproxy"][0])
+print()
+print("| Contender (1 core) | Requests/s | p50 ms | p99 ms | non-2xx | vs nginx | vs HAProxy |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified"}
+for k in ["direct", "nginx", "haproxy", "gateway"]:
+    rps, p50, p99, bad = rows[k]
+    print(f"| {names[k]} | {float(rps):.0f} | {p50} | {p99} | {bad} | {float(rps)/ngx:.2f}× | {float(rps)/hap:.2f}× |")
+n, ok, before, after = map(int, os.environ["IDLE_OUT"].split())
+print()
+print(f"Gateway memory: {before/1024:.1f} MiB resident before, {after/1024:.1f} MiB holding {n} idle keep-alive connections ({ok} answered 200).")
+PY
