@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::HeaderMap;
 use shared::AccessClaims;
 use shared::headers;
 
@@ -38,19 +38,25 @@ const OVERRIDES: [&str; 14] = [
     "x-forwarded-prefix",
 ];
 
-/// The name as an upstream might read it: lowercase, `_` as `-` (CGI-style servers fold them).
-fn canonical(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Compares a header name as an upstream might read it (any case, `_` as `-`, as CGI-style
+/// servers fold them) with a lowercase pattern, without allocating.
+fn folds_to(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() == pattern.len()
+        && name.iter().zip(pattern).all(|(&c, &p)| {
+            let c = c.to_ascii_lowercase();
+            c == p || (c == b'_' && p == b'-')
+        })
 }
 
 /// True for headers in the identity namespace (`X-User-*`, `X-Auth-*`, `X-Session-Id`) or that
 /// override proxy facts: only the gateway may set them.
 pub fn reserved(name: &str) -> bool {
-    let c = canonical(name);
-    c.starts_with("x-user-")
-        || c.starts_with("x-auth-")
-        || c == headers::SESSION_ID
-        || OVERRIDES.contains(&c.as_str())
+    let b = name.as_bytes();
+    let prefixed = |p: &[u8]| b.len() > p.len() && folds_to(&b[..p.len()], p);
+    prefixed(b"x-user-")
+        || prefixed(b"x-auth-")
+        || folds_to(b, headers::SESSION_ID.as_bytes())
+        || OVERRIDES.iter().any(|o| folds_to(b, o.as_bytes()))
 }
 
 /// Header names listed in `Connection` values (they are hop-by-hop for this message).
@@ -85,14 +91,10 @@ pub struct Context<'a> {
     pub request_id: &'a str,
 }
 
-fn value(s: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(s).ok()
-}
-
-/// The headers the upstream receives.
-pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> Vec<(HeaderName, HeaderValue)> {
+/// The headers the upstream receives, as hyper's header map.
+pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> http::HeaderMap {
     let listed = connection_listed(client);
-    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(client.len() + 8);
+    let mut out = http::HeaderMap::with_capacity(client.len() + 8);
     for (name, v) in client.iter() {
         let n = name.as_str();
         if hop_by_hop(n, &listed)
@@ -102,7 +104,12 @@ pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> Vec<(HeaderNam
         {
             continue;
         }
-        out.push((name.clone(), v.clone()));
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            out.append(n, v);
+        }
     }
     let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
     let forwarded_for = match (
@@ -112,13 +119,14 @@ pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> Vec<(HeaderNam
         (true, Some(prior)) if !prior.trim().is_empty() => format!("{}, {peer}", prior.trim()),
         _ => peer,
     };
-    let keep_or = |name: &str, fallback: &str| -> String {
-        match (
-            ctx.trusted_peer,
-            client.get(name).and_then(|v| v.to_str().ok()),
-        ) {
-            (true, Some(v)) if !v.is_empty() => v.to_owned(),
-            _ => fallback.to_owned(),
+    let from_trusted = |name: &str| -> Option<&str> {
+        if ctx.trusted_peer {
+            client
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+        } else {
+            None
         }
     };
     let host = client
@@ -126,13 +134,19 @@ pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> Vec<(HeaderNam
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mut set = |name: &'static str, v: &str| {
-        if let Some(v) = value(v) {
-            out.push((HeaderName::from_static(name), v));
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            out.append(http::HeaderName::from_static(name), v);
         }
     };
     set("x-forwarded-for", &forwarded_for);
-    set("x-forwarded-proto", &keep_or("x-forwarded-proto", "http"));
-    set("x-forwarded-host", &keep_or("x-forwarded-host", host));
+    set(
+        "x-forwarded-proto",
+        from_trusted("x-forwarded-proto").unwrap_or("http"),
+    );
+    set(
+        "x-forwarded-host",
+        from_trusted("x-forwarded-host").unwrap_or(host),
+    );
     set(headers::REQUEST_ID, ctx.request_id);
     if let Some(c) = ctx.identity {
         set(headers::USER_ID, &c.sub);
@@ -155,6 +169,7 @@ pub fn passes_to_client(name: &str, listed: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
     use shared::Audience;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -184,15 +199,12 @@ mod tests {
         }
     }
 
-    fn names(out: &[(HeaderName, HeaderValue)]) -> Vec<String> {
+    fn names(out: &http::HeaderMap) -> Vec<String> {
         out.iter().map(|(n, _)| n.as_str().to_owned()).collect()
     }
 
-    fn get<'a>(out: &'a [(HeaderName, HeaderValue)], n: &str) -> Vec<&'a str> {
-        out.iter()
-            .filter(|(k, _)| k == n)
-            .map(|(_, v)| v.to_str().unwrap())
-            .collect()
+    fn get<'a>(out: &'a http::HeaderMap, n: &str) -> Vec<&'a str> {
+        out.get_all(n).iter().map(|v| v.to_str().unwrap()).collect()
     }
 
     #[test]

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use gateway::configuration::Settings;
 use gateway::startup::Application;
 
+/// mimalloc: the request path allocates small, short-lived buffers all the time; glibc's malloc
+/// spent ~10% of the gateway's CPU on them (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     gateway::telemetry::init_subscriber("info");

@@ -54,7 +54,7 @@ impl Worker {
             Arc::clone(&gateway.keys),
             s.verified_token_cache.div_ceil(s.workers),
         );
-        let client = crate::upstream::client(tls, std::time::Duration::from_secs(5));
+        let client = crate::upstream::worker_client(tls, std::time::Duration::from_secs(5));
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Worker {
             gateway,
@@ -277,11 +277,11 @@ fn allows(route: &Route, claims: &AccessClaims) -> Result<(), &'static str> {
 }
 
 /// What a finished request reports for its access-log line.
-struct Outcome {
+struct Outcome<'a> {
     response: HttpResponse,
     route: Option<usize>,
     user: Option<String>,
-    path: String,
+    path: std::borrow::Cow<'a, str>,
 }
 
 /// Every request comes here.
@@ -333,19 +333,19 @@ pub async fn handle(
     res
 }
 
-async fn route_and_forward(
-    req: &HttpRequest,
+async fn route_and_forward<'a>(
+    req: &'a HttpRequest,
     payload: web::Payload,
     worker: &Worker,
     id: &str,
-) -> Outcome {
+) -> Outcome<'a> {
     let gw = &worker.gateway;
     let raw_path = req.uri().path();
     let fail = |response: HttpResponse, route: Option<usize>, path: &str| Outcome {
         response,
         route,
         user: None,
-        path: path.to_owned(),
+        path: std::borrow::Cow::Owned(path.to_owned()),
     };
     let header_bytes: usize = req
         .headers()
@@ -543,15 +543,7 @@ async fn route_and_forward(
     };
     let mut builder = hyper::Request::builder().method(method).uri(url.as_str());
     if let Some(h) = builder.headers_mut() {
-        h.reserve(headers.len() + 1);
-        for (name, value) in &headers {
-            if let (Some(n), Some(v)) = (
-                crate::upstream::name_to_hyper(name),
-                crate::upstream::value_to_hyper(value),
-            ) {
-                h.append(n, v);
-            }
-        }
+        *h = headers;
     }
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     let tripped = Rc::new(Cell::new(false));

@@ -51,12 +51,21 @@ fn unreserved(b: u8) -> bool {
 ///   `;`) refuses the request, since servers disagree on what they mean;
 /// - dot segments are removed (`/a/./b/../c` → `/a/c`), never climbing above the root;
 /// - empty segments are dropped (`//admin` → `/admin`); a trailing slash is kept.
-pub fn normalize(raw: &str) -> Result<String, PathError> {
+pub fn normalize(raw: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
     if raw.len() > MAX_PATH {
         return Err(PathError::TooLong);
     }
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
+    }
+    // Most paths are already normal: no escapes, no dot segments, no empty segments, nothing
+    // forbidden. Those are returned as they are, without allocating.
+    let b = raw.as_bytes();
+    let plain = !b.iter().any(|c| matches!(c, b'%' | b'\\' | 0 | b';'))
+        && !raw.contains("//")
+        && !raw.split('/').any(|seg| seg == "." || seg == "..");
+    if plain {
+        return Ok(std::borrow::Cow::Borrowed(raw));
     }
     let mut segments: Vec<String> = Vec::new();
     let parts: Vec<&str> = raw[1..].split('/').collect();
@@ -89,7 +98,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     if out.is_empty() || trailing_slash {
         out.push('/');
     }
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 fn decode_segment(part: &str) -> Result<String, PathError> {

@@ -40,17 +40,48 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
     }
 }
 
-/// A client with its own connection pool.
-pub fn client(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Client {
+/// Runs hyper's connection tasks on the current actix worker's local task set, so a handler and
+/// its upstream connection wake each other without crossing task queues. Only for clients that
+/// are used on one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerExecutor;
+
+impl<F> hyper::rt::Executor<F> for WorkerExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        actix_web::rt::spawn(fut);
+    }
+}
+
+/// A client with its own connection pool, for one worker.
+pub fn worker_client(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Client {
+    Legacy::builder(WorkerExecutor)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(connector(tls, connect_timeout))
+}
+
+fn connector(
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> hyper_rustls::HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(http)
+}
+
+/// A client with its own connection pool, usable from any runtime.
+pub fn client(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Client {
+    let https = connector(tls, connect_timeout);
     Legacy::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
@@ -71,14 +102,4 @@ pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Result<Bytes, BoxE
         rx.recv().await.map(|item| (item.map(Frame::data), rx))
     });
     (tx, StreamBody::new(stream).boxed())
-}
-
-/// Converts a header name between the two `http` versions in play (actix-web uses 0.2).
-pub fn name_to_hyper(n: &actix_web::http::header::HeaderName) -> Option<http::HeaderName> {
-    http::HeaderName::from_bytes(n.as_str().as_bytes()).ok()
-}
-
-/// Converts a header value to hyper's `http`.
-pub fn value_to_hyper(v: &actix_web::http::header::HeaderValue) -> Option<http::HeaderValue> {
-    http::HeaderValue::from_bytes(v.as_bytes()).ok()
 }

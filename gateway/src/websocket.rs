@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message as UpMessage};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -26,7 +26,7 @@ pub struct Relay {
     /// Upstream URL (`http(s)://…`).
     pub url: String,
     /// Headers for the upstream handshake (already filtered by the forwarding rules).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: http::HeaderMap,
     /// Close the connection at this time (token `exp` + leeway), seconds since the epoch.
     pub close_at: Option<i64>,
     /// Timeout for the upstream handshake.
@@ -58,13 +58,8 @@ pub async fn proxy(
         .uri(relay.url.as_str());
     if let Some(h) = builder.headers_mut() {
         for (name, value) in &relay.headers {
-            if !name.as_str().starts_with("sec-websocket-")
-                && let (Some(n), Some(v)) = (
-                    upstream::name_to_hyper(name),
-                    upstream::value_to_hyper(value),
-                )
-            {
-                h.append(n, v);
+            if !name.as_str().starts_with("sec-websocket-") {
+                h.append(name.clone(), value.clone());
             }
         }
         h.insert(
