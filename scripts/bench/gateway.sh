@@ -72,13 +72,13 @@ nginx_conf "$work/upstream.conf" "server { listen 127.0.0.1:$up_port; location /
 nginx_conf "$work/direct.conf" "server { listen 127.0.0.1:$direct_port; location / { return 200 'ok'; } }"
 taskset -c "$LOAD_CPUS" nginx -c "$work/upstream.conf" -e "$work/nginx-error.log"
 taskset -c "$SVC_CPUS" nginx -c "$work/direct.conf" -e "$work/nginx-error.log"
-cp "$work/upstream.conf.pid" "$work/a.pid"; cp "$work/direct.conf.pid" "$work/b.pid"
+for f in upstream direct; do for _ in $(seq 1 50); do [ -s "$work/$f.conf.pid" ] && break; sleep 0.1; done; cp "$work/$f.conf.pid" "$work/$f.pid"; done
 
 ngx_port=$(free_port)
 nginx_conf "$work/proxy.conf" "upstream up { server 127.0.0.1:$up_port; keepalive 256; }
   server { listen 127.0.0.1:$ngx_port; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 taskset -c "$SVC_CPUS" nginx -c "$work/proxy.conf" -e "$work/nginx-error.log"
-cp "$work/proxy.conf.pid" "$work/c.pid"
+for _ in $(seq 1 50); do [ -s "$work/proxy.conf.pid" ] && break; sleep 0.1; done; cp "$work/proxy.conf.pid" "$work/proxy.pid"
 
 hap_port=$(free_port)
 cat > "$work/haproxy.cfg" <<HAP
