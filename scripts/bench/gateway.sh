@@ -131,9 +131,16 @@ for name_port in "nginx:$ngx_port" "haproxy:$hap_port" "gateway:$gw_port"; do
   ok=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $token" "http://127.0.0.1:$p/x")
   [ "$ok" = 200 ] || { echo "bench: ${name_port%%:*} answered $ok to a valid token"; exit 1; }
 done
-for p in $hap_port $gw_port; do
-  bad=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer ${token%?}x" "http://127.0.0.1:$p/x")
-  [ "$bad" = 401 ] || [ "$bad" = 403 ] || { echo "bench: port $p accepted a forged token ($bad)"; exit 1; }
+forged=$(python3 -c '
+import base64, sys
+h, p, sig = sys.argv[1].split(".")
+raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
+raw[100] ^= 1
+print(h + "." + p + "." + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="))' "$token")
+for name_port in "haproxy:$hap_port" "gateway:$gw_port"; do
+  p=${name_port#*:}
+  bad=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $forged" "http://127.0.0.1:$p/x")
+  [ "$bad" = 401 ] || [ "$bad" = 403 ] || { echo "bench: ${name_port%%:*} accepted a forged token ($bad)"; exit 1; }
 done
 
 run() { # $1 = name, $2 = port

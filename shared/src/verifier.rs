@@ -494,6 +494,24 @@ mod tests {
     }
 
     #[test]
+    fn signature_spellings_are_canonical() {
+        // A 256-byte signature ends in a base64url character with 4 unused bits. Setting them
+        // must not yield a second valid spelling of the same token.
+        let (s, keys, v) = setup();
+        let t = s.access(&claims());
+        let (head, sig) = t.rsplit_once('.').unwrap();
+        let last = sig.chars().last().unwrap();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let idx = alphabet.find(last).unwrap();
+        for low in 1..16 {
+            let other = alphabet.as_bytes()[(idx & !15) | low] as char;
+            let spelled = format!("{head}.{}{other}", &sig[..sig.len() - 1]);
+            assert!(check(&v, &keys, &spelled).is_err(), "{other}");
+        }
+        assert!(check(&v, &keys, &t).is_ok());
+    }
+
+    #[test]
     fn wrong_iss_aud_and_type_are_rejected() {
         let (s, keys, v) = setup();
         let mut c = claims();
