@@ -201,3 +201,118 @@ async fn keys_older_than_max_stale_are_no_longer_trusted() {
     let body: serde_json::Value = ready.json().await.unwrap();
     assert!(body["checks"]["key_age_seconds"].as_u64().unwrap() >= 2);
 }
+
+/// A metadata endpoint serving whatever document the test wants.
+async fn metadata_server(doc: serde_json::Value) -> String {
+    let server = actix_web::HttpServer::new(move || {
+        let doc = doc.clone();
+        actix_web::App::new().default_service(actix_web::web::to(move || {
+            let doc = doc.clone();
+            async move { actix_web::HttpResponse::Ok().json(doc) }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn readyz(admin: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[actix_web::test]
+async fn metadata_for_another_issuer_is_refused() {
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let meta = metadata_server(json!({"issuer": "https://someone-else.example", "jwks_uri": format!("{}/.well-known/jwks.json", auth.url)})).await;
+    let (_, _, admin, _, _) = start_gateway(
+        &config(&auth.url, &echo.url, ""),
+        &[("GATEWAY_DISCOVERY_URL", &format!("{meta}/meta"))],
+    )
+    .await;
+    let (status, body) = readyz(&admin).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["checks"]["last_jwks_error"]
+            .as_str()
+            .unwrap()
+            .contains("someone-else"),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn production_refuses_a_jwks_uri_on_another_origin() {
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    // Same server, but named `localhost`: another origin than the issuer's `127.0.0.1`.
+    let elsewhere = auth.url.replace("127.0.0.1", "localhost");
+    let meta = metadata_server(
+        json!({"issuer": auth.url, "jwks_uri": format!("{elsewhere}/.well-known/jwks.json")}),
+    )
+    .await;
+    let env = [
+        ("GATEWAY_DISCOVERY_URL", format!("{meta}/meta")),
+        ("GATEWAY_PRODUCTION", "true".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, admin, _, _) = start_gateway(&config(&auth.url, &echo.url, ""), &env).await;
+    let (status, body) = readyz(&admin).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["checks"]["last_jwks_error"]
+            .as_str()
+            .unwrap()
+            .contains("another origin"),
+        "{body}"
+    );
+    // Allowed explicitly, the same metadata is fine.
+    let (_, _, admin, _, _) = start_gateway(
+        &config(&auth.url, &echo.url, "allow_cross_origin_jwks = true"),
+        &env,
+    )
+    .await;
+    assert_eq!(readyz(&admin).await.0, 200);
+}
+
+#[actix_web::test]
+async fn keys_are_refreshed_on_the_cache_interval_without_an_unknown_kid() {
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    // The JWKS says max-age=300; the bounds cap it at 1 s here.
+    let toml = config(&auth.url, &echo.url, "").replace("[jwks]\n", "[jwks]\nmax_refresh = 1\n");
+    let (_, _, admin, _, _) = start_gateway(&toml, &[]).await;
+    let client = reqwest::Client::new();
+    let m = || async {
+        client
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(metric(&m().await, "gateway_jwks_keys"), 1.0);
+    auth_service::crypto::keys::KeyManager::rotate(auth.state.key_store.as_ref(), 2048)
+        .await
+        .unwrap();
+    auth.state.keys.reload().await.unwrap();
+    let mut keys = 0.0;
+    for _ in 0..40 {
+        keys = metric(&m().await, "gateway_jwks_keys");
+        if keys == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(keys, 2.0, "the background refresh picked the new key up");
+    assert_eq!(
+        metric(&m().await, "gateway_jwks_unknown_kid_refetches_total"),
+        0.0
+    );
+}

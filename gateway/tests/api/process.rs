@@ -64,3 +64,65 @@ async fn invalid_configuration_is_a_one_line_reason() {
     .await;
     assert!(!ok && out.contains("GATEWAY_LISTEN"), "{out}");
 }
+
+#[actix_web::test]
+async fn access_log_lines_are_json_with_request_ids_and_no_tokens() {
+    use tokio::io::AsyncBufReadExt as _;
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let port = testkit::free_port();
+    let toml = crate::helpers::config(&auth.url, &echo.url, "").replacen(
+        "\nlisten = \"127.0.0.1:0\"",
+        &format!("\nlisten = \"127.0.0.1:{port}\""),
+        1,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("GATEWAY_CONFIG_TOML", &toml)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/orders");
+    let mut ready = false;
+    for _ in 0..100 {
+        if client.get(&url).send().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready);
+    let t = auth.user("logger").await;
+    let res = client
+        .get(&url)
+        .bearer_auth(&t.access_token)
+        .header("x-request-id", "trace-77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut found = None;
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), lines.next_line()).await
+    {
+        assert!(
+            !line.contains(&t.access_token[..40]),
+            "a token reached the log: {line}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if v["target"] == "access" && v["request_id"] == "trace-77" {
+            found = Some(v);
+            break;
+        }
+    }
+    let v = found.expect("an access line for the request");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["path"], "/api/orders");
+    assert_eq!(v["route"], "/api");
+    assert!(v["user_id"].is_string());
+}
