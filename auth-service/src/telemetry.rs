@@ -30,12 +30,7 @@ fn request_id(req: &ServiceRequest) -> String {
     req.headers()
         .get(shared::headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
+        .filter(|v| shared::headers::acceptable_request_id(v))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 

@@ -156,12 +156,7 @@ fn request_id(req: &HttpRequest, worker: &Worker) -> String {
         .headers()
         .get(shared::headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        });
+        .filter(|v| shared::headers::acceptable_request_id(v));
     match given {
         Some(v) => v.to_owned(),
         None => {

@@ -10,3 +10,12 @@ pub const USER_SCOPES: &str = "x-user-scopes";
 pub const SESSION_ID: &str = "x-session-id";
 /// Request id, propagated from the gateway to upstreams and echoed in responses.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// True for a request id worth keeping from a client or proxy: 1 to 128 characters of
+/// `[A-Za-z0-9._:-]` (anything else is replaced, so logs and upstreams never see junk).
+pub fn acceptable_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}

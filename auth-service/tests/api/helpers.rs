@@ -12,94 +12,10 @@ use auth_service::state::AppState;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use testkit::PASSWORD;
 pub const ISSUER: &str = "http://auth.test";
 
-pub fn pg_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// `postgres://…/postgres` → `postgres://…/{db}`.
-pub fn url_for_db(db: &str) -> String {
-    let admin = pg_admin_url();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{db}")
-}
-
-async fn pg_admin() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    tokio::spawn(conn);
-    client
-}
-
-/// A database and a Redis prefix that belong to one test; dropped with the last app using them.
-pub struct Resources {
-    pub db: String,
-    pub prefix: String,
-}
-
-impl Resources {
-    pub async fn create() -> Arc<Resources> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let db = format!("auth_test_{id}");
-        pg_admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
-        Arc::new(Resources {
-            db,
-            prefix: format!("test:{id}:"),
-        })
-    }
-}
-
-impl Drop for Resources {
-    fn drop(&mut self) {
-        let db = self.db.clone();
-        let prefix = self.prefix.clone();
-        // Drop runs inside the test's runtime; clean up on a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .await;
-                }
-                if let Ok(client) = redis::Client::open(redis_url())
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}*"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<()> =
-                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                    }
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use testkit::stores::{Resources, pg_admin_url, redis_url, url_for_db};
 
 /// Tokens as returned by login, refresh and password change.
 #[derive(Debug, Clone, serde::Deserialize)]
