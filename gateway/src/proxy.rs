@@ -469,22 +469,30 @@ async fn route_and_forward<'a>(
         trusted_peer,
         request_id: id,
     };
-    let upstream_path = routing::upstream_path(
-        &route.upstream.base_path,
+    let query = req.uri().query();
+    let up = &route.upstream;
+    let mut url = String::with_capacity(
+        up.scheme.len()
+            + 3
+            + up.authority.len()
+            + up.base_path.len()
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
+    );
+    url.push_str(&up.scheme);
+    url.push_str("://");
+    url.push_str(&up.authority);
+    routing::push_upstream_path(
+        &mut url,
+        &up.base_path,
         &route.prefix,
         &path,
         route.strip_prefix,
     );
-    let url = match req.uri().query() {
-        Some(q) => format!(
-            "{}://{}{}?{}",
-            route.upstream.scheme, route.upstream.authority, upstream_path, q
-        ),
-        None => format!(
-            "{}://{}{}",
-            route.upstream.scheme, route.upstream.authority, upstream_path
-        ),
-    };
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
     let headers = forwarding::upstream_request(req.headers(), &ctx);
     let user = claims.as_ref().map(|c| c.sub.clone());
     if crate::websocket::is_upgrade(req) {
