@@ -153,21 +153,35 @@ run() { # $1 = name, $2 = port
   non2xx=$(awk '/Non-2xx/ {print $5}' "$work/$1.txt"); non2xx=${non2xx:-0}
   echo "$1 $rps $p50 $p99 $non2xx"
 }
-echo "bench: ${DURATION}s per contender, $CONNS connections, contender on CPU $SVC_CPUS, wrk + upstream on CPU $LOAD_CPUS" >&2
-results=$( { run direct "$direct_port"; run nginx "$ngx_port"; run haproxy "$hap_port"; run gateway "$gw_port"; } )
+ROUNDS="${ROUNDS:-3}"
+echo "bench: $ROUNDS rounds × ${DURATION}s per contender, $CONNS connections, contender on CPU $SVC_CPUS, wrk + upstream on CPU $LOAD_CPUS" >&2
+# Rounds interleave the contenders, so a machine that speeds up or slows down mid-run affects
+# all of them alike; ratios are taken within each round.
+results=$(for r in $(seq 1 "$ROUNDS"); do
+  run direct "$direct_port" | sed "s/^/$r /"
+  run nginx "$ngx_port" | sed "s/^/$r /"
+  run haproxy "$hap_port" | sed "s/^/$r /"
+  run gateway "$gw_port" | sed "s/^/$r /"
+done)
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
 RESULTS="$results" IDLE_OUT="$idle" python3 - <<'PY'
-import os
-rows = {l.split()[0]: l.split()[1:] for l in os.environ["RESULTS"].strip().splitlines()}
-ngx, hap = float(rows["nginx"][0]), float(rows["haproxy"][0])
-print()
-print("| Contender (1 core) | Requests/s | p50 ms | p99 ms | non-2xx | vs nginx | vs HAProxy |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+import os, statistics as st
+rows = {}
+for line in os.environ["RESULTS"].strip().splitlines():
+    r, name, rps, p50, p99, bad = line.split()
+    rows.setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad))
+rounds = sorted(rows["gateway"])
+med = lambda name, i: st.median(rows[name][r][i] for r in rounds)
+ratio = lambda a, b: [rows[a][r][0] / rows[b][r][0] for r in rounds]
 names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified"}
+print()
+print(f"| Contender (1 core; median of {len(rounds)} interleaved rounds) | Requests/s | p50 ms | p99 ms | non-2xx | vs nginx (per-round median) | vs HAProxy (per-round median) |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 for k in ["direct", "nginx", "haproxy", "gateway"]:
-    rps, p50, p99, bad = rows[k]
-    print(f"| {names[k]} | {float(rps):.0f} | {p50} | {p99} | {bad} | {float(rps)/ngx:.2f}× | {float(rps)/hap:.2f}× |")
+    vn, vh = ratio(k, "nginx"), ratio(k, "haproxy")
+    rng = lambda v: f"{st.median(v):.2f}× ({min(v):.2f}–{max(v):.2f})"
+    print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} | {sum(rows[k][r][3] for r in rounds)} | {rng(vn)} | {rng(vh)} |")
 n, ok, before, after = map(int, os.environ["IDLE_OUT"].split())
 print()
 print(f"Gateway memory: {before/1024:.1f} MiB resident before, {after/1024:.1f} MiB holding {n} idle keep-alive connections ({ok} answered 200).")
