@@ -103,16 +103,6 @@ impl VerifiedCache {
         }
         map.insert(key, Entry { claims, generation });
     }
-
-    /// Tokens held.
-    pub fn len(&self) -> usize {
-        self.map.borrow().len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Verifies access tokens for one worker.
@@ -170,10 +160,5 @@ impl Authenticator {
             }
             Err(e) => Err(AuthFailure::Invalid(e.reason())),
         }
-    }
-
-    /// The worker's cache (for tests and metrics).
-    pub fn cache(&self) -> &VerifiedCache {
-        &self.cache
     }
 }

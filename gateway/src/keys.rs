@@ -46,7 +46,6 @@ pub struct KeyManager {
     bounds: crate::configuration::JwksSettings,
     snapshot: ArcSwapOption<KeySnapshot>,
     jwks_uri: std::sync::Mutex<Option<String>>,
-    feed_endpoint: std::sync::Mutex<Option<String>>,
     refetch: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
@@ -83,7 +82,6 @@ impl KeyManager {
             bounds: settings.jwks.clone(),
             snapshot: ArcSwapOption::empty(),
             jwks_uri: std::sync::Mutex::new(None),
-            feed_endpoint: std::sync::Mutex::new(None),
             refetch: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             last_error: std::sync::Mutex::new(None),
@@ -110,14 +108,6 @@ impl KeyManager {
     /// The last fetch error, if the last fetch failed.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The revocation feed URL the metadata advertised, if any.
-    pub fn feed_endpoint(&self) -> Option<String> {
-        self.feed_endpoint
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -220,11 +210,6 @@ impl KeyManager {
                 )));
             }
         }
-        *self
-            .feed_endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            doc["revocation_feed_endpoint"].as_str().map(str::to_owned);
         *self
             .jwks_uri
             .lock()

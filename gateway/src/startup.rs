@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
@@ -109,16 +109,6 @@ impl Application {
     /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
-    }
-
-    /// Shared state (tests inspect it).
-    pub fn gateway(&self) -> Arc<Gateway> {
-        Arc::clone(&self.gateway)
-    }
-
-    /// Handles to stop both servers.
-    pub fn handles(&self) -> (ServerHandle, ServerHandle) {
-        (self.server.handle(), self.admin.handle())
     }
 
     /// Serves until stopped; keeps the keys fresh meanwhile.

@@ -1,10 +1,6 @@
 //! A stack per test: auth-service, echo upstream, gateway.
 
-use std::sync::Arc;
-
-use actix_web::dev::ServerHandle;
 use gateway::configuration::Settings;
-use gateway::proxy::Gateway;
 use gateway::startup::Application;
 use serde_json::Value;
 use testkit::auth::Auth;
@@ -115,7 +111,7 @@ impl Stack {
         let auth = Auth::start(auth_env).await;
         let echo = testkit::echo::start().await;
         let toml = config(&auth.url, &echo.url, extra_top);
-        let (url, addr, admin, _, _) = start_gateway(&toml, &[]).await;
+        let Started { url, addr, admin } = start_gateway(&toml, &[]).await;
         Stack {
             auth,
             echo,
@@ -168,17 +164,18 @@ impl Stack {
     }
 }
 
-/// Starts a gateway from TOML (plus env); returns (url, addr, admin url, state, handles).
-pub async fn start_gateway(
-    toml: &str,
-    env: &[(&str, &str)],
-) -> (
-    String,
-    String,
-    String,
-    Arc<Gateway>,
-    (ServerHandle, ServerHandle),
-) {
+/// Where a started gateway listens.
+pub struct Started {
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    /// `http://127.0.0.1:admin-port`.
+    pub admin: String,
+}
+
+/// Starts a gateway from TOML (plus env).
+pub async fn start_gateway(toml: &str, env: &[(&str, &str)]) -> Started {
     let mut map: std::collections::HashMap<String, String> = env
         .iter()
         .map(|(k, v)| ((*k).into(), (*v).into()))
@@ -187,16 +184,12 @@ pub async fn start_gateway(
     let settings = Settings::load(&|k| map.get(k).cloned()).expect("gateway settings");
     let app = Application::build(settings).await.expect("gateway starts");
     let (port, admin) = (app.port(), app.admin_port());
-    let gateway = app.gateway();
-    let handles = app.handles();
     actix_web::rt::spawn(app.run_until_stopped());
-    (
-        format!("http://127.0.0.1:{port}"),
-        format!("127.0.0.1:{port}"),
-        format!("http://127.0.0.1:{admin}"),
-        gateway,
-        handles,
-    )
+    Started {
+        url: format!("http://127.0.0.1:{port}"),
+        addr: format!("127.0.0.1:{port}"),
+        admin: format!("http://127.0.0.1:{admin}"),
+    }
 }
 
 /// The value of a metric line (exact name with labels).

@@ -109,7 +109,8 @@ async fn readiness_and_protected_routes_wait_for_the_first_keys() {
     let port = testkit::free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let echo = testkit::echo::start().await;
-    let (url, _, admin, _, _) = start_gateway(&config(&issuer, &echo.url, ""), &[]).await;
+    let crate::helpers::Started { url, admin, .. } =
+        start_gateway(&config(&issuer, &echo.url, ""), &[]).await;
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -174,7 +175,7 @@ async fn keys_older_than_max_stale_are_no_longer_trusted() {
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
     let toml = config(&auth.url, &echo.url, "").replace("[jwks]\n", "[jwks]\nmax_stale = 2\n");
-    let (url, _, admin, _, _) = start_gateway(&toml, &[]).await;
+    let crate::helpers::Started { url, admin, .. } = start_gateway(&toml, &[]).await;
     let t = auth.user("liam").await;
     let client = reqwest::Client::new();
     assert_eq!(
@@ -229,7 +230,7 @@ async fn metadata_for_another_issuer_is_refused() {
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
     let meta = metadata_server(json!({"issuer": "https://someone-else.example", "jwks_uri": format!("{}/.well-known/jwks.json", auth.url)})).await;
-    let (_, _, admin, _, _) = start_gateway(
+    let crate::helpers::Started { admin, .. } = start_gateway(
         &config(&auth.url, &echo.url, ""),
         &[("GATEWAY_DISCOVERY_URL", &format!("{meta}/meta"))],
     )
@@ -260,7 +261,8 @@ async fn production_refuses_a_jwks_uri_on_another_origin() {
         ("GATEWAY_PRODUCTION", "true".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, _, admin, _, _) = start_gateway(&config(&auth.url, &echo.url, ""), &env).await;
+    let crate::helpers::Started { admin, .. } =
+        start_gateway(&config(&auth.url, &echo.url, ""), &env).await;
     let (status, body) = readyz(&admin).await;
     assert_eq!(status, 503);
     assert!(
@@ -271,7 +273,7 @@ async fn production_refuses_a_jwks_uri_on_another_origin() {
         "{body}"
     );
     // Allowed explicitly, the same metadata is fine.
-    let (_, _, admin, _, _) = start_gateway(
+    let crate::helpers::Started { admin, .. } = start_gateway(
         &config(&auth.url, &echo.url, "allow_cross_origin_jwks = true"),
         &env,
     )
@@ -285,7 +287,7 @@ async fn keys_are_refreshed_on_the_cache_interval_without_an_unknown_kid() {
     let echo = testkit::echo::start().await;
     // The JWKS says max-age=300; the bounds cap it at 1 s here.
     let toml = config(&auth.url, &echo.url, "").replace("[jwks]\n", "[jwks]\nmax_refresh = 1\n");
-    let (_, _, admin, _, _) = start_gateway(&toml, &[]).await;
+    let crate::helpers::Started { admin, .. } = start_gateway(&toml, &[]).await;
     let client = reqwest::Client::new();
     let m = || async {
         client

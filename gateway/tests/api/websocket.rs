@@ -96,7 +96,7 @@ async fn a_websocket_is_closed_when_its_token_expires() {
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
     let toml = crate::helpers::config(&auth.url, &echo.url, "leeway = 0");
-    let (_, addr, _, _, _) = start_gateway(&toml, &[]).await;
+    let crate::helpers::Started { addr, .. } = start_gateway(&toml, &[]).await;
     let mut claims = auth.claims();
     claims["exp"] = serde_json::json!(shared::unix_now() + 2);
     let token = auth.sign("at+jwt", &claims);
