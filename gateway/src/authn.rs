@@ -10,6 +10,8 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 use shared::{AccessClaims, Validation, Verifier, VerifyError};
 
+use crate::forwarding::Identity;
+
 use crate::keys::KeyManager;
 
 /// Why a request is not authenticated.
@@ -55,7 +57,7 @@ pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthFailure> {
 }
 
 struct Entry {
-    claims: Arc<AccessClaims>,
+    identity: Arc<Identity>,
     generation: u64,
 }
 
@@ -82,26 +84,32 @@ impl VerifiedCache {
         k
     }
 
-    fn get(&self, key: &[u8; 32], generation: u64) -> Option<Arc<AccessClaims>> {
+    fn get(&self, key: &[u8; 32], generation: u64) -> Option<Arc<Identity>> {
         let map = self.map.borrow();
         map.get(key)
             .filter(|e| e.generation == generation)
-            .map(|e| Arc::clone(&e.claims))
+            .map(|e| Arc::clone(&e.identity))
     }
 
-    fn put(&self, key: [u8; 32], claims: Arc<AccessClaims>, generation: u64, now: i64) {
+    fn put(&self, key: [u8; 32], identity: Arc<Identity>, generation: u64, now: i64) {
         if self.capacity == 0 {
             return;
         }
         let mut map = self.map.borrow_mut();
         if map.len() >= self.capacity {
             // Drop what expired or belongs to old keys; if that is not enough, start over.
-            map.retain(|_, e| e.generation == generation && e.claims.exp > now);
+            map.retain(|_, e| e.generation == generation && e.identity.claims.exp > now);
             if map.len() >= self.capacity {
                 map.clear();
             }
         }
-        map.insert(key, Entry { claims, generation });
+        map.insert(
+            key,
+            Entry {
+                identity,
+                generation,
+            },
+        );
     }
 }
 
@@ -123,10 +131,11 @@ impl Authenticator {
     }
 
     /// Verifies `token` at `now`. Expiry and `nbf` are checked even for cached tokens.
-    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, AuthFailure> {
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<Identity>, AuthFailure> {
         let snapshot = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
         let key = VerifiedCache::key(token);
-        if let Some(claims) = self.cache.get(&key, snapshot.generation) {
+        if let Some(identity) = self.cache.get(&key, snapshot.generation) {
+            let claims = &identity.claims;
             let leeway = self.verifier.validation().leeway;
             if now >= claims.exp.saturating_add(leeway) {
                 return Err(AuthFailure::Invalid(VerifyError::Expired.reason()));
@@ -134,7 +143,7 @@ impl Authenticator {
             if now.saturating_add(leeway) < claims.nbf {
                 return Err(AuthFailure::Invalid(VerifyError::NotYetValid.reason()));
             }
-            return Ok(claims);
+            return Ok(identity);
         }
         let result = match self
             .verifier
@@ -154,9 +163,9 @@ impl Authenticator {
         };
         match result {
             Ok((claims, generation)) => {
-                let claims = Arc::new(claims);
-                self.cache.put(key, Arc::clone(&claims), generation, now);
-                Ok(claims)
+                let identity = Arc::new(Identity::new(claims));
+                self.cache.put(key, Arc::clone(&identity), generation, now);
+                Ok(identity)
             }
             Err(e) => Err(AuthFailure::Invalid(e.reason())),
         }

@@ -76,11 +76,44 @@ fn hop_by_hop(name: &str, listed: &[String]) -> bool {
     HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name)
 }
 
+/// A verified identity with the headers that forward it, built once per token (the verified-token
+/// cache keeps it) rather than on every request.
+#[derive(Debug)]
+pub struct Identity {
+    /// The verified claims.
+    pub claims: AccessClaims,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Identity {
+    /// Builds `X-User-Id`, `X-User-Roles`, `X-User-Scopes` (comma-separated) and `X-Session-Id`.
+    pub fn new(claims: AccessClaims) -> Self {
+        let values = [
+            (headers::USER_ID, claims.sub.clone()),
+            (headers::USER_ROLES, claims.roles.join(",")),
+            (
+                headers::USER_SCOPES,
+                claims.scopes().collect::<Vec<_>>().join(","),
+            ),
+            (headers::SESSION_ID, claims.sid.clone()),
+        ];
+        let headers = values
+            .into_iter()
+            .filter_map(|(n, v)| {
+                http::HeaderValue::from_str(&v)
+                    .ok()
+                    .map(|v| (http::HeaderName::from_static(n), v))
+            })
+            .collect();
+        Identity { claims, headers }
+    }
+}
+
 /// What the gateway knows about a request when forwarding it.
 #[derive(Debug)]
 pub struct Context<'a> {
     /// Verified identity (`None` on public routes).
-    pub identity: Option<&'a AccessClaims>,
+    pub identity: Option<&'a Identity>,
     /// Forward `Authorization` (the route's `forward_token`).
     pub forward_token: bool,
     /// The TCP peer.
@@ -148,14 +181,10 @@ pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> http::HeaderMa
         from_trusted("x-forwarded-host").unwrap_or(host),
     );
     set(headers::REQUEST_ID, ctx.request_id);
-    if let Some(c) = ctx.identity {
-        set(headers::USER_ID, &c.sub);
-        set(headers::USER_ROLES, &c.roles.join(","));
-        set(
-            headers::USER_SCOPES,
-            &c.scopes().collect::<Vec<_>>().join(","),
-        );
-        set(headers::SESSION_ID, &c.sid);
+    if let Some(identity) = ctx.identity {
+        for (n, v) in &identity.headers {
+            out.append(n.clone(), v.clone());
+        }
     }
     out
 }
@@ -226,7 +255,7 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("accept", "text/html"),
         ]);
-        let c = claims();
+        let c = Identity::new(claims());
         let ctx = Context {
             identity: Some(&c),
             forward_token: false,

@@ -425,11 +425,11 @@ async fn route_and_forward<'a>(
             };
             match worker.auth.verify(token, shared::unix_now()).await {
                 Ok(c) => {
-                    if let Err(why) = allows(route, &c) {
+                    if let Err(why) = allows(route, &c.claims) {
                         return Outcome {
                             response: forbidden(why),
                             route: Some(index),
-                            user: Some(c.sub.clone()),
+                            user: Some(c.claims.sub.clone()),
                             path,
                         };
                     }
@@ -494,7 +494,7 @@ async fn route_and_forward<'a>(
         url.push_str(q);
     }
     let headers = forwarding::upstream_request(req.headers(), &ctx);
-    let user = claims.as_ref().map(|c| c.sub.clone());
+    let user = claims.as_ref().map(|c| c.claims.sub.clone());
     if crate::websocket::is_upgrade(req) {
         if !route.websocket {
             return fail(
@@ -512,7 +512,7 @@ async fn route_and_forward<'a>(
             headers,
             close_at: claims
                 .as_ref()
-                .map(|c| c.exp.saturating_add(gw.settings.leeway)),
+                .map(|c| c.claims.exp.saturating_add(gw.settings.leeway)),
             timeout: route.timeout,
         };
         let response = match crate::websocket::proxy(req, payload, &worker.client, relay).await {
