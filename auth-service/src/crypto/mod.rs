@@ -3,7 +3,7 @@
 pub mod keys;
 pub mod password;
 
-/// Random bytes from the OS, base64url: for token ids and the like.
+/// A random (v4) UUID from the OS generator: for token and session ids.
 pub fn random_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
