@@ -105,6 +105,13 @@ pub struct Settings {
     pub key_reload_interval: Duration,
     /// `AUTH_RSA_KEY_BITS`.
     pub rsa_key_bits: usize,
+    /// `AUTH_FEED_TOKEN` (comma-separated, so that it can be rotated): the credentials gateways
+    /// present to read the revocation feed. Empty: the feed is off.
+    pub feed_tokens: Vec<SecretString>,
+    /// `AUTH_FEED_HEARTBEAT_MS`: how often the feed confirms it is alive when nothing happens.
+    pub feed_heartbeat: Duration,
+    /// `AUTH_FEED_RETENTION`: about how many events the stream keeps for gateways to resume from.
+    pub feed_retention: u64,
 }
 
 /// A one-line reason the configuration cannot be used.
@@ -342,6 +349,32 @@ impl Settings {
             return err("AUTH_RSA_KEY_BITS must be 2048, 3072 or 4096");
         }
 
+        let feed_tokens: Vec<SecretString> = match src.secret("AUTH_FEED_TOKEN")? {
+            None => Vec::new(),
+            Some(list) => list
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| SecretString::from(t.to_owned()))
+                .collect(),
+        };
+        if feed_tokens.iter().any(|t| {
+            t.expose_secret().len() < 16 || t.expose_secret().contains(char::is_whitespace)
+        }) {
+            return err(
+                "AUTH_FEED_TOKEN: each token must be at least 16 characters, without spaces",
+            );
+        }
+        let feed_heartbeat_ms = src.parsed("AUTH_FEED_HEARTBEAT_MS", 5000u64)?;
+        if !(100..=60_000).contains(&feed_heartbeat_ms) {
+            return err("AUTH_FEED_HEARTBEAT_MS must be within 100..=60000");
+        }
+        let feed_retention = src.parsed("AUTH_FEED_RETENTION", 100_000u64)?;
+        if feed_retention < 100 {
+            return err("AUTH_FEED_RETENTION must be at least 100");
+        }
+
         let settings = Settings {
             listen,
             issuer,
@@ -381,6 +414,9 @@ impl Settings {
                 src.parsed("AUTH_KEY_RELOAD_INTERVAL", 60u64)?.max(1),
             ),
             rsa_key_bits,
+            feed_tokens,
+            feed_heartbeat: Duration::from_millis(feed_heartbeat_ms),
+            feed_retention,
         };
         if production {
             settings.check_production()?;
@@ -397,6 +433,20 @@ impl Settings {
         }
         if !self.issuer.starts_with("https://") {
             return err("AUTH_PRODUCTION=true needs an https AUTH_ISSUER");
+        }
+        if self.feed_tokens.is_empty() {
+            return err(
+                "AUTH_PRODUCTION=true needs AUTH_FEED_TOKEN: gateways cannot follow revocations without it",
+            );
+        }
+        if self
+            .feed_tokens
+            .iter()
+            .any(|t| t.expose_secret().len() < 32)
+        {
+            return err(
+                "AUTH_PRODUCTION=true needs AUTH_FEED_TOKEN values of at least 32 characters",
+            );
         }
         Ok(())
     }
@@ -437,6 +487,9 @@ impl Settings {
             "max_body_bytes": self.max_body_bytes,
             "workers": self.workers,
             "rsa_key_bits": self.rsa_key_bits,
+            "feed_tokens": self.feed_tokens.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
+            "feed_heartbeat_ms": self.feed_heartbeat.as_millis() as u64,
+            "feed_retention": self.feed_retention,
         })
     }
 }
@@ -521,11 +574,30 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("https"), "{e}");
-        let s = load(&[
+        let e = load(&[
             ("AUTH_PRODUCTION", "true"),
             ("AUTH_ISSUER", "https://auth.example.com/"),
         ])
+        .unwrap_err();
+        assert!(e.to_string().contains("AUTH_FEED_TOKEN"), "{e}");
+        let e = load(&[
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "https://auth.example.com/"),
+            ("AUTH_FEED_TOKEN", "short-but-16-chars"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("32 characters"), "{e}");
+        let s = load(&[
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "https://auth.example.com/"),
+            (
+                "AUTH_FEED_TOKEN",
+                "new-feed-token-0123456789abcdef0123, old-feed-token-0123456789abcdef0123",
+            ),
+        ])
         .unwrap();
+        assert_eq!(s.feed_tokens.len(), 2);
+        assert!(!s.redacted().to_string().contains("feed-token-"));
         assert_eq!(s.issuer, "https://auth.example.com");
         assert_eq!(s.registration, Registration::Closed);
     }

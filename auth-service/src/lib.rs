@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod routes;
 pub mod startup;
 pub mod state;

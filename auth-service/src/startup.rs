@@ -100,8 +100,37 @@ impl Application {
                 }
             }
         });
+        // The feed's hub follows the event stream on this (otherwise idle) thread.
+        let hub = (!self.state.settings.feed_tokens.is_empty()).then(|| {
+            tokio::spawn(self.state.hub.clone().run(
+                std::sync::Arc::clone(&self.state.feed),
+                self.state.settings.feed_heartbeat,
+            ))
+        });
+        // SIGTERM/SIGINT: end the feed's streams so that they do not hold up the graceful stop
+        // (actix handles the signals for the server itself).
+        let hub_for_signals = self.state.hub.clone();
+        let signals = tokio::spawn(async move {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term => {}
+            }
+            hub_for_signals.close();
+        });
         let result = self.server.await;
+        signals.abort();
         reload.abort();
+        if let Some(hub) = hub {
+            hub.abort();
+        }
         tracing::info!("stopped");
         result
     }

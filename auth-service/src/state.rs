@@ -14,8 +14,8 @@ use crate::error::{ApiError, BearerError};
 use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
 use crate::storage::{
-    CreateUserError, KeyStore, NewSession, NewUser, RevocationStore, SessionStore, StoreError,
-    User, UserStore,
+    CreateUserError, KeyStore, NewSession, NewUser, RevocationFeed, RevocationStore, SessionStore,
+    StoreError, User, UserStore,
 };
 use crate::tokens::{Grant, Issuance, TokenPair};
 
@@ -33,6 +33,10 @@ pub struct AppState {
     pub sessions: Arc<dyn SessionStore>,
     /// Revocation list.
     pub revocations: Arc<dyn RevocationStore>,
+    /// The revocation event stream behind the feed.
+    pub feed: Arc<dyn RevocationFeed>,
+    /// Fans the event stream out to the feed's connections (one per process).
+    pub hub: crate::feed::Hub,
     /// Loaded keys.
     pub keys: Arc<KeyManager>,
     /// Password hashing.
@@ -102,6 +106,7 @@ impl AppState {
                     &settings.redis_prefix,
                     settings.leeway,
                     settings.session_max_ttl,
+                    settings.feed_retention,
                     settings.store_timeout,
                 )
             })
@@ -126,6 +131,8 @@ impl AppState {
             key_store: Arc::clone(&pg) as Arc<dyn KeyStore>,
             sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
+            feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
+            hub: crate::feed::Hub::default(),
             keys: Arc::new(keys),
             hasher: Arc::new(hasher),
             issuance,
@@ -155,6 +162,7 @@ impl AppState {
             key_store: Arc::clone(&pg) as Arc<dyn KeyStore>,
             sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
+            feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
             pg,
             redis,
             ..self.clone()

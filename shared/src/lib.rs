@@ -4,6 +4,7 @@
 //! A downstream Rust service can depend on this crate to verify access tokens itself.
 
 pub mod claims;
+pub mod feed;
 pub mod headers;
 pub mod jwk;
 pub mod jws;

@@ -55,6 +55,8 @@ impl Auth {
                 "AUTH_BOOTSTRAP_ADMIN_PASSWORD".into(),
                 crate::PASSWORD.into(),
             ),
+            ("AUTH_FEED_TOKEN".into(), crate::FEED_TOKEN.into()),
+            ("AUTH_FEED_HEARTBEAT_MS".into(), "500".into()),
             (
                 "AUTH_ROLE_SCOPES".into(),
                 r#"{"user":["profile","orders:read"],"admin":["users:write"]}"#.into(),
@@ -134,6 +136,7 @@ impl Auth {
 
     /// Stops it (graceful).
     pub async fn stop(&self) {
+        self.state.hub.close();
         self.handle.stop(true).await;
     }
 }

@@ -10,11 +10,15 @@
 
 pub mod auth;
 pub mod echo;
+pub mod feed;
 pub mod raw;
 pub mod stores;
 
 /// The standard test password.
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The revocation feed credential test auth-services accept and test gateways present.
+pub const FEED_TOKEN: &str = "test-feed-token-0123456789abcdef";
 
 /// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
 pub fn free_port() -> u16 {

@@ -1,6 +1,7 @@
 //! The HTTP surface; the route table lives here and nowhere else.
 
 mod admin;
+mod feed;
 mod health;
 mod login;
 mod revoke;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/token").route(post().to(token::token)))
         .service(resource("/v1/revoke").route(post().to(revoke::revoke)))
         .service(resource("/v1/logout").route(post().to(revoke::logout)))
+        .service(resource("/v1/revocations").route(get().to(feed::revocations)))
         .service(resource("/v1/users/me").route(get().to(users::me)))
         .service(resource("/v1/users/me/password").route(post().to(users::change_password)))
         .service(resource("/v1/users/me/sessions").route(get().to(users::my_sessions)))

@@ -23,9 +23,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(json!({
+    let mut doc = json!({
             "issuer": iss,
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "token_endpoint": format!("{iss}/v1/token"),
@@ -35,7 +33,13 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
             "scopes_supported": scopes,
-        }))
+    });
+    if !state.settings.feed_tokens.is_empty() {
+        doc["revocation_feed_endpoint"] = json!(format!("{iss}/v1/revocations"));
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(doc)
 }
 
 /// `/.well-known/jwks.json`: public keys only, cacheable, with a strong ETag.

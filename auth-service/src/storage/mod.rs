@@ -4,8 +4,11 @@
 pub mod postgres;
 pub mod redis;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::SecretSlice;
+use shared::feed::{Position, StreamId};
 use shared::{AccessClaims, RevocationEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -252,4 +255,130 @@ pub trait RevocationStore: Send + Sync {
     async fn revoke(&self, event: &RevocationEvent, now: i64) -> Result<(), StoreError>;
     /// True when any live entry covers this token.
     async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError>;
+}
+
+/// Where the revocation event stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedState {
+    /// This life of the stream (a store that lost its data starts another).
+    pub epoch: String,
+    /// The newest entry's id (`0-0` when none was ever added).
+    pub last: StreamId,
+    /// The oldest retained entry.
+    pub first: Option<StreamId>,
+    /// True when no entry was ever trimmed away.
+    pub complete: bool,
+    /// Entries up to this id were trimmed, when the store reports it (`None`: unknown).
+    pub trimmed_through: Option<StreamId>,
+}
+
+impl FeedState {
+    /// Whether every event after `position` is still retained; if not, why (a `reset` reason).
+    /// Trimming only ever removes the oldest entries.
+    pub fn resume(&self, position: &Position) -> Result<(), &'static str> {
+        if position.epoch != self.epoch {
+            return Err("epoch");
+        }
+        let p = position.id;
+        if p > self.last {
+            return Err("invalid");
+        }
+        let retained = self.complete
+            || p == self.last
+            || self.first.is_some_and(|first| p >= first)
+            || self.trimmed_through.is_some_and(|t| p >= t);
+        if retained { Ok(()) } else { Err("trimmed") }
+    }
+
+    /// The position of the newest entry.
+    pub fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch.clone(),
+            id: self.last,
+        }
+    }
+}
+
+/// The revocation event stream behind the feed (`GET /v1/revocations`).
+#[async_trait]
+pub trait RevocationFeed: Send + Sync {
+    /// The stream's epoch and bounds.
+    async fn feed_state(&self) -> Result<FeedState, StoreError>;
+    /// Every live entry (`exp` plus leeway not yet passed), for a snapshot. Entries that stay
+    /// live during the call are all included; some may appear twice.
+    async fn live_entries(&self, now: i64) -> Result<Vec<RevocationEvent>, StoreError>;
+    /// Up to `limit` events after `after`, oldest first.
+    async fn events_after(
+        &self,
+        after: StreamId,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, RevocationEvent)>, StoreError>;
+    /// A reader that blocks for new events on a connection of its own.
+    async fn follower(&self) -> Result<Box<dyn FeedFollower>, StoreError>;
+}
+
+/// Waits for new revocation events.
+#[async_trait]
+pub trait FeedFollower: Send {
+    /// Up to `limit` events after `after`, waiting up to `block` for the first one (an empty
+    /// answer means none came, and the store was reachable).
+    async fn wait_after(
+        &mut self,
+        after: StreamId,
+        block: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, RevocationEvent)>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId { ms, seq: 0 }
+    }
+
+    fn pos(epoch: &str, ms: u64) -> Position {
+        Position {
+            epoch: epoch.into(),
+            id: id(ms),
+        }
+    }
+
+    #[test]
+    fn resumption_needs_the_same_epoch_and_nothing_trimmed_after_the_position() {
+        let state = FeedState {
+            epoch: "e1".into(),
+            last: id(50),
+            first: Some(id(11)),
+            complete: false,
+            trimmed_through: None,
+        };
+        assert_eq!(state.resume(&pos("e1", 11)), Ok(()));
+        assert_eq!(state.resume(&pos("e1", 30)), Ok(()));
+        assert_eq!(state.resume(&pos("e1", 50)), Ok(()));
+        assert_eq!(state.resume(&pos("e1", 10)), Err("trimmed"));
+        assert_eq!(state.resume(&pos("e0", 20)), Err("epoch"));
+        assert_eq!(state.resume(&pos("e1", 51)), Err("invalid"));
+        // A trim mark from the store proves more positions safe.
+        let marked = FeedState {
+            trimmed_through: Some(id(10)),
+            ..state.clone()
+        };
+        assert_eq!(marked.resume(&pos("e1", 10)), Ok(()));
+        assert_eq!(marked.resume(&pos("e1", 9)), Err("trimmed"));
+        // Never trimmed: any position of this epoch.
+        let whole = FeedState {
+            complete: true,
+            ..state.clone()
+        };
+        assert_eq!(whole.resume(&pos("e1", 0)), Ok(()));
+        // Trimmed to nothing: only the newest position.
+        let empty = FeedState {
+            first: None,
+            ..state
+        };
+        assert_eq!(empty.resume(&pos("e1", 50)), Ok(()));
+        assert_eq!(empty.resume(&pos("e1", 40)), Err("trimmed"));
+    }
 }

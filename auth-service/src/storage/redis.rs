@@ -9,6 +9,10 @@
 //! - `P u:{sub}`      set of the user's sids
 //! - `P rev:{type}:{value}`  revocation entry (exp, iat_before), expiring at exp + leeway
 //! - `P rev:index`    sorted set of live revocation entries by expiry (for the feed's snapshot)
+//! - `P rev:stream`   stream of revocation events (fields t, v, exp, ib), trimmed to about
+//!   `AUTH_FEED_RETENTION` entries: the feed's `revoke` events and resumption
+//! - `P rev:epoch`    names this life of the stream; a Redis that lost its data starts a new one,
+//!   so that gateways resuming from an old position get `reset` and a new snapshot
 
 use std::time::Duration;
 
@@ -18,13 +22,30 @@ use redis::{Script, Value};
 use secrecy::{ExposeSecret, SecretString};
 use shared::{AccessClaims, RevocationEvent};
 
-use super::{NewSession, RevocationStore, Rotation, SessionInfo, SessionStore, StoreError};
+use shared::feed::StreamId;
 
-/// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now.
+use super::{
+    FeedFollower, FeedState, NewSession, RevocationFeed, RevocationStore, Rotation, SessionInfo,
+    SessionStore, StoreError,
+};
+
+/// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
+/// `ARGV[4]` the event stream's approximate length bound.
 const PRELUDE: &str = r#"
 local p = ARGV[1]
 local leeway = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local stream_cap = ARGV[4]
+local function epoch()
+  local key = p .. 'rev:epoch'
+  local e = redis.call('GET', key)
+  if not e then
+    local t = redis.call('TIME')
+    e = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', key, e)
+  end
+  return e
+end
 local function revoke(typ, value, exp, iat_before)
   local key = p .. 'rev:' .. typ .. ':' .. value
   local cur = redis.call('HMGET', key, 'exp', 'iat_before')
@@ -33,11 +54,15 @@ local function revoke(typ, value, exp, iat_before)
     if cur[2] and tonumber(cur[2]) > iat_before then iat_before = tonumber(cur[2]) end
     redis.call('HSET', key, 'exp', exp, 'iat_before', iat_before)
   else
+    iat_before = 0
     redis.call('HSET', key, 'exp', exp)
   end
   redis.call('EXPIREAT', key, exp + leeway)
   redis.call('ZADD', p .. 'rev:index', exp + leeway, typ .. ':' .. value)
   redis.call('ZREMRANGEBYSCORE', p .. 'rev:index', '-inf', '(' .. now)
+  epoch()
+  redis.call('XADD', p .. 'rev:stream', 'MAXLEN', '~', stream_cap, '*',
+    't', typ, 'v', value, 'exp', exp, 'ib', iat_before)
 end
 local function end_session(sid)
   local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'rt')
@@ -48,24 +73,24 @@ local function end_session(sid)
 end
 "#;
 
-/// ARGV 4 sid, 5 sub, 6 jti, 7 abs_exp, 8 refresh_exp, 9 client_id, 10 scope, 11 ua, 12 user-set ttl
+/// ARGV 5 sid, 6 sub, 7 jti, 8 abs_exp, 9 refresh_exp, 10 client_id, 11 scope, 12 ua, 13 user-set ttl
 const CREATE: &str = r#"
-local sid, sub, jti = ARGV[4], ARGV[5], ARGV[6]
-local until_ = tonumber(ARGV[8]) + leeway
-redis.call('HSET', p .. 's:' .. sid, 'sub', sub, 'rt', jti, 'auth_time', now, 'abs_exp', ARGV[7],
-  'last_used', now, 'client_id', ARGV[9], 'scope', ARGV[10], 'ua', ARGV[11])
+local sid, sub, jti = ARGV[5], ARGV[6], ARGV[7]
+local until_ = tonumber(ARGV[9]) + leeway
+redis.call('HSET', p .. 's:' .. sid, 'sub', sub, 'rt', jti, 'auth_time', now, 'abs_exp', ARGV[8],
+  'last_used', now, 'client_id', ARGV[10], 'scope', ARGV[11], 'ua', ARGV[12])
 redis.call('EXPIREAT', p .. 's:' .. sid, until_)
 redis.call('HSET', p .. 'r:' .. jti, 'sid', sid, 'sub', sub, 'state', 'live')
 redis.call('EXPIREAT', p .. 'r:' .. jti, until_)
 redis.call('SADD', p .. 'u:' .. sub, sid)
-redis.call('EXPIRE', p .. 'u:' .. sub, ARGV[12])
+redis.call('EXPIRE', p .. 'u:' .. sub, ARGV[13])
 return 1
 "#;
 
-/// ARGV 4 old jti, 5 new jti, 6 grace, 7 idle ttl, 8 revoke_until
+/// ARGV 5 old jti, 6 new jti, 7 grace, 8 idle ttl, 9 revoke_until
 const ROTATE: &str = r#"
-local old, new = ARGV[4], ARGV[5]
-local grace, idle, revoke_until = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local old, new = ARGV[5], ARGV[6]
+local grace, idle, revoke_until = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local r = redis.call('HMGET', p .. 'r:' .. old, 'sid', 'sub', 'state', 'spent_at')
 if not r[1] then return {'invalid'} end
 local sid, sub = r[1], r[2]
@@ -94,9 +119,9 @@ redis.call('EXPIREAT', p .. 's:' .. sid, exp + leeway)
 return {'rotated', sid, tostring(exp), s[1]}
 "#;
 
-/// ARGV 4 sub
+/// ARGV 5 sub
 const LIST: &str = r#"
-local sub = ARGV[4]
+local sub = ARGV[5]
 local out = {}
 for _, sid in ipairs(redis.call('SMEMBERS', p .. 'u:' .. sub)) do
   local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'auth_time', 'last_used', 'abs_exp', 'client_id', 'ua')
@@ -109,38 +134,75 @@ end
 return out
 "#;
 
-/// ARGV 4 sub, 5 sid, 6 revoke_until
+/// ARGV 5 sub, 6 sid, 7 revoke_until
 const END: &str = r#"
-local owner = redis.call('HGET', p .. 's:' .. ARGV[5], 'sub')
-if owner ~= ARGV[4] then return 0 end
-end_session(ARGV[5])
-revoke('sid', ARGV[5], tonumber(ARGV[6]), 0)
+local owner = redis.call('HGET', p .. 's:' .. ARGV[6], 'sub')
+if owner ~= ARGV[5] then return 0 end
+end_session(ARGV[6])
+revoke('sid', ARGV[6], tonumber(ARGV[7]), 0)
 return 1
 "#;
 
-/// ARGV 4 sub, 5 iat_before, 6 revoke_until
+/// ARGV 5 sub, 6 iat_before, 7 revoke_until
 const END_ALL: &str = r#"
-local sub = ARGV[4]
+local sub = ARGV[5]
 local sids = redis.call('SMEMBERS', p .. 'u:' .. sub)
 for _, sid in ipairs(sids) do end_session(sid) end
 redis.call('DEL', p .. 'u:' .. sub)
-revoke('sub', sub, tonumber(ARGV[6]), tonumber(ARGV[5]))
+revoke('sub', sub, tonumber(ARGV[7]), tonumber(ARGV[6]))
 return #sids
 "#;
 
-/// ARGV 4 type, 5 value, 6 exp, 7 iat_before
+/// ARGV 5 type, 6 value, 7 exp, 8 iat_before
 const REVOKE: &str = r#"
-revoke(ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]))
+revoke(ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]))
 return 1
 "#;
 
-/// ARGV 4 jti, 5 sid, 6 sub, 7 iat
+/// ARGV 5 jti, 6 sid, 7 sub, 8 iat
 const IS_REVOKED: &str = r#"
-if redis.call('EXISTS', p .. 'rev:jti:' .. ARGV[4]) == 1 then return 1 end
-if redis.call('EXISTS', p .. 'rev:sid:' .. ARGV[5]) == 1 then return 1 end
-local ib = redis.call('HGET', p .. 'rev:sub:' .. ARGV[6], 'iat_before')
-if ib and tonumber(ARGV[7]) < tonumber(ib) then return 1 end
+if redis.call('EXISTS', p .. 'rev:jti:' .. ARGV[5]) == 1 then return 1 end
+if redis.call('EXISTS', p .. 'rev:sid:' .. ARGV[6]) == 1 then return 1 end
+local ib = redis.call('HGET', p .. 'rev:sub:' .. ARGV[7], 'iat_before')
+if ib and tonumber(ARGV[8]) < tonumber(ib) then return 1 end
 return 0
+"#;
+
+/// The feed's position: {epoch, last-generated id, first id ('' if none), complete (never
+/// trimmed: '1'/'0'), max deleted id ('' or '0-0' if unknown)}. `entries-added` and
+/// `max-deleted-entry-id` exist from Redis 7; without them nothing is assumed.
+const FEED_STATE: &str = r#"
+local key = p .. 'rev:stream'
+local e = epoch()
+if redis.call('EXISTS', key) == 0 then return {e, '0-0', '', '1', ''} end
+local info = redis.call('XINFO', 'STREAM', key)
+local last, first, deleted, added, length = '0-0', '', '', -1, -2
+for i = 1, #info, 2 do
+  local k = info[i]
+  if k == 'last-generated-id' then last = info[i + 1]
+  elseif k == 'max-deleted-entry-id' then deleted = info[i + 1]
+  elseif k == 'entries-added' then added = tonumber(info[i + 1])
+  elseif k == 'length' then length = tonumber(info[i + 1])
+  elseif k == 'first-entry' and type(info[i + 1]) == 'table' then first = info[i + 1][1]
+  end
+end
+local complete = '0'
+if added == length then complete = '1' end
+return {e, last, first, complete, deleted}
+"#;
+
+/// ARGV 5 ZSCAN cursor, 6 count: {next cursor, {member, exp, iat_before}...} of live entries.
+const SNAPSHOT_PAGE: &str = r#"
+local r = redis.call('ZSCAN', p .. 'rev:index', ARGV[5], 'COUNT', ARGV[6])
+local out = {r[1]}
+local items = r[2]
+for i = 1, #items, 2 do
+  if tonumber(items[i + 1]) >= now then
+    local h = redis.call('HMGET', p .. 'rev:' .. items[i], 'exp', 'iat_before')
+    if h[1] then table.insert(out, {items[i], h[1], h[2] or '0'}) end
+  end
+end
+return out
 "#;
 
 struct Scripts {
@@ -151,6 +213,8 @@ struct Scripts {
     end_all: Script,
     revoke: Script,
     is_revoked: Script,
+    feed_state: Script,
+    snapshot_page: Script,
 }
 
 impl Scripts {
@@ -164,6 +228,8 @@ impl Scripts {
             end_all: s(END_ALL),
             revoke: s(REVOKE),
             is_revoked: s(IS_REVOKED),
+            feed_state: s(FEED_STATE),
+            snapshot_page: s(SNAPSHOT_PAGE),
         }
     }
 }
@@ -177,6 +243,7 @@ pub struct RedisStore {
     prefix: String,
     leeway: i64,
     session_max_ttl: i64,
+    stream_cap: u64,
     timeout: Duration,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -209,6 +276,7 @@ impl RedisStore {
         prefix: &str,
         leeway: i64,
         session_max_ttl: i64,
+        stream_cap: u64,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url.expose_secret())
@@ -226,6 +294,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             leeway,
             session_max_ttl,
+            stream_cap,
             timeout,
             scripts: std::sync::Arc::new(Scripts::new()),
         })
@@ -271,7 +340,10 @@ impl RedisStore {
         args: &[&(dyn std::fmt::Display + Sync)],
     ) -> Result<T, StoreError> {
         let mut inv = script.prepare_invoke();
-        inv.arg(&self.prefix).arg(self.leeway).arg(now);
+        inv.arg(&self.prefix)
+            .arg(self.leeway)
+            .arg(now)
+            .arg(self.stream_cap);
         for a in args {
             inv.arg(a.to_string());
         }
@@ -449,5 +521,191 @@ impl RevocationStore for RedisStore {
             )
             .await?;
         Ok(n == 1)
+    }
+}
+
+/// A stream entry as a revocation event (entries this code did not write are skipped).
+fn stream_event(entry: &redis::streams::StreamId) -> Option<(StreamId, RevocationEvent)> {
+    let id: StreamId = entry.id.parse().ok()?;
+    let field = |name: &str| entry.map.get(name).map(text);
+    let value = field("v")?;
+    let exp = field("exp")?.parse().ok()?;
+    let event = match field("t")?.as_str() {
+        "jti" => RevocationEvent::Jti { value, exp },
+        "sid" => RevocationEvent::Sid { value, exp },
+        "sub" => RevocationEvent::Sub {
+            value,
+            iat_before: field("ib")?.parse().ok()?,
+            exp,
+        },
+        _ => return None,
+    };
+    Some((id, event))
+}
+
+fn entry_event(member: &str, exp: i64, iat_before: i64) -> Option<RevocationEvent> {
+    let (typ, value) = member.split_once(':')?;
+    let value = value.to_owned();
+    Some(match typ {
+        "jti" => RevocationEvent::Jti { value, exp },
+        "sid" => RevocationEvent::Sid { value, exp },
+        "sub" => RevocationEvent::Sub {
+            value,
+            iat_before,
+            exp,
+        },
+        _ => return None,
+    })
+}
+
+impl RedisStore {
+    fn stream_key(&self) -> String {
+        format!("{}rev:stream", self.prefix)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!("redis timed out"))),
+        }
+    }
+}
+
+#[async_trait]
+impl RevocationFeed for RedisStore {
+    async fn feed_state(&self) -> Result<FeedState, StoreError> {
+        let reply: Vec<String> = self
+            .run(&self.scripts.feed_state, shared::unix_now(), &[])
+            .await?;
+        let [epoch, last, first, complete, deleted] = reply.as_slice() else {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "unexpected feed state {reply:?}"
+            )));
+        };
+        let id = |s: &str| {
+            s.parse::<StreamId>()
+                .map_err(|e| StoreError::Other(anyhow::anyhow!("stream id: {e}")))
+        };
+        Ok(FeedState {
+            epoch: epoch.clone(),
+            last: id(last)?,
+            first: if first.is_empty() {
+                None
+            } else {
+                Some(id(first)?)
+            },
+            complete: complete == "1",
+            trimmed_through: match deleted.as_str() {
+                "" | "0-0" => None,
+                d => Some(id(d)?),
+            },
+        })
+    }
+
+    async fn live_entries(&self, now: i64) -> Result<Vec<RevocationEvent>, StoreError> {
+        // ZSCAN returns every element present for the whole scan (perhaps twice): entries
+        // added meanwhile come after the snapshot's position and reach the gateway as events.
+        let mut cursor = "0".to_owned();
+        let mut out = Vec::new();
+        loop {
+            let reply: Vec<Value> = self
+                .run(&self.scripts.snapshot_page, now, &[&cursor, &1000])
+                .await?;
+            let Some((next, rows)) = reply.split_first() else {
+                return Err(StoreError::Other(anyhow::anyhow!("empty snapshot page")));
+            };
+            for row in rows {
+                if let Value::Array(f) = row
+                    && let [member, exp, ib] = f.as_slice()
+                    && let Some(e) = entry_event(&text(member), int(exp), int(ib))
+                {
+                    out.push(e);
+                }
+            }
+            cursor = text(next);
+            if cursor == "0" {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn events_after(
+        &self,
+        after: StreamId,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, RevocationEvent)>, StoreError> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.stream_key())
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit);
+        let reply: redis::streams::StreamRangeReply = self.query(&cmd).await?;
+        Ok(reply.ids.iter().filter_map(stream_event).collect())
+    }
+
+    async fn follower(&self) -> Result<Box<dyn FeedFollower>, StoreError> {
+        Ok(Box::new(RedisFollower {
+            client: self.client.clone(),
+            conn: None,
+            key: self.stream_key(),
+            timeout: self.timeout,
+        }))
+    }
+}
+
+/// Blocking stream reads on a connection of their own (a blocked connection can serve nothing
+/// else), reopened after a failure.
+struct RedisFollower {
+    client: redis::Client,
+    conn: Option<redis::aio::MultiplexedConnection>,
+    key: String,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl FeedFollower for RedisFollower {
+    async fn wait_after(
+        &mut self,
+        after: StreamId,
+        block: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, RevocationEvent)>, StoreError> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(block + self.timeout));
+                let c = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(classify)?;
+                self.conn.insert(c)
+            }
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(limit)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(after.to_string());
+        let reply: Result<Option<redis::streams::StreamReadReply>, _> = cmd.query_async(conn).await;
+        match reply {
+            Ok(r) => Ok(r
+                .into_iter()
+                .flat_map(|r| r.keys)
+                .flat_map(|k| k.ids)
+                .filter_map(|e| stream_event(&e))
+                .collect()),
+            Err(e) => {
+                self.conn = None;
+                Err(classify(e))
+            }
+        }
     }
 }

@@ -73,6 +73,8 @@ impl Builder {
             ("AUTH_ISSUER".into(), ISSUER.into()),
             ("AUTH_WORKERS".into(), "2".into()),
             ("AUTH_STARTUP_TIMEOUT".into(), "10".into()),
+            ("AUTH_FEED_TOKEN".into(), testkit::FEED_TOKEN.into()),
+            ("AUTH_FEED_HEARTBEAT_MS".into(), "300".into()),
             (
                 "AUTH_ROLE_SCOPES".into(),
                 r#"{"user":["profile","orders:read"],"admin":["users:write"]}"#.into(),
@@ -143,6 +145,7 @@ impl TestApp {
 
     /// Stops this instance (graceful) and waits for it.
     pub async fn stop(&self) {
+        self.state.hub.close();
         self.handle.stop(true).await;
     }
 

@@ -1,0 +1,352 @@
+//! The revocation feed (`GET /v1/revocations`): one hub per process follows the store's event
+//! stream with blocking reads on a connection of its own and fans the events out to every
+//! connected gateway, so that a hundred gateways cost one Redis connection, not a hundred.
+//!
+//! Each gateway connection then gets, in order: a `snapshot` (or, when it resumes with
+//! `Last-Event-ID`, the events it missed, read from the stream), then the hub's events (ids it
+//! has already had are skipped), `heartbeat`s while the hub reads the stream successfully, and
+//! `reset` plus a new snapshot when its position cannot be resumed or the stream was lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use shared::RevocationEvent;
+use shared::feed::{self, Heartbeat, Position, Reset, Snapshot, StreamId};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::storage::{FeedFollower, FeedState, RevocationFeed, StoreError};
+
+/// Events read per round trip.
+const BATCH: usize = 1000;
+
+/// What the hub tells every connection.
+#[derive(Debug, Clone)]
+pub enum HubMessage {
+    /// A new event, its `data` already serialised.
+    Event(StreamId, Arc<str>),
+    /// The stream was read successfully at this time (Unix ms).
+    Heartbeat(i64),
+    /// The stream's epoch changed (the store lost it): every connection starts over.
+    Reset,
+}
+
+/// Fans the event stream out to the feed's connections.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<HubMessage>,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            tx: broadcast::channel(4096).0,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Hub {
+    /// A receiver of everything the hub sends from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
+        self.tx.subscribe()
+    }
+
+    /// Ends every feed connection (at shutdown: they would otherwise hold it up until its
+    /// timeout); gateways reconnect to another replica and resume.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Whether [`Hub::close`] was called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    fn send(&self, m: HubMessage) {
+        // No receivers is fine: nobody is connected.
+        let _ = self.tx.send(m);
+    }
+
+    /// Follows the stream forever: blocking reads of up to `heartbeat`, then a heartbeat (after
+    /// confirming the stream's epoch) at most once per `heartbeat`. While the store is
+    /// unreachable no heartbeat is sent, so gateways see the feed's staleness grow.
+    pub async fn run(self, store: Arc<dyn RevocationFeed>, heartbeat: Duration) {
+        let mut follower: Option<Box<dyn FeedFollower>> = None;
+        let mut at: Option<(String, StreamId)> = None;
+        let mut checked = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let mut failing = false;
+        loop {
+            let step = self
+                .step(&*store, &mut follower, &mut at, &mut checked, heartbeat)
+                .await;
+            match step {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("revocation stream readable again");
+                    }
+                    failing = false;
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot read the revocation stream; retrying");
+                    }
+                    failing = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn step(
+        &self,
+        store: &dyn RevocationFeed,
+        follower: &mut Option<Box<dyn FeedFollower>>,
+        at: &mut Option<(String, StreamId)>,
+        checked: &mut Instant,
+        heartbeat: Duration,
+    ) -> Result<(), StoreError> {
+        let (epoch, position) = match at {
+            Some(p) => p,
+            None => {
+                let state = store.feed_state().await?;
+                *checked = Instant::now();
+                at.insert((state.epoch, state.last))
+            }
+        };
+        let reader = match follower {
+            Some(f) => f,
+            None => follower.insert(store.follower().await?),
+        };
+        let events = reader.wait_after(*position, heartbeat, BATCH).await?;
+        for (id, event) in events {
+            let data: Arc<str> = serde_json::to_string(&event)
+                .map_err(|e| StoreError::Other(e.into()))?
+                .into();
+            *position = id;
+            self.send(HubMessage::Event(id, data));
+        }
+        if checked.elapsed() >= heartbeat {
+            let state = store.feed_state().await?;
+            *checked = Instant::now();
+            if state.epoch != *epoch {
+                tracing::warn!(
+                    "the revocation stream was lost and restarted: gateways get a reset and a new snapshot"
+                );
+                *at = Some((state.epoch, state.last));
+                self.send(HubMessage::Reset);
+            } else {
+                self.send(HubMessage::Heartbeat(now_ms()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One SSE frame.
+fn frame(event: &str, id: Option<&Position>, data: &str) -> Bytes {
+    let mut s = String::with_capacity(data.len() + 64);
+    s.push_str("event: ");
+    s.push_str(event);
+    s.push('\n');
+    if let Some(id) = id {
+        s.push_str("id: ");
+        s.push_str(&id.to_string());
+        s.push('\n');
+    }
+    s.push_str("data: ");
+    s.push_str(data);
+    s.push_str("\n\n");
+    Bytes::from(s)
+}
+
+/// Why a connection's task ended.
+enum Stop {
+    /// The gateway went away.
+    Gone,
+    /// The store failed; the gateway reconnects and resumes.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, Stop> {
+    serde_json::to_string(v).map_err(|e| Stop::Store(StoreError::Other(e.into())))
+}
+
+/// One gateway's connection.
+struct Connection {
+    store: Arc<dyn RevocationFeed>,
+    tx: mpsc::Sender<Bytes>,
+    epoch: String,
+    last: StreamId,
+}
+
+impl Connection {
+    async fn send(&self, bytes: Bytes) -> Result<(), Stop> {
+        self.tx.send(bytes).await.map_err(|_| Stop::Gone)
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch.clone(),
+            id: self.last,
+        }
+    }
+
+    async fn revoke(&mut self, id: StreamId, data: &str) -> Result<(), Stop> {
+        self.last = id;
+        let f = frame(feed::REVOKE, Some(&self.position()), data);
+        self.send(f).await
+    }
+
+    /// The events after our position, from the stream.
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        loop {
+            let events = self.store.events_after(self.last, BATCH).await?;
+            let done = events.len() < BATCH;
+            for (id, event) in events {
+                self.revoke(id, &json(&event)?).await?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every live entry as of `state`, then whatever came after.
+    async fn snapshot(&mut self, state: &FeedState) -> Result<(), Stop> {
+        self.epoch = state.epoch.clone();
+        self.last = state.last;
+        let entries: Vec<RevocationEvent> = self.store.live_entries(shared::unix_now()).await?;
+        let snapshot = Snapshot {
+            position: self.position().to_string(),
+            time_ms: now_ms(),
+            entries,
+        };
+        let f = frame(feed::SNAPSHOT, Some(&self.position()), &json(&snapshot)?);
+        self.send(f).await?;
+        self.catch_up().await
+    }
+
+    async fn reset(&mut self, reason: &str, state: &FeedState) -> Result<(), Stop> {
+        let data = json(&Reset {
+            reason: reason.to_owned(),
+        })?;
+        self.send(frame(feed::RESET, None, &data)).await?;
+        self.snapshot(state).await
+    }
+
+    /// Resumes from `position` if every later event is still retained, else resets.
+    async fn start(
+        &mut self,
+        resume: Option<Result<Position, ()>>,
+        state: FeedState,
+    ) -> Result<(), Stop> {
+        match resume {
+            None => self.snapshot(&state).await,
+            Some(Err(())) => self.reset("invalid", &state).await,
+            Some(Ok(position)) => match state.resume(&position) {
+                Ok(()) => {
+                    self.epoch = position.epoch;
+                    self.last = position.id;
+                    self.catch_up().await
+                }
+                Err(reason) => self.reset(reason, &state).await,
+            },
+        }
+    }
+
+    async fn follow(
+        &mut self,
+        mut rx: broadcast::Receiver<HubMessage>,
+        mut closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
+        loop {
+            let message = tokio::select! {
+                m = rx.recv() => m,
+                () = self.tx.closed() => return Err(Stop::Gone),
+                _ = closing.wait_for(|c| *c) => return Err(Stop::Gone),
+            };
+            match message {
+                Ok(HubMessage::Event(id, data)) => {
+                    if id > self.last {
+                        self.revoke(id, &data).await?;
+                    }
+                }
+                Ok(HubMessage::Heartbeat(time_ms)) => {
+                    let data = json(&Heartbeat { time_ms })?;
+                    self.send(frame(feed::HEARTBEAT, None, &data)).await?;
+                }
+                Ok(HubMessage::Reset) => {
+                    let state = self.store.feed_state().await?;
+                    self.reset("epoch", &state).await?;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Too slow for the hub's buffer: read what we missed from the stream.
+                    let state = self.store.feed_state().await?;
+                    match state.resume(&self.position()) {
+                        Ok(()) => self.catch_up().await?,
+                        Err(reason) => self.reset(reason, &state).await?,
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Err(Stop::Gone),
+            }
+        }
+    }
+}
+
+/// Serves one gateway: `state` was read after subscribing to the hub, so nothing falls between
+/// what the stream read returns and what the hub sends. Ends when the gateway goes away or the
+/// store fails (the gateway then resumes on a new connection).
+pub async fn serve(
+    store: Arc<dyn RevocationFeed>,
+    hub: &Hub,
+    rx: broadcast::Receiver<HubMessage>,
+    state: FeedState,
+    resume: Option<Result<Position, ()>>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let closing = hub.closing();
+    let mut conn = Connection {
+        store,
+        tx,
+        epoch: state.epoch.clone(),
+        last: state.last,
+    };
+    let result = match conn.start(resume, state).await {
+        Ok(()) => conn.follow(rx, closing).await,
+        Err(e) => Err(e),
+    };
+    if let Err(Stop::Store(e)) = result {
+        tracing::warn!(error = %e, "revocation feed connection ended by a store failure");
+    }
+}
+
+/// The response body: frames from the connection's task.
+pub struct Body(pub mpsc::Receiver<Bytes>);
+
+impl futures_util::Stream for Body {
+    type Item = Result<Bytes, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|b| b.map(Ok))
+    }
+}

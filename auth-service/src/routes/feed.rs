@@ -1,0 +1,67 @@
+//! `GET /v1/revocations`: the revocation feed for gateways (Server-Sent Events; see
+//! `shared::feed` for the events and `crate::feed` for how they are produced).
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, BearerError};
+use crate::extract::bearer_token;
+use crate::state::AppState;
+
+/// Whether `presented` is one of the configured feed tokens. Compares SHA-256 digests in
+/// constant time (so neither content nor length leaks through timing) against every token.
+fn feed_token_ok(state: &AppState, presented: &str) -> bool {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let given = digest(&SHA256, presented.as_bytes());
+    let mut ok = false;
+    for t in &state.settings.feed_tokens {
+        let want = digest(&SHA256, t.expose_secret().as_bytes());
+        ok |= aws_lc_rs::constant_time::verify_slices_are_equal(given.as_ref(), want.as_ref())
+            .is_ok();
+    }
+    ok
+}
+
+/// The feed. Needs `Authorization: Bearer <AUTH_FEED_TOKEN>`; resumes from `Last-Event-ID`.
+pub async fn revocations(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.settings.feed_tokens.is_empty() {
+        return Ok(crate::error::problem(
+            StatusCode::NOT_FOUND,
+            "the revocation feed is not enabled (set AUTH_FEED_TOKEN)",
+            Some("not_found"),
+        ));
+    }
+    let token = bearer_token(&req)
+        .map_err(ApiError::Unauthorized)?
+        .ok_or(ApiError::Unauthorized(BearerError::Missing))?;
+    if !feed_token_ok(&state, &token) {
+        return Err(ApiError::Unauthorized(BearerError::InvalidToken(
+            "not a revocation feed credential",
+        )));
+    }
+    let resume = req.headers().get("last-event-id").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or(())
+    });
+    // Subscribe first, then read where the stream stands: nothing can fall in between.
+    let rx = state.hub.subscribe();
+    let feed_state = state.feed.feed_state().await?;
+    let (tx, body) = mpsc::channel(16);
+    let store = std::sync::Arc::clone(&state.feed);
+    let hub = state.hub.clone();
+    actix_web::rt::spawn(async move {
+        crate::feed::serve(store, &hub, rx, feed_state, resume, tx).await;
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(crate::feed::Body(body)))
+}
