@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the stack locally: the auth-service (on PostgreSQL and Redis, installed/started if
 # needed), a demo downstream service, and the gateway in front of it. Shows it working with curl
-# (register, log in, call through the gateway, refresh, reuse detection, log out → rejected),
+# (register, log in, call through the gateway, refresh, reuse detection and log out → the gateway
+# rejects the tokens through its revocation feed),
 # then keeps serving until Ctrl-C, which stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +18,14 @@ psql "$TEST_DATABASE_URL" -qtc "SELECT 1 FROM pg_database WHERE datname = '$db'"
   || psql "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db"
 
 mkdir -p target/dev
+# The credential the gateway reads the revocation feed with: fresh for every run.
+feed_token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; echo; echo "stopped"; }
 trap stop EXIT INT TERM
 
 AUTH_DATABASE_URL="$pg_base/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:" \
-AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" \
+AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_FEED_TOKEN="$feed_token" \
 AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
   ./target/debug/auth-service > target/dev/auth-service.log 2>&1 &
 pids+=($!)
@@ -50,7 +53,7 @@ prefix = "/admin"
 upstream = "http://127.0.0.1:$demo_port"
 roles = ["admin"]
 TOML
-GATEWAY_CONFIG=target/dev/gateway.toml ./target/debug/gateway > target/dev/gateway.log 2>&1 &
+GATEWAY_CONFIG=target/dev/gateway.toml GATEWAY_FEED_TOKEN="$feed_token" ./target/debug/gateway > target/dev/gateway.log 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.2; done
 
@@ -76,8 +79,15 @@ echo "$new" | cut -c1-120; echo "…"
 at=$(echo "$new" | json '["access_token"]')
 step "replaying the spent refresh token (reuse detection revokes the session)"
 curl -s -X POST "$auth/v1/token" -d grant_type=refresh_token -d "refresh_token=$rt"; echo
-step "curl $auth/v1/users/me with the session's newest access token → 401"
-curl -s -o /dev/null -w '%{http_code}\n' "$auth/v1/users/me" -H "authorization: Bearer $at"
+sleep 0.2
+step "curl $gw/api/orders with the session's newest access token → 401 (the revocation reached the gateway)"
+curl -s "$gw/api/orders" -H "authorization: Bearer $at"; echo
+step "log in again, call through the gateway, then curl -X POST $auth/v1/logout"
+at=$(curl -s -X POST "$auth/v1/login" -d "username=$user" --data-urlencode "password=$pw" | json '["access_token"]')
+curl -s -o /dev/null -w 'before logout: %{http_code}\n' "$gw/api/orders" -H "authorization: Bearer $at"
+curl -s -o /dev/null -w 'logout: %{http_code}\n' -X POST "$auth/v1/logout" -H "authorization: Bearer $at"
+sleep 0.2
+curl -s -w '\nafter logout: %{http_code}\n' "$gw/api/orders" -H "authorization: Bearer $at"
 
 cat <<INFO
 

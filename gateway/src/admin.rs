@@ -14,19 +14,33 @@ pub async fn healthz() -> HttpResponse {
         .json(json!({"status": "ok"}))
 }
 
-/// Ready when verification keys are loaded and not older than the allowed staleness.
+/// Ready when verification keys are loaded (and not older than the allowed staleness) and the
+/// first revocation snapshot has loaded. The feed's later health is reported, not required:
+/// readiness does not flap with it (with `max_staleness` set, protected routes answer 503 on
+/// their own once the bound passes).
 pub async fn readyz(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let keys = gw.keys.current();
+    let revocations = gw.revocations.as_ref().map(|r| {
+        json!({
+            "loaded": r.loaded(),
+            "connected": r.connected(),
+            "entries": r.len(),
+            "staleness_seconds": r.staleness().as_secs_f64(),
+        })
+    });
+    let list_ok = gw.revocations.as_ref().is_none_or(|r| r.loaded());
+    let ready = keys.is_some() && list_ok;
     let body = json!({
-        "status": if keys.is_some() { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "keys": if keys.is_some() { "ok" } else { "unavailable" },
             "key_count": keys.as_ref().map_or(0, |k| k.keys.len()),
             "key_age_seconds": gw.keys.age().map(|a| a.as_secs()),
             "last_jwks_error": gw.keys.last_error(),
+            "revocations": revocations.unwrap_or_else(|| json!("disabled")),
         },
     });
-    let mut res = if keys.is_some() {
+    let mut res = if ready {
         HttpResponse::Ok()
     } else {
         HttpResponse::ServiceUnavailable()
@@ -38,7 +52,13 @@ pub async fn readyz(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
 pub async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(gw.metrics.render(gw.keys.age()))
+        .body({
+            let mut text = gw.metrics.render(gw.keys.age());
+            if let Some(r) = &gw.revocations {
+                r.render_metrics(&mut text);
+            }
+            text
+        })
 }
 
 /// The admin routes.

@@ -13,6 +13,7 @@ use shared::{AccessClaims, Validation, Verifier, VerifyError};
 use crate::forwarding::Identity;
 
 use crate::keys::KeyManager;
+use crate::revocation::{Check, Revocations};
 
 /// Why a request is not authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub enum AuthFailure {
     BadRequest,
     /// No usable keys (never fetched, or older than the maximum staleness).
     KeysUnavailable,
+    /// A valid token that the revocation list covers.
+    Revoked,
+    /// The revocation list has not loaded yet, or is older than the allowed staleness.
+    RevocationsUnavailable(&'static str),
 }
 
 /// The bearer token of a request, if it carries one.
@@ -117,21 +122,51 @@ impl VerifiedCache {
 pub struct Authenticator {
     verifier: Verifier,
     keys: Arc<KeyManager>,
+    revocations: Option<Arc<Revocations>>,
     cache: VerifiedCache,
 }
 
 impl Authenticator {
     /// An authenticator with its own cache.
-    pub fn new(validation: Validation, keys: Arc<KeyManager>, cache_capacity: usize) -> Self {
+    pub fn new(
+        validation: Validation,
+        keys: Arc<KeyManager>,
+        revocations: Option<Arc<Revocations>>,
+        cache_capacity: usize,
+    ) -> Self {
         Authenticator {
             verifier: Verifier::new(validation),
             keys,
+            revocations,
             cache: VerifiedCache::new(cache_capacity),
         }
     }
 
-    /// Verifies `token` at `now`. Expiry and `nbf` are checked even for cached tokens.
+    /// Verifies `token` at `now`, then checks the revocation replica (on every request, cached
+    /// token or not).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<Identity>, AuthFailure> {
+        let identity = self.verify_signed(token, now).await?;
+        if let Some(r) = &self.revocations {
+            match r.check(&identity.claims) {
+                Check::Pass => {}
+                Check::Revoked => return Err(AuthFailure::Revoked),
+                Check::NotLoaded => {
+                    return Err(AuthFailure::RevocationsUnavailable(
+                        "the revocation list has not loaded yet",
+                    ));
+                }
+                Check::Stale => {
+                    return Err(AuthFailure::RevocationsUnavailable(
+                        "the revocation list is out of date",
+                    ));
+                }
+            }
+        }
+        Ok(identity)
+    }
+
+    /// Signature and claims. Expiry and `nbf` are checked even for cached tokens.
+    async fn verify_signed(&self, token: &str, now: i64) -> Result<Arc<Identity>, AuthFailure> {
         let snapshot = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
         let key = VerifiedCache::key(token);
         if let Some(identity) = self.cache.get(&key, snapshot.generation) {

@@ -44,8 +44,18 @@ struct FileConfig {
     max_header_bytes: Option<usize>,
     shutdown_timeout: Option<u64>,
     jwks: Option<JwksFile>,
+    revocation: Option<RevocationFile>,
     #[serde(default)]
     routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevocationFile {
+    enabled: Option<bool>,
+    max_staleness: Option<u64>,
+    idle_timeout: Option<u64>,
+    sweep_interval: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -175,6 +185,21 @@ pub struct JwksSettings {
     pub fetch_timeout: Duration,
 }
 
+/// Following the issuer's revocation feed.
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// Follow the feed and enforce revocations (default). Off: tokens stay valid until they
+    /// expire, as with gateways that ignore revocation.
+    pub enabled: bool,
+    /// Fail closed (503) once the list has not been confirmed by the feed for this long; unset:
+    /// keep verifying with the last known list while the feed is down.
+    pub max_staleness: Option<Duration>,
+    /// Reconnect when the feed has sent nothing (heartbeats included) for this long.
+    pub idle_timeout: Duration,
+    /// How often entries past their `exp` plus the leeway are dropped.
+    pub sweep_interval: Duration,
+}
+
 /// An IP network (`10.0.0.0/8`, `::1/128`, or a single address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -262,6 +287,8 @@ pub struct Settings {
     pub shutdown_timeout: u64,
     /// JWKS bounds.
     pub jwks: JwksSettings,
+    /// The revocation feed.
+    pub revocation: RevocationSettings,
     /// Routes, longest prefix first.
     pub routes: Vec<Route>,
 }
@@ -597,6 +624,27 @@ impl Settings {
             )),
             (None, None) => None,
         };
+        let rf = file.revocation.unwrap_or_default();
+        let revocation = RevocationSettings {
+            enabled: rf.enabled.unwrap_or(true),
+            max_staleness: rf.max_staleness.map(Duration::from_secs),
+            idle_timeout: Duration::from_secs(rf.idle_timeout.unwrap_or(20).clamp(1, 3600)),
+            sweep_interval: Duration::from_secs(rf.sweep_interval.unwrap_or(30).clamp(1, 3600)),
+        };
+        if revocation.max_staleness.is_some_and(|m| m.is_zero()) {
+            return err("revocation.max_staleness must be at least 1 second");
+        }
+        if revocation.enabled && feed_token.is_none() {
+            return err(
+                "GATEWAY_FEED_TOKEN (or GATEWAY_FEED_TOKEN_FILE) is required to follow the revocation feed; [revocation] enabled = false runs without revocation",
+            );
+        }
+        if feed_token
+            .as_ref()
+            .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t).is_empty())
+        {
+            return err("GATEWAY_FEED_TOKEN is empty");
+        }
         Ok(Settings {
             listen,
             admin_listen,
@@ -619,6 +667,7 @@ impl Settings {
                 .clamp(1024, 256 * 1024),
             shutdown_timeout: file.shutdown_timeout.unwrap_or(10),
             jwks,
+            revocation,
             routes,
         })
     }
@@ -636,6 +685,9 @@ impl Settings {
             "jwks_url": self.jwks_url,
             "feed_url": self.feed_url,
             "feed_token": self.feed_token.as_ref().map(|_| "[redacted]"),
+            "revocation": {"enabled": self.revocation.enabled,
+                           "max_staleness": self.revocation.max_staleness.map(|d| d.as_secs()),
+                           "idle_timeout": self.revocation.idle_timeout.as_secs()},
             "production": self.production,
             "workers": self.workers,
             "trusted_proxies": self.trusted_proxies.len(),
@@ -664,7 +716,30 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         map.insert("GATEWAY_CONFIG_TOML".into(), toml.into());
+        map.entry("GATEWAY_FEED_TOKEN".into())
+            .or_insert_with(|| "feed-token-for-tests".into());
+        map.retain(|_, v| !v.is_empty());
         Settings::load(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn revocation_needs_a_feed_token_unless_switched_off() {
+        const ROUTE: &str = "[[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\n";
+        let with = |table: &str| format!("issuer = \"http://127.0.0.1:8081\"\n{table}\n{ROUTE}");
+        let e = load(&with(""), &[("GATEWAY_FEED_TOKEN", "")]).unwrap_err();
+        assert!(e.to_string().contains("GATEWAY_FEED_TOKEN"), "{e}");
+        let s = load(
+            &with("[revocation]\nenabled = false"),
+            &[("GATEWAY_FEED_TOKEN", "")],
+        )
+        .unwrap();
+        assert!(!s.revocation.enabled);
+        let s = load(&with("[revocation]\nmax_staleness = 30"), &[]).unwrap();
+        assert_eq!(s.revocation.max_staleness, Some(Duration::from_secs(30)));
+        assert!(s.revocation.enabled && s.revocation.max_staleness.is_some());
+        assert!(!s.redacted().to_string().contains("feed-token-for-tests"));
+        assert!(load(&with("[revocation]\nmax_staleness = 0"), &[]).is_err());
+        assert!(load(&with("[revocation]\nbogus = 1"), &[]).is_err());
     }
 
     const EXAMPLE: &str = r#"

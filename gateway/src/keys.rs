@@ -36,6 +36,13 @@ pub enum FetchError {
     Invalid(String),
 }
 
+/// What the issuer's metadata publishes.
+#[derive(Debug, Clone)]
+struct Metadata {
+    jwks_uri: String,
+    feed: Option<String>,
+}
+
 /// Owns the keys.
 pub struct KeyManager {
     issuer: String,
@@ -45,7 +52,8 @@ pub struct KeyManager {
     production: bool,
     bounds: crate::configuration::JwksSettings,
     snapshot: ArcSwapOption<KeySnapshot>,
-    jwks_uri: std::sync::Mutex<Option<String>>,
+    feed_override: Option<String>,
+    metadata: std::sync::Mutex<Option<Metadata>>,
     refetch: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
@@ -81,7 +89,8 @@ impl KeyManager {
             production: settings.production,
             bounds: settings.jwks.clone(),
             snapshot: ArcSwapOption::empty(),
-            jwks_uri: std::sync::Mutex::new(None),
+            feed_override: settings.feed_url.clone(),
+            metadata: std::sync::Mutex::new(None),
             refetch: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             last_error: std::sync::Mutex::new(None),
@@ -153,20 +162,43 @@ impl KeyManager {
         Ok((headers, body))
     }
 
-    /// Reads the issuer's metadata: its `issuer` must equal ours; `jwks_uri` must be on the
-    /// issuer's origin in production unless configured otherwise.
-    async fn discover(&self) -> Result<String, FetchError> {
-        if let Some(u) = &self.jwks_override {
-            return Ok(u.clone());
+    /// In production, a URL the metadata publishes must be https (or loopback) and on the
+    /// issuer's origin unless configured otherwise.
+    fn check_published(&self, what: &str, url: &str) -> Result<(), FetchError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| FetchError::Invalid(format!("{what} {url:?} is not a URL")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(FetchError::Invalid(format!(
+                "{what} {url:?} is not an http(s) URL"
+            )));
         }
-        if let Some(u) = self
-            .jwks_uri
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-        {
-            return Ok(u);
+        if !self.production {
+            return Ok(());
         }
+        let issuer_uri: Uri = self
+            .issuer
+            .parse()
+            .map_err(|_| FetchError::Invalid("issuer is not a URL".into()))?;
+        if !self.allow_cross_origin && origin(&uri) != origin(&issuer_uri) {
+            return Err(FetchError::Invalid(format!(
+                "{what} {url} is on another origin than the issuer (allow_cross_origin_jwks to accept)"
+            )));
+        }
+        let loopback = uri.host().is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if uri.scheme_str() != Some("https") && !loopback {
+            return Err(FetchError::Invalid(format!("{what} {url} is plain http")));
+        }
+        Ok(())
+    }
+
+    /// Reads the issuer's metadata (its `issuer` must equal ours) and remembers the `jwks_uri`
+    /// and `revocation_feed_endpoint` it publishes.
+    async fn read_metadata(&self) -> Result<Metadata, FetchError> {
         let (_, body) = self
             .get(&self.discovery_url, "application/json", 256 * 1024)
             .await?;
@@ -186,35 +218,54 @@ impl KeyManager {
             .as_str()
             .ok_or_else(|| FetchError::Invalid("metadata has no jwks_uri".into()))?
             .to_owned();
-        let uri: Uri = jwks_uri
-            .parse()
-            .map_err(|_| FetchError::Invalid(format!("jwks_uri {jwks_uri:?} is not a URL")))?;
-        if self.production {
-            let issuer_uri: Uri = self
-                .issuer
-                .parse()
-                .map_err(|_| FetchError::Invalid("issuer is not a URL".into()))?;
-            if !self.allow_cross_origin && origin(&uri) != origin(&issuer_uri) {
-                return Err(FetchError::Invalid(format!(
-                    "jwks_uri {jwks_uri} is on another origin than the issuer (allow_cross_origin_jwks to accept)"
-                )));
-            }
-            let loopback = uri.host().is_some_and(|h| {
-                h == "localhost"
-                    || h.parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
-            if uri.scheme_str() != Some("https") && !loopback {
-                return Err(FetchError::Invalid(format!(
-                    "jwks_uri {jwks_uri} is plain http"
-                )));
-            }
+        self.check_published("jwks_uri", &jwks_uri)?;
+        let feed = doc["revocation_feed_endpoint"].as_str().map(str::to_owned);
+        if let Some(f) = &feed {
+            self.check_published("revocation_feed_endpoint", f)?;
         }
+        let metadata = Metadata { jwks_uri, feed };
         *self
-            .jwks_uri
+            .metadata
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(jwks_uri.clone());
-        Ok(jwks_uri)
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(metadata.clone());
+        Ok(metadata)
+    }
+
+    async fn metadata(&self) -> Result<Metadata, FetchError> {
+        let cached = self
+            .metadata
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match cached {
+            Some(m) => Ok(m),
+            None => self.read_metadata().await,
+        }
+    }
+
+    /// The JWKS URL: configured, or from the metadata.
+    async fn discover(&self) -> Result<String, FetchError> {
+        match &self.jwks_override {
+            Some(u) => Ok(u.clone()),
+            None => Ok(self.metadata().await?.jwks_uri),
+        }
+    }
+
+    /// The revocation feed's URL: configured, or from the metadata.
+    pub async fn feed_url(&self) -> Result<String, FetchError> {
+        if let Some(u) = &self.feed_override {
+            return Ok(u.clone());
+        }
+        self.metadata().await?.feed.ok_or_else(|| {
+            FetchError::Invalid(
+                "the issuer's metadata has no revocation_feed_endpoint (set feed_url)".into(),
+            )
+        })
+    }
+
+    /// The HTTP client the key manager uses (the feed follower shares it).
+    pub fn client(&self) -> &crate::upstream::Client {
+        &self.client
     }
 
     /// Fetches the JWKS now. Returns how long to wait before the next refresh.

@@ -9,8 +9,9 @@ use std::time::Duration;
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-/// Verification failure reasons, in `shared::VerifyError::reason` spelling, plus `missing`.
-const REASONS: [&str; 12] = [
+/// Verification failure reasons, in `shared::VerifyError::reason` spelling, plus `missing` and
+/// `revoked`.
+const REASONS: [&str; 13] = [
     "missing",
     "malformed",
     "algorithm",
@@ -23,6 +24,7 @@ const REASONS: [&str; 12] = [
     "wrong_issuer",
     "wrong_audience",
     "invalid_claim",
+    "revoked",
 ];
 
 #[derive(Default)]

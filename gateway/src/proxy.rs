@@ -31,6 +31,8 @@ pub struct Gateway {
     pub keys: Arc<KeyManager>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The revocation replica (`None` when revocation is switched off).
+    pub revocations: Option<Arc<crate::revocation::Revocations>>,
 }
 
 /// One HTTP worker's state: its upstream connection pool and verified-token cache.
@@ -52,6 +54,7 @@ impl Worker {
         let auth = Authenticator::new(
             validation,
             Arc::clone(&gateway.keys),
+            gateway.revocations.clone(),
             s.verified_token_cache.div_ceil(s.workers),
         );
         let client = crate::upstream::worker_client(tls, std::time::Duration::from_secs(5));
@@ -126,6 +129,25 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"gateway\", error=\"invalid_request\""),
             );
+            r
+        }
+        AuthFailure::Revoked => {
+            metrics.verify_failure("revoked");
+            let desc = "the token has been revoked";
+            let mut r = problem(StatusCode::UNAUTHORIZED, desc, "invalid_token");
+            if let Ok(v) = HeaderValue::from_str(&challenge(Some(("invalid_token", desc)))) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            r
+        }
+        AuthFailure::RevocationsUnavailable(detail) => {
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                detail,
+                "revocations_unavailable",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
         AuthFailure::KeysUnavailable => {
@@ -513,6 +535,10 @@ async fn route_and_forward<'a>(
             close_at: claims
                 .as_ref()
                 .map(|c| c.claims.exp.saturating_add(gw.settings.leeway)),
+            watch: match (&gw.revocations, &claims) {
+                (Some(r), Some(c)) => Some((Arc::clone(r), Arc::clone(c))),
+                _ => None,
+            },
             timeout: route.timeout,
         };
         let response = match crate::websocket::proxy(req, payload, &worker.client, relay).await {

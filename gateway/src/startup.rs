@@ -58,10 +58,22 @@ impl Application {
         let admin_port = admin_listener.local_addr()?.port();
         let workers = settings.workers;
         let shutdown = settings.shutdown_timeout;
+        let revocations = settings.revocation.enabled.then(|| {
+            Arc::new(crate::revocation::Revocations::new(
+                &settings.revocation,
+                settings.leeway,
+            ))
+        });
+        if revocations.is_none() {
+            tracing::warn!(
+                "revocation is switched off: revoked tokens stay valid here until they expire"
+            );
+        }
         let gateway = Arc::new(Gateway {
             settings,
             keys,
             metrics,
+            revocations,
         });
 
         let gw = Arc::clone(&gateway);
@@ -115,12 +127,31 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let keys = Arc::clone(&self.gateway.keys);
         let refresher = actix_web::rt::spawn(keys.refresh_forever(self.first_refresh));
+        let mut followers = Vec::new();
+        if let (Some(r), Some(token)) =
+            (&self.gateway.revocations, &self.gateway.settings.feed_token)
+        {
+            let follower = crate::revocation::Follower::new(
+                Arc::clone(r),
+                Arc::clone(&self.gateway.keys),
+                token.clone(),
+                &self.gateway.settings.revocation,
+            );
+            followers.push(actix_web::rt::spawn(follower.run()));
+            followers.push(actix_web::rt::spawn(crate::revocation::sweep_forever(
+                Arc::clone(r),
+                self.gateway.settings.revocation.sweep_interval,
+            )));
+        }
         let admin_handle = self.admin.handle();
         let admin = actix_web::rt::spawn(self.admin);
         let result = self.server.await;
         admin_handle.stop(true).await;
         let _ = admin.await;
         refresher.abort();
+        for f in followers {
+            f.abort();
+        }
         tracing::info!("stopped");
         result
     }

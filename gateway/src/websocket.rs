@@ -1,7 +1,7 @@
 //! WebSocket upgrades on routes that allow them: the gateway connects upstream first (with the
 //! verified identity headers), then completes the client's handshake and relays frames both ways.
 //! Relaying frames rather than raw bytes lets the gateway end the connection itself: when the
-//! token that opened it expires, both sides get a policy-violation close.
+//! token that opened it expires or is revoked, both sides get a policy-violation close.
 
 use std::time::Duration;
 
@@ -29,6 +29,11 @@ pub struct Relay {
     pub headers: http::HeaderMap,
     /// Close the connection at this time (token `exp` + leeway), seconds since the epoch.
     pub close_at: Option<i64>,
+    /// Close the connection when the revocation list comes to cover this identity's token.
+    pub watch: Option<(
+        std::sync::Arc<crate::revocation::Revocations>,
+        std::sync::Arc<crate::forwarding::Identity>,
+    )>,
     /// Timeout for the upstream handshake.
     pub timeout: Duration,
 }
@@ -134,6 +139,20 @@ pub async fn proxy(
             }
         };
         tokio::pin!(expiry);
+        let revoked = async {
+            match relay.watch {
+                Some((list, identity)) => {
+                    let mut changes = list.changes();
+                    while !list.covers(&identity.claims) {
+                        if changes.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(revoked);
         loop {
             tokio::select! {
                 msg = from_client.recv() => {
@@ -184,6 +203,12 @@ pub async fn proxy(
                         let _ = to_up.send(UpMessage::Close(Some(CloseCode::Away.into()))).await;
                         break;
                     }
+                }
+                () = &mut revoked => {
+                    let reason = CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) };
+                    let _ = to_up.send(UpMessage::Close(Some(reason.clone()))).await;
+                    let _ = session.close(Some(reason)).await;
+                    break;
                 }
                 () = &mut expiry => {
                     let reason = CloseReason { code: CloseCode::Policy, description: Some("token expired".into()) };

@@ -111,7 +111,7 @@ impl Stack {
         let auth = Auth::start(auth_env).await;
         let echo = testkit::echo::start().await;
         let toml = config(&auth.url, &echo.url, extra_top);
-        let Started { url, addr, admin } = start_gateway(&toml, &[]).await;
+        let Started { url, addr, admin } = start_ready_gateway(&toml, &[]).await;
         Stack {
             auth,
             echo,
@@ -174,13 +174,16 @@ pub struct Started {
     pub admin: String,
 }
 
-/// Starts a gateway from TOML (plus env).
+/// Starts a gateway from TOML (plus env; the test feed token unless `GATEWAY_FEED_TOKEN` is
+/// given) without waiting for it to be ready.
 pub async fn start_gateway(toml: &str, env: &[(&str, &str)]) -> Started {
     let mut map: std::collections::HashMap<String, String> = env
         .iter()
         .map(|(k, v)| ((*k).into(), (*v).into()))
         .collect();
     map.insert("GATEWAY_CONFIG_TOML".into(), toml.into());
+    map.entry("GATEWAY_FEED_TOKEN".into())
+        .or_insert_with(|| testkit::FEED_TOKEN.into());
     let settings = Settings::load(&|k| map.get(k).cloned()).expect("gateway settings");
     let app = Application::build(settings).await.expect("gateway starts");
     let (port, admin) = (app.port(), app.admin_port());
@@ -190,6 +193,26 @@ pub async fn start_gateway(toml: &str, env: &[(&str, &str)]) -> Started {
         addr: format!("127.0.0.1:{port}"),
         admin: format!("http://127.0.0.1:{admin}"),
     }
+}
+
+/// Starts a gateway and waits until it is ready (keys and the first revocation snapshot).
+pub async fn start_ready_gateway(toml: &str, env: &[(&str, &str)]) -> Started {
+    let started = start_gateway(toml, env).await;
+    wait_ready(&started.admin).await;
+    started
+}
+
+/// Waits up to 10 s for `/readyz` to answer 200.
+pub async fn wait_ready(admin: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(format!("{admin}/readyz")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the gateway at {admin} did not become ready within 10 s");
 }
 
 /// The value of a metric line (exact name with labels).

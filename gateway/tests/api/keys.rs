@@ -175,7 +175,8 @@ async fn keys_older_than_max_stale_are_no_longer_trusted() {
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
     let toml = config(&auth.url, &echo.url, "").replace("[jwks]\n", "[jwks]\nmax_stale = 2\n");
-    let crate::helpers::Started { url, admin, .. } = start_gateway(&toml, &[]).await;
+    let crate::helpers::Started { url, admin, .. } =
+        crate::helpers::start_ready_gateway(&toml, &[]).await;
     let t = auth.user("liam").await;
     let client = reqwest::Client::new();
     assert_eq!(
@@ -229,7 +230,8 @@ async fn readyz(admin: &str) -> (u16, serde_json::Value) {
 async fn metadata_for_another_issuer_is_refused() {
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
-    let meta = metadata_server(json!({"issuer": "https://someone-else.example", "jwks_uri": format!("{}/.well-known/jwks.json", auth.url)})).await;
+    let meta = metadata_server(json!({"issuer": "https://someone-else.example", "jwks_uri": format!("{}/.well-known/jwks.json", auth.url),
+                                       "revocation_feed_endpoint": format!("{}/v1/revocations", auth.url)})).await;
     let crate::helpers::Started { admin, .. } = start_gateway(
         &config(&auth.url, &echo.url, ""),
         &[("GATEWAY_DISCOVERY_URL", &format!("{meta}/meta"))],
@@ -253,7 +255,8 @@ async fn production_refuses_a_jwks_uri_on_another_origin() {
     // Same server, but named `localhost`: another origin than the issuer's `127.0.0.1`.
     let elsewhere = auth.url.replace("127.0.0.1", "localhost");
     let meta = metadata_server(
-        json!({"issuer": auth.url, "jwks_uri": format!("{elsewhere}/.well-known/jwks.json")}),
+        json!({"issuer": auth.url, "jwks_uri": format!("{elsewhere}/.well-known/jwks.json"),
+               "revocation_feed_endpoint": format!("{}/v1/revocations", auth.url)}),
     )
     .await;
     let env = [
@@ -278,6 +281,7 @@ async fn production_refuses_a_jwks_uri_on_another_origin() {
         &env,
     )
     .await;
+    crate::helpers::wait_ready(&admin).await;
     assert_eq!(readyz(&admin).await.0, 200);
 }
 

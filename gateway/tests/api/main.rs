@@ -14,5 +14,6 @@ mod helpers;
 mod keys;
 mod paths;
 mod process;
+mod revocation;
 mod streaming;
 mod websocket;

@@ -79,6 +79,7 @@ async fn access_log_lines_are_json_with_request_ids_and_no_tokens() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env_clear()
         .env("GATEWAY_CONFIG_TOML", &toml)
+        .env("GATEWAY_FEED_TOKEN", testkit::FEED_TOKEN)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -87,16 +88,19 @@ async fn access_log_lines_are_json_with_request_ids_and_no_tokens() {
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/orders");
+    let t = auth.user("logger").await;
+    // Ready: listening, with keys and the revocation snapshot (until then, 503).
     let mut ready = false;
-    for _ in 0..100 {
-        if client.get(&url).send().await.is_ok() {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(&url).bearer_auth(&t.access_token).send().await
+            && r.status() != 503
+        {
             ready = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(ready);
-    let t = auth.user("logger").await;
     let res = client
         .get(&url)
         .bearer_auth(&t.access_token)

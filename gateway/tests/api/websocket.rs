@@ -6,7 +6,7 @@ use awc::ws::{CloseCode, Frame, Message};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 
-use crate::helpers::{Stack, start_gateway};
+use crate::helpers::Stack;
 
 fn ws_url(s: &Stack, path: &str) -> String {
     format!("ws://{}{path}", s.addr)
@@ -96,7 +96,8 @@ async fn a_websocket_is_closed_when_its_token_expires() {
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
     let toml = crate::helpers::config(&auth.url, &echo.url, "leeway = 0");
-    let crate::helpers::Started { addr, .. } = start_gateway(&toml, &[]).await;
+    let crate::helpers::Started { addr, .. } =
+        crate::helpers::start_ready_gateway(&toml, &[]).await;
     let mut claims = auth.claims();
     claims["exp"] = serde_json::json!(shared::unix_now() + 2);
     let token = auth.sign("at+jwt", &claims);

@@ -1,0 +1,322 @@
+//! Revocation at the gateway: a local replica of the list, kept in step by the issuer's feed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::ws::{CloseCode, Frame};
+use futures_util::StreamExt as _;
+use serde_json::Value;
+use testkit::auth::{Auth, Tokens};
+use testkit::stores::Resources;
+
+use crate::helpers::{Stack, Started, config, metric, start_gateway, start_ready_gateway};
+
+async fn status(url: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{url}/api/x"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls until `url` answers `want` for `token` (10 s at most); the answers seen on the way.
+async fn until(url: &str, token: &str, want: u16) -> Vec<u16> {
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let s = status(url, token).await;
+        seen.push(s);
+        if s == want {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never answered {want}: {seen:?}");
+}
+
+async fn logout(auth: &Auth, t: &Tokens) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/logout", auth.url))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+}
+
+async fn metrics(admin: &str) -> String {
+    reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn readyz(admin: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[actix_web::test]
+async fn after_logout_the_gateway_rejects_the_same_access_token() {
+    let s = Stack::start().await;
+    let t = s.auth.user("ana").await;
+    let other = s.auth.user("ben").await;
+    // Verified and cached: revocation is still checked on every request.
+    assert_eq!(status(&s.url, &t.access_token).await, 200);
+    assert_eq!(status(&s.url, &t.access_token).await, 200);
+    logout(&s.auth, &t).await;
+    until(&s.url, &t.access_token, 401).await;
+    let res = s.get("/api/x", Some(&t.access_token)).await;
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["detail"], "the token has been revoked");
+    assert_eq!(
+        status(&s.url, &other.access_token).await,
+        200,
+        "others pass"
+    );
+    let m = s.metrics().await;
+    assert!(metric(&m, "gateway_revocation_entries") >= 1.0);
+    assert!(metric(&m, "gateway_revocation_events_total") >= 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            "gateway_token_verification_failures_total{reason=\"revoked\"}"
+        ),
+        2.0
+    );
+}
+
+#[actix_web::test]
+async fn every_revocation_kind_reaches_the_gateway() {
+    let s = Stack::start().await;
+    // RFC 7009 on one access token: that token only.
+    let t = s.auth.user("cara").await;
+    let fresh = s.auth.login("cara").await;
+    reqwest::Client::new()
+        .post(format!("{}/v1/revoke", s.auth.url))
+        .form(&[("token", &t.access_token)])
+        .send()
+        .await
+        .unwrap();
+    until(&s.url, &t.access_token, 401).await;
+    assert_eq!(status(&s.url, &fresh.access_token).await, 200);
+    // Log out everywhere (a `sub` entry): every token issued before.
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/logout?everywhere=true", s.auth.url))
+        .bearer_auth(&fresh.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    until(&s.url, &fresh.access_token, 401).await;
+    // Tokens issued afterwards pass (iat ≥ iat_before).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = s.auth.login("cara").await;
+    assert_eq!(status(&s.url, &later.access_token).await, 200);
+}
+
+/// Two auth-service replicas (one issuer, one database and Redis) and two gateways, each
+/// following a different replica's feed: a logout through either replica reaches both.
+#[actix_web::test]
+async fn two_replicas_and_two_gateways_share_one_redis() {
+    let resources = Resources::create().await;
+    let port_a = testkit::free_port();
+    let issuer = format!("http://127.0.0.1:{port_a}");
+    let a = Auth::start_on(port_a, Arc::clone(&resources), &[]).await;
+    let b = Auth::start_on(
+        testkit::free_port(),
+        Arc::clone(&resources),
+        &[("AUTH_ISSUER", &issuer)],
+    )
+    .await;
+    let echo = testkit::echo::start().await;
+    let toml = config(&issuer, &echo.url, "");
+    let g1 = start_ready_gateway(&toml, &[]).await;
+    let feed_b = format!("{}/v1/revocations", b.url);
+    let g2 = start_ready_gateway(&toml, &[("GATEWAY_FEED_URL", &feed_b)]).await;
+
+    for (through, name) in [(&a, "dora"), (&b, "eli")] {
+        let t = through.user(name).await;
+        for g in [&g1, &g2] {
+            assert_eq!(status(&g.url, &t.access_token).await, 200);
+        }
+        logout(through, &t).await;
+        for g in [&g1, &g2] {
+            until(&g.url, &t.access_token, 401).await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_restarted_gateway_loads_the_list_from_the_snapshot() {
+    let s = Stack::start().await;
+    let t = s.auth.user("fay").await;
+    logout(&s.auth, &t).await;
+    until(&s.url, &t.access_token, 401).await;
+    // A new gateway (as after a restart) knows the revocation before it serves a request.
+    let toml = config(&s.auth.url, &s.echo.url, "");
+    let g = start_ready_gateway(&toml, &[]).await;
+    assert_eq!(status(&g.url, &t.access_token).await, 401);
+    assert!(metric(&metrics(&g.admin).await, "gateway_revocation_entries") >= 1.0);
+}
+
+#[actix_web::test]
+async fn a_cold_gateway_fails_closed_until_the_first_snapshot() {
+    let auth = Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    // The wrong feed credential: keys load, the list never does.
+    let Started { url, admin, .. } = start_gateway(
+        &config(&auth.url, &echo.url, ""),
+        &[("GATEWAY_FEED_TOKEN", "not-the-feed-token")],
+    )
+    .await;
+    let t = auth.user("gus").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let res = reqwest::Client::new()
+        .get(format!("{url}/api/x"))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "revocations_unavailable");
+    let public = reqwest::get(format!("{url}/public/x")).await.unwrap();
+    assert_eq!(public.status(), 200, "public routes need no list");
+    let (code, ready) = readyz(&admin).await;
+    assert_eq!(code, 503);
+    assert_eq!(ready["checks"]["keys"], "ok");
+    assert_eq!(ready["checks"]["revocations"]["loaded"], false);
+}
+
+#[actix_web::test]
+async fn with_the_feed_down_valid_tokens_pass_and_the_staleness_shows() {
+    let s = Stack::start().await;
+    let t = s.auth.user("hal").await;
+    let revoked = s.auth.user("ivy").await;
+    logout(&s.auth, &revoked).await;
+    until(&s.url, &revoked.access_token, 401).await;
+    s.auth.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status(&s.url, &t.access_token).await, 200);
+    assert_eq!(
+        status(&s.url, &revoked.access_token).await,
+        401,
+        "what the list held stays enforced"
+    );
+    let m = s.metrics().await;
+    assert!(
+        metric(&m, "gateway_revocation_staleness_seconds") >= 2.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "gateway_revocation_feed_connected"), 0.0);
+    let (code, ready) = readyz(&s.admin).await;
+    assert_eq!(code, 200, "readiness does not flap with the feed");
+    assert_eq!(ready["checks"]["revocations"]["connected"], false);
+    assert!(
+        ready["checks"]["revocations"]["staleness_seconds"]
+            .as_f64()
+            .unwrap()
+            >= 2.0
+    );
+}
+
+#[actix_web::test]
+async fn with_max_staleness_the_gateway_fails_closed_once_the_bound_passes() {
+    let s = Stack::start_with(&[], "[revocation]\nmax_staleness = 2\n").await;
+    let t = s.auth.user("jay").await;
+    assert_eq!(status(&s.url, &t.access_token).await, 200);
+    s.auth.stop().await;
+    let seen = until(&s.url, &t.access_token, 503).await;
+    assert!(seen.iter().all(|c| *c == 200 || *c == 503), "{seen:?}");
+    let res = s.get("/api/x", Some(&t.access_token)).await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "revocations_unavailable");
+    assert_eq!(body["detail"], "the revocation list is out of date");
+    let public = s.get("/public/x", None).await;
+    assert_eq!(public.status(), 200);
+}
+
+#[actix_web::test]
+async fn the_feed_comes_back_by_itself_after_the_issuer_restarts() {
+    let resources = Resources::create().await;
+    let port = testkit::free_port();
+    let auth = Auth::start_on(port, Arc::clone(&resources), &[]).await;
+    let echo = testkit::echo::start().await;
+    let g = start_ready_gateway(&config(&auth.url, &echo.url, ""), &[]).await;
+    let t = auth.user("kim").await;
+    auth.stop().await;
+    drop(auth);
+    let auth = Auth::start_on(port, Arc::clone(&resources), &[]).await;
+    logout(&auth, &t).await;
+    until(&g.url, &t.access_token, 401).await;
+    assert!(
+        metric(
+            &metrics(&g.admin).await,
+            "gateway_revocation_feed_reconnects_total"
+        ) >= 1.0
+    );
+}
+
+#[actix_web::test]
+async fn expired_entries_are_dropped() {
+    let s = Stack::start_with(
+        &[("AUTH_ACCESS_TOKEN_TTL", "1"), ("AUTH_LEEWAY", "0")],
+        "leeway = 0\n[revocation]\nsweep_interval = 1\n",
+    )
+    .await;
+    let t = s.auth.user("lea").await;
+    logout(&s.auth, &t).await;
+    let mut entries = 0.0;
+    for _ in 0..100 {
+        entries = metric(&s.metrics().await, "gateway_revocation_entries");
+        if entries == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(entries, 1.0);
+    for _ in 0..100 {
+        entries = metric(&s.metrics().await, "gateway_revocation_entries");
+        if entries == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(entries, 0.0, "dropped once every token it covered expired");
+}
+
+#[actix_web::test]
+async fn a_websocket_is_closed_when_its_token_is_revoked() {
+    let s = Stack::start().await;
+    let t = s.auth.user("max").await;
+    let (_, mut ws) = awc::Client::new()
+        .ws(format!("ws://{}/live/ws", s.addr))
+        .bearer_auth(&t.access_token)
+        .connect()
+        .await
+        .unwrap();
+    let _ = ws.next().await; // the echo's handshake report
+    logout(&s.auth, &t).await;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Frame::Close(reason)))) => break reason,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let reason = closed.unwrap();
+    assert_eq!(reason.code, CloseCode::Policy);
+    assert_eq!(reason.description.as_deref(), Some("token revoked"));
+}
