@@ -12,6 +12,7 @@ pub mod auth;
 pub mod echo;
 pub mod feed;
 pub mod raw;
+pub mod redis_server;
 pub mod stores;
 
 /// The standard test password.

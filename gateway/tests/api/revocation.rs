@@ -320,3 +320,105 @@ async fn a_websocket_is_closed_when_its_token_is_revoked() {
     assert_eq!(reason.code, CloseCode::Policy);
     assert_eq!(reason.description.as_deref(), Some("token revoked"));
 }
+
+/// Redis with AOF (`everysec`) shut down cleanly and started again: no refresh token and no
+/// revocation is lost, and the gateway resynchronises by itself (same stream, no reset).
+#[actix_web::test]
+async fn a_clean_redis_restart_loses_nothing_and_gateways_resync() {
+    let mut redis = testkit::redis_server::OwnRedis::start().await;
+    let redis_url = redis.url();
+    let auth = Auth::start(&[("AUTH_REDIS_URL", &redis_url)]).await;
+    let echo = testkit::echo::start().await;
+    let g = start_ready_gateway(&config(&auth.url, &echo.url, ""), &[]).await;
+    let kept = auth.user("nia").await;
+    let revoked = auth.user("oli").await;
+    logout(&auth, &revoked).await;
+    until(&g.url, &revoked.access_token, 401).await;
+
+    redis.shutdown().await;
+    // Meanwhile the gateway verifies locally with what it holds.
+    assert_eq!(status(&g.url, &kept.access_token).await, 200);
+    assert_eq!(status(&g.url, &revoked.access_token).await, 401);
+    redis.restart().await;
+
+    // The refresh token survived (it rotates once the store answers again).
+    let client = reqwest::Client::new();
+    let mut refreshed = None;
+    for _ in 0..100 {
+        let res = client
+            .post(format!("{}/v1/token", auth.url))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", kept.refresh_token.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            refreshed = Some(res.json::<Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(res.status(), 503, "only 'unavailable' while reconnecting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refreshed = refreshed.expect("the refresh token still works after the restart");
+    let access = refreshed["access_token"].as_str().unwrap().to_owned();
+    // The revocation survived in Redis: the auth-service itself still refuses the token.
+    let me = client
+        .get(format!("{}/v1/users/me", auth.url))
+        .bearer_auth(&revoked.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    // The feed resumed on its own: a revocation after the restart reaches the gateway, with no
+    // reset (the stream and its epoch survived).
+    assert_eq!(status(&g.url, &access).await, 200);
+    let res = client
+        .post(format!("{}/v1/logout", auth.url))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    until(&g.url, &access, 401).await;
+    assert_eq!(status(&g.url, &revoked.access_token).await, 401);
+    let m = metrics(&g.admin).await;
+    assert_eq!(metric(&m, "gateway_revocation_resets_total"), 0.0, "{m}");
+}
+
+/// Redis lost its revocation data (a new stream epoch): the gateway gets `reset`, loads a new
+/// snapshot and merges it, still enforcing what it held.
+#[actix_web::test]
+async fn after_a_reset_the_gateway_keeps_what_it_held() {
+    let s = Stack::start().await;
+    let t = s.auth.user("pia").await;
+    logout(&s.auth, &t).await;
+    until(&s.url, &t.access_token, 401).await;
+    let client = redis::Client::open(testkit::stores::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}rev:*", s.auth.resources.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut resets = 0.0;
+    for _ in 0..100 {
+        resets = metric(&s.metrics().await, "gateway_revocation_resets_total");
+        if resets >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(resets, 1.0);
+    assert_eq!(status(&s.url, &t.access_token).await, 401, "not forgotten");
+    // And the feed goes on in the new epoch.
+    let u = s.auth.user("quin").await;
+    logout(&s.auth, &u).await;
+    until(&s.url, &u.access_token, 401).await;
+}
