@@ -55,8 +55,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `AUTH_ISSUER`, without a trailing slash.
     pub issuer: String,
-    /// `AUTH_DATABASE_URL` (`postgres://…`).
+    /// `AUTH_DATABASE_URL` (`postgres://…`); unset: the embedded SQLite store.
     pub database_url: Option<SecretString>,
+    /// `AUTH_DATA_DIR`: where the embedded store keeps its file (`auth.db`).
+    pub data_dir: std::path::PathBuf,
     /// `AUTH_DATABASE_POOL_SIZE`.
     pub database_pool_size: usize,
     /// `AUTH_REDIS_URL` (`redis://` or `rediss://`).
@@ -202,23 +204,37 @@ impl Settings {
 
         let database_url = src.secret("AUTH_DATABASE_URL")?;
         let redis_url = src.secret("AUTH_REDIS_URL")?;
-        let Some(db) = &database_url else {
-            return err(
-                "AUTH_DATABASE_URL is not set: this build needs PostgreSQL (postgres://…) and Redis (AUTH_REDIS_URL); the embedded store is not available yet",
-            );
-        };
-        let db = db.expose_secret();
-        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return err("AUTH_DATABASE_URL must be a postgres:// URL");
-        }
-        let Some(redis) = &redis_url else {
-            return err(
-                "AUTH_REDIS_URL is required with a PostgreSQL database (redis://… or rediss://…)",
-            );
-        };
-        let redis = redis.expose_secret();
-        if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
-            return err("AUTH_REDIS_URL must be a redis:// or rediss:// URL");
+        let data_dir_set = src.var("AUTH_DATA_DIR");
+        let data_dir =
+            std::path::PathBuf::from(data_dir_set.clone().unwrap_or_else(|| "data".into()));
+        match (&database_url, &redis_url) {
+            (None, None) => {
+                if production && data_dir_set.is_none() {
+                    return err(
+                        "AUTH_PRODUCTION=true with the embedded store needs AUTH_DATA_DIR set explicitly (or AUTH_DATABASE_URL and AUTH_REDIS_URL)",
+                    );
+                }
+            }
+            (None, Some(_)) => {
+                return err(
+                    "AUTH_REDIS_URL is set without AUTH_DATABASE_URL: set both (PostgreSQL + Redis) or neither (the embedded store)",
+                );
+            }
+            (Some(db), redis) => {
+                let db = db.expose_secret();
+                if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                    return err("AUTH_DATABASE_URL must be a postgres:// URL");
+                }
+                let Some(redis) = redis else {
+                    return err(
+                        "AUTH_REDIS_URL is required with a PostgreSQL database (redis://… or rediss://…)",
+                    );
+                };
+                let redis = redis.expose_secret();
+                if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+                    return err("AUTH_REDIS_URL must be a redis:// or rediss:// URL");
+                }
+            }
         }
 
         let access_ttl = src.seconds("AUTH_ACCESS_TOKEN_TTL", 900, 1)?;
@@ -379,6 +395,7 @@ impl Settings {
             listen,
             issuer,
             database_url,
+            data_dir,
             database_pool_size: src.parsed("AUTH_DATABASE_POOL_SIZE", 16usize)?.max(1),
             redis_url,
             redis_prefix: src
@@ -463,6 +480,7 @@ impl Settings {
             "listen": self.listen.to_string(),
             "issuer": self.issuer,
             "database_url": redact(&self.database_url),
+            "store": if self.database_url.is_some() { "postgres+redis".to_owned() } else { format!("embedded ({})", self.data_dir.join("auth.db").display()) },
             "database_pool_size": self.database_pool_size,
             "redis_url": redact(&self.redis_url),
             "redis_prefix": self.redis_prefix,
@@ -551,10 +569,32 @@ mod tests {
     }
 
     #[test]
-    fn missing_database_url_is_a_one_line_reason() {
-        let e = Settings::from_lookup(&|_| None).unwrap_err().to_string();
-        assert!(e.starts_with("AUTH_DATABASE_URL is not set"), "{e}");
+    fn nothing_configured_means_the_embedded_store_and_exactly_two_shapes_exist() {
+        let s = Settings::from_lookup(&|_| None).unwrap();
+        assert!(s.database_url.is_none() && s.redis_url.is_none());
+        assert_eq!(s.data_dir, std::path::PathBuf::from("data"));
+        assert!(
+            s.redacted()["store"]
+                .as_str()
+                .unwrap()
+                .starts_with("embedded")
+        );
+        let map = HashMap::from([("AUTH_REDIS_URL", "redis://127.0.0.1")]);
+        let e = Settings::from_lookup(&|k| map.get(k).map(|v| v.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set both"), "{e}");
         assert!(!e.contains('\n'));
+        // Production must name the directory on purpose.
+        let map = HashMap::from([
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "https://auth.example.com"),
+            ("AUTH_FEED_TOKEN", "feed-token-0123456789abcdef0123456789"),
+        ]);
+        let e = Settings::from_lookup(&|k| map.get(k).map(|v| v.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AUTH_DATA_DIR"), "{e}");
     }
 
     #[test]

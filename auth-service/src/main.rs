@@ -73,8 +73,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate,
         } => {
-            let pg = state::connect_postgres(&settings).await?;
-            let kid = KeyManager::rotate(&pg, settings.rsa_key_bits).await?;
+            let store = state::key_store(&settings).await?;
+            let kid = KeyManager::rotate(store.as_ref(), settings.rsa_key_bits).await?;
             println!("{kid}");
             eprintln!(
                 "new signing key {kid}; running replicas pick it up within AUTH_KEY_RELOAD_INTERVAL"

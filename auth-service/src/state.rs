@@ -13,9 +13,10 @@ use crate::domain::{NewPassword, Role, Username};
 use crate::error::{ApiError, BearerError};
 use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
+use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
-    CreateUserError, KeyStore, NewSession, NewUser, RevocationFeed, RevocationStore, SessionStore,
-    StoreError, User, UserStore,
+    CreateUserError, KeyStore, NewSession, NewUser, RateLimitStore, RevocationFeed,
+    RevocationStore, SessionStore, StoreError, User, UserStore,
 };
 use crate::tokens::{Grant, Issuance, TokenPair};
 
@@ -43,16 +44,38 @@ pub struct AppState {
     pub hasher: Arc<Hasher>,
     /// Claim rules.
     pub issuance: Issuance,
+    /// Rate-limit counters.
+    pub rate_limits: Arc<dyn RateLimitStore>,
     access_verifier: Verifier,
     refresh_verifier: Verifier,
-    pg: Arc<PgStore>,
-    redis: Arc<RedisStore>,
+    backend: Backend,
+}
+
+/// Which stores back the state.
+#[derive(Clone)]
+enum Backend {
+    /// PostgreSQL + Redis: each HTTP worker gets connections of its own.
+    Shared {
+        pg: Arc<PgStore>,
+        redis: Arc<RedisStore>,
+    },
+    /// One SQLite file, served by its own thread.
+    Embedded,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
     }
+}
+
+/// The stores other than the key store, as one backend provides them.
+struct Stores {
+    users: Arc<dyn UserStore>,
+    sessions: Arc<dyn SessionStore>,
+    revocations: Arc<dyn RevocationStore>,
+    feed: Arc<dyn RevocationFeed>,
+    rate_limits: Arc<dyn RateLimitStore>,
 }
 
 /// Retries `f` until it succeeds or `deadline` passes (stores may start after us in compose).
@@ -90,10 +113,45 @@ pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgStore> {
     Ok(pg)
 }
 
+/// The key store the configuration names (for CLI commands).
+pub async fn key_store(settings: &Settings) -> anyhow::Result<Arc<dyn KeyStore>> {
+    if settings.database_url.is_none() {
+        let path = settings.data_dir.join("auth.db");
+        return Ok(Arc::new(SqliteStore::open(
+            &path,
+            settings.leeway,
+            settings.feed_retention,
+        )?));
+    }
+    Ok(Arc::new(connect_postgres(settings).await?))
+}
+
 impl AppState {
-    /// Connects to the stores, applies migrations, loads or creates the signing key and the
-    /// bootstrap admin.
+    /// Connects to the stores (or opens the embedded one), applies migrations, loads or creates
+    /// the signing key and the bootstrap admin.
     pub async fn init(settings: Settings) -> anyhow::Result<AppState> {
+        if settings.database_url.is_none() {
+            let path = settings.data_dir.join("auth.db");
+            let store = Arc::new(SqliteStore::open(
+                &path,
+                settings.leeway,
+                settings.feed_retention,
+            )?);
+            tracing::info!(path = %path.display(), "using the embedded store (SQLite)");
+            return Self::assemble(
+                settings,
+                Arc::clone(&store) as Arc<dyn KeyStore>,
+                Stores {
+                    users: Arc::clone(&store) as Arc<dyn UserStore>,
+                    sessions: Arc::clone(&store) as Arc<dyn SessionStore>,
+                    revocations: Arc::clone(&store) as Arc<dyn RevocationStore>,
+                    feed: Arc::clone(&store) as Arc<dyn RevocationFeed>,
+                    rate_limits: store as Arc<dyn RateLimitStore>,
+                },
+                Backend::Embedded,
+            )
+            .await;
+        }
         let pg = Arc::new(connect_postgres(&settings).await?);
         let redis_url = settings
             .redis_url
@@ -113,9 +171,29 @@ impl AppState {
             .await?,
         );
         check_redis(&redis, settings.production).await?;
+        let stores = Stores {
+            users: Arc::clone(&pg) as Arc<dyn UserStore>,
+            sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
+            revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
+            feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
+            rate_limits: Arc::clone(&redis) as Arc<dyn RateLimitStore>,
+        };
+        Self::assemble(
+            settings,
+            Arc::clone(&pg) as Arc<dyn KeyStore>,
+            stores,
+            Backend::Shared { pg, redis },
+        )
+        .await
+    }
 
-        let keys =
-            KeyManager::start(Arc::clone(&pg) as Arc<dyn KeyStore>, settings.rsa_key_bits).await?;
+    async fn assemble(
+        settings: Settings,
+        key_store: Arc<dyn KeyStore>,
+        stores: Stores,
+        backend: Backend,
+    ) -> anyhow::Result<AppState> {
+        let keys = KeyManager::start(Arc::clone(&key_store), settings.rsa_key_bits).await?;
         let hasher = Hasher::new(&settings.hashing).await?;
         let issuance = Issuance {
             issuer: settings.issuer.clone(),
@@ -127,19 +205,19 @@ impl AppState {
         let mut refresh = Validation::new(settings.issuer.clone(), vec![settings.issuer.clone()]);
         refresh.leeway = settings.leeway;
         let state = AppState {
-            users: Arc::clone(&pg) as Arc<dyn UserStore>,
-            key_store: Arc::clone(&pg) as Arc<dyn KeyStore>,
-            sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
-            revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
-            feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
+            users: stores.users,
+            key_store,
+            sessions: stores.sessions,
+            revocations: stores.revocations,
+            feed: stores.feed,
+            rate_limits: stores.rate_limits,
             hub: crate::feed::Hub::default(),
             keys: Arc::new(keys),
             hasher: Arc::new(hasher),
             issuance,
             access_verifier: Verifier::new(access),
             refresh_verifier: Verifier::new(refresh),
-            pg,
-            redis,
+            backend,
             settings: Arc::new(settings),
         };
         state.bootstrap_admin().await?;
@@ -150,21 +228,24 @@ impl AppState {
     /// runtime: a request's PostgreSQL and Redis I/O then never hops to another thread (measured:
     /// that hop cost ~10% of a refresh's CPU in context switches; see BENCHMARKS.md).
     pub fn for_worker(&self) -> anyhow::Result<AppState> {
+        let Backend::Shared { pg, redis } = &self.backend else {
+            return Ok(self.clone());
+        };
         let per_worker = self
             .settings
             .database_pool_size
             .div_ceil(self.settings.workers)
             .max(2);
-        let pg = Arc::new(self.pg.replica(per_worker)?);
-        let redis = Arc::new(self.redis.replica()?);
+        let pg = Arc::new(pg.replica(per_worker)?);
+        let redis = Arc::new(redis.replica()?);
         Ok(AppState {
             users: Arc::clone(&pg) as Arc<dyn UserStore>,
             key_store: Arc::clone(&pg) as Arc<dyn KeyStore>,
             sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
             feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
-            pg,
-            redis,
+            rate_limits: Arc::clone(&redis) as Arc<dyn RateLimitStore>,
+            backend: Backend::Shared { pg, redis },
             ..self.clone()
         })
     }

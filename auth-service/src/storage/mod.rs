@@ -3,6 +3,7 @@
 
 pub mod postgres;
 pub mod redis;
+pub mod sqlite;
 
 use std::time::Duration;
 
@@ -255,6 +256,15 @@ pub trait RevocationStore: Send + Sync {
     async fn revoke(&self, event: &RevocationEvent, now: i64) -> Result<(), StoreError>;
     /// True when any live entry covers this token.
     async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError>;
+}
+
+/// Counters for rate limiting, shared by every replica (fixed windows).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Counts one hit on `key` in the current window of length `window` (the window starts at
+    /// the key's first hit); returns the hits so far in the window, this one included, and the
+    /// time left until the window ends.
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration), StoreError>;
 }
 
 /// Where the revocation event stream stands.

@@ -25,8 +25,8 @@ use shared::{AccessClaims, RevocationEvent};
 use shared::feed::StreamId;
 
 use super::{
-    FeedFollower, FeedState, NewSession, RevocationFeed, RevocationStore, Rotation, SessionInfo,
-    SessionStore, StoreError,
+    FeedFollower, FeedState, NewSession, RateLimitStore, RevocationFeed, RevocationStore, Rotation,
+    SessionInfo, SessionStore, StoreError,
 };
 
 /// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
@@ -205,6 +205,18 @@ end
 return out
 "#;
 
+/// ARGV 5 key, 6 window in ms: {hits in the window, ms left}.
+const RATE_HIT: &str = r#"
+local k = p .. 'rl:' .. ARGV[5]
+local c = redis.call('INCR', k)
+local ttl = redis.call('PTTL', k)
+if c == 1 or ttl < 0 then
+  redis.call('PEXPIRE', k, ARGV[6])
+  ttl = tonumber(ARGV[6])
+end
+return {c, ttl}
+"#;
+
 struct Scripts {
     create: Script,
     rotate: Script,
@@ -215,6 +227,7 @@ struct Scripts {
     is_revoked: Script,
     feed_state: Script,
     snapshot_page: Script,
+    rate_hit: Script,
 }
 
 impl Scripts {
@@ -230,6 +243,7 @@ impl Scripts {
             is_revoked: s(IS_REVOKED),
             feed_state: s(FEED_STATE),
             snapshot_page: s(SNAPSHOT_PAGE),
+            rate_hit: s(RATE_HIT),
         }
     }
 }
@@ -707,5 +721,28 @@ impl FeedFollower for RedisFollower {
                 Err(classify(e))
             }
         }
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for RedisStore {
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration), StoreError> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Vec<i64> = self
+            .run(
+                &self.scripts.rate_hit,
+                shared::unix_now(),
+                &[&key, &window_ms],
+            )
+            .await?;
+        let [count, left] = reply.as_slice() else {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "unexpected rate reply {reply:?}"
+            )));
+        };
+        Ok((
+            u64::try_from(*count).unwrap_or(0),
+            Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
+        ))
     }
 }

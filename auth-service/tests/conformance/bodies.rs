@@ -1,0 +1,684 @@
+//! The test bodies, written once against the storage traits.
+
+use std::time::Duration;
+
+use auth_service::crypto::keys::SigningKey;
+use auth_service::domain::{Role, Username};
+use auth_service::storage::{CreateUserError, NewSession, NewUser, Rotation};
+use shared::feed::{Position, StreamId};
+use shared::{AccessClaims, Audience, RevocationEvent};
+
+use crate::{LEEWAY, Stores};
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: Username::parse(name).unwrap(),
+        email: None,
+        password_hash: format!("$argon2id$hash-of-{name}"),
+        roles: vec![Role::parse("user").unwrap()],
+    }
+}
+
+fn session(sid: &str, sub: &str, jti: &str, now: i64) -> NewSession {
+    NewSession {
+        sid: sid.into(),
+        sub: sub.into(),
+        refresh_jti: jti.into(),
+        auth_time: now,
+        abs_exp: now + 3600,
+        refresh_exp: now + 600,
+        client_id: "app".into(),
+        scope: "profile".into(),
+        user_agent: "conformance".into(),
+    }
+}
+
+fn claims(jti: &str, sid: &str, sub: &str, iat: i64) -> AccessClaims {
+    AccessClaims {
+        iss: "i".into(),
+        sub: sub.into(),
+        aud: Audience::One("api".into()),
+        client_id: "app".into(),
+        exp: iat + 900,
+        iat,
+        nbf: iat,
+        jti: jti.into(),
+        sid: sid.into(),
+        roles: vec![],
+        scope: String::new(),
+    }
+}
+
+pub async fn users_are_unique_case_insensitively_and_found_by_name_or_id(s: &Stores) {
+    let alice = s.users.create(new_user("Alice")).await.unwrap();
+    assert_eq!(alice.username, "Alice");
+    assert_eq!(alice.roles, vec!["user".to_owned()]);
+    assert!(matches!(
+        s.users.create(new_user("aLICE")).await,
+        Err(CreateUserError::UsernameTaken)
+    ));
+    let (found, hash) = s.users.find_by_username("ALICE").await.unwrap().unwrap();
+    assert_eq!(found.id, alice.id);
+    assert_eq!(hash, "$argon2id$hash-of-Alice");
+    assert_eq!(
+        s.users
+            .find_by_id(alice.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .username,
+        "Alice"
+    );
+    assert_eq!(
+        s.users.password_hash(alice.id).await.unwrap().as_deref(),
+        Some("$argon2id$hash-of-Alice")
+    );
+    assert!(s.users.find_by_username("bob").await.unwrap().is_none());
+    assert!(
+        s.users
+            .find_by_id(uuid::Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A hash upgrade applies only if the password did not change meanwhile.
+    s.users
+        .upgrade_hash(alice.id, "not the current hash", "new")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.users.password_hash(alice.id).await.unwrap().as_deref(),
+        Some("$argon2id$hash-of-Alice")
+    );
+    s.users
+        .upgrade_hash(alice.id, "$argon2id$hash-of-Alice", "upgraded")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.users.password_hash(alice.id).await.unwrap().as_deref(),
+        Some("upgraded")
+    );
+    assert!(s.users.delete(alice.id).await.unwrap());
+    assert!(!s.users.delete(alice.id).await.unwrap());
+    assert!(s.users.find_by_username("alice").await.unwrap().is_none());
+}
+
+pub async fn the_bootstrap_admin_goes_only_into_an_empty_table_once(s: &Stores) {
+    let admin = s
+        .users
+        .create_bootstrap_admin(new_user("root"))
+        .await
+        .unwrap();
+    assert!(admin.is_some());
+    assert!(
+        s.users
+            .create_bootstrap_admin(new_user("root2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Even once the table is empty again: only once ever.
+    s.users.delete(admin.unwrap().id).await.unwrap();
+    assert!(
+        s.users
+            .create_bootstrap_admin(new_user("root3"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn changes_that_revoke_raise_tokens_not_before(s: &Stores) {
+    let u = s.users.create(new_user("carol")).await.unwrap();
+    let now = shared::unix_now();
+    let nb = s
+        .users
+        .bump_tokens_not_before(u.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(nb > now);
+    let nb2 = s
+        .users
+        .set_password(u.id, "new-hash", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(nb2 > nb, "always strictly later");
+    assert_eq!(
+        s.users.password_hash(u.id).await.unwrap().as_deref(),
+        Some("new-hash")
+    );
+    let roles = vec![
+        Role::parse("support").unwrap(),
+        Role::parse("user").unwrap(),
+    ];
+    let changed = s.users.set_roles(u.id, &roles, now).await.unwrap().unwrap();
+    assert_eq!(changed.roles, vec!["support".to_owned(), "user".to_owned()]);
+    assert!(changed.tokens_not_before > nb2);
+    let disabled = s
+        .users
+        .set_disabled(u.id, true, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(disabled.disabled && disabled.tokens_not_before > changed.tokens_not_before);
+    let enabled = s
+        .users
+        .set_disabled(u.id, false, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(
+        enabled.tokens_not_before, disabled.tokens_not_before,
+        "enabling revokes nothing"
+    );
+    let missing = uuid::Uuid::new_v4();
+    assert!(
+        s.users
+            .bump_tokens_not_before(missing, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.users
+            .set_roles(missing, &roles, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn users_are_listed_in_creation_order_by_keyset_pages(s: &Stores) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            s.users
+                .create(new_user(&format!("user{i}")))
+                .await
+                .unwrap()
+                .id,
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.users.list(cursor, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(|u| (u.created_at, u.id));
+        seen.extend(page.iter().map(|u| u.id));
+    }
+    assert_eq!(seen, ids);
+}
+
+pub async fn one_current_key_and_rotation_retires_the_previous(s: &Stores) {
+    assert!(!s.keys.has_current().await.unwrap());
+    let first = SigningKey::generate(2048).unwrap();
+    let first_kid = first.kid.clone();
+    assert!(s.keys.insert_if_no_current(first).await.unwrap());
+    assert!(s.keys.has_current().await.unwrap());
+    assert!(
+        !s.keys
+            .insert_if_no_current(SigningKey::generate(2048).unwrap())
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = SigningKey::generate(2048).unwrap();
+    let second_kid = second.kid.clone();
+    s.keys.rotate(second).await.unwrap();
+    let keys = s.keys.load().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0].kid.as_str(), keys[0].state.as_str()),
+        (second_kid.as_str(), "current")
+    );
+    assert_eq!(
+        (keys[1].kid.as_str(), keys[1].state.as_str()),
+        (first_kid.as_str(), "retired")
+    );
+}
+
+pub async fn refresh_rotation_reuse_and_grace(s: &Stores) {
+    let now = shared::unix_now();
+    s.sessions
+        .create(&session("s1", "u1", "r1", now), now)
+        .await
+        .unwrap();
+    let rotated = s
+        .sessions
+        .rotate("r1", "r2", now, 0, 600, now + 900)
+        .await
+        .unwrap();
+    assert!(
+        matches!(rotated, Rotation::Rotated { ref sid, abs_exp, .. } if sid == "s1" && abs_exp == now + 3600)
+    );
+    // Reuse of the spent token revokes the session.
+    assert_eq!(
+        s.sessions
+            .rotate("r1", "r3", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Reused { sid: "s1".into() }
+    );
+    assert_eq!(
+        s.sessions
+            .rotate("r2", "r4", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Invalid,
+        "the session's live token died with it"
+    );
+    assert!(
+        s.revocations
+            .is_revoked(&claims("j", "s1", "u1", now))
+            .await
+            .unwrap()
+    );
+    assert!(s.sessions.list("u1", now).await.unwrap().is_empty());
+    assert_eq!(
+        s.sessions
+            .rotate("unknown", "x", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+
+    // With a grace window, a quick replay is refused without revoking.
+    s.sessions
+        .create(&session("s2", "u1", "g1", now), now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.sessions
+            .rotate("g1", "g2", now, 10, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    assert_eq!(
+        s.sessions
+            .rotate("g1", "g3", now + 5, 10, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Grace
+    );
+    assert!(matches!(
+        s.sessions
+            .rotate("g2", "g4", now + 5, 10, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    assert!(
+        !s.revocations
+            .is_revoked(&claims("j", "s2", "u1", now))
+            .await
+            .unwrap()
+    );
+    // Past the window, a replay is theft.
+    assert_eq!(
+        s.sessions
+            .rotate("g1", "g5", now + 30, 10, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Reused { sid: "s2".into() }
+    );
+}
+
+pub async fn concurrent_rotations_of_one_token_have_exactly_one_winner(s: &Stores) {
+    let now = shared::unix_now();
+    s.sessions
+        .create(&session("c1", "u1", "old", now), now)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let sessions = std::sync::Arc::clone(&s.sessions);
+        tasks.push(tokio::spawn(async move {
+            sessions
+                .rotate("old", &format!("new{i}"), now, 0, 600, now + 900)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut rotated = 0;
+    let mut reused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Rotation::Rotated { .. } => rotated += 1,
+            Rotation::Reused { .. } => reused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((rotated, reused), (1, 19));
+    assert!(
+        s.revocations
+            .is_revoked(&claims("j", "c1", "u1", now))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn the_absolute_session_limit_is_never_extended(s: &Stores) {
+    let now = shared::unix_now();
+    let mut ns = session("a1", "u1", "t1", now);
+    ns.abs_exp = now + 100;
+    ns.refresh_exp = now + 50;
+    s.sessions.create(&ns, now).await.unwrap();
+    // Rotation caps the new token at the absolute end.
+    match s
+        .sessions
+        .rotate("t1", "t2", now + 10, 0, 600, now + 900)
+        .await
+        .unwrap()
+    {
+        Rotation::Rotated {
+            refresh_exp,
+            abs_exp,
+            ..
+        } => {
+            assert_eq!((refresh_exp, abs_exp), (now + 100, now + 100));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        s.sessions
+            .rotate("t2", "t3", now + 100, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+pub async fn sessions_are_listed_ended_one_by_one_or_all_together(s: &Stores) {
+    let now = shared::unix_now();
+    s.sessions
+        .create(&session("l1", "u1", "a", now), now)
+        .await
+        .unwrap();
+    s.sessions
+        .create(&session("l2", "u1", "b", now + 1), now + 1)
+        .await
+        .unwrap();
+    s.sessions
+        .create(&session("l3", "u2", "c", now), now)
+        .await
+        .unwrap();
+    let list = s.sessions.list("u1", now + 1).await.unwrap();
+    assert_eq!(
+        list.iter().map(|i| i.sid.as_str()).collect::<Vec<_>>(),
+        ["l2", "l1"]
+    );
+    assert_eq!(list[0].client_id, "app");
+    assert_eq!(list[0].user_agent, "conformance");
+    assert!(
+        !s.sessions.end("u2", "l1", now, now + 900).await.unwrap(),
+        "not u2's session"
+    );
+    assert!(s.sessions.end("u1", "l1", now, now + 900).await.unwrap());
+    assert!(
+        s.revocations
+            .is_revoked(&claims("j", "l1", "u1", now))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.sessions
+            .rotate("a", "a2", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(
+        s.sessions
+            .end_all("u1", now, now + 1, now + 900)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.sessions.list("u1", now).await.unwrap().is_empty());
+    assert!(
+        s.revocations
+            .is_revoked(&claims("j", "other", "u1", now))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.revocations
+            .is_revoked(&claims("j", "other", "u1", now + 1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.sessions.list("u2", now).await.unwrap().len(),
+        1,
+        "others untouched"
+    );
+}
+
+pub async fn revocations_merge_and_match_the_tokens_they_cover(s: &Stores) {
+    let now = shared::unix_now();
+    let exp = now + 600;
+    s.revocations
+        .revoke(
+            &RevocationEvent::Jti {
+                value: "j1".into(),
+                exp,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    s.revocations
+        .revoke(
+            &RevocationEvent::Sub {
+                value: "u9".into(),
+                iat_before: 100,
+                exp,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    s.revocations
+        .revoke(
+            &RevocationEvent::Sub {
+                value: "u9".into(),
+                iat_before: 50,
+                exp,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let r = |c: AccessClaims| {
+        let rev = std::sync::Arc::clone(&s.revocations);
+        async move { rev.is_revoked(&c).await.unwrap() }
+    };
+    assert!(r(claims("j1", "s", "u", 1)).await);
+    assert!(!r(claims("j2", "s", "u", 1)).await);
+    assert!(
+        r(claims("j2", "s", "u9", 99)).await,
+        "a smaller iat_before never narrows"
+    );
+    assert!(!r(claims("j2", "s", "u9", 100)).await);
+    let live = s.feed.live_entries(now).await.unwrap();
+    assert!(live.contains(&RevocationEvent::Sub {
+        value: "u9".into(),
+        iat_before: 100,
+        exp
+    }));
+    assert_eq!(live.len(), 2, "{live:?}");
+}
+
+pub async fn the_feed_lists_events_in_order_and_every_live_entry(s: &Stores) {
+    let now = shared::unix_now();
+    let start = s.feed.feed_state().await.unwrap();
+    assert_eq!(start.last, StreamId::default());
+    let events = [
+        RevocationEvent::Jti {
+            value: "a".into(),
+            exp: now + 60,
+        },
+        RevocationEvent::Sid {
+            value: "b".into(),
+            exp: now + 60,
+        },
+        RevocationEvent::Sub {
+            value: "c".into(),
+            iat_before: now,
+            exp: now + 60,
+        },
+    ];
+    for e in &events {
+        s.revocations.revoke(e, now).await.unwrap();
+    }
+    let all = s.feed.events_after(StreamId::default(), 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    let after_first = s.feed.events_after(all[0].0, 100).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+    assert_eq!(s.feed.events_after(all[2].0, 100).await.unwrap().len(), 0);
+    assert_eq!(
+        s.feed
+            .events_after(StreamId::default(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let state = s.feed.feed_state().await.unwrap();
+    assert_eq!(
+        state.epoch, start.epoch,
+        "one epoch for the life of the store"
+    );
+    assert_eq!(state.last, all[2].0);
+    let from = |id| Position {
+        epoch: state.epoch.clone(),
+        id,
+    };
+    assert_eq!(state.resume(&from(StreamId::default())), Ok(()));
+    assert_eq!(state.resume(&from(all[1].0)), Ok(()));
+    let mut live = s.feed.live_entries(now).await.unwrap();
+    live.sort_by_key(|e| format!("{e:?}"));
+    let mut want = events.to_vec();
+    want.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(live, want);
+
+    // Beyond the retention, old positions can no longer be resumed.
+    for i in 0..(crate::RETENTION * 3) {
+        s.revocations
+            .revoke(
+                &RevocationEvent::Jti {
+                    value: format!("bulk{i}"),
+                    exp: now + 60,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let state = s.feed.feed_state().await.unwrap();
+    assert_eq!(state.resume(&from(all[0].0)), Err("trimmed"));
+    assert_eq!(state.resume(&state.position()), Ok(()));
+    let recent = s.feed.events_after(state.last, 10).await.unwrap();
+    assert!(recent.is_empty());
+}
+
+pub async fn a_follower_wakes_up_for_a_new_event(s: &Stores) {
+    let now = shared::unix_now();
+    let mut follower = s.feed.follower().await.unwrap();
+    let last = s.feed.feed_state().await.unwrap().last;
+    assert!(
+        follower
+            .wait_after(last, Duration::from_millis(200), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let waiting = tokio::spawn(async move {
+        follower
+            .wait_after(last, Duration::from_secs(10), 10)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = RevocationEvent::Sid {
+        value: "woken".into(),
+        exp: now + 60,
+    };
+    s.revocations.revoke(&e, now).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken well before its 10 s block")
+        .unwrap();
+    assert_eq!(got.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), vec![e]);
+}
+
+pub async fn expired_revocations_are_neither_live_nor_enforced(s: &Stores) {
+    let now = shared::unix_now();
+    let old = now - LEEWAY - 10;
+    s.revocations
+        .revoke(
+            &RevocationEvent::Sid {
+                value: "gone".into(),
+                exp: old,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !s.revocations
+            .is_revoked(&claims("j", "gone", "u", old - 900))
+            .await
+            .unwrap()
+    );
+    assert!(s.feed.live_entries(now).await.unwrap().is_empty());
+    // Within the leeway an entry still counts.
+    s.revocations
+        .revoke(
+            &RevocationEvent::Sid {
+                value: "recent".into(),
+                exp: now - 5,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        s.revocations
+            .is_revoked(&claims("j", "recent", "u", now - 900))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn rate_limit_counters_count_within_a_window(s: &Stores) {
+    let window = Duration::from_millis(300);
+    for want in 1..=3 {
+        let (n, left) = s.rate.hit("login:alice", window).await.unwrap();
+        assert_eq!(n, want);
+        assert!(left <= window);
+    }
+    assert_eq!(
+        s.rate.hit("login:bob", window).await.unwrap().0,
+        1,
+        "keys are separate"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        s.rate.hit("login:alice", window).await.unwrap().0,
+        1,
+        "a new window"
+    );
+}

@@ -1,0 +1,131 @@
+//! The storage conformance suite: the same test bodies run against both backends (PostgreSQL +
+//! Redis, and the embedded SQLite store), each test on stores of its own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_service::storage::postgres::PgStore;
+use auth_service::storage::redis::RedisStore;
+use auth_service::storage::sqlite::SqliteStore;
+use auth_service::storage::{
+    KeyStore, RateLimitStore, RevocationFeed, RevocationStore, SessionStore, UserStore,
+};
+use secrecy::SecretString;
+
+mod bodies;
+
+/// The leeway every conformance store is built with.
+pub const LEEWAY: i64 = 30;
+/// The feed retention every conformance store is built with.
+pub const RETENTION: u64 = 100;
+
+/// One backend's stores, and whatever keeps them alive (database, prefix, directory).
+pub struct Stores {
+    pub users: Arc<dyn UserStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub feed: Arc<dyn RevocationFeed>,
+    pub rate: Arc<dyn RateLimitStore>,
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+async fn postgres_redis() -> Stores {
+    let resources = testkit::stores::Resources::create().await;
+    let pg = PgStore::new(
+        &SecretString::from(testkit::stores::url_for_db(&resources.db)),
+        4,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    pg.migrate().await.unwrap();
+    let pg = Arc::new(pg);
+    let redis = Arc::new(
+        RedisStore::connect(
+            &SecretString::from(testkit::stores::redis_url()),
+            &resources.prefix,
+            LEEWAY,
+            30 * 86_400,
+            RETENTION,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap(),
+    );
+    Stores {
+        users: Arc::clone(&pg) as _,
+        keys: pg as _,
+        sessions: Arc::clone(&redis) as _,
+        revocations: Arc::clone(&redis) as _,
+        feed: Arc::clone(&redis) as _,
+        rate: redis as _,
+        _guard: Box::new(resources),
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn sqlite() -> Stores {
+    let dir = std::env::temp_dir().join(format!("conformance-{}", uuid::Uuid::new_v4().simple()));
+    let store = Arc::new(SqliteStore::open(&dir.join("auth.db"), LEEWAY, RETENTION).unwrap());
+    Stores {
+        users: Arc::clone(&store) as _,
+        keys: Arc::clone(&store) as _,
+        sessions: Arc::clone(&store) as _,
+        revocations: Arc::clone(&store) as _,
+        feed: Arc::clone(&store) as _,
+        rate: store as _,
+        _guard: Box::new(TempDir(dir)),
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::bodies::$name(&crate::postgres_redis().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::bodies::$name(&crate::sqlite().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    users_are_unique_case_insensitively_and_found_by_name_or_id,
+    the_bootstrap_admin_goes_only_into_an_empty_table_once,
+    changes_that_revoke_raise_tokens_not_before,
+    users_are_listed_in_creation_order_by_keyset_pages,
+    one_current_key_and_rotation_retires_the_previous,
+    refresh_rotation_reuse_and_grace,
+    concurrent_rotations_of_one_token_have_exactly_one_winner,
+    the_absolute_session_limit_is_never_extended,
+    sessions_are_listed_ended_one_by_one_or_all_together,
+    revocations_merge_and_match_the_tokens_they_cover,
+    the_feed_lists_events_in_order_and_every_live_entry,
+    a_follower_wakes_up_for_a_new_event,
+    expired_revocations_are_neither_live_nor_enforced,
+    rate_limit_counters_count_within_a_window,
+);
