@@ -287,6 +287,11 @@ impl AppState {
         Ok(())
     }
 
+    /// True on the embedded (SQLite) store.
+    pub fn embedded(&self) -> bool {
+        matches!(self.backend, Backend::Embedded)
+    }
+
     /// Verifies a token, reloading keys once (rate-limited) when its `kid` is unknown: another
     /// replica may have rotated.
     async fn verify<C: TokenClaims>(

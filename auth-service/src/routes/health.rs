@@ -12,16 +12,23 @@ pub async fn healthz() -> HttpResponse {
         .json(json!({"status": "ok"}))
 }
 
-/// Ready: PostgreSQL and Redis answer and a signing key is loaded.
+/// Ready: the stores (PostgreSQL and Redis, or the embedded file) answer and a signing key is
+/// loaded.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (pg, redis) = tokio::join!(state.users.ping(), state.sessions.ping());
     let check =
         |r: &Result<(), crate::storage::StoreError>| if r.is_ok() { "ok" } else { "unavailable" };
     let keys = !state.keys.ring().verifying().is_empty();
     let ready = pg.is_ok() && redis.is_ok() && keys;
+    let signing = if keys { "ok" } else { "missing" };
+    let checks = if state.embedded() {
+        json!({"sqlite": check(&pg), "signing_keys": signing})
+    } else {
+        json!({"postgres": check(&pg), "redis": check(&redis), "signing_keys": signing})
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": {"postgres": check(&pg), "redis": check(&redis), "signing_keys": if keys { "ok" } else { "missing" }},
+        "checks": checks,
     });
     let mut res = if ready {
         HttpResponse::Ok()

@@ -10,6 +10,7 @@ mod admin;
 mod bad_input;
 mod concurrency;
 mod discovery;
+mod embedded;
 mod feed;
 mod helpers;
 mod interop;

@@ -422,3 +422,24 @@ async fn after_a_reset_the_gateway_keeps_what_it_held() {
     logout(&s.auth, &u).await;
     until(&s.url, &u.access_token, 401).await;
 }
+
+/// The embedded auth-service (SQLite, no PostgreSQL or Redis) feeds gateways the same way.
+#[actix_web::test]
+async fn an_embedded_auth_service_feeds_the_gateway_too() {
+    let dir = std::env::temp_dir().join(format!("gw-embedded-{}", uuid::Uuid::new_v4().simple()));
+    let auth = Auth::start(&[
+        ("AUTH_DATABASE_URL", ""),
+        ("AUTH_REDIS_URL", ""),
+        ("AUTH_DATA_DIR", dir.to_str().unwrap()),
+    ])
+    .await;
+    assert!(auth.state.embedded());
+    let echo = testkit::echo::start().await;
+    let g = start_ready_gateway(&config(&auth.url, &echo.url, ""), &[]).await;
+    let t = auth.user("rue").await;
+    assert_eq!(status(&g.url, &t.access_token).await, 200);
+    logout(&auth, &t).await;
+    until(&g.url, &t.access_token, 401).await;
+    auth.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
