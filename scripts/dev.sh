@@ -1,38 +1,52 @@
 #!/usr/bin/env bash
-# Starts the stack locally: the auth-service (on PostgreSQL and Redis, installed/started if
-# needed), a demo downstream service, and the gateway in front of it. Shows it working with curl
-# (register, log in, call through the gateway, refresh, reuse detection and log out → the gateway
-# rejects the tokens through its revocation feed),
-# then keeps serving until Ctrl-C, which stops everything.
+# Starts the whole system locally with nothing but Rust installed: the auth-service on its
+# embedded store (one SQLite file under target/dev/data), a demo downstream service that answers
+# with the identity it received, and the gateway in front of it. Walks through it (register, log
+# in, call through the gateway, refresh, reuse detection, log out → the gateway rejects the
+# tokens), prints the URLs, and keeps serving until Ctrl-C, which stops everything.
+#
+#   DEV_STORE=postgres   use PostgreSQL + Redis instead (installed/started by scripts/services.sh)
+#   DEV_EXIT=1           stop after the walkthrough (what the CI smoke test does)
+#   AUTH_PORT, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DEMO_PORT   change the ports
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(bash scripts/services.sh)"
 auth_port="${AUTH_PORT:-8081}"; demo_port="${DEMO_PORT:-8082}"; gw_port="${GATEWAY_PORT:-8080}"; admin_port="${GATEWAY_ADMIN_PORT:-9090}"
-db="${AUTH_DEV_DB:-auth_dev}"
 auth="http://127.0.0.1:$auth_port"; gw="http://127.0.0.1:$gw_port"
-pg_base="${TEST_DATABASE_URL%/*}"
-
-cargo build -q -p auth-service -p gateway --bins --example demo_upstream
-psql "$TEST_DATABASE_URL" -qtc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
-  || psql "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db"
-
 mkdir -p target/dev
-# The credential the gateway reads the revocation feed with: fresh for every run.
-feed_token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
-pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; echo; echo "stopped"; }
-trap stop EXIT INT TERM
 
-AUTH_DATABASE_URL="$pg_base/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:" \
-AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_FEED_TOKEN="$feed_token" \
-AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
+store_env=(AUTH_DATA_DIR=target/dev/data)
+if [ "${DEV_STORE:-embedded}" = postgres ]; then
+  eval "$(bash scripts/services.sh)"
+  db="${AUTH_DEV_DB:-auth_dev}"
+  psql "$TEST_DATABASE_URL" -qtc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+    || psql "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db"
+  store_env=(AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:")
+fi
+
+echo "building (first time: a few minutes)…"
+cargo build -q -p auth-service -p gateway --bins --example demo_upstream --example walkthrough
+walk=./target/debug/examples/walkthrough
+
+# The credential the gateway reads the revocation feed with: fresh for every run.
+feed_token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo; echo "stopped"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_FEED_TOKEN="$feed_token" \
+  AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
   ./target/debug/auth-service > target/dev/auth-service.log 2>&1 &
 pids+=($!)
 DEMO_LISTEN="127.0.0.1:$demo_port" ./target/debug/examples/demo_upstream > target/dev/demo.log 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -sf "$auth/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "$auth/readyz" >/dev/null || { echo "auth-service did not become ready; see target/dev/auth-service.log"; exit 1; }
+$walk wait "$auth/readyz" || { echo "the auth-service did not become ready; see target/dev/auth-service.log"; exit 1; }
 cat > target/dev/gateway.toml <<TOML
 issuer = "$auth"
 audiences = ["api"]
@@ -55,46 +69,17 @@ roles = ["admin"]
 TOML
 GATEWAY_CONFIG=target/dev/gateway.toml GATEWAY_FEED_TOKEN="$feed_token" ./target/debug/gateway > target/dev/gateway.log 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.2; done
+$walk wait "http://127.0.0.1:$admin_port/readyz" || { echo "the gateway did not become ready; see target/dev/gateway.log"; exit 1; }
 
-json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
-user="demo-$RANDOM"; pw="correct horse battery staple"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-
-step "curl -X POST $auth/v1/users -d '{\"username\":\"$user\",\"password\":\"…\"}'"
-curl -s -X POST "$auth/v1/users" -H 'content-type: application/json' -d "{\"username\":\"$user\",\"password\":\"$pw\"}"; echo
-step "curl -X POST $auth/v1/login -d username=$user -d password=…"
-tokens=$(curl -s -X POST "$auth/v1/login" -d "username=$user" --data-urlencode "password=$pw")
-echo "$tokens" | cut -c1-120; echo "…"
-at=$(echo "$tokens" | json '["access_token"]'); rt=$(echo "$tokens" | json '["refresh_token"]')
-step "curl $gw/api/orders   (no token → 401 from the gateway)"
-curl -s "$gw/api/orders"; echo
-step "curl $gw/api/orders -H 'authorization: Bearer <access token>' -H 'x-user-id: admin'   (verified locally; the spoofed header is dropped)"
-curl -s "$gw/api/orders" -H "authorization: Bearer $at" -H 'x-user-id: admin'; echo
-step "curl $gw/admin/panel with a user token → 403"
-curl -s "$gw/admin/panel" -H "authorization: Bearer $at"; echo
-step "curl -X POST $auth/v1/token -d grant_type=refresh_token -d refresh_token=<refresh token>"
-new=$(curl -s -X POST "$auth/v1/token" -d grant_type=refresh_token -d "refresh_token=$rt")
-echo "$new" | cut -c1-120; echo "…"
-at=$(echo "$new" | json '["access_token"]')
-step "replaying the spent refresh token (reuse detection revokes the session)"
-curl -s -X POST "$auth/v1/token" -d grant_type=refresh_token -d "refresh_token=$rt"; echo
-sleep 0.2
-step "curl $gw/api/orders with the session's newest access token → 401 (the revocation reached the gateway)"
-curl -s "$gw/api/orders" -H "authorization: Bearer $at"; echo
-step "log in again, call through the gateway, then curl -X POST $auth/v1/logout"
-at=$(curl -s -X POST "$auth/v1/login" -d "username=$user" --data-urlencode "password=$pw" | json '["access_token"]')
-curl -s -o /dev/null -w 'before logout: %{http_code}\n' "$gw/api/orders" -H "authorization: Bearer $at"
-curl -s -o /dev/null -w 'logout: %{http_code}\n' -X POST "$auth/v1/logout" -H "authorization: Bearer $at"
-sleep 0.2
-curl -s -w '\nafter logout: %{http_code}\n' "$gw/api/orders" -H "authorization: Bearer $at"
+$walk run "$auth" "$gw"
 
 cat <<INFO
 
 Running (logs in target/dev/):
-  auth-service  $auth          (JWKS: $auth/.well-known/jwks.json)
+  auth-service  $auth          (store: ${DEV_STORE:-embedded}; JWKS: $auth/.well-known/jwks.json)
   gateway       $gw          (admin: http://127.0.0.1:$admin_port/readyz, /metrics)
   demo upstream http://127.0.0.1:$demo_port
 Ctrl-C stops everything.
 INFO
+[ "${DEV_EXIT:-0}" = 1 ] && exit 0
 wait "${pids[0]}"

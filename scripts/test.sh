@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests against real PostgreSQL and Redis (each test
-# gets its own database and Redis key prefix), plus the interop check with PyJWT.
+# gets its own database and Redis key prefix), the storage conformance suite on both backends,
+# the interop check with PyJWT, and the run command (scripts/dev.sh) started, walked through and
+# stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The README's run command, end to end: start, walk through, Ctrl-C.
+bash scripts/dev_smoke.sh

@@ -1,0 +1,241 @@
+//! The local stack's walkthrough (run by `scripts/dev.sh`): registers a user, logs in, calls
+//! through the gateway, refreshes, replays a spent refresh token, logs out, and shows the gateway
+//! rejecting the revoked tokens. Each step prints the equivalent `curl` command and checks the
+//! answer; any surprise exits non-zero.
+//!
+//! `walkthrough wait URL` waits (up to 60 s) until URL answers 200.
+//! `walkthrough run AUTH_URL GATEWAY_URL` walks through.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn step(text: &str) {
+    println!("\n\x1b[1m$ {text}\x1b[0m");
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 110 {
+        format!("{}…", &s[..110])
+    } else {
+        s.to_owned()
+    }
+}
+
+struct Walk {
+    http: reqwest::Client,
+    auth: String,
+    gw: String,
+}
+
+impl Walk {
+    async fn expect(&self, req: reqwest::RequestBuilder, want: u16) -> Result<String, String> {
+        let res = req
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap_or_default();
+        println!("{status} {}", short(&body));
+        if status != want {
+            return Err(format!("expected {want}, got {status}"));
+        }
+        Ok(body)
+    }
+
+    fn tokens(body: &str) -> Result<(String, String), String> {
+        let v: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        let get = |k: &str| {
+            v[k].as_str()
+                .map(str::to_owned)
+                .ok_or(format!("no {k} in the answer"))
+        };
+        Ok((get("access_token")?, get("refresh_token")?))
+    }
+
+    async fn login(&self, user: &str) -> Result<(String, String), String> {
+        let body = self
+            .expect(
+                self.http
+                    .post(format!("{}/v1/login", self.auth))
+                    .form(&[("username", user), ("password", PASSWORD)]),
+                200,
+            )
+            .await?;
+        Self::tokens(&body)
+    }
+
+    /// Polls the gateway until it rejects `token`; returns how long that took.
+    async fn until_rejected(&self, token: &str) -> Result<Duration, String> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let res = self
+                .http
+                .get(format!("{}/api/orders", self.gw))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if res.status() == 401 {
+                let body = res.text().await.unwrap_or_default();
+                println!("401 {}", short(&body));
+                return Ok(start.elapsed());
+            }
+        }
+        Err("the gateway still accepts the revoked token after 5 s".into())
+    }
+
+    async fn run(&self) -> Result<(), String> {
+        let (auth, gw) = (&self.auth, &self.gw);
+        let user = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+
+        step(&format!(
+            "curl -X POST {auth}/v1/users -H 'content-type: application/json' -d '{{\"username\":\"{user}\",\"password\":\"…\"}}'"
+        ));
+        self.expect(
+            self.http
+                .post(format!("{auth}/v1/users"))
+                .json(&json!({"username": user, "password": PASSWORD})),
+            201,
+        )
+        .await?;
+
+        step(&format!(
+            "curl -X POST {auth}/v1/login -d username={user} -d password=…"
+        ));
+        let (access, refresh) = self.login(&user).await?;
+
+        step(&format!(
+            "curl {gw}/api/orders   (no token: 401 from the gateway)"
+        ));
+        self.expect(self.http.get(format!("{gw}/api/orders")), 401)
+            .await?;
+
+        step(&format!(
+            "curl {gw}/api/orders -H 'authorization: Bearer <access token>' -H 'x-user-id: admin'   (verified locally; the spoofed header is dropped)"
+        ));
+        let body = self
+            .expect(
+                self.http
+                    .get(format!("{gw}/api/orders"))
+                    .bearer_auth(&access)
+                    .header("x-user-id", "admin"),
+                200,
+            )
+            .await?;
+        let seen: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if seen["user_id"] == "admin" {
+            return Err("the spoofed identity reached the upstream".into());
+        }
+
+        step(&format!(
+            "curl {gw}/admin/panel -H 'authorization: Bearer <access token>'   (a user token: 403)"
+        ));
+        self.expect(
+            self.http
+                .get(format!("{gw}/admin/panel"))
+                .bearer_auth(&access),
+            403,
+        )
+        .await?;
+
+        step(&format!(
+            "curl -X POST {auth}/v1/token -d grant_type=refresh_token -d refresh_token=<refresh token>   (rotation)"
+        ));
+        let body = self
+            .expect(
+                self.http.post(format!("{auth}/v1/token")).form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                ]),
+                200,
+            )
+            .await?;
+        let (newest, _) = Self::tokens(&body)?;
+
+        step("the same with the spent refresh token   (reuse: the whole session is revoked)");
+        self.expect(
+            self.http.post(format!("{auth}/v1/token")).form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+            ]),
+            400,
+        )
+        .await?;
+        step(&format!(
+            "curl {gw}/api/orders with the session's newest access token   (the revocation reached the gateway)"
+        ));
+        let took = self.until_rejected(&newest).await?;
+        println!(
+            "rejected {:.1} ms after the replay was answered",
+            took.as_secs_f64() * 1000.0
+        );
+
+        step(&format!(
+            "log in again, call through the gateway, then curl -X POST {auth}/v1/logout -H 'authorization: Bearer <access token>'"
+        ));
+        let (access, _) = self.login(&user).await?;
+        self.expect(
+            self.http
+                .get(format!("{gw}/api/orders"))
+                .bearer_auth(&access),
+            200,
+        )
+        .await?;
+        self.expect(
+            self.http
+                .post(format!("{auth}/v1/logout"))
+                .bearer_auth(&access),
+            204,
+        )
+        .await?;
+        let took = self.until_rejected(&access).await?;
+        println!(
+            "the gateway rejected the logged-out token {:.1} ms after the logout returned",
+            took.as_secs_f64() * 1000.0
+        );
+        Ok(())
+    }
+}
+
+async fn wait(url: &str) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{url} did not answer 200 within 60 s"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["wait", url] => wait(url).await,
+        ["run", auth, gw] => {
+            Walk {
+                http: reqwest::Client::new(),
+                auth: auth.trim_end_matches('/').to_owned(),
+                gw: gw.trim_end_matches('/').to_owned(),
+            }
+            .run()
+            .await
+        }
+        _ => Err("usage: walkthrough wait URL | walkthrough run AUTH_URL GATEWAY_URL".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walkthrough: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
