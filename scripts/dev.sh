@@ -21,7 +21,7 @@ if [ "${DEV_STORE:-embedded}" = postgres ]; then
   db="${AUTH_DEV_DB:-auth_dev}"
   psql "$TEST_DATABASE_URL" -qtc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
     || psql "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db"
-  store_env=(AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:")
+  store_env=(AUTH_DATA_DIR=target/dev/data AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:")
 fi
 
 echo "building (first time: a few minutes)…"

@@ -13,7 +13,11 @@ fn main() -> anyhow::Result<()> {
             .into(),
         state: "current".into(),
     };
-    let key = SigningKey::from_stored(&stored)?;
+    // A plaintext (format 1) key needs no key-encryption key to open; any KEK will do here.
+    let kek = auth_service::crypto::kek::KeyEncryption::new(&[secrecy::SecretString::from(
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".to_owned(),
+    )])?;
+    let key = SigningKey::from_stored(&stored, &kek)?;
     let claims = serde_json::json!({"iss":"http://127.0.0.1:8081","sub":"5a1ac933-13a1-40aa-b8ca-b5371e0304ab","aud":"api",
         "client_id":"app","exp":1_800_000_000i64,"iat":1_799_999_100i64,"nbf":1_799_999_100i64,
         "jti":"0f8fad5b-d9cb-469f-a165-70867728950e","sid":"7c9e6679-7425-40de-944b-e07fc1f90ae7","roles":["user"]});

@@ -107,6 +107,10 @@ pub struct Settings {
     pub key_reload_interval: Duration,
     /// `AUTH_RSA_KEY_BITS`.
     pub rsa_key_bits: usize,
+    /// `AUTH_KEY_ENCRYPTION_KEY` (comma-separated, each base64 of 32 bytes): seals the signing
+    /// keys at rest; the first seals, all open (so it can be rotated). Empty: development only,
+    /// with a key kept in the data directory.
+    pub key_encryption_keys: Vec<SecretString>,
     /// `AUTH_FEED_TOKEN` (comma-separated, so that it can be rotated): the credentials gateways
     /// present to read the revocation feed. Empty: the feed is off.
     pub feed_tokens: Vec<SecretString>,
@@ -382,6 +386,24 @@ impl Settings {
                 "AUTH_FEED_TOKEN: each token must be at least 16 characters, without spaces",
             );
         }
+        let key_encryption_keys: Vec<SecretString> = match src.secret("AUTH_KEY_ENCRYPTION_KEY")? {
+            None => Vec::new(),
+            Some(list) => list
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| SecretString::from(t.to_owned()))
+                .collect(),
+        };
+        for (i, k) in key_encryption_keys.iter().enumerate() {
+            if let Err(e) = crate::crypto::kek::decode(k.expose_secret()) {
+                return err(format!(
+                    "AUTH_KEY_ENCRYPTION_KEY value {}: {e} (make one with: openssl rand -base64 32)",
+                    i + 1
+                ));
+            }
+        }
         let feed_heartbeat_ms = src.parsed("AUTH_FEED_HEARTBEAT_MS", 5000u64)?;
         if !(100..=60_000).contains(&feed_heartbeat_ms) {
             return err("AUTH_FEED_HEARTBEAT_MS must be within 100..=60000");
@@ -431,6 +453,7 @@ impl Settings {
                 src.parsed("AUTH_KEY_RELOAD_INTERVAL", 60u64)?.max(1),
             ),
             rsa_key_bits,
+            key_encryption_keys,
             feed_tokens,
             feed_heartbeat: Duration::from_millis(feed_heartbeat_ms),
             feed_retention,
@@ -450,6 +473,11 @@ impl Settings {
         }
         if !self.issuer.starts_with("https://") {
             return err("AUTH_PRODUCTION=true needs an https AUTH_ISSUER");
+        }
+        if self.key_encryption_keys.is_empty() {
+            return err(
+                "AUTH_PRODUCTION=true needs AUTH_KEY_ENCRYPTION_KEY (base64 of 32 random bytes: openssl rand -base64 32) to seal the signing keys at rest",
+            );
         }
         if self.feed_tokens.is_empty() {
             return err(
@@ -505,6 +533,7 @@ impl Settings {
             "max_body_bytes": self.max_body_bytes,
             "workers": self.workers,
             "rsa_key_bits": self.rsa_key_bits,
+            "key_encryption_keys": self.key_encryption_keys.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
             "feed_tokens": self.feed_tokens.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
             "feed_heartbeat_ms": self.feed_heartbeat.as_millis() as u64,
             "feed_retention": self.feed_retention,
@@ -540,6 +569,8 @@ fn normalise_issuer(raw: &str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let mut map: HashMap<String, String> = HashMap::from([
@@ -590,6 +621,10 @@ mod tests {
             ("AUTH_PRODUCTION", "true"),
             ("AUTH_ISSUER", "https://auth.example.com"),
             ("AUTH_FEED_TOKEN", "feed-token-0123456789abcdef0123456789"),
+            (
+                "AUTH_KEY_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
         ]);
         let e = Settings::from_lookup(&|k| map.get(k).map(|v| v.to_string()))
             .unwrap_err()
@@ -619,11 +654,29 @@ mod tests {
             ("AUTH_ISSUER", "https://auth.example.com/"),
         ])
         .unwrap_err();
+        assert!(e.to_string().contains("AUTH_KEY_ENCRYPTION_KEY"), "{e}");
+        let e = load(&[
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "https://auth.example.com/"),
+            ("AUTH_KEY_ENCRYPTION_KEY", "too short"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("AUTH_KEY_ENCRYPTION_KEY value 1"),
+            "{e}"
+        );
+        let e = load(&[
+            ("AUTH_PRODUCTION", "true"),
+            ("AUTH_ISSUER", "https://auth.example.com/"),
+            ("AUTH_KEY_ENCRYPTION_KEY", KEK),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("AUTH_FEED_TOKEN"), "{e}");
         let e = load(&[
             ("AUTH_PRODUCTION", "true"),
             ("AUTH_ISSUER", "https://auth.example.com/"),
             ("AUTH_FEED_TOKEN", "short-but-16-chars"),
+            ("AUTH_KEY_ENCRYPTION_KEY", KEK),
         ])
         .unwrap_err();
         assert!(e.to_string().contains("32 characters"), "{e}");
@@ -634,8 +687,11 @@ mod tests {
                 "AUTH_FEED_TOKEN",
                 "new-feed-token-0123456789abcdef0123, old-feed-token-0123456789abcdef0123",
             ),
+            ("AUTH_KEY_ENCRYPTION_KEY", KEK),
         ])
         .unwrap();
+        assert_eq!(s.key_encryption_keys.len(), 1);
+        assert!(!s.redacted().to_string().contains(KEK));
         assert_eq!(s.feed_tokens.len(), 2);
         assert!(!s.redacted().to_string().contains("feed-token-"));
         assert_eq!(s.issuer, "https://auth.example.com");

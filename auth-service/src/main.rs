@@ -74,7 +74,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: KeysCommand::Rotate,
         } => {
             let store = state::key_store(&settings).await?;
-            let kid = KeyManager::rotate(store.as_ref(), settings.rsa_key_bits).await?;
+            let kek = state::key_encryption(&settings)?;
+            let kid = KeyManager::rotate(store.as_ref(), settings.rsa_key_bits, &kek).await?;
             println!("{kid}");
             eprintln!(
                 "new signing key {kid}; running replicas pick it up within AUTH_KEY_RELOAD_INTERVAL"

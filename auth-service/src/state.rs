@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use shared::{AccessClaims, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
 
 use crate::configuration::Settings;
+use crate::crypto::kek::KeyEncryption;
 use crate::crypto::keys::KeyManager;
 use crate::crypto::password::Hasher;
 use crate::domain::{NewPassword, Role, Username};
@@ -113,6 +114,21 @@ pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgStore> {
     Ok(pg)
 }
 
+/// The key-encryption keys: configured, or (development only; production refuses to start
+/// without them) a local one kept in the data directory.
+pub fn key_encryption(settings: &Settings) -> anyhow::Result<Arc<KeyEncryption>> {
+    if !settings.key_encryption_keys.is_empty() {
+        return Ok(Arc::new(KeyEncryption::new(&settings.key_encryption_keys)?));
+    }
+    let (kek, path, created) = KeyEncryption::development(&settings.data_dir)?;
+    tracing::warn!(
+        path = %path.display(),
+        created,
+        "AUTH_KEY_ENCRYPTION_KEY is not set: signing keys are sealed with a development key kept in this file (production refuses to start without AUTH_KEY_ENCRYPTION_KEY)"
+    );
+    Ok(Arc::new(kek))
+}
+
 /// The key store the configuration names (for CLI commands).
 pub async fn key_store(settings: &Settings) -> anyhow::Result<Arc<dyn KeyStore>> {
     if settings.database_url.is_none() {
@@ -193,7 +209,8 @@ impl AppState {
         stores: Stores,
         backend: Backend,
     ) -> anyhow::Result<AppState> {
-        let keys = KeyManager::start(Arc::clone(&key_store), settings.rsa_key_bits).await?;
+        let kek = key_encryption(&settings)?;
+        let keys = KeyManager::start(Arc::clone(&key_store), settings.rsa_key_bits, kek).await?;
         let hasher = Hasher::new(&settings.hashing).await?;
         let issuance = Issuance {
             issuer: settings.issuer.clone(),

@@ -56,6 +56,7 @@ impl Auth {
                 crate::PASSWORD.into(),
             ),
             ("AUTH_FEED_TOKEN".into(), crate::FEED_TOKEN.into()),
+            ("AUTH_KEY_ENCRYPTION_KEY".into(), crate::KEK.into()),
             ("AUTH_FEED_HEARTBEAT_MS".into(), "500".into()),
             (
                 "AUTH_ROLE_SCOPES".into(),

@@ -18,6 +18,9 @@ pub mod stores;
 /// The standard test password.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The key-encryption key test auth-services seal their signing keys with.
+pub const KEK: &str = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM";
+
 /// The revocation feed credential test auth-services accept and test gateways present.
 pub const FEED_TOKEN: &str = "test-feed-token-0123456789abcdef";
 

@@ -14,10 +14,15 @@ use serde::Serialize;
 use shared::jws::{self, Header};
 use shared::{Algorithm, Jwk, JwkSet, KeySet, VerifyingKey};
 
+use crate::crypto::kek::KeyEncryption;
 use crate::storage::{KeyStore, StoreError, StoredKey};
 
-/// Storage format 1: the private key as plain PKCS#8 DER. (Encryption at rest adds format 2.)
+/// Storage format 1: the private key as plain PKCS#8 DER (written by earlier versions; read only
+/// to be sealed at the next start).
 pub const FORMAT_PKCS8_PLAIN: i32 = 1;
+/// Storage format 2: PKCS#8 DER sealed with AES-256-GCM under the key-encryption key, the `kid`
+/// bound as associated data (see [`crate::crypto::kek`]).
+pub const FORMAT_PKCS8_SEALED: i32 = 2;
 
 /// A private key ready to sign, parsed once.
 pub struct SigningKey {
@@ -70,16 +75,36 @@ impl SigningKey {
         })
     }
 
-    /// Loads a stored key.
-    pub fn from_stored(key: &StoredKey) -> anyhow::Result<Self> {
-        if key.format_version != FORMAT_PKCS8_PLAIN {
-            anyhow::bail!(
-                "key {} has storage format {}, which this version cannot read",
-                key.kid,
-                key.format_version
-            );
+    /// Seals a freshly generated key for storage (format 2).
+    pub fn seal(new: NewKey, kek: &KeyEncryption) -> anyhow::Result<NewKey> {
+        anyhow::ensure!(new.format_version == FORMAT_PKCS8_PLAIN, "already sealed");
+        let sealed = kek.seal(&new.kid, new.private.expose_secret())?;
+        Ok(NewKey {
+            format_version: FORMAT_PKCS8_SEALED,
+            private: sealed.into(),
+            ..new
+        })
+    }
+
+    /// The PKCS#8 DER of a stored key, whatever its storage format.
+    fn plaintext(key: &StoredKey, kek: &KeyEncryption) -> anyhow::Result<SecretSlice<u8>> {
+        match key.format_version {
+            FORMAT_PKCS8_PLAIN => Ok(key.private.expose_secret().to_vec().into()),
+            FORMAT_PKCS8_SEALED => kek
+                .open(&key.kid, key.private.expose_secret())
+                .map(Into::into)
+                .map_err(|e| anyhow::anyhow!("key {}: {e}", key.kid)),
+            other => anyhow::bail!(
+                "key {} has storage format {other}, which this version cannot read",
+                key.kid
+            ),
         }
-        let pair = KeyPair::from_pkcs8(key.private.expose_secret())
+    }
+
+    /// Loads a stored key.
+    pub fn from_stored(key: &StoredKey, kek: &KeyEncryption) -> anyhow::Result<Self> {
+        let der = Self::plaintext(key, kek)?;
+        let pair = KeyPair::from_pkcs8(der.expose_secret())
             .map_err(|e| anyhow::anyhow!("key {} does not parse: {e}", key.kid))?;
         if pair.public_modulus_len() * 8 < 2048 {
             anyhow::bail!("key {} is shorter than 2048 bits", key.kid);
@@ -180,12 +205,16 @@ impl KeyRing {
         &self.etag
     }
 
-    fn build(stored: &[StoredKey], previous: Option<&KeyRing>) -> anyhow::Result<KeyRing> {
+    fn build(
+        stored: &[StoredKey],
+        previous: Option<&KeyRing>,
+        kek: &KeyEncryption,
+    ) -> anyhow::Result<KeyRing> {
         let mut parsed = HashMap::new();
         for key in stored {
             let sk = match previous.and_then(|p| p.parsed.get(&key.kid)) {
                 Some(k) => Arc::clone(k),
-                None => Arc::new(SigningKey::from_stored(key)?),
+                None => Arc::new(SigningKey::from_stored(key, kek)?),
             };
             parsed.insert(key.kid.clone(), sk);
         }
@@ -225,6 +254,7 @@ impl KeyRing {
 /// Holds the current key ring and keeps it in step with the store.
 pub struct KeyManager {
     store: Arc<dyn KeyStore>,
+    kek: Arc<KeyEncryption>,
     ring: RwLock<Arc<KeyRing>>,
     refetch: tokio::sync::Mutex<Option<Instant>>,
     cooldown: Duration,
@@ -239,21 +269,68 @@ impl std::fmt::Debug for KeyManager {
 impl KeyManager {
     /// Makes sure a signing key exists (generating one under the store's lock if not) and loads
     /// every published key.
-    pub async fn start(store: Arc<dyn KeyStore>, rsa_bits: usize) -> anyhow::Result<Self> {
+    pub async fn start(
+        store: Arc<dyn KeyStore>,
+        rsa_bits: usize,
+        kek: Arc<KeyEncryption>,
+    ) -> anyhow::Result<Self> {
         if !store.has_current().await? {
             let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
-            if store.insert_if_no_current(new).await? {
+            if store
+                .insert_if_no_current(SigningKey::seal(new, &kek)?)
+                .await?
+            {
                 tracing::info!("generated the first signing key");
             }
         }
+        Self::seal_at_rest(store.as_ref(), &kek).await?;
         let stored = store.load().await?;
-        let ring = KeyRing::build(&stored, None)?;
+        let ring = KeyRing::build(&stored, None, &kek)?;
         Ok(KeyManager {
             store,
+            kek,
             ring: RwLock::new(Arc::new(ring)),
             refetch: tokio::sync::Mutex::new(None),
             cooldown: Duration::from_secs(5),
         })
+    }
+
+    /// Seals keys stored in plaintext by earlier versions, and re-seals keys sealed under an
+    /// older key-encryption key under the current one. Each update is compare-and-set on the
+    /// stored bytes, so replicas starting together do not trip over each other.
+    pub async fn seal_at_rest(store: &dyn KeyStore, kek: &KeyEncryption) -> anyhow::Result<usize> {
+        let mut changed = 0;
+        for key in store.load().await? {
+            let current = key.format_version == FORMAT_PKCS8_SEALED
+                && kek.sealed_by_current(key.private.expose_secret());
+            if current {
+                continue;
+            }
+            let der = SigningKey::plaintext(&key, kek)?;
+            let sealed = kek.seal(&key.kid, der.expose_secret())?;
+            if store
+                .reseal(
+                    &key.kid,
+                    key.private.expose_secret(),
+                    FORMAT_PKCS8_SEALED,
+                    &sealed,
+                )
+                .await?
+            {
+                changed += 1;
+                tracing::info!(
+                    kid = %key.kid,
+                    from_format = key.format_version,
+                    "signing key sealed under the current key-encryption key"
+                );
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The key-encryption keys the signing keys are sealed with.
+    pub fn kek(&self) -> &KeyEncryption {
+        &self.kek
     }
 
     /// The key ring now.
@@ -270,7 +347,8 @@ impl KeyManager {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let stored = self.store.load().await?;
         let previous = self.ring();
-        let ring = KeyRing::build(&stored, Some(&previous)).map_err(StoreError::Other)?;
+        let ring =
+            KeyRing::build(&stored, Some(&previous), &self.kek).map_err(StoreError::Other)?;
         if ring.etag != previous.etag || ring.signing.kid != previous.signing.kid {
             tracing::info!(
                 signing_kid = ring.signing.kid(),
@@ -303,10 +381,14 @@ impl KeyManager {
     }
 
     /// Adds a new signing key; the previous one stays published for the tokens it signed.
-    pub async fn rotate(store: &dyn KeyStore, rsa_bits: usize) -> anyhow::Result<String> {
+    pub async fn rotate(
+        store: &dyn KeyStore,
+        rsa_bits: usize,
+        kek: &KeyEncryption,
+    ) -> anyhow::Result<String> {
         let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
         let kid = new.kid.clone();
-        store.rotate(new).await?;
+        store.rotate(SigningKey::seal(new, kek)?).await?;
         Ok(kid)
     }
 }
@@ -316,6 +398,13 @@ mod tests {
     use super::*;
     use shared::AccessClaims;
     use shared::{Validation, Verifier};
+
+    fn kek() -> KeyEncryption {
+        KeyEncryption::new(&[secrecy::SecretString::from(
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".to_owned(),
+        )])
+        .unwrap()
+    }
 
     fn stored(new: &NewKey, state: &str) -> StoredKey {
         StoredKey {
@@ -330,7 +419,7 @@ mod tests {
     fn generated_keys_sign_tokens_the_shared_verifier_accepts() {
         let new = SigningKey::generate(2048).unwrap();
         assert_eq!(new.kid, thumbprint(&new.public_jwk));
-        let ring = KeyRing::build(&[stored(&new, "current")], None).unwrap();
+        let ring = KeyRing::build(&[stored(&new, "current")], None, &kek()).unwrap();
         let claims = serde_json::json!({"iss":"i","sub":"u","aud":"api","client_id":"c","exp":2_000_000_000i64,
             "iat":1,"nbf":1,"jti":"j","sid":"s","roles":["user"]});
         let token = ring.signing().sign("at+jwt", &claims).unwrap();
@@ -346,11 +435,15 @@ mod tests {
     fn newest_current_key_signs_and_old_ones_stay_published() {
         let old = SigningKey::generate(2048).unwrap();
         let new = SigningKey::generate(2048).unwrap();
-        let ring =
-            KeyRing::build(&[stored(&new, "current"), stored(&old, "retired")], None).unwrap();
+        let ring = KeyRing::build(
+            &[stored(&new, "current"), stored(&old, "retired")],
+            None,
+            &kek(),
+        )
+        .unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
         assert_eq!(ring.verifying().len(), 2);
-        assert!(KeyRing::build(&[stored(&old, "retired")], None).is_err());
+        assert!(KeyRing::build(&[stored(&old, "retired")], None, &kek()).is_err());
     }
 
     #[test]
@@ -358,6 +451,27 @@ mod tests {
         let new = SigningKey::generate(2048).unwrap();
         let mut s = stored(&new, "current");
         s.format_version = 99;
-        assert!(SigningKey::from_stored(&s).is_err());
+        assert!(SigningKey::from_stored(&s, &kek()).is_err());
+    }
+
+    #[test]
+    fn sealed_keys_load_and_plaintext_ones_still_read() {
+        let k = kek();
+        let new = SigningKey::generate(2048).unwrap();
+        let plain = stored(&new, "current");
+        let sealed_new = SigningKey::seal(new, &k).unwrap();
+        assert_eq!(sealed_new.format_version, FORMAT_PKCS8_SEALED);
+        let sealed = stored(&sealed_new, "current");
+        assert_ne!(
+            sealed.private.expose_secret(),
+            plain.private.expose_secret()
+        );
+        let a = SigningKey::from_stored(&sealed, &k).unwrap();
+        let b = SigningKey::from_stored(&plain, &k).unwrap();
+        assert_eq!(a.jwk(), b.jwk());
+        // Under another kid's row the sealed bytes do not open.
+        let mut moved = stored(&sealed_new, "current");
+        moved.kid = "another".into();
+        assert!(SigningKey::from_stored(&moved, &k).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Password hashing (Argon2id) and signing keys (RSA through aws-lc).
 
+pub mod kek;
 pub mod keys;
 pub mod password;
 

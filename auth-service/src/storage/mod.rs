@@ -143,6 +143,15 @@ pub trait KeyStore: Send + Sync {
     async fn load(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Makes `key` current; the previous current key is retired but stays published.
     async fn rotate(&self, key: NewKey) -> Result<(), StoreError>;
+    /// Replaces a key's stored private bytes (sealing it, or re-sealing it under another
+    /// key-encryption key) if they are still `old`; true if replaced.
+    async fn reseal(
+        &self,
+        kid: &str,
+        old: &[u8],
+        format_version: i32,
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 /// A session being opened at login.

@@ -554,6 +554,40 @@ impl KeyStore for PgStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn reseal(
+        &self,
+        kid: &str,
+        old: &[u8],
+        format_version: i32,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.reseal_key(kid, old, format_version, new).await
+    }
+}
+
+impl PgStore {
+    async fn reseal_key(
+        &self,
+        kid: &str,
+        old: &[u8],
+        format_version: i32,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.timed(async {
+            Ok(self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE signing_keys SET private_key = $4, format_version = $3
+                     WHERE kid = $1 AND private_key = $2",
+                    &[&kid, &old, &format_version, &new],
+                )
+                .await?
+                == 1)
+        })
+        .await
+    }
 }
 
 async fn insert_key(

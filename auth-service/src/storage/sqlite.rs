@@ -678,6 +678,27 @@ impl KeyStore for SqliteStore {
         })
         .await
     }
+
+    async fn reseal(
+        &self,
+        kid: &str,
+        old: &[u8],
+        format_version: i32,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (kid, old, new) = (kid.to_owned(), old.to_vec(), new.to_vec());
+        self.tx(move |tx| {
+            Ok(tx
+                .execute(
+                    "UPDATE signing_keys SET private_key = ?3, format_version = ?4
+                     WHERE kid = ?1 AND private_key = ?2",
+                    params![kid, old, new, format_version],
+                )
+                .map_err(db)?
+                == 1)
+        })
+        .await
+    }
 }
 
 fn insert_key(tx: &Connection, key: &NewKey) -> Result<(), StoreError> {

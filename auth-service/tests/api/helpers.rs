@@ -74,6 +74,7 @@ impl Builder {
             ("AUTH_WORKERS".into(), "2".into()),
             ("AUTH_STARTUP_TIMEOUT".into(), "10".into()),
             ("AUTH_FEED_TOKEN".into(), testkit::FEED_TOKEN.into()),
+            ("AUTH_KEY_ENCRYPTION_KEY".into(), testkit::KEK.into()),
             ("AUTH_FEED_HEARTBEAT_MS".into(), "300".into()),
             (
                 "AUTH_ROLE_SCOPES".into(),

@@ -78,7 +78,7 @@ async fn replicas_starting_together_make_one_key() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(v, 1);
+    assert_eq!(v, 2, "sealed at rest");
 }
 
 /// Runs the CLI against the app's stores (async: the test runtime drives the app's connections).

@@ -7,6 +7,7 @@
 )]
 
 mod admin;
+mod at_rest;
 mod bad_input;
 mod concurrency;
 mod discovery;

@@ -34,10 +34,13 @@ async fn a_new_signing_key_is_picked_up_through_the_unknown_kid_path() {
         &s.metrics().await,
         "gateway_jwks_unknown_kid_refetches_total",
     );
-    let new_kid =
-        auth_service::crypto::keys::KeyManager::rotate(s.auth.state.key_store.as_ref(), 2048)
-            .await
-            .unwrap();
+    let new_kid = auth_service::crypto::keys::KeyManager::rotate(
+        s.auth.state.key_store.as_ref(),
+        2048,
+        s.auth.state.keys.kek(),
+    )
+    .await
+    .unwrap();
     s.auth.state.keys.reload().await.unwrap();
     let fresh = s.auth.login("judy").await;
     let header: serde_json::Value = serde_json::from_slice(
@@ -304,9 +307,13 @@ async fn keys_are_refreshed_on_the_cache_interval_without_an_unknown_kid() {
             .unwrap()
     };
     assert_eq!(metric(&m().await, "gateway_jwks_keys"), 1.0);
-    auth_service::crypto::keys::KeyManager::rotate(auth.state.key_store.as_ref(), 2048)
-        .await
-        .unwrap();
+    auth_service::crypto::keys::KeyManager::rotate(
+        auth.state.key_store.as_ref(),
+        2048,
+        auth.state.keys.kek(),
+    )
+    .await
+    .unwrap();
     auth.state.keys.reload().await.unwrap();
     let mut keys = 0.0;
     for _ in 0..40 {
