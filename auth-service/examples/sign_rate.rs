@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
             .to_vec()
             .into(),
         state: "current".into(),
+        times: Default::default(),
     };
     // A plaintext (format 1) key needs no key-encryption key to open; any KEK will do here.
     let kek = auth_service::crypto::kek::KeyEncryption::new(&[secrecy::SecretString::from(

@@ -107,6 +107,15 @@ pub struct Settings {
     pub key_reload_interval: Duration,
     /// `AUTH_RSA_KEY_BITS`.
     pub rsa_key_bits: usize,
+    /// `AUTH_JWKS_MAX_AGE`: how long clients and gateways may cache the JWKS, seconds.
+    pub jwks_max_age: u64,
+    /// `AUTH_KEY_ROTATION_LEAD`: how long a new key is published before it signs, seconds.
+    /// At least the JWKS cache age plus the key reload interval, so that every gateway and
+    /// replica has seen it first.
+    pub key_rotation_lead: i64,
+    /// `AUTH_KEY_ROTATION_INTERVAL`: rotate on a schedule, this many seconds after the current
+    /// key started signing (unset: only by CLI or admin API).
+    pub key_rotation_interval: Option<i64>,
     /// `AUTH_KEY_ENCRYPTION_KEY` (comma-separated, each base64 of 32 bytes): seals the signing
     /// keys at rest; the first seals, all open (so it can be rotated). Empty: development only,
     /// with a key kept in the data directory.
@@ -404,6 +413,22 @@ impl Settings {
                 ));
             }
         }
+        let reload_interval = src.parsed("AUTH_KEY_RELOAD_INTERVAL", 60u64)?.max(1);
+        let jwks_max_age = src.parsed("AUTH_JWKS_MAX_AGE", 300u64)?;
+        if jwks_max_age > 86_400 {
+            return err("AUTH_JWKS_MAX_AGE above a day would delay key rotation that long");
+        }
+        let min_lead = i64::try_from(jwks_max_age + reload_interval).unwrap_or(i64::MAX);
+        let key_rotation_lead = src.seconds("AUTH_KEY_ROTATION_LEAD", min_lead + 60, 0)?;
+        if key_rotation_lead < min_lead {
+            return err(format!(
+                "AUTH_KEY_ROTATION_LEAD must be at least AUTH_JWKS_MAX_AGE + AUTH_KEY_RELOAD_INTERVAL ({min_lead} s): a new key must be published before anyone can meet a token it signed"
+            ));
+        }
+        let key_rotation_interval = match src.var("AUTH_KEY_ROTATION_INTERVAL") {
+            None => None,
+            Some(_) => Some(src.seconds("AUTH_KEY_ROTATION_INTERVAL", 0, key_rotation_lead + 1)?),
+        };
         let feed_heartbeat_ms = src.parsed("AUTH_FEED_HEARTBEAT_MS", 5000u64)?;
         if !(100..=60_000).contains(&feed_heartbeat_ms) {
             return err("AUTH_FEED_HEARTBEAT_MS must be within 100..=60000");
@@ -449,10 +474,11 @@ impl Settings {
                 .clamp(1024, 1 << 20),
             workers: src.parsed("AUTH_WORKERS", cores)?.max(1),
             shutdown_timeout: src.parsed("AUTH_SHUTDOWN_TIMEOUT", 10u64)?,
-            key_reload_interval: Duration::from_secs(
-                src.parsed("AUTH_KEY_RELOAD_INTERVAL", 60u64)?.max(1),
-            ),
+            key_reload_interval: Duration::from_secs(reload_interval),
             rsa_key_bits,
+            jwks_max_age,
+            key_rotation_lead,
+            key_rotation_interval,
             key_encryption_keys,
             feed_tokens,
             feed_heartbeat: Duration::from_millis(feed_heartbeat_ms),
@@ -533,6 +559,9 @@ impl Settings {
             "max_body_bytes": self.max_body_bytes,
             "workers": self.workers,
             "rsa_key_bits": self.rsa_key_bits,
+            "jwks_max_age": self.jwks_max_age,
+            "key_rotation_lead": self.key_rotation_lead,
+            "key_rotation_interval": self.key_rotation_interval,
             "key_encryption_keys": self.key_encryption_keys.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
             "feed_tokens": self.feed_tokens.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
             "feed_heartbeat_ms": self.feed_heartbeat.as_millis() as u64,

@@ -34,8 +34,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a new signing key; the previous one stays published so its tokens keep verifying.
-    Rotate,
+    /// Publish a new signing key now; it starts signing after AUTH_KEY_ROTATION_LEAD, and the
+    /// previous key stays published until every token it signed has expired.
+    Rotate {
+        /// Sign with the new key at once (a compromised key): gateways find it through their
+        /// unknown-kid refetch instead of ahead of time.
+        #[arg(long)]
+        now: bool,
+    },
+    /// List the keys with their states and times (JSON).
+    List,
 }
 
 fn main() -> ExitCode {
@@ -71,15 +79,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config => println!("{}", serde_json::to_string_pretty(&settings.redacted())?),
         Command::Keys {
-            command: KeysCommand::Rotate,
+            command: KeysCommand::Rotate { now },
         } => {
             let store = state::key_store(&settings).await?;
             let kek = state::key_encryption(&settings)?;
-            let kid = KeyManager::rotate(store.as_ref(), settings.rsa_key_bits, &kek).await?;
+            let t = shared::unix_now();
+            let at = if now {
+                t
+            } else {
+                t + settings.key_rotation_lead
+            };
+            let Some(kid) =
+                KeyManager::rotate(store.as_ref(), settings.rsa_key_bits, &kek, at).await?
+            else {
+                anyhow::bail!("a rotation is already pending (auth-service keys list shows it)");
+            };
+            let reload = i64::try_from(settings.key_reload_interval.as_secs()).unwrap_or(0);
+            store
+                .advance(t, settings.access_ttl + settings.leeway + reload)
+                .await?;
             println!("{kid}");
             eprintln!(
-                "new signing key {kid}; running replicas pick it up within AUTH_KEY_RELOAD_INTERVAL"
+                "new signing key {kid}: published now, signing {}; replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
+                if now {
+                    "at once".to_owned()
+                } else {
+                    format!("from {at} (in {} s)", settings.key_rotation_lead)
+                }
             );
+        }
+        Command::Keys {
+            command: KeysCommand::List,
+        } => {
+            let store = state::key_store(&settings).await?;
+            let keys: Vec<_> = store
+                .load()
+                .await?
+                .into_iter()
+                .map(|k| serde_json::json!({"kid": k.kid, "state": k.state, "format": k.format_version, "times": k.times}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&keys)?);
         }
     }
     Ok(())

@@ -95,8 +95,8 @@ impl Application {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = state.keys.reload().await {
-                    tracing::warn!(error = %e, "periodic key reload failed; keeping the loaded keys");
+                if let Err(e) = state.key_tick().await {
+                    tracing::warn!(error = %format!("{e:#}"), "periodic key work failed; keeping the loaded keys");
                 }
             }
         });

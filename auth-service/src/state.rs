@@ -357,6 +357,60 @@ impl AppState {
             .to_owned()
     }
 
+    /// How long a retired key stays published: until every token it signed has expired, counting
+    /// replicas that may sign with it until their next key reload.
+    pub fn retire_for(&self) -> i64 {
+        let reload = i64::try_from(self.settings.key_reload_interval.as_secs()).unwrap_or(0);
+        self.settings.access_ttl + self.settings.leeway + reload
+    }
+
+    /// Schedules a rotation (`immediately`: the new key signs at once, for a compromised key;
+    /// gateways then find it through their unknown-`kid` refetch). `None` if one is pending.
+    pub async fn rotate_keys(&self, immediately: bool) -> anyhow::Result<Option<(String, i64)>> {
+        let now = shared::unix_now();
+        let at = if immediately {
+            now
+        } else {
+            now + self.settings.key_rotation_lead
+        };
+        let kid = KeyManager::rotate(
+            self.key_store.as_ref(),
+            self.settings.rsa_key_bits,
+            self.keys.kek(),
+            at,
+        )
+        .await?;
+        if kid.is_some() {
+            self.keys.advance(now, self.retire_for()).await?;
+            self.keys.reload().await?;
+        }
+        Ok(kid.map(|k| (k, at)))
+    }
+
+    /// The periodic key work of every replica: a scheduled rotation when due (one replica wins
+    /// it), the lifecycle moved on, and a reload to see what other replicas did.
+    pub async fn key_tick(&self) -> anyhow::Result<()> {
+        let now = shared::unix_now();
+        if let Some(every) = self.settings.key_rotation_interval {
+            let stored = self.key_store.load().await?;
+            let pending = stored.iter().any(|k| k.state == "next");
+            let due = stored
+                .iter()
+                .find(|k| k.state == "current")
+                .map(|k| k.times.activated_at.unwrap_or(k.times.created_at))
+                .is_some_and(|since| now - since >= every);
+            if due
+                && !pending
+                && let Some((kid, at)) = self.rotate_keys(false).await?
+            {
+                tracing::info!(kid = %kid, activates_at = at, "scheduled key rotation: new key published");
+            }
+        }
+        self.keys.advance(now, self.retire_for()).await?;
+        self.keys.reload().await?;
+        Ok(())
+    }
+
     /// When revocation entries for tokens issued up to now can be dropped.
     pub fn revoke_until(&self, now: i64) -> i64 {
         now + self.settings.access_ttl

@@ -380,16 +380,35 @@ impl KeyManager {
         self.ring().verifying.get(kid).is_some()
     }
 
-    /// Adds a new signing key; the previous one stays published for the tokens it signed.
+    /// Schedules a rotation: a new key is published now as `next` and becomes the signing key
+    /// at `activate_after` (publish-before-use). `None` if a rotation is already pending.
     pub async fn rotate(
         store: &dyn KeyStore,
         rsa_bits: usize,
         kek: &KeyEncryption,
-    ) -> anyhow::Result<String> {
+        activate_after: i64,
+    ) -> anyhow::Result<Option<String>> {
         let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
         let kid = new.kid.clone();
-        store.rotate(SigningKey::seal(new, kek)?).await?;
-        Ok(kid)
+        Ok(store
+            .add_next(SigningKey::seal(new, kek)?, activate_after)
+            .await?
+            .then_some(kid))
+    }
+
+    /// Moves the lifecycle on (a due `next` key becomes current; retired keys past their time
+    /// are removed) and reloads when something changed.
+    pub async fn advance(&self, now: i64, retire_for: i64) -> Result<bool, StoreError> {
+        let changed = self.store.advance(now, retire_for).await?;
+        if changed {
+            self.reload().await?;
+        }
+        Ok(changed)
+    }
+
+    /// The store the keys live in.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
     }
 }
 
@@ -412,6 +431,7 @@ mod tests {
             format_version: new.format_version,
             private: new.private.expose_secret().to_vec().into(),
             state: state.into(),
+            times: Default::default(),
         }
     }
 
@@ -444,6 +464,16 @@ mod tests {
         assert_eq!(ring.signing().kid(), new.kid);
         assert_eq!(ring.verifying().len(), 2);
         assert!(KeyRing::build(&[stored(&old, "retired")], None, &kek()).is_err());
+        // A next key is published but does not sign.
+        let next = SigningKey::generate(2048).unwrap();
+        let ring = KeyRing::build(
+            &[stored(&next, "next"), stored(&new, "current")],
+            None,
+            &kek(),
+        )
+        .unwrap();
+        assert_eq!(ring.signing().kid(), new.kid);
+        assert!(ring.verifying().get(&next.kid).is_some());
     }
 
     #[test]

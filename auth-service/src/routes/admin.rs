@@ -1,4 +1,5 @@
-//! The admin API: users (list, read, change roles, disable, delete) and their sessions.
+//! The admin API: users (list, read, change roles, disable, delete), their sessions, and the
+//! signing keys (list, rotate).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -214,4 +215,48 @@ pub async fn end_user_sessions(
     let ended = state.revoke_user(&id.to_string(), nb, now).await?;
     tracing::info!(user_id = %id, by = %admin.0.claims.sub, sessions_ended = ended, "sessions revoked by admin");
     Ok(HttpResponse::Ok().json(json!({"sessions_ended": ended})))
+}
+
+/// `GET /v1/admin/keys`: the signing keys with their states and times (no key material).
+pub async fn list_keys(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let keys: Vec<_> = state
+        .key_store
+        .load()
+        .await?
+        .into_iter()
+        .map(|k| json!({"kid": k.kid, "state": k.state, "times": k.times}))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({"keys": keys})))
+}
+
+#[derive(Deserialize)]
+struct RotateQuery {
+    immediately: Option<bool>,
+}
+
+/// `POST /v1/admin/keys/rotate[?immediately=true]`: publishes a new key now, signing after the
+/// lead time (or at once). 409 when a rotation is already pending.
+pub async fn rotate_keys(
+    req: HttpRequest,
+    admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: RotateQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let immediately = q.immediately.unwrap_or(false);
+    match state.rotate_keys(immediately).await? {
+        Some((kid, at)) => {
+            tracing::info!(kid = %kid, activates_at = at, immediately, by = %admin.0.claims.sub, "key rotation");
+            Ok(HttpResponse::Accepted().json(json!({"kid": kid, "activates_at": at})))
+        }
+        None => Err(ApiError::Conflict {
+            code: "rotation_pending",
+            detail: "a new key is already published and waiting to sign".into(),
+        }),
+    }
 }

@@ -6,10 +6,6 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// How long clients and gateways may cache the JWKS. Key rotation publishes a new key at least
-/// this long before it signs (the key-lifecycle issue builds on this bound).
-pub const JWKS_MAX_AGE: u64 = 300;
-
 /// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`. The
 /// first-party login is deliberately not advertised as a password grant (RFC 9700).
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
@@ -45,7 +41,9 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
 /// `/.well-known/jwks.json`: public keys only, cacheable, with a strong ETag.
 pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let ring = state.keys.ring();
-    let cache = format!("public, max-age={JWKS_MAX_AGE}");
+    // Rotation publishes a new key at least this long (plus the reload interval) before it
+    // signs: AUTH_KEY_ROTATION_LEAD is checked against it at start.
+    let cache = format!("public, max-age={}", state.settings.jwks_max_age);
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)

@@ -118,6 +118,19 @@ pub trait UserStore: Send + Sync {
     async fn list(&self, cursor: Option<UserCursor>, limit: i64) -> Result<Vec<User>, StoreError>;
 }
 
+/// When a key was made and moves on (Unix seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyTimes {
+    /// Generated.
+    pub created_at: i64,
+    /// Became the signing key.
+    pub activated_at: Option<i64>,
+    /// A `next` key becomes `current` at (or after) this time.
+    pub activate_after: Option<i64>,
+    /// A `retired` key is removed at (or after) this time.
+    pub remove_after: Option<i64>,
+}
+
 /// A stored signing key.
 #[derive(Debug)]
 pub struct StoredKey {
@@ -127,8 +140,11 @@ pub struct StoredKey {
     pub format_version: i32,
     /// Private key in that format.
     pub private: SecretSlice<u8>,
-    /// `current` or `retired`.
+    /// `next` (published, not signing yet), `current` (signing) or `retired` (published until
+    /// every token it signed has expired).
     pub state: String,
+    /// Its lifecycle times.
+    pub times: KeyTimes,
 }
 
 /// Signing keys.
@@ -139,10 +155,15 @@ pub trait KeyStore: Send + Sync {
     /// Inserts `key` as current unless one exists, under a lock so that replicas starting
     /// together end up with one key. True if inserted.
     async fn insert_if_no_current(&self, key: NewKey) -> Result<bool, StoreError>;
-    /// Every published key, newest first.
+    /// Every published key (`next`, `current`, `retired`), newest first.
     async fn load(&self) -> Result<Vec<StoredKey>, StoreError>;
-    /// Makes `key` current; the previous current key is retired but stays published.
-    async fn rotate(&self, key: NewKey) -> Result<(), StoreError>;
+    /// Adds `key` as the `next` key, to become current at `activate_after`, unless a next key is
+    /// already pending (false).
+    async fn add_next(&self, key: NewKey, activate_after: i64) -> Result<bool, StoreError>;
+    /// Moves the lifecycle on, atomically and under the store's lock: a `next` key due at `now`
+    /// becomes `current` and the current one `retired` until `now + retire_for`; retired keys
+    /// past their time are deleted. True if anything changed.
+    async fn advance(&self, now: i64, retire_for: i64) -> Result<bool, StoreError>;
     /// Replaces a key's stored private bytes (sealing it, or re-sealing it under another
     /// key-encryption key) if they are still `old`; true if replaced.
     async fn reseal(

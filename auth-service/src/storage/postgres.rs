@@ -11,7 +11,8 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{
-    CreateUserError, KeyStore, NewUser, StoreError, StoredKey, User, UserCursor, UserStore,
+    CreateUserError, KeyStore, KeyTimes, NewUser, StoreError, StoredKey, User, UserCursor,
+    UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -22,8 +23,14 @@ const LOCK_KEYS: i64 = 0x6175_7468_0000_0002;
 const LOCK_BOOTSTRAP: i64 = 0x6175_7468_0000_0003;
 
 /// Embedded migrations: (version, name, SQL). Append only.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "key_lifecycle",
+        include_str!("../../migrations/0002_key_lifecycle.sql"),
+    ),
+];
 
 const USER_COLUMNS: &str =
     "id, username, email, roles, disabled, tokens_not_before, created_at, updated_at";
@@ -521,8 +528,10 @@ impl KeyStore for PgStore {
                 .client()
                 .await?
                 .query(
-                    "SELECT kid, format_version, private_key, state FROM signing_keys
-                     WHERE state IN ('current', 'retired') ORDER BY created_at DESC, kid",
+                    "SELECT kid, format_version, private_key, state, activate_after, remove_after,
+                       extract(epoch FROM created_at)::bigint AS created,
+                       extract(epoch FROM activated_at)::bigint AS activated
+                     FROM signing_keys ORDER BY created_at DESC, kid",
                     &[],
                 )
                 .await?;
@@ -533,6 +542,12 @@ impl KeyStore for PgStore {
                         format_version: r.try_get("format_version")?,
                         private: r.try_get::<_, Vec<u8>>("private_key")?.into(),
                         state: r.try_get("state")?,
+                        times: KeyTimes {
+                            created_at: r.try_get("created")?,
+                            activated_at: r.try_get("activated")?,
+                            activate_after: r.try_get("activate_after")?,
+                            remove_after: r.try_get("remove_after")?,
+                        },
                     })
                 })
                 .collect()
@@ -540,19 +555,63 @@ impl KeyStore for PgStore {
         .await
     }
 
-    async fn rotate(&self, key: NewKey) -> Result<(), StoreError> {
+    async fn add_next(&self, key: NewKey, activate_after: i64) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEYS])
             .await?;
+        if tx
+            .query_opt("SELECT 1 FROM signing_keys WHERE state = 'next'", &[])
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        insert_key(&tx, &key, "next").await?;
         tx.execute(
-            "UPDATE signing_keys SET state = 'retired', retired_at = now() WHERE state = 'current'",
-            &[],
+            "UPDATE signing_keys SET activate_after = $2, activated_at = NULL WHERE kid = $1",
+            &[&key.kid, &activate_after],
         )
         .await?;
-        insert_key(&tx, &key, "current").await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    async fn advance(&self, now: i64, retire_for: i64) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEYS])
+            .await?;
+        let mut changed = false;
+        let due = tx
+            .query_opt(
+                "SELECT kid FROM signing_keys WHERE state = 'next' AND activate_after <= $1",
+                &[&now],
+            )
+            .await?;
+        if let Some(row) = due {
+            let kid: String = row.try_get(0)?;
+            tx.execute(
+                "UPDATE signing_keys SET state = 'retired', retired_at = now(), remove_after = $1
+                 WHERE state = 'current'",
+                &[&(now + retire_for)],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE signing_keys SET state = 'current', activated_at = now() WHERE kid = $1",
+                &[&kid],
+            )
+            .await?;
+            changed = true;
+        }
+        let removed = tx
+            .execute(
+                "DELETE FROM signing_keys WHERE state = 'retired' AND remove_after IS NOT NULL AND remove_after <= $1",
+                &[&now],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(changed || removed > 0)
     }
 
     async fn reseal(

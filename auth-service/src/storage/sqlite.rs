@@ -20,9 +20,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    CreateUserError, FeedFollower, FeedState, KeyStore, NewSession, NewUser, RateLimitStore,
-    RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore, StoreError, StoredKey,
-    User, UserCursor, UserStore,
+    CreateUserError, FeedFollower, FeedState, KeyStore, KeyTimes, NewSession, NewUser,
+    RateLimitStore, RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore,
+    StoreError, StoredKey, User, UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -49,7 +49,10 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     public_jwk      TEXT    NOT NULL,
     state           TEXT    NOT NULL CHECK (state IN ('next', 'current', 'retired')),
     created_at_us   INTEGER NOT NULL,
-    retired_at_us   INTEGER
+    activated_at_us INTEGER,
+    retired_at_us   INTEGER,
+    activate_after  INTEGER,
+    remove_after    INTEGER
 );
 CREATE TABLE IF NOT EXISTS service_state (
     key    TEXT PRIMARY KEY,
@@ -638,7 +641,7 @@ impl KeyStore for SqliteStore {
             if exists {
                 return Ok(false);
             }
-            insert_key(tx, &key)?;
+            insert_key(tx, &key, "current")?;
             Ok(true)
         })
         .await
@@ -648,8 +651,9 @@ impl KeyStore for SqliteStore {
         self.tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT kid, format_version, private_key, state FROM signing_keys
-                     WHERE state IN ('current', 'retired') ORDER BY created_at_us DESC, kid",
+                    "SELECT kid, format_version, private_key, state, created_at_us, activated_at_us,
+                       activate_after, remove_after
+                     FROM signing_keys ORDER BY created_at_us DESC, kid",
                 )
                 .map_err(db)?;
             let rows = stmt
@@ -659,6 +663,12 @@ impl KeyStore for SqliteStore {
                         format_version: r.get(1)?,
                         private: r.get::<_, Vec<u8>>(2)?.into(),
                         state: r.get(3)?,
+                        times: KeyTimes {
+                            created_at: r.get::<_, i64>(4)? / 1_000_000,
+                            activated_at: r.get::<_, Option<i64>>(5)?.map(|us| us / 1_000_000),
+                            activate_after: r.get(6)?,
+                            remove_after: r.get(7)?,
+                        },
                     })
                 })
                 .map_err(db)?;
@@ -667,14 +677,61 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn rotate(&self, key: NewKey) -> Result<(), StoreError> {
+    async fn add_next(&self, key: NewKey, activate_after: i64) -> Result<bool, StoreError> {
         self.tx(move |tx| {
+            let pending = tx
+                .query_row("SELECT 1 FROM signing_keys WHERE state = 'next'", [], |_| {
+                    Ok(())
+                })
+                .optional()
+                .map_err(db)?
+                .is_some();
+            if pending {
+                return Ok(false);
+            }
+            insert_key(tx, &key, "next")?;
             tx.execute(
-                "UPDATE signing_keys SET state = 'retired', retired_at_us = ?1 WHERE state = 'current'",
-                [now_us()],
+                "UPDATE signing_keys SET activate_after = ?2, activated_at_us = NULL WHERE kid = ?1",
+                params![key.kid, activate_after],
             )
             .map_err(db)?;
-            insert_key(tx, &key)
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn advance(&self, now: i64, retire_for: i64) -> Result<bool, StoreError> {
+        self.tx(move |tx| {
+            let due: Option<String> = tx
+                .query_row(
+                    "SELECT kid FROM signing_keys WHERE state = 'next' AND activate_after <= ?1",
+                    [now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let mut changed = false;
+            if let Some(kid) = due {
+                tx.execute(
+                    "UPDATE signing_keys SET state = 'retired', retired_at_us = ?1, remove_after = ?2
+                     WHERE state = 'current'",
+                    params![now_us(), now + retire_for],
+                )
+                .map_err(db)?;
+                tx.execute(
+                    "UPDATE signing_keys SET state = 'current', activated_at_us = ?2 WHERE kid = ?1",
+                    params![kid, now_us()],
+                )
+                .map_err(db)?;
+                changed = true;
+            }
+            let removed = tx
+                .execute(
+                    "DELETE FROM signing_keys WHERE state = 'retired' AND remove_after IS NOT NULL AND remove_after <= ?1",
+                    [now],
+                )
+                .map_err(db)?;
+            Ok(changed || removed > 0)
         })
         .await
     }
@@ -701,17 +758,21 @@ impl KeyStore for SqliteStore {
     }
 }
 
-fn insert_key(tx: &Connection, key: &NewKey) -> Result<(), StoreError> {
+fn insert_key(tx: &Connection, key: &NewKey, state: &str) -> Result<(), StoreError> {
     let jwk = serde_json::to_string(&key.public_jwk).map_err(other)?;
+    let now = now_us();
+    let activated = (state == "current").then_some(now);
     tx.execute(
-        "INSERT INTO signing_keys (kid, format_version, private_key, public_jwk, state, created_at_us)
-         VALUES (?1, ?2, ?3, ?4, 'current', ?5)",
+        "INSERT INTO signing_keys (kid, format_version, private_key, public_jwk, state, created_at_us, activated_at_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             key.kid,
             key.format_version,
             key.private.expose_secret(),
             jwk,
-            now_us()
+            state,
+            now,
+            activated
         ],
     )
     .map_err(db)?;

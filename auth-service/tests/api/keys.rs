@@ -97,7 +97,7 @@ async fn cli(
 }
 
 #[tokio::test]
-async fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_published() {
+async fn keys_rotate_now_adds_a_signing_key_and_keeps_the_old_one_published() {
     let app = TestApp::builder()
         .env("AUTH_KEY_RELOAD_INTERVAL", "1")
         .spawn()
@@ -107,7 +107,7 @@ async fn keys_rotate_adds_a_signing_key_and_keeps_the_old_one_published() {
         .as_str()
         .unwrap()
         .to_owned();
-    let out = cli(&app.env, &["keys", "rotate"]).await;
+    let out = cli(&app.env, &["keys", "rotate", "--now"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -147,7 +147,7 @@ async fn a_token_from_a_key_this_replica_has_not_loaded_triggers_a_reload() {
         .env("AUTH_KEY_RELOAD_INTERVAL", "3600")
         .spawn()
         .await;
-    let out = cli(&a.env, &["keys", "rotate"]).await;
+    let out = cli(&a.env, &["keys", "rotate", "--now"]).await;
     assert!(out.status.success());
     // A replica started after the rotation signs with the new key; `a` has not reloaded yet.
     let b = TestApp::builder().sharing(&a).spawn().await;
@@ -194,4 +194,75 @@ async fn config_command_prints_settings_without_secrets() {
     assert_eq!(v["bootstrap_admin"]["password"], "[redacted]");
     assert!(!text.contains(crate::helpers::PASSWORD));
     assert!(v["database_url"].as_str().unwrap().contains("[redacted]@"));
+}
+
+/// A scheduled rotation publishes the new key first; it signs only after the lead time, then the
+/// old key stays published until its tokens have expired, and is removed after.
+#[tokio::test]
+async fn a_rotation_publishes_before_use_and_removes_the_old_key_after_its_tokens_expire() {
+    let app = TestApp::builder()
+        .with_admin()
+        .env("AUTH_KEY_RELOAD_INTERVAL", "1")
+        .env("AUTH_JWKS_MAX_AGE", "1")
+        .env("AUTH_KEY_ROTATION_LEAD", "2")
+        .env("AUTH_ACCESS_TOKEN_TTL", "2")
+        .env("AUTH_LEEWAY", "0")
+        .spawn()
+        .await;
+    let admin = app.admin_tokens().await;
+    let old_kid = header(&admin.access_token)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .client
+        .post(app.url("/v1/admin/keys/rotate"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let body: Value = res.json().await.unwrap();
+    let new_kid = body["kid"].as_str().unwrap().to_owned();
+    // Published at once, not signing yet; a second rotation is refused while this one waits.
+    assert_eq!(kids(&app).await.len(), 2);
+    let t = app.login("root", crate::helpers::PASSWORD).await;
+    assert_eq!(header(&t.access_token)["kid"], old_kid.as_str());
+    let again = app
+        .client
+        .post(app.url("/v1/admin/keys/rotate"))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let listed: Value = app
+        .get("/v1/admin/keys", Some(&t.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["keys"][0]["state"], "next");
+    assert!(listed["keys"][0].get("private").is_none());
+    // After the lead time the new key signs.
+    let mut signing = String::new();
+    for _ in 0..60 {
+        let t = app.login("root", crate::helpers::PASSWORD).await;
+        signing = header(&t.access_token)["kid"].as_str().unwrap().to_owned();
+        if signing == new_kid {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(signing, new_kid);
+    // The old key stays published while its tokens may live, then is removed.
+    let mut published = kids(&app).await;
+    for _ in 0..60 {
+        published = kids(&app).await;
+        if published.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(published, vec![new_kid]);
 }

@@ -216,7 +216,7 @@ pub async fn users_are_listed_in_creation_order_by_keyset_pages(s: &Stores) {
     assert_eq!(seen, ids);
 }
 
-pub async fn one_current_key_and_rotation_retires_the_previous(s: &Stores) {
+pub async fn keys_move_from_next_to_current_to_retired_to_removed(s: &Stores) {
     assert!(!s.keys.has_current().await.unwrap());
     let first = SigningKey::generate(2048).unwrap();
     let first_kid = first.kid.clone();
@@ -229,18 +229,51 @@ pub async fn one_current_key_and_rotation_retires_the_previous(s: &Stores) {
             .unwrap()
     );
     tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = shared::unix_now();
     let second = SigningKey::generate(2048).unwrap();
     let second_kid = second.kid.clone();
-    s.keys.rotate(second).await.unwrap();
-    let keys = s.keys.load().await.unwrap();
-    assert_eq!(keys.len(), 2);
-    assert_eq!(
-        (keys[0].kid.as_str(), keys[0].state.as_str()),
-        (second_kid.as_str(), "current")
+    // Published as next, not signing until its time.
+    assert!(s.keys.add_next(second, now + 100).await.unwrap());
+    assert!(
+        !s.keys
+            .add_next(SigningKey::generate(2048).unwrap(), now + 100)
+            .await
+            .unwrap(),
+        "one pending rotation at a time"
     );
+    let states = |keys: &[auth_service::storage::StoredKey]| {
+        keys.iter()
+            .map(|k| (k.kid.clone(), k.state.clone()))
+            .collect::<Vec<_>>()
+    };
+    let keys = s.keys.load().await.unwrap();
     assert_eq!(
-        (keys[1].kid.as_str(), keys[1].state.as_str()),
-        (first_kid.as_str(), "retired")
+        states(&keys),
+        vec![
+            (second_kid.clone(), "next".into()),
+            (first_kid.clone(), "current".into())
+        ]
+    );
+    assert_eq!(keys[0].times.activate_after, Some(now + 100));
+    assert!(!s.keys.advance(now + 99, 50).await.unwrap(), "not due yet");
+    // Due: next becomes current, current retires until now + 100 + 50.
+    assert!(s.keys.advance(now + 100, 50).await.unwrap());
+    let keys = s.keys.load().await.unwrap();
+    assert_eq!(
+        states(&keys),
+        vec![
+            (second_kid.clone(), "current".into()),
+            (first_kid.clone(), "retired".into())
+        ]
+    );
+    assert_eq!(keys[1].times.remove_after, Some(now + 150));
+    assert!(keys[0].times.activated_at.is_some());
+    assert!(!s.keys.advance(now + 149, 50).await.unwrap());
+    // Past its time the retired key is removed: no longer published.
+    assert!(s.keys.advance(now + 150, 50).await.unwrap());
+    assert_eq!(
+        states(&s.keys.load().await.unwrap()),
+        vec![(second_kid, "current".into())]
     );
 }
 

@@ -118,7 +118,7 @@ conformance!(
     the_bootstrap_admin_goes_only_into_an_empty_table_once,
     changes_that_revoke_raise_tokens_not_before,
     users_are_listed_in_creation_order_by_keyset_pages,
-    one_current_key_and_rotation_retires_the_previous,
+    keys_move_from_next_to_current_to_retired_to_removed,
     refresh_rotation_reuse_and_grace,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
     the_absolute_session_limit_is_never_extended,

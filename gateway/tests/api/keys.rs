@@ -34,14 +34,8 @@ async fn a_new_signing_key_is_picked_up_through_the_unknown_kid_path() {
         &s.metrics().await,
         "gateway_jwks_unknown_kid_refetches_total",
     );
-    let new_kid = auth_service::crypto::keys::KeyManager::rotate(
-        s.auth.state.key_store.as_ref(),
-        2048,
-        s.auth.state.keys.kek(),
-    )
-    .await
-    .unwrap();
-    s.auth.state.keys.reload().await.unwrap();
+    // An immediate (emergency) rotation: the gateway has never seen the key.
+    let (new_kid, _) = s.auth.state.rotate_keys(true).await.unwrap().unwrap();
     let fresh = s.auth.login("judy").await;
     let header: serde_json::Value = serde_json::from_slice(
         &shared::jws::b64_decode(fresh.access_token.split('.').next().unwrap()).unwrap(),
@@ -307,14 +301,8 @@ async fn keys_are_refreshed_on_the_cache_interval_without_an_unknown_kid() {
             .unwrap()
     };
     assert_eq!(metric(&m().await, "gateway_jwks_keys"), 1.0);
-    auth_service::crypto::keys::KeyManager::rotate(
-        auth.state.key_store.as_ref(),
-        2048,
-        auth.state.keys.kek(),
-    )
-    .await
-    .unwrap();
-    auth.state.keys.reload().await.unwrap();
+    // A scheduled rotation publishes the next key before it signs.
+    auth.state.rotate_keys(false).await.unwrap().unwrap();
     let mut keys = 0.0;
     for _ in 0..40 {
         keys = metric(&m().await, "gateway_jwks_keys");

@@ -15,5 +15,6 @@ mod keys;
 mod paths;
 mod process;
 mod revocation;
+mod rotation;
 mod streaming;
 mod websocket;
