@@ -102,6 +102,27 @@ CREATE TABLE IF NOT EXISTS rate_limits (
 );
 "#;
 
+/// Columns added after the first embedded schema: files made before them gain them here.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("signing_keys", "activated_at_us", "INTEGER"),
+    ("signing_keys", "activate_after", "INTEGER"),
+    ("signing_keys", "remove_after", "INTEGER"),
+];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let exists = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists([column])?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The SQLite store. Clones share the connection's thread.
@@ -347,6 +368,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         // The file holds password hashes and private keys: owner only.
         #[cfg(unix)]
         {
@@ -1198,5 +1220,37 @@ impl RateLimitStore for SqliteStore {
             ))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_made_before_the_key_lifecycle_gain_its_columns() {
+        let dir = std::env::temp_dir().join(format!("sqlite-old-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("auth.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL DEFAULT 'RS256',
+                 format_version INTEGER NOT NULL, private_key BLOB NOT NULL, public_jwk TEXT NOT NULL,
+                 state TEXT NOT NULL, created_at_us INTEGER NOT NULL, retired_at_us INTEGER);",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path, 30, 100).unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        for (_, column, _) in ADDED_COLUMNS {
+            let exists = conn
+                .prepare("SELECT 1 FROM pragma_table_info('signing_keys') WHERE name = ?1")
+                .unwrap()
+                .exists([column])
+                .unwrap();
+            assert!(exists, "{column}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -266,3 +266,29 @@ async fn a_rotation_publishes_before_use_and_removes_the_old_key_after_its_token
     }
     assert_eq!(published, vec![new_kid]);
 }
+
+/// With AUTH_KEY_ROTATION_INTERVAL, replicas rotate by themselves: a next key is published once
+/// the current one is old enough, and signs after the lead time.
+#[tokio::test]
+async fn keys_rotate_on_a_schedule() {
+    let app = TestApp::builder()
+        .env("AUTH_KEY_RELOAD_INTERVAL", "1")
+        .env("AUTH_JWKS_MAX_AGE", "1")
+        .env("AUTH_KEY_ROTATION_LEAD", "2")
+        .env("AUTH_KEY_ROTATION_INTERVAL", "3")
+        .spawn()
+        .await;
+    let (name, t) = app.new_user().await;
+    let first = header(&t.access_token)["kid"].as_str().unwrap().to_owned();
+    let mut signing = first.clone();
+    for _ in 0..100 {
+        let t = app.login(&name, crate::helpers::PASSWORD).await;
+        signing = header(&t.access_token)["kid"].as_str().unwrap().to_owned();
+        if signing != first {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_ne!(signing, first, "a scheduled rotation happened");
+    assert!(kids(&app).await.contains(&signing));
+}
