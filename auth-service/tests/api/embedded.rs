@@ -84,6 +84,21 @@ async fn a_restarted_embedded_service_finds_users_keys_sessions_and_revocations(
         .await
         .unwrap();
     assert_eq!(users["users"].as_array().unwrap().len(), 3, "{users}");
+    // No private key is stored in plaintext in the file either.
+    let conn = rusqlite::Connection::open(dir.0.join("auth.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT format_version, private_key FROM signing_keys")
+        .unwrap();
+    let keys: Vec<(i32, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(keys.len(), 1);
+    for (format, private) in keys {
+        assert_eq!(format, auth_service::crypto::keys::FORMAT_PKCS8_SEALED);
+        assert!(aws_lc_rs::rsa::KeyPair::from_pkcs8(&private).is_err());
+    }
     // The database file is private to the service's user.
     #[cfg(unix)]
     {
