@@ -54,6 +54,7 @@ pub async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body({
             let mut text = gw.metrics.render(gw.keys.age());
+            crate::metrics::render_key_ages(&mut text, &gw.keys.key_ages());
             if let Some(r) = &gw.revocations {
                 r.render_metrics(&mut text);
             }

@@ -56,6 +56,8 @@ pub struct KeyManager {
     metadata: std::sync::Mutex<Option<Metadata>>,
     refetch: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
+    /// When each held key was first seen (for the key-age metric).
+    first_seen: std::sync::Mutex<std::collections::HashMap<String, std::time::SystemTime>>,
     last_error: std::sync::Mutex<Option<String>>,
     metrics: Arc<Metrics>,
     client: crate::upstream::Client,
@@ -93,6 +95,7 @@ impl KeyManager {
             metadata: std::sync::Mutex::new(None),
             refetch: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            first_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             last_error: std::sync::Mutex::new(None),
             metrics,
             client: crate::upstream::client(tls, settings.jwks.fetch_timeout),
@@ -112,6 +115,20 @@ impl KeyManager {
             .load()
             .as_ref()
             .map(|s| s.fetched_at.elapsed())
+    }
+
+    /// Each held key and how long since this gateway first saw it (newest first).
+    pub fn key_ages(&self) -> Vec<(String, Duration)> {
+        let seen = self
+            .first_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ages: Vec<(String, Duration)> = seen
+            .iter()
+            .map(|(kid, at)| (kid.clone(), at.elapsed().unwrap_or_default()))
+            .collect();
+        ages.sort_by_key(|(_, age)| *age);
+        ages
     }
 
     /// The last fetch error, if the last fetch failed.
@@ -320,6 +337,17 @@ impl KeyManager {
             g
         };
         self.metrics.set_keys(keys.len());
+        {
+            let mut seen = self
+                .first_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.retain(|kid, _| keys.get(kid).is_some());
+            for kid in keys.kids() {
+                seen.entry(kid.to_owned())
+                    .or_insert_with(std::time::SystemTime::now);
+            }
+        }
         self.snapshot.store(Some(Arc::new(KeySnapshot {
             keys,
             generation,

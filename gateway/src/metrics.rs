@@ -229,3 +229,24 @@ impl Metrics {
         out
     }
 }
+
+/// `gateway_jwks_key_age_seconds{kid}`: how long each held key has been known here (a rotation
+/// shows as a new, young kid; a removed key disappears).
+pub fn render_key_ages(out: &mut String, ages: &[(String, Duration)]) {
+    let _ = writeln!(
+        out,
+        "# HELP gateway_jwks_key_age_seconds Seconds since this gateway first saw each verifying key."
+    );
+    let _ = writeln!(out, "# TYPE gateway_jwks_key_age_seconds gauge");
+    for (kid, age) in ages {
+        let kid = kid
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "gateway_jwks_key_age_seconds{{kid=\"{kid}\"}} {:.3}",
+            age.as_secs_f64()
+        );
+    }
+}

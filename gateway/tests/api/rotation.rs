@@ -193,4 +193,11 @@ async fn two_rotations_under_traffic_fail_no_request() {
         !jwks.to_string().contains(&first_kid),
         "the removed key is no longer published"
     );
+    // Key ages: the current keys are listed, the removed one is gone.
+    let m = metrics(&g1.admin).await;
+    assert!(
+        m.contains(&format!("gateway_jwks_key_age_seconds{{kid=\"{third}\"}}")),
+        "{m}"
+    );
+    assert!(!m.contains(&format!("kid=\"{first_kid}\"")), "{m}");
 }
