@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 
 eval "$(bash scripts/services.sh)"
 
-# The interop test verifies our tokens with a JWT library that is not ours (PyJWT).
+# The interop tests use libraries that are not ours: PyJWT verifies our tokens, and the
+# Prometheus client's parser reads our /metrics.
 venv=target/interop-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
-  echo "test: preparing $venv (PyJWT)" >&2
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import jwt, cryptography, prometheus_client' 2>/dev/null; then
+  echo "test: preparing $venv (PyJWT, the Prometheus client's text parser)" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'pyjwt[crypto]==2.10.1'
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pyjwt[crypto]==2.10.1' 'prometheus-client==0.21.1'
 fi
 export INTEROP_PYTHON="$PWD/$venv/bin/python"
 

@@ -53,6 +53,8 @@ pub struct BootstrapAdmin {
 pub struct Settings {
     /// `AUTH_LISTEN`.
     pub listen: SocketAddr,
+    /// `AUTH_ADMIN_LISTEN`: `/metrics` (and `/healthz`, `/readyz`) on a listener of their own.
+    pub admin_listen: Option<SocketAddr>,
     /// `AUTH_ISSUER`, without a trailing slash.
     pub issuer: String,
     /// `AUTH_DATABASE_URL` (`postgres://…`); unset: the embedded SQLite store.
@@ -438,8 +440,16 @@ impl Settings {
             return err("AUTH_FEED_RETENTION must be at least 100");
         }
 
+        let admin_listen = match src.var("AUTH_ADMIN_LISTEN") {
+            None => None,
+            Some(v) => Some(
+                v.parse()
+                    .or_else(|_| err(format!("AUTH_ADMIN_LISTEN: cannot parse {v:?}")))?,
+            ),
+        };
         let settings = Settings {
             listen,
+            admin_listen,
             issuer,
             database_url,
             data_dir,
@@ -532,6 +542,7 @@ impl Settings {
         let redact = |s: &Option<SecretString>| s.as_ref().map(|v| redact_url(v.expose_secret()));
         json!({
             "listen": self.listen.to_string(),
+            "admin_listen": self.admin_listen.map(|a| a.to_string()),
             "issuer": self.issuer,
             "database_url": redact(&self.database_url),
             "store": if self.database_url.is_some() { "postgres+redis".to_owned() } else { format!("embedded ({})", self.data_dir.join("auth.db").display()) },

@@ -60,6 +60,11 @@ impl Hub {
         self.tx.subscribe()
     }
 
+    /// Feed connections open now.
+    pub fn connections(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Ends every feed connection (at shutdown: they would otherwise hold it up until its
     /// timeout); gateways reconnect to another replica and resume.
     pub fn close(&self) {

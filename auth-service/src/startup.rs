@@ -15,6 +15,8 @@ use crate::{error, routes, telemetry};
 /// A built, bound, not yet running service.
 pub struct Application {
     port: u16,
+    admin_port: Option<u16>,
+    admin: Option<Server>,
     server: Server,
     state: web::Data<AppState>,
 }
@@ -63,9 +65,30 @@ impl Application {
         .shutdown_timeout(shutdown)
         .listen(listener)?
         .run();
-        tracing::info!(port, "listening");
+        let (admin, admin_port) = match state.settings.admin_listen {
+            None => (None, None),
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (AUTH_ADMIN_LISTEN)"))?;
+                let admin_port = listener.local_addr()?.port();
+                let data = state.clone();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .configure(routes::health::configure_admin)
+                })
+                .workers(1)
+                .shutdown_timeout(shutdown)
+                .listen(listener)?
+                .run();
+                (Some(server), Some(admin_port))
+            }
+        };
+        tracing::info!(port, admin_port, "listening");
         Ok(Application {
             port,
+            admin_port,
+            admin,
             server,
             state,
         })
@@ -74,6 +97,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin port (`AUTH_ADMIN_LISTEN`), when configured.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
     }
 
     /// The shared state (tests inspect it).
@@ -125,7 +153,15 @@ impl Application {
             }
             hub_for_signals.close();
         });
+        let admin = self.admin.map(|a| {
+            let handle = a.handle();
+            (handle, tokio::spawn(a))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = admin {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         signals.abort();
         reload.abort();
         if let Some(hub) = hub {

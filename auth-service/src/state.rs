@@ -47,6 +47,8 @@ pub struct AppState {
     pub issuance: Issuance,
     /// Rate-limit counters.
     pub rate_limits: Arc<dyn RateLimitStore>,
+    /// Prometheus counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
     access_verifier: Verifier,
     refresh_verifier: Verifier,
     backend: Backend,
@@ -228,6 +230,7 @@ impl AppState {
             revocations: stores.revocations,
             feed: stores.feed,
             rate_limits: stores.rate_limits,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             hub: crate::feed::Hub::default(),
             keys: Arc::new(keys),
             hasher: Arc::new(hasher),
@@ -304,6 +307,27 @@ impl AppState {
         Ok(())
     }
 
+    /// The Prometheus text of this process's metrics.
+    pub async fn render_metrics(&self) -> String {
+        let now = shared::unix_now();
+        let keys = self
+            .key_store
+            .load()
+            .await
+            .map(|keys| {
+                keys.into_iter()
+                    .map(|k| (k.kid, k.state, now - k.times.created_at))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.metrics.render(&crate::metrics::Gauges {
+            argon2_queue: self.hasher.queue_depth(),
+            argon2_verifications: self.hasher.verifications(),
+            keys,
+            feed_connections: self.hub.connections(),
+        })
+    }
+
     /// True on the embedded (SQLite) store.
     pub fn embedded(&self) -> bool {
         matches!(self.backend, Backend::Embedded)
@@ -327,11 +351,15 @@ impl AppState {
 
     /// Verifies an access token and checks the revocation list.
     pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        let claims: AccessClaims = self
-            .verify(&self.access_verifier, token)
-            .await
-            .map_err(|e| ApiError::Unauthorized(BearerError::InvalidToken(describe(&e))))?;
+        let claims: AccessClaims =
+            self.verify(&self.access_verifier, token)
+                .await
+                .map_err(|e| {
+                    self.metrics.verify_failure(e.reason());
+                    ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
+                })?;
         if self.revocations.is_revoked(&claims).await? {
+            self.metrics.verify_failure("revoked");
             return Err(ApiError::Unauthorized(BearerError::InvalidToken(
                 "the token has been revoked",
             )));
@@ -437,6 +465,7 @@ impl AppState {
         let refresh_token = key
             .sign(shared::claims::REFRESH_TOKEN_TYPE, &refresh)
             .map_err(StoreError::Other)?;
+        self.metrics.issued_pair();
         Ok(TokenPair {
             access_token,
             token_type: "Bearer",

@@ -81,7 +81,19 @@ pub async fn request_context(
         res.headers_mut()
             .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
     }
-    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = start.elapsed();
+    if let Some(state) = res
+        .request()
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+    {
+        // The route's pattern (`/v1/admin/users/{id}`), so ids do not make new series.
+        let pattern = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        state.metrics.request(&pattern, status.as_u16(), elapsed);
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let _enter = span.enter();
     if path == "/healthz" || path == "/readyz" {
         tracing::debug!(target: "access", method, path, status = status.as_u16(), latency_ms, peer, "request");

@@ -37,3 +37,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     res.insert_header(("cache-control", "no-store")).json(body)
 }
+
+/// Prometheus text format (on `AUTH_ADMIN_LISTEN`).
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.render_metrics().await)
+}
+
+/// The admin listener's routes.
+pub fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}

@@ -29,6 +29,28 @@ pub async fn login(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
+    let result = attempt(&req, payload, &state).await;
+    state.metrics.login(match &result {
+        Ok(_) => "success",
+        Err(OAuthError::InvalidGrant(_)) => "invalid_credentials",
+        Err(
+            OAuthError::InvalidRequest(_)
+            | OAuthError::InvalidScope(_)
+            | OAuthError::UnsupportedMediaType(_)
+            | OAuthError::PayloadTooLarge(_),
+        ) => "invalid_request",
+        Err(OAuthError::TemporarilyUnavailable(_)) => "unavailable",
+        Err(_) => "error",
+    });
+    result
+}
+
+async fn attempt(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let req = req.clone();
     let body: LoginRequest = parse_body(
         &req,
         payload,

@@ -2,7 +2,7 @@
 
 mod admin;
 mod feed;
-mod health;
+pub mod health;
 mod login;
 mod revoke;
 mod token;

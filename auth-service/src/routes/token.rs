@@ -89,6 +89,7 @@ pub async fn token(
             refresh_exp,
             abs_exp,
         } => {
+            state.metrics.refresh("rotated");
             let grant = Grant {
                 sid: &sid,
                 client_id: &claims.client_id,
@@ -105,13 +106,20 @@ pub async fn token(
                 .await?
                 .response())
         }
-        Rotation::Grace => Err(OAuthError::InvalidGrant(
-            "the refresh token was already used",
-        )),
+        Rotation::Grace => {
+            state.metrics.refresh("grace");
+            Err(OAuthError::InvalidGrant(
+                "the refresh token was already used",
+            ))
+        }
         Rotation::Reused { sid } => {
+            state.metrics.refresh("reuse_detected");
             tracing::warn!(user_id = %user.id, sid = %sid, "refresh token reuse: session revoked");
             Err(OAuthError::InvalidGrant(INVALID))
         }
-        Rotation::Invalid => Err(OAuthError::InvalidGrant(INVALID)),
+        Rotation::Invalid => {
+            state.metrics.refresh("invalid");
+            Err(OAuthError::InvalidGrant(INVALID))
+        }
     }
 }

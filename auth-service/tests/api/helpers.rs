@@ -96,11 +96,13 @@ impl Builder {
         let (settings, resources, env) = self.settings().await;
         let app = Application::build(settings).await?;
         let port = app.port();
+        let admin = app.admin_port().map(|p| format!("http://127.0.0.1:{p}"));
         let state = app.state();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         Ok(TestApp {
             address: format!("http://127.0.0.1:{port}"),
+            admin,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -120,6 +122,8 @@ impl Builder {
 /// The real service, running.
 pub struct TestApp {
     pub address: String,
+    /// The admin listener, when `AUTH_ADMIN_LISTEN` was set.
+    pub admin: Option<String>,
     pub client: reqwest::Client,
     pub state: web::Data<AppState>,
     pub handle: ServerHandle,

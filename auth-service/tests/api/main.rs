@@ -17,6 +17,7 @@ mod helpers;
 mod interop;
 mod keys;
 mod login;
+mod metrics;
 mod outage;
 mod process;
 mod refresh;

@@ -12,6 +12,7 @@ mod errors;
 mod forwarding;
 mod helpers;
 mod keys;
+mod metrics;
 mod paths;
 mod process;
 mod revocation;
