@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use auth_service::configuration::Settings;
 use auth_service::crypto::keys::KeyManager;
 use auth_service::startup::Application;
-use auth_service::{state, telemetry};
+use auth_service::{cli, state, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,6 +30,57 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Manage users (through the same stores and revocation paths as the admin API).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    Create {
+        /// Username.
+        username: String,
+        /// Give the admin role too.
+        #[arg(long)]
+        admin: bool,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Roles (repeatable; default: AUTH_DEFAULT_ROLES).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Replace a user's roles (their access tokens are revoked).
+    SetRoles {
+        /// Username or id.
+        user: String,
+        /// The new roles.
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+    /// Disable a user: no login or refresh; every session ended and token revoked.
+    Disable {
+        /// Username or id.
+        user: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Username or id.
+        user: String,
+    },
+    /// List a user's sessions.
+    Sessions {
+        /// Username or id.
+        user: String,
+    },
+    /// End all of a user's sessions and revoke their tokens.
+    RevokeSessions {
+        /// Username or id.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -48,7 +99,11 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_subscriber("info");
+    match cli.command {
+        None | Some(Command::Serve) => telemetry::init_subscriber("info"),
+        // Admin commands print their result on stdout: their logs go to stderr.
+        Some(_) => telemetry::init_subscriber_stderr("warn"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,6 +133,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
         }
         Command::Config => println!("{}", serde_json::to_string_pretty(&settings.redacted())?),
+        Command::Users { command } => {
+            let state = state::AppState::init(settings).await?;
+            let out = match command {
+                UsersCommand::Create {
+                    username,
+                    admin,
+                    email,
+                    roles,
+                } => {
+                    let password = cli::password_from_stdin()?;
+                    cli::create(&state, &username, email.as_deref(), &roles, admin, password)
+                        .await?
+                }
+                UsersCommand::SetRoles { user, roles } => {
+                    cli::set_roles(&state, &user, &roles).await?
+                }
+                UsersCommand::Disable { user } => cli::set_disabled(&state, &user, true).await?,
+                UsersCommand::Enable { user } => cli::set_disabled(&state, &user, false).await?,
+                UsersCommand::Sessions { user } => cli::sessions(&state, &user).await?,
+                UsersCommand::RevokeSessions { user } => {
+                    cli::revoke_sessions(&state, &user).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
         Command::Keys {
             command: KeysCommand::Rotate { now },
         } => {

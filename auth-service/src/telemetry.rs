@@ -25,6 +25,19 @@ pub fn init_subscriber(default: &str) {
         .try_init();
 }
 
+/// The same JSON logs on standard error, for commands whose standard output is their result.
+pub fn init_subscriber_stderr(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// A request id from upstream is kept if it is short and plain; otherwise we make one.
 fn request_id(req: &ServiceRequest) -> String {
     req.headers()

@@ -9,6 +9,7 @@
 mod admin;
 mod at_rest;
 mod bad_input;
+mod cli;
 mod concurrency;
 mod discovery;
 mod embedded;
