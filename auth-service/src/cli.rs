@@ -98,6 +98,14 @@ pub async fn set_roles(
         exp: state.revoke_until(now),
     };
     state.revocations.revoke(&event, now).await?;
+    state
+        .audit(
+            Some(&u.id.to_string()),
+            "roles_changed",
+            Some("cli"),
+            json!({"roles": u.roles}),
+        )
+        .await;
     Ok(view(&u))
 }
 
@@ -120,6 +128,10 @@ pub async fn set_disabled(
             .revoke_user(&u.id.to_string(), u.tokens_not_before, now)
             .await?;
     }
+    let kind = if disabled { "disabled" } else { "enabled" };
+    state
+        .audit(Some(&u.id.to_string()), kind, Some("cli"), json!({}))
+        .await;
     Ok(view(&u))
 }
 
@@ -143,5 +155,13 @@ pub async fn revoke_sessions(state: &AppState, who: &str) -> anyhow::Result<serd
         .await?
         .ok_or_else(|| anyhow::anyhow!("the user vanished"))?;
     let ended = state.revoke_user(&user.id.to_string(), nb, now).await?;
+    state
+        .audit(
+            Some(&user.id.to_string()),
+            "sessions_revoked",
+            Some("cli"),
+            json!({"sessions_ended": ended}),
+        )
+        .await;
     Ok(json!({"user": view(&user), "sessions_ended": ended}))
 }

@@ -178,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store
                 .advance(t, settings.access_ttl + settings.leeway + reload)
                 .await?;
+            tracing::info!(target: "audit", kind = "key_rotation", actor = "cli", kid = %kid, activates_at = at, immediately = now, "audit");
             println!("{kid}");
             eprintln!(
                 "new signing key {kid}: published now, signing {}; replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",

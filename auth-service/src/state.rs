@@ -16,8 +16,8 @@ use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
-    CreateUserError, KeyStore, NewSession, NewUser, RateLimitStore, RevocationFeed,
-    RevocationStore, SessionStore, StoreError, User, UserStore,
+    AuditEvent, AuditStore, CreateUserError, KeyStore, NewSession, NewUser, RateLimitStore,
+    RevocationFeed, RevocationStore, SessionStore, StoreError, User, UserStore,
 };
 use crate::tokens::{Grant, Issuance, TokenPair};
 
@@ -49,6 +49,8 @@ pub struct AppState {
     pub rate_limits: Arc<dyn RateLimitStore>,
     /// Prometheus counters.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Recent audit events per user.
+    pub audit_store: Arc<dyn AuditStore>,
     access_verifier: Verifier,
     refresh_verifier: Verifier,
     backend: Backend,
@@ -74,6 +76,7 @@ impl std::fmt::Debug for AppState {
 
 /// The stores other than the key store, as one backend provides them.
 struct Stores {
+    audit: Arc<dyn AuditStore>,
     users: Arc<dyn UserStore>,
     sessions: Arc<dyn SessionStore>,
     revocations: Arc<dyn RevocationStore>,
@@ -160,6 +163,7 @@ impl AppState {
                 settings,
                 Arc::clone(&store) as Arc<dyn KeyStore>,
                 Stores {
+                    audit: Arc::clone(&store) as Arc<dyn AuditStore>,
                     users: Arc::clone(&store) as Arc<dyn UserStore>,
                     sessions: Arc::clone(&store) as Arc<dyn SessionStore>,
                     revocations: Arc::clone(&store) as Arc<dyn RevocationStore>,
@@ -190,6 +194,7 @@ impl AppState {
         );
         check_redis(&redis, settings.production).await?;
         let stores = Stores {
+            audit: Arc::clone(&redis) as Arc<dyn AuditStore>,
             users: Arc::clone(&pg) as Arc<dyn UserStore>,
             sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
@@ -230,6 +235,7 @@ impl AppState {
             revocations: stores.revocations,
             feed: stores.feed,
             rate_limits: stores.rate_limits,
+            audit_store: stores.audit,
             metrics: Arc::new(crate::metrics::Metrics::default()),
             hub: crate::feed::Hub::default(),
             keys: Arc::new(keys),
@@ -265,6 +271,7 @@ impl AppState {
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
             feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
             rate_limits: Arc::clone(&redis) as Arc<dyn RateLimitStore>,
+            audit_store: Arc::clone(&redis) as Arc<dyn AuditStore>,
             backend: Backend::Shared { pg, redis },
             ..self.clone()
         })
@@ -305,6 +312,35 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// Records an audit event: always on the `audit` log target (the full trail), and among the
+    /// user's recent events when it concerns a user. A store failure is logged, not returned:
+    /// the action it describes has already happened.
+    pub async fn audit(
+        &self,
+        user: Option<&str>,
+        kind: &str,
+        actor: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        tracing::info!(target: "audit", kind, user_id = user, actor, detail = %detail, "audit");
+        let Some(user) = user else { return };
+        let event = AuditEvent {
+            at_ms: i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0),
+            )
+            .unwrap_or(0),
+            kind: kind.to_owned(),
+            actor: actor.map(str::to_owned),
+            detail,
+        };
+        if let Err(e) = self.audit_store.record(user, &event).await {
+            tracing::warn!(error = %e, kind, "could not store an audit event");
+        }
     }
 
     /// The Prometheus text of this process's metrics.

@@ -135,7 +135,14 @@ pub async fn update_user(
             exp: state.revoke_until(now),
         };
         state.revocations.revoke(&event, now).await?;
-        tracing::info!(user_id = %id, by = %admin.0.claims.sub, roles = ?u.roles, "roles changed");
+        state
+            .audit(
+                Some(&id.to_string()),
+                "roles_changed",
+                Some(&admin.0.claims.sub),
+                json!({"roles": u.roles}),
+            )
+            .await;
         user = Some(u);
     }
     if let Some(disabled) = body.disabled {
@@ -148,9 +155,23 @@ pub async fn update_user(
             let ended = state
                 .revoke_user(&id.to_string(), u.tokens_not_before, now)
                 .await?;
-            tracing::info!(user_id = %id, by = %admin.0.claims.sub, sessions_ended = ended, "user disabled");
+            state
+                .audit(
+                    Some(&id.to_string()),
+                    "disabled",
+                    Some(&admin.0.claims.sub),
+                    json!({"sessions_ended": ended}),
+                )
+                .await;
         } else {
-            tracing::info!(user_id = %id, by = %admin.0.claims.sub, "user enabled");
+            state
+                .audit(
+                    Some(&id.to_string()),
+                    "enabled",
+                    Some(&admin.0.claims.sub),
+                    json!({}),
+                )
+                .await;
         }
         user = Some(u);
     }
@@ -181,7 +202,14 @@ pub async fn delete_user(
     if !state.users.delete(id).await? {
         return Err(ApiError::NotFound("no such user".into()));
     }
-    tracing::info!(user_id = %id, by = %admin.0.claims.sub, "user deleted");
+    state
+        .audit(
+            Some(&id.to_string()),
+            "user_deleted",
+            Some(&admin.0.claims.sub),
+            json!({}),
+        )
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -213,7 +241,14 @@ pub async fn end_user_sessions(
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let ended = state.revoke_user(&id.to_string(), nb, now).await?;
-    tracing::info!(user_id = %id, by = %admin.0.claims.sub, sessions_ended = ended, "sessions revoked by admin");
+    state
+        .audit(
+            Some(&id.to_string()),
+            "sessions_revoked",
+            Some(&admin.0.claims.sub),
+            json!({"sessions_ended": ended}),
+        )
+        .await;
     Ok(HttpResponse::Ok().json(json!({"sessions_ended": ended})))
 }
 
@@ -251,7 +286,14 @@ pub async fn rotate_keys(
     let immediately = q.immediately.unwrap_or(false);
     match state.rotate_keys(immediately).await? {
         Some((kid, at)) => {
-            tracing::info!(kid = %kid, activates_at = at, immediately, by = %admin.0.claims.sub, "key rotation");
+            state
+                .audit(
+                    None,
+                    "key_rotation",
+                    Some(&admin.0.claims.sub),
+                    json!({"kid": kid, "activates_at": at, "immediately": immediately}),
+                )
+                .await;
             Ok(HttpResponse::Accepted().json(json!({"kid": kid, "activates_at": at})))
         }
         None => Err(ApiError::Conflict {
@@ -259,4 +301,28 @@ pub async fn rotate_keys(
             detail: "a new key is already published and waiting to sign".into(),
         }),
     }
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/users/{id}/audit[?limit=]`: the user's recent audit events, newest first.
+pub async fn user_audit(
+    req: HttpRequest,
+    _admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: AuditQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let id = user_id(&path)?;
+    let events = state
+        .audit_store
+        .recent(&id.to_string(), q.limit.unwrap_or(50))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({"events": events})))
 }

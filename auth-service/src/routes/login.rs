@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::domain::{LoginPassword, Username};
 use crate::error::OAuthError;
@@ -69,12 +70,35 @@ async fn attempt(
         .hasher
         .verify(password.secret(), found.as_ref().map(|(_, h)| h.as_str()))
         .await?;
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let Some((user, stored_hash)) = found else {
-        tracing::info!(outcome = "unknown_user", "login failed");
+        state
+            .audit(
+                None,
+                "login_failed",
+                None,
+                json!({"reason": "unknown_user", "peer": peer}),
+            )
+            .await;
         return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
     };
     if !verified.ok || user.disabled {
-        tracing::info!(user_id = %user.id, outcome = if user.disabled { "disabled" } else { "bad_password" }, "login failed");
+        let reason = if user.disabled {
+            "disabled"
+        } else {
+            "bad_password"
+        };
+        state
+            .audit(
+                Some(&user.id.to_string()),
+                "login_failed",
+                None,
+                json!({"reason": reason, "peer": peer}),
+            )
+            .await;
         return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
     }
     if verified.needs_rehash {
@@ -99,6 +123,13 @@ async fn attempt(
     let pair = state
         .open_session(&user, &client_id, scope, &super::user_agent(&req), now)
         .await?;
-    tracing::info!(user_id = %user.id, "login succeeded");
+    state
+        .audit(
+            Some(&user.id.to_string()),
+            "login_succeeded",
+            None,
+            json!({"client_id": client_id, "peer": peer}),
+        )
+        .await;
     Ok(pair.response())
 }

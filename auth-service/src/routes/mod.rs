@@ -41,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(patch().to(admin::update_user))
                 .route(delete().to(admin::delete_user)),
         )
+        .service(resource("/v1/admin/users/{id}/audit").route(get().to(admin::user_audit)))
         .service(resource("/v1/admin/keys").route(get().to(admin::list_keys)))
         .service(resource("/v1/admin/keys/rotate").route(post().to(admin::rotate_keys)))
         .service(

@@ -115,6 +115,14 @@ pub async fn token(
         Rotation::Reused { sid } => {
             state.metrics.refresh("reuse_detected");
             tracing::warn!(user_id = %user.id, sid = %sid, "refresh token reuse: session revoked");
+            state
+                .audit(
+                    Some(&user.id.to_string()),
+                    "refresh_reuse",
+                    None,
+                    serde_json::json!({"sid": sid}),
+                )
+                .await;
             Err(OAuthError::InvalidGrant(INVALID))
         }
         Rotation::Invalid => {

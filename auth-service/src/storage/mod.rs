@@ -288,6 +288,34 @@ pub trait RevocationStore: Send + Sync {
     async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, StoreError>;
 }
 
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEvent {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `login_succeeded`, `login_failed`, `refresh_reuse`, `roles_changed`, `disabled`,
+    /// `enabled`, `sessions_revoked`, `user_deleted`, `key_rotation`.
+    pub kind: String,
+    /// Who acted (an admin's user id, `cli`), when not the user themself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// What else there is to say (roles, session id, kid…).
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// The recent audit events of each user (the full trail is the `audit` log target).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event to `user`'s recent events (the oldest beyond a bound are dropped).
+    async fn record(&self, user: &str, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Up to `limit` of `user`'s recent events, newest first.
+    async fn recent(&self, user: &str, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Events kept per user.
+pub const AUDIT_KEEP: usize = 100;
+
 /// Counters for rate limiting, shared by every replica (fixed windows).
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {

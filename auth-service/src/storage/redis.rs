@@ -25,8 +25,8 @@ use shared::{AccessClaims, RevocationEvent};
 use shared::feed::StreamId;
 
 use super::{
-    FeedFollower, FeedState, NewSession, RateLimitStore, RevocationFeed, RevocationStore, Rotation,
-    SessionInfo, SessionStore, StoreError,
+    AUDIT_KEEP, AuditEvent, AuditStore, FeedFollower, FeedState, NewSession, RateLimitStore,
+    RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore, StoreError,
 };
 
 /// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
@@ -744,5 +744,45 @@ impl RateLimitStore for RedisStore {
             u64::try_from(*count).unwrap_or(0),
             Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
         ))
+    }
+}
+
+#[async_trait]
+impl AuditStore for RedisStore {
+    async fn record(&self, user: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let key = format!("{}audit:{user}", self.prefix);
+        let json = serde_json::to_string(event).map_err(|e| StoreError::Other(e.into()))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LPUSH")
+            .arg(&key)
+            .arg(json)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(AUDIT_KEEP - 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.session_max_ttl.max(90 * 86_400))
+            .ignore();
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!("redis timed out"))),
+        }
+    }
+
+    async fn recent(&self, user: &str, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut cmd = redis::cmd("LRANGE");
+        cmd.arg(format!("{}audit:{user}", self.prefix))
+            .arg(0)
+            .arg(limit.clamp(1, AUDIT_KEEP) - 1);
+        let raw: Vec<String> = self.query(&cmd).await?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
     }
 }

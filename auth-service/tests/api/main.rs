@@ -8,6 +8,7 @@
 
 mod admin;
 mod at_rest;
+mod audit;
 mod bad_input;
 mod cli;
 mod concurrency;

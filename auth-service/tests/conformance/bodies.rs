@@ -715,3 +715,24 @@ pub async fn rate_limit_counters_count_within_a_window(s: &Stores) {
         "a new window"
     );
 }
+
+pub async fn the_audit_trail_keeps_each_users_recent_events_newest_first(s: &Stores) {
+    use auth_service::storage::{AUDIT_KEEP, AuditEvent};
+    let event = |i: usize| AuditEvent {
+        at_ms: i64::try_from(i).unwrap(),
+        kind: format!("kind{i}"),
+        actor: i.is_multiple_of(2).then(|| "admin".to_owned()),
+        detail: serde_json::json!({"i": i}),
+    };
+    for i in 0..AUDIT_KEEP + 5 {
+        s.audit.record("u1", &event(i)).await.unwrap();
+    }
+    s.audit.record("u2", &event(7)).await.unwrap();
+    let recent = s.audit.recent("u1", 1000).await.unwrap();
+    assert_eq!(recent.len(), AUDIT_KEEP, "bounded per user");
+    assert_eq!(recent[0], event(AUDIT_KEEP + 4), "newest first");
+    assert_eq!(recent[AUDIT_KEEP - 1], event(5));
+    assert_eq!(s.audit.recent("u1", 3).await.unwrap().len(), 3);
+    assert_eq!(s.audit.recent("u2", 10).await.unwrap(), vec![event(7)]);
+    assert!(s.audit.recent("nobody", 10).await.unwrap().is_empty());
+}

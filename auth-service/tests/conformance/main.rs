@@ -14,7 +14,7 @@ use auth_service::storage::postgres::PgStore;
 use auth_service::storage::redis::RedisStore;
 use auth_service::storage::sqlite::SqliteStore;
 use auth_service::storage::{
-    KeyStore, RateLimitStore, RevocationFeed, RevocationStore, SessionStore, UserStore,
+    AuditStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore, SessionStore, UserStore,
 };
 use secrecy::SecretString;
 
@@ -33,6 +33,7 @@ pub struct Stores {
     pub revocations: Arc<dyn RevocationStore>,
     pub feed: Arc<dyn RevocationFeed>,
     pub rate: Arc<dyn RateLimitStore>,
+    pub audit: Arc<dyn AuditStore>,
     _guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -64,7 +65,8 @@ async fn postgres_redis() -> Stores {
         sessions: Arc::clone(&redis) as _,
         revocations: Arc::clone(&redis) as _,
         feed: Arc::clone(&redis) as _,
-        rate: redis as _,
+        rate: Arc::clone(&redis) as _,
+        audit: redis as _,
         _guard: Box::new(resources),
     }
 }
@@ -87,7 +89,8 @@ async fn sqlite() -> Stores {
         sessions: Arc::clone(&store) as _,
         revocations: Arc::clone(&store) as _,
         feed: Arc::clone(&store) as _,
-        rate: store as _,
+        rate: Arc::clone(&store) as _,
+        audit: store as _,
         _guard: Box::new(TempDir(dir)),
     }
 }
@@ -128,4 +131,5 @@ conformance!(
     a_follower_wakes_up_for_a_new_event,
     expired_revocations_are_neither_live_nor_enforced,
     rate_limit_counters_count_within_a_window,
+    the_audit_trail_keeps_each_users_recent_events_newest_first,
 );
