@@ -47,13 +47,6 @@ impl Default for Hub {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl Hub {
     /// A receiver of everything the hub sends from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
@@ -152,7 +145,7 @@ impl Hub {
                 *at = Some((state.epoch, state.last));
                 self.send(HubMessage::Reset);
             } else {
-                self.send(HubMessage::Heartbeat(now_ms()));
+                self.send(HubMessage::Heartbeat(shared::unix_now_ms()));
             }
         }
         Ok(())
@@ -241,7 +234,7 @@ impl Connection {
         let entries: Vec<RevocationEvent> = self.store.live_entries(shared::unix_now()).await?;
         let snapshot = Snapshot {
             position: self.position().to_string(),
-            time_ms: now_ms(),
+            time_ms: shared::unix_now_ms(),
             entries,
         };
         let f = frame(feed::SNAPSHOT, Some(&self.position()), &json(&snapshot)?);

@@ -21,13 +21,6 @@ use crate::keys::KeyManager;
 /// The largest SSE event accepted (a snapshot of a few million entries).
 const MAX_EVENT_BYTES: usize = 512 << 20;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 #[derive(Debug, Default)]
 struct Lists {
     /// jti → exp.
@@ -187,7 +180,9 @@ impl Revocations {
     /// How long since the feed last confirmed the list (since start, if it never did).
     pub fn staleness(&self) -> Duration {
         let synced = self.synced_ms.load(Ordering::Relaxed);
-        Duration::from_millis(u64::try_from(now_ms().saturating_sub(synced)).unwrap_or(0))
+        Duration::from_millis(
+            u64::try_from(shared::unix_now_ms().saturating_sub(synced)).unwrap_or(0),
+        )
     }
 
     /// Unix seconds of the last confirmation, if any.
@@ -231,7 +226,8 @@ impl Revocations {
 
     fn synced(&self) {
         // Unix time, not `Instant`: staleness is also shown as a timestamp.
-        self.synced_ms.store(now_ms(), Ordering::Relaxed);
+        self.synced_ms
+            .store(shared::unix_now_ms(), Ordering::Relaxed);
     }
 
     fn apply_all(&self, events: impl IntoIterator<Item = RevocationEvent>) {
@@ -269,8 +265,10 @@ impl Revocations {
         self.apply_all([event]);
         self.events.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = created_ms {
-            self.lag_ms
-                .store(now_ms().saturating_sub(c).max(0), Ordering::Relaxed);
+            self.lag_ms.store(
+                shared::unix_now_ms().saturating_sub(c).max(0),
+                Ordering::Relaxed,
+            );
         }
         self.synced();
     }
@@ -690,13 +688,14 @@ mod tests {
         r.merge_snapshot(vec![]);
         let c = claims("j", "s", "u", 1);
         assert_eq!(r.check(&c), Check::Pass);
-        r.synced_ms.store(now_ms() - 5_000, Ordering::Relaxed);
+        r.synced_ms
+            .store(shared::unix_now_ms() - 5_000, Ordering::Relaxed);
         assert_eq!(r.check(&c), Check::Stale);
         // Without a bound, a stale list keeps serving.
         let open = Revocations::new(&settings(None), 30);
         open.merge_snapshot(vec![]);
         open.synced_ms
-            .store(now_ms() - 5_000_000, Ordering::Relaxed);
+            .store(shared::unix_now_ms() - 5_000_000, Ordering::Relaxed);
         assert_eq!(open.check(&c), Check::Pass);
     }
 }

@@ -18,6 +18,14 @@ pub use jws::Algorithm;
 pub use revocation::RevocationEvent;
 pub use verifier::{KeySet, Validation, Verifier, VerifyError, VerifyingKey};
 
+/// Milliseconds since the Unix epoch (feed times, lag).
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch, the unit of every `NumericDate` in our tokens.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

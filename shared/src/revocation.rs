@@ -45,6 +45,33 @@ impl RevocationEvent {
         }
     }
 
+    /// The event as stored: (`jti`|`sid`|`sub`, value, `exp`, `iat_before` (0 unless `sub`)).
+    pub fn parts(&self) -> (&'static str, &str, i64, i64) {
+        match self {
+            RevocationEvent::Jti { value, exp } => ("jti", value, *exp, 0),
+            RevocationEvent::Sid { value, exp } => ("sid", value, *exp, 0),
+            RevocationEvent::Sub {
+                value,
+                iat_before,
+                exp,
+            } => ("sub", value, *exp, *iat_before),
+        }
+    }
+
+    /// The inverse of [`RevocationEvent::parts`]; `None` for an unknown type.
+    pub fn from_parts(typ: &str, value: String, exp: i64, iat_before: i64) -> Option<Self> {
+        Some(match typ {
+            "jti" => RevocationEvent::Jti { value, exp },
+            "sid" => RevocationEvent::Sid { value, exp },
+            "sub" => RevocationEvent::Sub {
+                value,
+                iat_before,
+                exp,
+            },
+            _ => return None,
+        })
+    }
+
     /// True when this event revokes the token with these claims.
     pub fn applies_to(&self, claims: &AccessClaims) -> bool {
         match self {
@@ -98,6 +125,32 @@ mod tests {
                 exp: 5
             }
         );
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        for e in [
+            RevocationEvent::Jti {
+                value: "j".into(),
+                exp: 1,
+            },
+            RevocationEvent::Sid {
+                value: "s".into(),
+                exp: 2,
+            },
+            RevocationEvent::Sub {
+                value: "u".into(),
+                iat_before: 3,
+                exp: 4,
+            },
+        ] {
+            let (t, v, exp, ib) = e.parts();
+            assert_eq!(
+                RevocationEvent::from_parts(t, v.to_owned(), exp, ib),
+                Some(e.clone())
+            );
+        }
+        assert_eq!(RevocationEvent::from_parts("nope", "x".into(), 1, 0), None);
     }
 
     #[test]

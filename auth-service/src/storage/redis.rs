@@ -511,17 +511,13 @@ impl SessionStore for RedisStore {
 #[async_trait]
 impl RevocationStore for RedisStore {
     async fn revoke(&self, event: &RevocationEvent, now: i64) -> Result<(), StoreError> {
-        let (typ, value, exp, iat_before) = match event {
-            RevocationEvent::Jti { value, exp } => ("jti", value, *exp, 0),
-            RevocationEvent::Sid { value, exp } => ("sid", value, *exp, 0),
-            RevocationEvent::Sub {
-                value,
-                iat_before,
-                exp,
-            } => ("sub", value, *exp, *iat_before),
-        };
+        let (typ, value, exp, iat_before) = event.parts();
         let _: i64 = self
-            .run(&self.scripts.revoke, now, &[&typ, value, &exp, &iat_before])
+            .run(
+                &self.scripts.revoke,
+                now,
+                &[&typ, &value, &exp, &iat_before],
+            )
             .await?;
         Ok(())
     }
@@ -542,34 +538,19 @@ impl RevocationStore for RedisStore {
 fn stream_event(entry: &redis::streams::StreamId) -> Option<(StreamId, RevocationEvent)> {
     let id: StreamId = entry.id.parse().ok()?;
     let field = |name: &str| entry.map.get(name).map(text);
-    let value = field("v")?;
-    let exp = field("exp")?.parse().ok()?;
-    let event = match field("t")?.as_str() {
-        "jti" => RevocationEvent::Jti { value, exp },
-        "sid" => RevocationEvent::Sid { value, exp },
-        "sub" => RevocationEvent::Sub {
-            value,
-            iat_before: field("ib")?.parse().ok()?,
-            exp,
-        },
-        _ => return None,
-    };
+    let iat_before = field("ib").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let event = RevocationEvent::from_parts(
+        &field("t")?,
+        field("v")?,
+        field("exp")?.parse().ok()?,
+        iat_before,
+    )?;
     Some((id, event))
 }
 
 fn entry_event(member: &str, exp: i64, iat_before: i64) -> Option<RevocationEvent> {
     let (typ, value) = member.split_once(':')?;
-    let value = value.to_owned();
-    Some(match typ {
-        "jti" => RevocationEvent::Jti { value, exp },
-        "sid" => RevocationEvent::Sid { value, exp },
-        "sub" => RevocationEvent::Sub {
-            value,
-            iat_before,
-            exp,
-        },
-        _ => return None,
-    })
+    RevocationEvent::from_parts(typ, value.to_owned(), exp, iat_before)
 }
 
 impl RedisStore {

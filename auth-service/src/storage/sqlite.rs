@@ -174,10 +174,6 @@ fn now_us() -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-fn now_ms() -> i64 {
-    now_us() / 1000
-}
-
 fn time_us(us: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -283,15 +279,7 @@ fn revoke(
     leeway: i64,
     retention: i64,
 ) -> rusqlite::Result<()> {
-    let (typ, value, exp, iat_before) = match event {
-        RevocationEvent::Jti { value, exp } => ("jti", value, *exp, 0),
-        RevocationEvent::Sid { value, exp } => ("sid", value, *exp, 0),
-        RevocationEvent::Sub {
-            value,
-            iat_before,
-            exp,
-        } => ("sub", value, *exp, *iat_before),
-    };
+    let (typ, value, exp, iat_before) = event.parts();
     tx.execute(
         "INSERT INTO revocations (type, value, exp, iat_before, expires_at) VALUES (?1, ?2, ?3, ?4, ?3 + ?5)
          ON CONFLICT (type, value) DO UPDATE SET exp = MAX(exp, excluded.exp),
@@ -312,7 +300,7 @@ fn revoke(
         .unwrap_or(0);
     tx.execute(
         "INSERT INTO revocation_events (ms, type, value, exp, iat_before) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_ms().max(last_ms), typ, value, exp, iat_before],
+        params![shared::unix_now_ms().max(last_ms), typ, value, exp, iat_before],
     )?;
     let id = tx.last_insert_rowid();
     if id > retention && id % 64 == 0 {
@@ -343,19 +331,6 @@ fn end_session(tx: &Connection, sid: &str) -> rusqlite::Result<Option<String>> {
     }
     tx.execute("DELETE FROM sessions WHERE sid = ?1", [sid])?;
     Ok(row.map(|(sub, _)| sub))
-}
-
-fn event_from_row(typ: &str, value: String, exp: i64, iat_before: i64) -> Option<RevocationEvent> {
-    Some(match typ {
-        "jti" => RevocationEvent::Jti { value, exp },
-        "sid" => RevocationEvent::Sid { value, exp },
-        "sub" => RevocationEvent::Sub {
-            value,
-            iat_before,
-            exp,
-        },
-        _ => return None,
-    })
 }
 
 impl SqliteStore {
@@ -440,7 +415,10 @@ fn sweep(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
     conn.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [now])?;
     conn.execute("DELETE FROM revocations WHERE expires_at < ?1", [now])?;
-    conn.execute("DELETE FROM rate_limits WHERE ends_ms <= ?1", [now_ms()])?;
+    conn.execute(
+        "DELETE FROM rate_limits WHERE ends_ms <= ?1",
+        [shared::unix_now_ms()],
+    )?;
     Ok(())
 }
 
@@ -1097,7 +1075,7 @@ impl RevocationFeed for SqliteStore {
                 .map_err(db)?;
             let rows = stmt
                 .query_map([now], |r| {
-                    Ok(event_from_row(
+                    Ok(RevocationEvent::from_parts(
                         &r.get::<_, String>(0)?,
                         r.get(1)?,
                         r.get(2)?,
@@ -1153,10 +1131,13 @@ async fn read_after(
                         ms: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
                         seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
                     };
-                    Ok(
-                        event_from_row(&r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?)
-                            .map(|e| (id, e)),
+                    Ok(RevocationEvent::from_parts(
+                        &r.get::<_, String>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
                     )
+                    .map(|e| (id, e)))
                 })
                 .map_err(db)?;
             Ok(rows
@@ -1204,7 +1185,7 @@ impl RateLimitStore for SqliteStore {
         let key = key.to_owned();
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         self.tx(move |tx| {
-            let now = now_ms();
+            let now = shared::unix_now_ms();
             tx.execute(
                 "INSERT INTO rate_limits (key, count, ends_ms) VALUES (?1, 1, ?2 + ?3)
                  ON CONFLICT (key) DO UPDATE SET
