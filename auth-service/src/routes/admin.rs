@@ -45,6 +45,11 @@ struct ListQuery {
 }
 
 /// `GET /v1/admin/users?limit=&cursor=`: keyset pagination in creation order.
+#[utoipa::path(
+    get, path = "/v1/admin/users", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("limit" = Option<i64>, Query, description = "1–200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "OK", body = super::openapi::UserPage), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem))
+)]
 pub async fn list_users(
     req: HttpRequest,
     _admin: Admin,
@@ -72,6 +77,11 @@ pub async fn list_users(
 }
 
 /// `GET /v1/admin/users/{id}`.
+#[utoipa::path(
+    get, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "OK", body = super::openapi::User), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
+)]
 pub async fn get_user(
     _admin: Admin,
     path: web::Path<String>,
@@ -93,6 +103,14 @@ struct UserUpdate {
 
 /// `PATCH /v1/admin/users/{id}` with `roles` and/or `disabled`. A role change revokes the user's
 /// access tokens (their next refresh carries the new roles); disabling ends every session.
+#[utoipa::path(
+    patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("id" = String, Path, description = "User id")),
+    request_body(content = super::openapi::UserUpdate, content_type = "application/json"),
+    responses((status = 200, description = "OK", body = super::openapi::User), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem),
+        (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem), (status = 409, description = "Conflict", body = super::openapi::Problem),
+        (status = 422, description = "Invalid values", body = super::openapi::Problem))
+)]
 pub async fn update_user(
     req: HttpRequest,
     admin: Admin,
@@ -180,6 +198,12 @@ pub async fn update_user(
 }
 
 /// `DELETE /v1/admin/users/{id}`: ends the user's sessions, revokes their tokens, deletes them.
+#[utoipa::path(
+    delete, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 404, description = "Not found", body = super::openapi::Problem), (status = 409, description = "Conflict", body = super::openapi::Problem))
+)]
 pub async fn delete_user(
     admin: Admin,
     path: web::Path<String>,
@@ -214,6 +238,11 @@ pub async fn delete_user(
 }
 
 /// `GET /v1/admin/users/{id}/sessions`.
+#[utoipa::path(
+    get, path = "/v1/admin/users/{id}/sessions", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "OK", body = super::openapi::Sessions), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
+)]
 pub async fn user_sessions(
     _admin: Admin,
     path: web::Path<String>,
@@ -228,6 +257,11 @@ pub async fn user_sessions(
 }
 
 /// `DELETE /v1/admin/users/{id}/sessions`: logs the user out everywhere.
+#[utoipa::path(
+    delete, path = "/v1/admin/users/{id}/sessions", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "OK", body = super::openapi::Object), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
+)]
 pub async fn end_user_sessions(
     admin: Admin,
     path: web::Path<String>,
@@ -253,6 +287,10 @@ pub async fn end_user_sessions(
 }
 
 /// `GET /v1/admin/keys`: the signing keys with their states and times (no key material).
+#[utoipa::path(
+    get, path = "/v1/admin/keys", tag = "admin", security(("bearer" = []), ("password" = [])),
+    responses((status = 200, description = "OK", body = super::openapi::Object), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem))
+)]
 pub async fn list_keys(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -276,6 +314,12 @@ struct RotateQuery {
 
 /// `POST /v1/admin/keys/rotate[?immediately=true]`: publishes a new key now, signing after the
 /// lead time (or at once). 409 when a rotation is already pending.
+#[utoipa::path(
+    post, path = "/v1/admin/keys/rotate", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("immediately" = Option<bool>, Query, description = "Sign with the new key at once (compromised key)")),
+    responses((status = 202, description = "Accepted", body = super::openapi::Object), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem),
+        (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 409, description = "A rotation is pending", body = super::openapi::Problem))
+)]
 pub async fn rotate_keys(
     req: HttpRequest,
     admin: Admin,
@@ -309,6 +353,11 @@ struct AuditQuery {
 }
 
 /// `GET /v1/admin/users/{id}/audit[?limit=]`: the user's recent audit events, newest first.
+#[utoipa::path(
+    get, path = "/v1/admin/users/{id}/audit", tag = "admin", security(("bearer" = []), ("password" = [])),
+    params(("id" = String, Path, description = "User id"), ("limit" = Option<usize>, Query, description = "At most 100")),
+    responses((status = 200, description = "OK", body = super::openapi::Object), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
+)]
 pub async fn user_audit(
     req: HttpRequest,
     _admin: Admin,

@@ -6,6 +6,9 @@ use serde_json::json;
 use crate::state::AppState;
 
 /// Alive: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "health", responses((status = 200, description = "OK", body = super::openapi::Object))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
@@ -14,6 +17,10 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready: the stores (PostgreSQL and Redis, or the embedded file) answer and a signing key is
 /// loaded.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "OK", body = super::openapi::Object), (status = 503, description = "Unavailable; retry", body = super::openapi::Object))
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (pg, redis) = tokio::join!(state.users.ping(), state.sessions.ping());
     let check =

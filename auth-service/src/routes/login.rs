@@ -25,6 +25,13 @@ const BAD_CREDENTIALS: &str = "invalid username or password";
 
 /// Unknown user, wrong password and disabled user get the same answer, after the same work: a
 /// missing user is verified against a dummy hash.
+#[utoipa::path(
+    post, path = "/v1/login", tag = "tokens",
+    request_body(content = super::openapi::LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "OK", body = super::openapi::TokenResponse),
+        (status = 400, description = "invalid_grant (bad credentials) or invalid_request", body = super::openapi::OAuthError),
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError))
+)]
 pub async fn login(
     req: HttpRequest,
     payload: web::Payload,

@@ -4,6 +4,7 @@ mod admin;
 mod feed;
 pub mod health;
 mod login;
+pub mod openapi;
 mod revoke;
 mod token;
 mod users;
@@ -16,12 +17,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post, resource};
     cfg.service(resource("/healthz").route(get().to(health::healthz)))
         .service(resource("/readyz").route(get().to(health::readyz)))
+        .service(resource("/openapi.json").route(get().to(openapi::document)))
         .service(
-            resource("/.well-known/oauth-authorization-server")
-                .route(get().to(well_known::metadata)),
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                .url(
+                    "/openapi.json",
+                    <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+                )
+                .config(
+                    utoipa_swagger_ui::Config::from("/openapi.json").persist_authorization(true),
+                )
+                .oauth(
+                    utoipa_swagger_ui::oauth::Config::new()
+                        .use_basic_authentication_with_access_code_grant(false),
+                ),
         )
         .service(
-            resource("/.well-known/openid-configuration").route(get().to(well_known::metadata)),
+            resource("/.well-known/oauth-authorization-server")
+                .route(get().to(well_known::metadata_oauth)),
+        )
+        .service(
+            resource("/.well-known/openid-configuration")
+                .route(get().to(well_known::metadata_openid)),
         )
         .service(resource("/.well-known/jwks.json").route(get().to(well_known::jwks)))
         .service(resource("/v1/users").route(post().to(users::register)))

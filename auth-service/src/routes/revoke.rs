@@ -19,6 +19,11 @@ struct RevokeRequest {
 /// or foreign-issuer tokens get 200 (RFC 7009 §2.2). Only the token's own user and client can
 /// revoke it: with a bearer credential or a `client_id` that names someone else, the request is
 /// refused.
+#[utoipa::path(
+    post, path = "/v1/revoke", tag = "tokens",
+    request_body(content = super::openapi::RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked (or unknown: RFC 7009)"), (status = 400, description = "Bad request", body = super::openapi::OAuthError))
+)]
 pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,
@@ -112,6 +117,11 @@ struct LogoutQuery {
 
 /// Ends the caller's session (its refresh token stops working and every access token of the
 /// session is revoked); with `?everywhere=true`, every session of the user.
+#[utoipa::path(
+    post, path = "/v1/logout", tag = "tokens", security(("bearer" = []), ("password" = [])),
+    params(("everywhere" = Option<bool>, Query, description = "End every session of the user")),
+    responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
+)]
 pub async fn logout(
     req: HttpRequest,
     auth: Authenticated,

@@ -21,6 +21,12 @@ const INVALID: &str = "the refresh token is invalid, expired or revoked";
 
 /// Rotates the refresh token: the presented one is spent and a new pair issued, re-reading the
 /// user's roles and disabled flag. A spent token presented again revokes the whole session.
+#[utoipa::path(
+    post, path = "/v1/token", tag = "tokens",
+    request_body(content = super::openapi::RefreshForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "OK", body = super::openapi::TokenResponse), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError))
+)]
 pub async fn token(
     req: HttpRequest,
     payload: web::Payload,

@@ -23,6 +23,13 @@ struct RegisterRequest {
 }
 
 /// `POST /v1/users`.
+#[utoipa::path(
+    post, path = "/v1/users", tag = "users",
+    request_body(content = super::openapi::Registration, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = super::openapi::User),
+        (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 403, description = "Registration is closed", body = super::openapi::Problem),
+        (status = 409, description = "Username taken", body = super::openapi::Problem), (status = 422, description = "Invalid values", body = super::openapi::Problem))
+)]
 pub async fn register(
     req: HttpRequest,
     payload: web::Payload,
@@ -70,6 +77,10 @@ pub async fn register(
 }
 
 /// `GET /v1/users/me`.
+#[utoipa::path(
+    get, path = "/v1/users/me", tag = "users", security(("bearer" = []), ("password" = [])),
+    responses((status = 200, description = "OK", body = super::openapi::User), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
+)]
 pub async fn me(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let user = state
         .users
@@ -91,6 +102,13 @@ struct PasswordChange {
 
 /// `POST /v1/users/me/password`: needs the current password; ends every session (revoking every
 /// token issued so far) and returns a fresh pair for a new session.
+#[utoipa::path(
+    post, path = "/v1/users/me/password", tag = "users", security(("bearer" = []), ("password" = [])),
+    request_body(content = super::openapi::PasswordChange, content_type = "application/json"),
+    responses((status = 200, description = "Every session ended; a fresh pair", body = super::openapi::TokenResponse),
+        (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 422, description = "Invalid values", body = super::openapi::Problem))
+)]
 pub async fn change_password(
     req: HttpRequest,
     auth: Authenticated,
@@ -159,6 +177,10 @@ fn wrong_password() -> ApiError {
 }
 
 /// `GET /v1/users/me/sessions`.
+#[utoipa::path(
+    get, path = "/v1/users/me/sessions", tag = "users", security(("bearer" = []), ("password" = [])),
+    responses((status = 200, description = "OK", body = super::openapi::Sessions), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
+)]
 pub async fn my_sessions(
     auth: Authenticated,
     state: web::Data<AppState>,
@@ -182,6 +204,11 @@ pub async fn my_sessions(
 }
 
 /// `DELETE /v1/users/me/sessions/{sid}`: only the caller's own sessions.
+#[utoipa::path(
+    delete, path = "/v1/users/me/sessions/{sid}", tag = "users", security(("bearer" = []), ("password" = [])),
+    params(("sid" = String, Path, description = "Session id")),
+    responses((status = 204, description = "Ended"), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
+)]
 pub async fn end_my_session(
     auth: Authenticated,
     path: web::Path<String>,

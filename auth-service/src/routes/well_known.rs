@@ -38,7 +38,30 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .json(doc)
 }
 
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+#[utoipa::path(
+    get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "OK", body = super::openapi::Object))
+)]
+pub async fn metadata_oauth(state: web::Data<AppState>) -> HttpResponse {
+    metadata(state).await
+}
+
+/// `GET /.well-known/openid-configuration` (the same document).
+#[utoipa::path(
+    get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "OK", body = super::openapi::Object))
+)]
+pub async fn metadata_openid(state: web::Data<AppState>) -> HttpResponse {
+    metadata(state).await
+}
+
 /// `/.well-known/jwks.json`: public keys only, cacheable, with a strong ETag.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "Public keys (cacheable, ETag)", content_type = "application/jwk-set+json", body = super::openapi::Object),
+        (status = 304, description = "Not modified"))
+)]
 pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let ring = state.keys.ring();
     // Rotation publishes a new key at least this long (plus the reload interval) before it

@@ -20,6 +20,7 @@ mod interop;
 mod keys;
 mod login;
 mod metrics;
+mod openapi;
 mod outage;
 mod process;
 mod refresh;

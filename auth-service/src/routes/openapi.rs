@@ -1,0 +1,253 @@
+//! The OpenAPI 3.1 document (generated from the handlers' annotations by utoipa) at
+//! `/openapi.json`, and Swagger UI at `/docs`, served from assets compiled into the binary (no
+//! network needed), with the Authorize dialog logging in through `/v1/login` (OAuth2 password
+//! flow form).
+//!
+//! The schemas below describe the wire formats; the handlers parse into their own types (with
+//! secrets wrapped), so these exist for the document only.
+#![allow(
+    dead_code,
+    reason = "schema types are read by the OpenAPI derive, never built"
+)]
+
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// `POST /v1/login` form (or JSON).
+#[derive(ToSchema)]
+pub struct LoginForm {
+    /// Username (case-insensitive).
+    username: String,
+    /// Password.
+    #[schema(format = Password)]
+    password: String,
+    /// Requested scopes, space-separated (granted as the roles allow).
+    scope: Option<String>,
+    /// A configured client id.
+    client_id: Option<String>,
+}
+
+/// `POST /v1/users` body (JSON or form).
+#[derive(ToSchema)]
+pub struct Registration {
+    /// 3–64 characters: letters, digits, `.`, `_`, `-`.
+    username: String,
+    /// 15–1024 bytes (NIST SP 800-63B, counted after NFKC).
+    #[schema(format = Password)]
+    password: String,
+    /// Optional email.
+    email: Option<String>,
+}
+
+/// `POST /v1/token` form (RFC 6749 §6).
+#[derive(ToSchema)]
+pub struct RefreshForm {
+    /// `refresh_token`.
+    #[schema(example = "refresh_token")]
+    grant_type: String,
+    /// The refresh token (spent by this call).
+    refresh_token: String,
+    /// A narrower scope, optional.
+    scope: Option<String>,
+}
+
+/// `POST /v1/revoke` form (RFC 7009).
+#[derive(ToSchema)]
+pub struct RevokeForm {
+    /// An access or refresh token.
+    token: String,
+    /// `access_token` or `refresh_token`.
+    token_type_hint: Option<String>,
+}
+
+/// `POST /v1/users/me/password` body.
+#[derive(ToSchema)]
+pub struct PasswordChange {
+    /// The current password.
+    #[schema(format = Password)]
+    current_password: String,
+    /// The new password.
+    #[schema(format = Password)]
+    new_password: String,
+}
+
+/// `PATCH /v1/admin/users/{id}` body: either or both.
+#[derive(ToSchema)]
+pub struct UserUpdate {
+    /// The new roles (the user's access tokens are revoked).
+    roles: Option<Vec<String>>,
+    /// Disable (ends every session) or enable.
+    disabled: Option<bool>,
+}
+
+/// A token pair (RFC 6749 §5.1), `Cache-Control: no-store`.
+#[derive(ToSchema)]
+pub struct TokenResponse {
+    /// RS256 access token (`typ` `at+jwt`).
+    access_token: String,
+    /// `Bearer`.
+    token_type: String,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    /// RS256 refresh token (`typ` `rt+jwt`); every use rotates it.
+    refresh_token: String,
+    /// Seconds until the refresh token expires if unused.
+    refresh_expires_in: i64,
+    /// Granted scopes, space-separated (absent when none).
+    scope: Option<String>,
+}
+
+/// A user.
+#[derive(ToSchema)]
+pub struct User {
+    /// Server-chosen id.
+    id: uuid::Uuid,
+    /// Username.
+    username: String,
+    /// Email, if given.
+    email: Option<String>,
+    /// Roles.
+    roles: Vec<String>,
+    /// Disabled users cannot log in or refresh.
+    disabled: bool,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// A page of users.
+#[derive(ToSchema)]
+pub struct UserPage {
+    /// Users in creation order.
+    users: Vec<User>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    next_cursor: Option<String>,
+}
+
+/// A session.
+#[derive(ToSchema)]
+pub struct Session {
+    /// Session id (the tokens' `sid`).
+    sid: String,
+    /// Login time (Unix seconds).
+    created_at: i64,
+    /// Last refresh (Unix seconds).
+    last_used_at: i64,
+    /// Absolute end (Unix seconds).
+    expires_at: i64,
+    /// Client.
+    client_id: String,
+    /// `User-Agent` at login.
+    user_agent: String,
+    /// True for the caller's own session (`/v1/users/me/sessions` only).
+    current: Option<bool>,
+}
+
+/// Sessions.
+#[derive(ToSchema)]
+pub struct Sessions {
+    /// Newest use first.
+    sessions: Vec<Session>,
+}
+
+/// RFC 9457 problem details (`application/problem+json`).
+#[derive(ToSchema)]
+pub struct Problem {
+    /// `about:blank`.
+    r#type: String,
+    /// The status's reason phrase.
+    title: String,
+    /// HTTP status.
+    status: u16,
+    /// What went wrong, for people.
+    detail: String,
+    /// What went wrong, for programs (e.g. `invalid_token`, `username_taken`).
+    code: Option<String>,
+}
+
+/// RFC 6749 §5.2 error.
+#[derive(ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_grant`, `invalid_scope`, `unsupported_grant_type`,
+    /// `unauthorized_client`, `temporarily_unavailable`.
+    error: String,
+    /// For people.
+    error_description: Option<String>,
+}
+
+/// Any JSON object (metadata, JWKS, health details, audit events, key lists).
+#[derive(ToSchema)]
+pub struct Object {
+    #[schema(additional_properties)]
+    _fields: Option<String>,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "password",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/v1/login",
+                Scopes::new(),
+            ))])),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "auth-service",
+        description = "Registers users, logs them in, issues and rotates RS256 access and refresh tokens, revokes, publishes its keys."
+    ),
+    modifiers(&Security),
+    paths(super::users::register,
+        super::login::login,
+        super::token::token,
+        super::revoke::revoke,
+        super::revoke::logout,
+        super::users::me,
+        super::users::change_password,
+        super::users::my_sessions,
+        super::users::end_my_session,
+        super::admin::list_users,
+        super::admin::get_user,
+        super::admin::update_user,
+        super::admin::delete_user,
+        super::admin::user_sessions,
+        super::admin::end_user_sessions,
+        super::admin::user_audit,
+        super::admin::list_keys,
+        super::admin::rotate_keys,
+        super::feed::revocations,
+        super::well_known::metadata_oauth,
+        super::well_known::metadata_openid,
+        super::well_known::jwks,
+        super::health::healthz,
+        super::health::readyz))]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+pub async fn document() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into()))
+}
