@@ -115,6 +115,30 @@ async fn keys_rotate_now_adds_a_signing_key_and_keeps_the_old_one_published() {
     );
     let new_kid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_ne!(new_kid, old_kid);
+    // `keys list` shows both, the new one current, without key material.
+    let out = cli(&app.env, &["keys", "list"]).await;
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(new_kid.clone(), "current".into())),
+        "{listed}"
+    );
+    assert!(
+        states.contains(&(old_kid.clone(), "retired".into())),
+        "{listed}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("private"));
     // The running service picks the new key up on its next reload.
     let mut published = Vec::new();
     for _ in 0..50 {

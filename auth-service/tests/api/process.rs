@@ -113,6 +113,16 @@ async fn logs_are_json_with_request_ids_and_never_secrets() {
             .iter()
             .any(|v| v["path"] == "/v1/login" && v["status"] == 200)
     );
+    // The login is an audit event on its own log target.
+    let audit = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["target"] == "audit" && v["kind"] == "login_succeeded")
+        .expect("an audit line for the login");
+    assert!(
+        audit["user_id"].as_str().is_some_and(|u| !u.is_empty()),
+        "{audit}"
+    );
     for l in &lines {
         assert!(
             !l.contains(PASSWORD) && !l.contains("correct+horse"),
