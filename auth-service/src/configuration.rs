@@ -177,6 +177,21 @@ impl Source<'_> {
         }
     }
 
+    /// A comma-separated list of secrets (rotation: new and old together), from `NAME` or
+    /// `NAME_FILE`.
+    fn secret_list(&self, name: &str) -> Result<Vec<SecretString>, ConfigError> {
+        Ok(match self.secret(name)? {
+            None => Vec::new(),
+            Some(list) => list
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| SecretString::from(t.to_owned()))
+                .collect(),
+        })
+    }
+
     /// A secret from `NAME` or from the file named by `NAME_FILE` (not both).
     fn secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
         let file_var = format!("{name}_FILE");
@@ -380,16 +395,7 @@ impl Settings {
             return err("AUTH_RSA_KEY_BITS must be 2048, 3072 or 4096");
         }
 
-        let feed_tokens: Vec<SecretString> = match src.secret("AUTH_FEED_TOKEN")? {
-            None => Vec::new(),
-            Some(list) => list
-                .expose_secret()
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| SecretString::from(t.to_owned()))
-                .collect(),
-        };
+        let feed_tokens = src.secret_list("AUTH_FEED_TOKEN")?;
         if feed_tokens.iter().any(|t| {
             t.expose_secret().len() < 16 || t.expose_secret().contains(char::is_whitespace)
         }) {
@@ -397,16 +403,7 @@ impl Settings {
                 "AUTH_FEED_TOKEN: each token must be at least 16 characters, without spaces",
             );
         }
-        let key_encryption_keys: Vec<SecretString> = match src.secret("AUTH_KEY_ENCRYPTION_KEY")? {
-            None => Vec::new(),
-            Some(list) => list
-                .expose_secret()
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| SecretString::from(t.to_owned()))
-                .collect(),
-        };
+        let key_encryption_keys = src.secret_list("AUTH_KEY_ENCRYPTION_KEY")?;
         for (i, k) in key_encryption_keys.iter().enumerate() {
             if let Err(e) = crate::crypto::kek::decode(k.expose_secret()) {
                 return err(format!(

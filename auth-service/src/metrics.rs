@@ -24,21 +24,8 @@ pub const LOGIN_OUTCOMES: [&str; 5] = [
 ];
 /// Refresh outcomes.
 pub const REFRESH_OUTCOMES: [&str; 4] = ["rotated", "grace", "reuse_detected", "invalid"];
-/// Access-token verification failure reasons (`shared::VerifyError::reason` spelling + revoked).
-pub const VERIFY_REASONS: [&str; 12] = [
-    "malformed",
-    "algorithm",
-    "missing_kid",
-    "unknown_kid",
-    "bad_signature",
-    "wrong_type",
-    "expired",
-    "not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "invalid_claim",
-    "revoked",
-];
+/// Access-token verification failure reasons (the shared verifier's, and `revoked`).
+pub const VERIFY_REASONS: [&str; 12] = shared::verifier::FAILURE_REASONS;
 
 #[derive(Default)]
 struct RouteStats {

@@ -9,23 +9,11 @@ use std::time::Duration;
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-/// Verification failure reasons, in `shared::VerifyError::reason` spelling, plus `missing` and
-/// `revoked`.
-const REASONS: [&str; 13] = [
-    "missing",
-    "malformed",
-    "algorithm",
-    "missing_kid",
-    "unknown_kid",
-    "bad_signature",
-    "wrong_type",
-    "expired",
-    "not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "invalid_claim",
-    "revoked",
-];
+/// Verification failure reasons: `missing` (no token), then the shared verifier's.
+fn reasons() -> impl Iterator<Item = &'static str> {
+    std::iter::once("missing").chain(shared::verifier::FAILURE_REASONS)
+}
+const REASON_COUNT: usize = shared::verifier::FAILURE_REASONS.len() + 1;
 
 #[derive(Default)]
 struct RouteStats {
@@ -39,7 +27,7 @@ struct RouteStats {
 pub struct Metrics {
     routes: Vec<String>,
     per_route: Vec<RouteStats>,
-    verify_failures: [AtomicU64; REASONS.len()],
+    verify_failures: [AtomicU64; REASON_COUNT],
     jwks_ok: AtomicU64,
     jwks_failed: AtomicU64,
     unknown_kid: AtomicU64,
@@ -87,7 +75,7 @@ impl Metrics {
 
     /// A token was refused for `reason` (a `VerifyError::reason`, or `missing`).
     pub fn verify_failure(&self, reason: &str) {
-        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
+        if let Some(i) = reasons().position(|r| r == reason) {
             self.verify_failures[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -174,7 +162,7 @@ impl Metrics {
             out,
             "# TYPE gateway_token_verification_failures_total counter"
         );
-        for (r, n) in REASONS.iter().zip(&self.verify_failures) {
+        for (r, n) in reasons().zip(&self.verify_failures) {
             let _ = writeln!(
                 out,
                 "gateway_token_verification_failures_total{{reason=\"{r}\"}} {}",

@@ -67,6 +67,23 @@ impl VerifyError {
     }
 }
 
+/// Every [`VerifyError::reason`], in a fixed order (metrics label values), then `revoked`, the
+/// reason services add when a valid token is on the revocation list.
+pub const FAILURE_REASONS: [&str; 12] = [
+    "malformed",
+    "algorithm",
+    "missing_kid",
+    "unknown_kid",
+    "bad_signature",
+    "wrong_type",
+    "expired",
+    "not_yet_valid",
+    "wrong_issuer",
+    "wrong_audience",
+    "invalid_claim",
+    "revoked",
+];
+
 /// Why a JWK could not become a verifying key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -337,6 +354,30 @@ fn type_matches(typ: Option<&str>, expected: &str) -> bool {
         typ
     };
     bare.eq_ignore_ascii_case(expected)
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_reason_is_listed() {
+        for e in [
+            VerifyError::Malformed("x"),
+            VerifyError::Algorithm,
+            VerifyError::MissingKid,
+            VerifyError::UnknownKid("k".into()),
+            VerifyError::BadSignature,
+            VerifyError::WrongType,
+            VerifyError::Expired,
+            VerifyError::NotYetValid,
+            VerifyError::WrongIssuer,
+            VerifyError::WrongAudience,
+            VerifyError::InvalidClaim("c"),
+        ] {
+            assert!(FAILURE_REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+    }
 }
 
 #[cfg(test)]

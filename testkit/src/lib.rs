@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod echo;
 pub mod feed;
+pub mod interop;
 pub mod raw;
 pub mod redis_server;
 pub mod stores;

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 
 use reqwest::StatusCode;
-use tokio::io::AsyncWriteExt as _;
-use tokio::process::Command;
 
 use crate::helpers::{PASSWORD, TestApp};
 
@@ -20,26 +18,7 @@ async fn scrape(admin: &str) -> HashMap<String, f64> {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = res.text().await.unwrap();
-    let python = std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/interop/prom_parse.py"
-    );
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} (scripts/test.sh prepares it): {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
+    let out = testkit::interop::pipe("prom_parse.py", text.as_bytes()).await;
     assert!(
         out.status.success(),
         "the Prometheus parser rejected our metrics: {}\n{text}",

@@ -3,7 +3,6 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt as _;
 
 use crate::helpers::TestApp;
 
@@ -96,26 +95,7 @@ async fn the_openapi_document_validates_and_lists_every_route() {
     );
 
     // A validator that is not ours.
-    let python = std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/interop/openapi_validate.py"
-    );
-    let mut child = tokio::process::Command::new(&python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
+    let out = testkit::interop::pipe("openapi_validate.py", text.as_bytes()).await;
     assert!(
         out.status.success(),
         "openapi-spec-validator rejected the document: {}",

@@ -1,7 +1,5 @@
 //! The gateway's `/metrics` parse with the Prometheus client's own parser.
 
-use tokio::io::AsyncWriteExt as _;
-
 use crate::helpers::Stack;
 
 #[actix_web::test]
@@ -11,26 +9,7 @@ async fn gateway_metrics_parse_with_the_reference_parser() {
     assert_eq!(s.get("/api/x", Some(&t.access_token)).await.status(), 200);
     assert_eq!(s.get("/api/x", Some("garbage")).await.status(), 401);
     let text = s.metrics().await;
-    let python = std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/interop/prom_parse.py"
-    );
-    let mut child = tokio::process::Command::new(&python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
+    let out = testkit::interop::pipe("prom_parse.py", text.as_bytes()).await;
     assert!(
         out.status.success(),
         "{}\n{text}",
