@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{ADMIN_ROLE, Email, NewPassword, Role, Username};
+use crate::domain::{ADMIN_ROLE, Email, Role, Username};
 use crate::state::AppState;
 use crate::storage::{CreateUserError, NewUser, User};
 
@@ -49,7 +49,14 @@ pub async fn create(
         .map(Email::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("email: {e}"))?;
-    let password = NewPassword::parse(&password, &state.settings.password_policy)
+    let context = [Some(username.as_str()), email.as_ref().map(Email::as_str)]
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    let password = state
+        .new_password(&password, context)
+        .await
         .map_err(|e| anyhow::anyhow!("password: {e}"))?;
     let mut roles: Vec<Role> = if roles.is_empty() {
         state.settings.default_roles.clone()

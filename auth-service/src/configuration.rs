@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::domain::{PasswordPolicy, Role};
+use crate::throttle::{Limit, ThrottleSettings};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
@@ -129,6 +130,8 @@ pub struct Settings {
     pub feed_heartbeat: Duration,
     /// `AUTH_FEED_RETENTION`: about how many events the stream keeps for gateways to resume from.
     pub feed_retention: u64,
+    /// `AUTH_THROTTLE*` and `AUTH_TRUSTED_PROXIES`: brute-force defence.
+    pub throttle: ThrottleSettings,
 }
 
 /// A one-line reason the configuration cannot be used.
@@ -437,6 +440,8 @@ impl Settings {
             return err("AUTH_FEED_RETENTION must be at least 100");
         }
 
+        let throttle = throttle_settings(&src)?;
+
         let admin_listen = match src.var("AUTH_ADMIN_LISTEN") {
             None => None,
             Some(v) => Some(
@@ -490,6 +495,7 @@ impl Settings {
             feed_tokens,
             feed_heartbeat: Duration::from_millis(feed_heartbeat_ms),
             feed_retention,
+            throttle,
         };
         if production {
             settings.check_production()?;
@@ -574,8 +580,78 @@ impl Settings {
             "feed_tokens": self.feed_tokens.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
             "feed_heartbeat_ms": self.feed_heartbeat.as_millis() as u64,
             "feed_retention": self.feed_retention,
+            "throttle": self.throttle.redacted(),
         })
     }
+}
+
+fn throttle_settings(src: &Source<'_>) -> Result<ThrottleSettings, ConfigError> {
+    let defaults = ThrottleSettings::default();
+    let limit = |name: &str, default: Limit| -> Result<Limit, ConfigError> {
+        match src.var(name) {
+            None => Ok(default),
+            Some(v) => Limit::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "{name}: expected count/window such as 30/60s or 10/15m, got {v:?}"
+                ))
+            }),
+        }
+    };
+    let enabled = match src
+        .var("AUTH_THROTTLE")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(v) => return err(format!("AUTH_THROTTLE: expected on or off, got {v:?}")),
+    };
+    let trusted_proxies = src
+        .var("AUTH_TRUSTED_PROXIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            shared::net::Cidr::parse(c).ok_or_else(|| {
+                ConfigError(format!(
+                    "AUTH_TRUSTED_PROXIES: {c:?} is not an address or CIDR"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let free = src.parsed("AUTH_THROTTLE_ACCOUNT_FREE_FAILURES", defaults.account.free)?;
+    let max_delay = src.parsed(
+        "AUTH_THROTTLE_ACCOUNT_MAX_DELAY",
+        defaults.account.max.as_secs(),
+    )?;
+    if free == 0 || !(1..=86_400).contains(&max_delay) {
+        return err(
+            "AUTH_THROTTLE_ACCOUNT_FREE_FAILURES must be at least 1 and AUTH_THROTTLE_ACCOUNT_MAX_DELAY within 1..=86400 s",
+        );
+    }
+    Ok(ThrottleSettings {
+        enabled,
+        trusted_proxies,
+        per_client: limit("AUTH_THROTTLE_PER_CLIENT", defaults.per_client)?,
+        per_account_client: limit(
+            "AUTH_THROTTLE_PER_ACCOUNT_CLIENT",
+            defaults.per_account_client,
+        )?,
+        token_failures: limit("AUTH_THROTTLE_TOKEN_FAILURES", defaults.token_failures)?,
+        account: crate::storage::Backoff {
+            free,
+            max: std::time::Duration::from_secs(max_delay),
+            ..defaults.account
+        },
+        known_client_ttl: Duration::from_secs(
+            src.parsed(
+                "AUTH_THROTTLE_KNOWN_CLIENT_TTL",
+                defaults.known_client_ttl.as_secs(),
+            )?
+            .max(60),
+        ),
+    })
 }
 
 /// `scheme://user:password@host/…` → `scheme://[redacted]@host/…`; query strings dropped.

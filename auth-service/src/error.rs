@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::crypto::password::HashError;
 use crate::domain::DomainError;
 use crate::storage::StoreError;
+use crate::throttle::{Refusal, Throttled};
 
 /// `application/problem+json`.
 pub const PROBLEM_JSON: &str = shared::problem::CONTENT_TYPE;
@@ -69,9 +70,38 @@ pub enum ApiError {
     /// A backing store is unreachable, or hashing is saturated: retry shortly.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many attempts (429 with `Retry-After`).
+    #[error("too many attempts")]
+    TooManyRequests(Throttled),
     /// A bug or an unexpected state.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Throttled(t) => ApiError::TooManyRequests(t),
+            Refusal::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Refusal> for OAuthError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Throttled(t) => OAuthError::SlowDown(t),
+            Refusal::Store(e) => e.into(),
+        }
+    }
+}
+
+fn throttled_detail(t: &Throttled) -> String {
+    format!("too many attempts; retry in {} s", t.retry_after_secs())
+}
+
+fn retry_after(t: &Throttled) -> HeaderValue {
+    HeaderValue::from(t.retry_after_secs())
 }
 
 impl From<StoreError> for ApiError {
@@ -134,6 +164,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -193,6 +224,11 @@ impl ResponseError for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
+            ApiError::TooManyRequests(t) => {
+                let mut r = problem(status, &throttled_detail(t), Some("too_many_requests"));
+                r.headers_mut().insert(header::RETRY_AFTER, retry_after(t));
+                r
+            }
             ApiError::Unexpected(e) => {
                 tracing::error!(error = %format!("{e:#}"), "unexpected error");
                 problem(status, "an internal error occurred", Some("internal_error"))
@@ -234,6 +270,9 @@ pub enum OAuthError {
     /// `temporarily_unavailable` (503).
     #[error("{0}")]
     TemporarilyUnavailable(String),
+    /// `slow_down` (429 with `Retry-After`): too many attempts.
+    #[error("too many attempts")]
+    SlowDown(Throttled),
     /// `server_error` (500).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -266,6 +305,7 @@ impl ResponseError for OAuthError {
             OAuthError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             OAuthError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::SlowDown(_) => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             OAuthError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -291,6 +331,7 @@ impl ResponseError for OAuthError {
                 format!("request body exceeds {limit} bytes"),
             ),
             OAuthError::TemporarilyUnavailable(d) => ("temporarily_unavailable", d.clone()),
+            OAuthError::SlowDown(t) => ("slow_down", throttled_detail(t)),
             OAuthError::Unexpected(e) => {
                 tracing::error!(error = %format!("{e:#}"), "unexpected error");
                 ("server_error", "an internal error occurred".into())
@@ -301,6 +342,9 @@ impl ResponseError for OAuthError {
             .insert_header((header::PRAGMA, "no-cache"));
         if matches!(self, OAuthError::TemporarilyUnavailable(_)) {
             res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let OAuthError::SlowDown(t) = self {
+            res.insert_header((header::RETRY_AFTER, retry_after(t)));
         }
         if let OAuthError::InvalidClient(d) = self {
             res.insert_header((

@@ -15,13 +15,18 @@ const BUCKETS: [f64; 13] = [
 ];
 
 /// Login outcomes.
-pub const LOGIN_OUTCOMES: [&str; 5] = [
+pub const LOGIN_OUTCOMES: [&str; 6] = [
     "success",
     "invalid_credentials",
     "invalid_request",
+    "throttled",
     "unavailable",
     "error",
 ];
+/// Endpoints the brute-force defence counts.
+pub const THROTTLED_ENDPOINTS: [&str; 4] = ["login", "register", "refresh", "revoke"];
+/// The limits that can refuse a request.
+pub const THROTTLE_LIMITS: [&str; 3] = ["client", "account_client", "account"];
 /// Refresh outcomes.
 pub const REFRESH_OUTCOMES: [&str; 4] = ["rotated", "grace", "reuse_detected", "invalid"];
 /// Access-token verification failure reasons (the shared verifier's, and `revoked`).
@@ -42,6 +47,7 @@ pub struct Metrics {
     logins: [AtomicU64; LOGIN_OUTCOMES.len()],
     refreshes: [AtomicU64; REFRESH_OUTCOMES.len()],
     verify_failures: [AtomicU64; VERIFY_REASONS.len()],
+    throttled: [AtomicU64; THROTTLED_ENDPOINTS.len() * THROTTLE_LIMITS.len()],
     access_issued: AtomicU64,
     refresh_issued: AtomicU64,
 }
@@ -108,6 +114,15 @@ impl Metrics {
     /// An access token was refused for `reason` (one of [`VERIFY_REASONS`]).
     pub fn verify_failure(&self, reason: &str) {
         bump(&self.verify_failures, &VERIFY_REASONS, reason);
+    }
+
+    /// A request to `endpoint` was refused by the brute-force defence's `limit`.
+    pub fn throttled(&self, endpoint: &str, limit: &str) {
+        let e = THROTTLED_ENDPOINTS.iter().position(|n| *n == endpoint);
+        let l = THROTTLE_LIMITS.iter().position(|n| *n == limit);
+        if let (Some(e), Some(l)) = (e, l) {
+            self.throttled[e * THROTTLE_LIMITS.len() + l].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A token pair was signed.
@@ -222,6 +237,21 @@ impl Metrics {
             &VERIFY_REASONS,
             &self.verify_failures,
         );
+        head(
+            &mut out,
+            "auth_throttled_total",
+            "counter",
+            "Requests refused with 429 by the brute-force defence, by endpoint and limit.",
+        );
+        for (e, endpoint) in THROTTLED_ENDPOINTS.iter().enumerate() {
+            for (l, limit) in THROTTLE_LIMITS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "auth_throttled_total{{endpoint=\"{endpoint}\",limit=\"{limit}\"}} {}",
+                    self.throttled[e * THROTTLE_LIMITS.len() + l].load(Ordering::Relaxed)
+                );
+            }
+        }
         head(
             &mut out,
             "auth_tokens_issued_total",

@@ -47,6 +47,8 @@ pub struct AppState {
     pub issuance: Issuance,
     /// Rate-limit counters.
     pub rate_limits: Arc<dyn RateLimitStore>,
+    /// Brute-force defence on `rate_limits`.
+    pub throttle: crate::throttle::Throttle,
     /// Prometheus counters.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Recent audit events per user.
@@ -228,15 +230,21 @@ impl AppState {
         access.leeway = settings.leeway;
         let mut refresh = Validation::new(settings.issuer.clone(), vec![settings.issuer.clone()]);
         refresh.leeway = settings.leeway;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let state = AppState {
             users: stores.users,
             key_store,
             sessions: stores.sessions,
             revocations: stores.revocations,
             feed: stores.feed,
+            throttle: crate::throttle::Throttle::new(
+                settings.throttle.clone(),
+                Arc::clone(&stores.rate_limits),
+                Arc::clone(&metrics),
+            ),
             rate_limits: stores.rate_limits,
             audit_store: stores.audit,
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            metrics,
             hub: crate::feed::Hub::default(),
             keys: Arc::new(keys),
             hasher: Arc::new(hasher),
@@ -271,10 +279,31 @@ impl AppState {
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
             feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
             rate_limits: Arc::clone(&redis) as Arc<dyn RateLimitStore>,
+            throttle: self
+                .throttle
+                .with_store(Arc::clone(&redis) as Arc<dyn RateLimitStore>),
             audit_store: Arc::clone(&redis) as Arc<dyn AuditStore>,
             backend: Backend::Shared { pg, redis },
             ..self.clone()
         })
+    }
+
+    /// Checks a new password against the policy (`context`: the username, then other values
+    /// the user gave) on a blocking thread: the guessability estimate takes milliseconds.
+    pub async fn new_password(
+        &self,
+        raw: &secrecy::SecretString,
+        context: Vec<String>,
+    ) -> Result<NewPassword, ApiError> {
+        let raw = raw.clone();
+        let policy = self.settings.password_policy;
+        actix_web::web::block(move || {
+            let context: Vec<&str> = context.iter().map(String::as_str).collect();
+            NewPassword::parse(&raw, &policy, &context)
+        })
+        .await
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("password check: {e}")))?
+        .map_err(ApiError::Invalid)
     }
 
     async fn bootstrap_admin(&self) -> anyhow::Result<()> {
@@ -283,7 +312,9 @@ impl AppState {
         };
         let username = Username::parse(&admin.username)
             .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_ADMIN_USERNAME: {e}"))?;
-        let password = NewPassword::parse(&admin.password, &self.settings.password_policy)
+        let password = self
+            .new_password(&admin.password, vec![admin.username.clone()])
+            .await
             .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
         let mut roles = self.settings.default_roles.clone();
         roles.push(Role::parse(crate::domain::ADMIN_ROLE)?);

@@ -200,53 +200,7 @@ pub struct RevocationSettings {
     pub sweep_interval: Duration,
 }
 
-/// An IP network (`10.0.0.0/8`, `::1/128`, or a single address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `addr` or `addr/len`.
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let addr: IpAddr = a.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            None => max,
-            Some(p) => p.trim().parse().ok().filter(|p| *p <= max)?,
-        };
-        Some(Cidr { addr, prefix })
-    }
-
-    /// True when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.prefix))
-                };
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.prefix))
-                };
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
+pub use shared::net::Cidr;
 
 /// Everything the gateway is configured with.
 #[derive(Debug, Clone)]
@@ -930,34 +884,5 @@ roles = ["admin"]
             )
             .is_ok()
         );
-    }
-
-    #[test]
-    fn cidrs() {
-        let c = Cidr::parse("10.0.0.0/8").unwrap();
-        assert!(c.contains("10.1.2.3".parse().unwrap()));
-        assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(
-            Cidr::parse("127.0.0.1")
-                .unwrap()
-                .contains("127.0.0.1".parse().unwrap())
-        );
-        assert!(
-            !Cidr::parse("127.0.0.1")
-                .unwrap()
-                .contains("127.0.0.2".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("::1/128")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(Cidr::parse("x").is_none());
     }
 }

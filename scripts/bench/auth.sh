@@ -7,6 +7,8 @@
 #   - /healthz p99 while logins saturate the service's CPU.
 # The service is pinned to SVC_CPUS; wrk, and private PostgreSQL and Redis instances, to LOAD_CPUS,
 # so the limits are computed for exactly the cores the service has. See BENCHMARKS.md.
+# The brute-force defence is off (AUTH_THROTTLE=off): every login comes from one address, and
+# what is measured is the service's capacity, not its throttling.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -76,7 +78,7 @@ round_s=$((DURATION / ROUNDS))
 port=$(free_port)
 base="http://127.0.0.1:$port"
 AUTH_DATABASE_URL="$db_url" AUTH_REDIS_URL="redis://127.0.0.1:$redis_port" AUTH_REDIS_PREFIX="bench:" \
-AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="$base" RUST_LOG=warn AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
+AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="$base" RUST_LOG=warn AUTH_THROTTLE=off AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
   taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.2; done

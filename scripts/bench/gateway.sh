@@ -34,7 +34,7 @@ trap cleanup EXIT
 auth_port=$(free_port); auth="http://127.0.0.1:$auth_port"
 psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS gwbench WITH (FORCE)" -c "CREATE DATABASE gwbench" >/dev/null
 AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/gwbench" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="gwbench:" \
-AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_ACCESS_TOKEN_TTL=3600 RUST_LOG=warn \
+AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_ACCESS_TOKEN_TTL=3600 RUST_LOG=warn AUTH_THROTTLE=off \
 AUTH_FEED_TOKEN=bench-feed-token-0123456789abcdef AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
   taskset -c "$LOAD_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
 pids+=($!)

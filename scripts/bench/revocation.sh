@@ -48,7 +48,7 @@ start_auth() { # $1 = name (database and Redis prefix) → prints the URL
   psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null 2>&1
   redis-cli -u "$TEST_REDIS_URL" --scan --pattern "$1:*" | xargs -r -n 1000 redis-cli -u "$TEST_REDIS_URL" del >/dev/null
   AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$1" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="$1:" \
-  AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="http://127.0.0.1:$port" AUTH_ACCESS_TOKEN_TTL=3600 \
+  AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="http://127.0.0.1:$port" AUTH_ACCESS_TOKEN_TTL=3600 AUTH_THROTTLE=off \
   AUTH_FEED_TOKEN="$feed" AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/$1.log" 2>&1 &
   echo $! > "$work/$1.pid"
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod headers;
 pub mod jwk;
 pub mod jws;
+pub mod net;
 pub mod problem;
 pub mod revocation;
 pub mod verifier;

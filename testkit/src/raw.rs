@@ -60,3 +60,138 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> RawRespons
     head.push_str("\r\n");
     send(addr, &head, b"").await
 }
+
+/// Writes `bytes` and collects everything the server sends until it closes the connection or
+/// stays silent for `quiet`; returns the status line of every response in it.
+pub async fn exchange(addr: &str, bytes: &[u8], quiet: std::time::Duration) -> Vec<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(quiet, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf)
+        .split("\r\n")
+        .filter(|l| l.starts_with("HTTP/1."))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A request that a front-end proxy and a back end could frame differently (request
+/// smuggling), or that carries bytes no header may hold. Each is followed by a second,
+/// smuggled request: a server that accepts the first one's framing might answer it too.
+pub struct Smuggle {
+    /// What the case tries.
+    pub name: &'static str,
+    /// The bytes, `{path}` standing for the request target.
+    pub raw: String,
+}
+
+/// The request-smuggling and header-injection cases both services must refuse.
+pub fn smuggling_cases() -> Vec<Smuggle> {
+    let smuggled = "GET {path}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let framed = |name: &'static str, headers: &str, body: &str| Smuggle {
+        name,
+        raw: format!("POST {{path}} HTTP/1.1\r\nHost: x\r\n{headers}\r\n{body}{smuggled}"),
+    };
+    vec![
+        framed(
+            "Content-Length and Transfer-Encoding (CL.TE)",
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "Transfer-Encoding and Content-Length (TE.CL)",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "two different Content-Length headers",
+            "Content-Length: 0\r\nContent-Length: 5\r\n",
+            "hello",
+        ),
+        framed(
+            "two equal Content-Length headers",
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "hello",
+        ),
+        framed("a Content-Length list", "Content-Length: 5, 5\r\n", "hello"),
+        framed("a negative Content-Length", "Content-Length: -5\r\n", ""),
+        framed("a signed Content-Length", "Content-Length: +5\r\n", "hello"),
+        framed("a hex Content-Length", "Content-Length: 0x5\r\n", "hello"),
+        framed(
+            "an overflowing Content-Length",
+            "Content-Length: 99999999999999999999999\r\n",
+            "",
+        ),
+        framed(
+            "Transfer-Encoding not ending in chunked",
+            "Transfer-Encoding: chunked, identity\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "an unknown Transfer-Encoding",
+            "Transfer-Encoding: xchunked\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "two Transfer-Encoding headers",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "whitespace before the colon",
+            "Transfer-Encoding : chunked\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "a folded (obs-fold) Transfer-Encoding",
+            "X-A: b\r\n Transfer-Encoding: chunked\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "a vertical tab in Transfer-Encoding",
+            "Transfer-Encoding: \x0bchunked\r\n",
+            "0\r\n\r\n",
+        ),
+        framed(
+            "a negative chunk size",
+            "Transfer-Encoding: chunked\r\n",
+            "-5\r\nhello\r\n0\r\n\r\n",
+        ),
+        framed(
+            "an overflowing chunk size",
+            "Transfer-Encoding: chunked\r\n",
+            "fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        ),
+        framed(
+            "a NUL in a header value",
+            "X-A: b\0c\r\nContent-Length: 0\r\n",
+            "",
+        ),
+        framed(
+            "a bare CR in a header value",
+            "X-A: b\rContent-Length: 5\r\nContent-Length: 0\r\n",
+            "",
+        ),
+        framed(
+            "a space in a header name",
+            "Content Length: 5\r\nContent-Length: 0\r\n",
+            "",
+        ),
+        Smuggle {
+            name: "Transfer-Encoding in HTTP/1.0",
+            raw: format!(
+                "POST {{path}} HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        },
+        Smuggle {
+            name: "a request line with a bare CR",
+            raw: format!("GET {{path}}\rx HTTP/1.1\r\nHost: x\r\n\r\n{smuggled}"),
+        },
+    ]
+}

@@ -30,7 +30,8 @@ const BAD_CREDENTIALS: &str = "invalid username or password";
     request_body(content = super::openapi::LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "OK", body = super::openapi::TokenResponse),
         (status = 400, description = "invalid_grant (bad credentials) or invalid_request", body = super::openapi::OAuthError),
-        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError))
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError))
 )]
 pub async fn login(
     req: HttpRequest,
@@ -48,6 +49,7 @@ pub async fn login(
             | OAuthError::PayloadTooLarge(_),
         ) => "invalid_request",
         Err(OAuthError::TemporarilyUnavailable(_)) => "unavailable",
+        Err(OAuthError::SlowDown(_)) => "throttled",
         Err(_) => "error",
     });
     result
@@ -69,6 +71,10 @@ async fn attempt(
     let now = shared::unix_now();
     let password = LoginPassword::parse(&body.password, &state.settings.password_policy)
         .map_err(|e| OAuthError::InvalidRequest(e.message))?;
+    // Counted before the password is checked, keyed by the name as sent: unknown and existing
+    // accounts are throttled alike, and concurrent guesses cannot slip past the count.
+    let client = state.throttle.client(&req);
+    state.throttle.before_login(&body.username, &client).await?;
     let found = match Username::parse(&body.username) {
         Ok(u) => state.users.find_by_username(u.as_str()).await?,
         Err(_) => None,
@@ -81,6 +87,9 @@ async fn attempt(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
+    if !(verified.ok && found.as_ref().is_some_and(|(u, _)| !u.disabled)) {
+        state.throttle.login_failed(&body.username).await?;
+    }
     let Some((user, stored_hash)) = found else {
         state
             .audit(
@@ -123,6 +132,10 @@ async fn attempt(
             }
         });
     }
+    state
+        .throttle
+        .login_succeeded(&body.username, &client)
+        .await?;
     let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
     let scope =
         grant_scope(&allowed, body.scope.as_deref(), None).map_err(OAuthError::InvalidScope)?;

@@ -7,6 +7,7 @@ use shared::RevocationEvent;
 use crate::error::{ApiError, OAuthError};
 use crate::extract::{Accept, Authenticated, bearer_token, parse_body};
 use crate::state::AppState;
+use crate::throttle::Action;
 
 #[derive(Deserialize)]
 struct RevokeRequest {
@@ -22,14 +23,30 @@ struct RevokeRequest {
 #[utoipa::path(
     post, path = "/v1/revoke", tag = "tokens",
     request_body(content = super::openapi::RevokeForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked (or unknown: RFC 7009)"), (status = 400, description = "Bad request", body = super::openapi::OAuthError))
+    responses((status = 200, description = "Revoked (or unknown: RFC 7009)"), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError))
 )]
 pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let caller = match bearer_token(&req) {
+    let client = state.throttle.client(&req);
+    state.throttle.before_token(Action::Revoke, &client).await?;
+    let result = attempt(&req, payload, &state).await;
+    if matches!(result, Ok(false) | Err(OAuthError::InvalidClient(_))) {
+        state.throttle.token_failed(Action::Revoke, &client).await?;
+    }
+    result.map(|_| ok())
+}
+
+/// Whether the token was one of ours (`false`: unknown, answered 200 all the same).
+async fn attempt(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+) -> Result<bool, OAuthError> {
+    let caller = match bearer_token(req) {
         Ok(None) => None,
         Ok(Some(t)) => Some(
             state
@@ -44,7 +61,7 @@ pub async fn revoke(
         }
     };
     let body: RevokeRequest = parse_body(
-        &req,
+        req,
         payload,
         state.settings.max_body_bytes,
         Accept::JsonOrForm,
@@ -89,7 +106,7 @@ pub async fn revoke(
                     )
                     .await?;
                 tracing::info!(user_id = %claims.sub, "access token revoked");
-                return Ok(ok());
+                return Ok(true);
             }
         } else if let Ok(claims) = state.verify_refresh(token).await {
             owned(&claims.sub, &claims.client_id)?;
@@ -98,10 +115,10 @@ pub async fn revoke(
                 .end(&claims.sub, &claims.sid, now, state.revoke_until(now))
                 .await?;
             tracing::info!(user_id = %claims.sub, sid = %claims.sid, "session revoked by refresh token");
-            return Ok(ok());
+            return Ok(true);
         }
     }
-    Ok(ok())
+    Ok(false)
 }
 
 fn ok() -> HttpResponse {

@@ -7,6 +7,7 @@ use crate::error::OAuthError;
 use crate::extract::{Accept, parse_body};
 use crate::state::AppState;
 use crate::storage::Rotation;
+use crate::throttle::Action;
 use crate::tokens::{Grant, allowed_scopes, grant_scope};
 
 #[derive(Deserialize)]
@@ -25,15 +26,36 @@ const INVALID: &str = "the refresh token is invalid, expired or revoked";
     post, path = "/v1/token", tag = "tokens",
     request_body(content = super::openapi::RefreshForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "OK", body = super::openapi::TokenResponse), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
-        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError))
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError))
 )]
 pub async fn token(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
+    let client = state.throttle.client(&req);
+    state
+        .throttle
+        .before_token(Action::Refresh, &client)
+        .await?;
+    let result = refresh(&req, payload, &state).await;
+    if matches!(result, Err(OAuthError::InvalidGrant(_))) {
+        state
+            .throttle
+            .token_failed(Action::Refresh, &client)
+            .await?;
+    }
+    result
+}
+
+async fn refresh(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let body: TokenRequest = parse_body(
-        &req,
+        req,
         payload,
         state.settings.max_body_bytes,
         Accept::JsonOrForm,

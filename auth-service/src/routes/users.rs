@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::UserView;
 use crate::configuration::Registration;
-use crate::domain::{Email, NewPassword, Username};
+use crate::domain::{Email, Username};
 use crate::error::{ApiError, BearerError};
 use crate::extract::{Accept, Authenticated, parse_body};
 use crate::state::AppState;
@@ -28,7 +28,8 @@ struct RegisterRequest {
     request_body(content = super::openapi::Registration, content_type = "application/json"),
     responses((status = 201, description = "Created", body = super::openapi::User),
         (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 403, description = "Registration is closed", body = super::openapi::Problem),
-        (status = 409, description = "Username taken", body = super::openapi::Problem), (status = 422, description = "Invalid values", body = super::openapi::Problem))
+        (status = 409, description = "Username taken", body = super::openapi::Problem), (status = 422, description = "Invalid values", body = super::openapi::Problem),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::Problem))
 )]
 pub async fn register(
     req: HttpRequest,
@@ -48,6 +49,11 @@ pub async fn register(
         Accept::JsonOrForm,
     )
     .await?;
+    let client = state.throttle.client(&req);
+    state
+        .throttle
+        .before_register(&body.username, &client)
+        .await?;
     let username = Username::parse(&body.username)?;
     let email = body
         .email
@@ -55,7 +61,11 @@ pub async fn register(
         .filter(|e| !e.is_empty())
         .map(Email::parse)
         .transpose()?;
-    let password = NewPassword::parse(&body.password, &state.settings.password_policy)?;
+    let context = [Some(body.username.clone()), body.email.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let password = state.new_password(&body.password, context).await?;
     let password_hash = state.hasher.hash(password.secret()).await?;
     let new = NewUser {
         username,
@@ -122,13 +132,24 @@ pub async fn change_password(
         Accept::JsonOrForm,
     )
     .await?;
-    let new = NewPassword::parse(&body.new_password, &state.settings.password_policy)?;
+    let id = auth.user_id()?;
+    let account = state
+        .users
+        .find_by_id(id)
+        .await?
+        .ok_or(ApiError::Unauthorized(BearerError::InvalidToken(
+            "the user no longer exists",
+        )))?;
+    let context = [Some(account.username), account.email]
+        .into_iter()
+        .flatten()
+        .collect();
+    let new = state.new_password(&body.new_password, context).await?;
     let current = crate::domain::LoginPassword::parse(
         &body.current_password,
         &state.settings.password_policy,
     )
     .map_err(|_| wrong_password())?;
-    let id = auth.user_id()?;
     let stored = state.users.password_hash(id).await?;
     if !state
         .hasher

@@ -323,6 +323,53 @@ pub trait RateLimitStore: Send + Sync {
     /// the key's first hit); returns the hits so far in the window, this one included, and the
     /// time left until the window ends.
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration), StoreError>;
+    /// The hits on `key` in its current window and the time left, without counting one
+    /// (`(0, 0)` when there is none).
+    async fn peek(&self, key: &str) -> Result<(u64, Duration), StoreError>;
+    /// Forgets `key`'s counter (a success ends a run of failures).
+    async fn clear(&self, key: &str) -> Result<(), StoreError>;
+    /// Growing delays, in one atomic step. With `failed`, records a failure: the count grows and
+    /// the next attempt is held back by `policy.delay(count)`. Without, asks for an attempt:
+    /// answers the wait left if one is due, otherwise admits it and (once delays apply) holds
+    /// the next attempt back by the current delay, so that concurrent attempts cannot all slip
+    /// through one opening. Returns the failures counted and the wait (zero: admitted). The
+    /// state is forgotten `policy.window` plus `policy.max` after the last failure.
+    async fn gate(
+        &self,
+        key: &str,
+        policy: &Backoff,
+        failed: bool,
+    ) -> Result<(u64, Duration), StoreError>;
+}
+
+/// Growing delays after a number of free failures: `base`, doubling with every further failure,
+/// up to `max`. Bounded on purpose: a delay, never a lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Failures allowed before delays begin.
+    pub free: u64,
+    /// The first delay.
+    pub base: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// How long failures are remembered after the last one.
+    pub window: Duration,
+}
+
+impl Backoff {
+    /// The delay after `failures` failures.
+    pub fn delay(&self, failures: u64) -> Duration {
+        if failures < self.free {
+            return Duration::ZERO;
+        }
+        let doublings = u32::try_from(failures - self.free)
+            .unwrap_or(u32::MAX)
+            .min(40);
+        self.base
+            .checked_mul(1u32 << doublings.min(31))
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
 }
 
 /// Where the revocation event stream stands.

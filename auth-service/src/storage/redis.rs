@@ -25,8 +25,9 @@ use shared::{AccessClaims, RevocationEvent};
 use shared::feed::StreamId;
 
 use super::{
-    AUDIT_KEEP, AuditEvent, AuditStore, FeedFollower, FeedState, NewSession, RateLimitStore,
-    RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore, StoreError,
+    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, FeedFollower, FeedState, NewSession,
+    RateLimitStore, RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore,
+    StoreError,
 };
 
 /// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
@@ -217,6 +218,45 @@ end
 return {c, ttl}
 "#;
 
+const RATE_PEEK: &str = r#"
+local k = p .. 'rl:' .. ARGV[5]
+local c = tonumber(redis.call('GET', k) or '0')
+local ttl = redis.call('PTTL', k)
+if ttl < 0 then ttl = 0 end
+return {c, ttl}
+"#;
+
+const GATE: &str = r#"
+local k = p .. 'gate:' .. ARGV[5]
+local free, base, max, window = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cur = redis.call('HMGET', k, 'f', 'next')
+local f = tonumber(cur[1]) or 0
+local nxt = tonumber(cur[2]) or 0
+local function delay(n)
+  if n < free then return 0 end
+  local d = base * 2 ^ math.min(n - free, 40)
+  if d > max then d = max end
+  return d
+end
+if ARGV[10] == '1' then
+  f = f + 1
+  local d = delay(f)
+  if now_ms + d > nxt then nxt = now_ms + d end
+  redis.call('HSET', k, 'f', f, 'next', nxt)
+  redis.call('PEXPIRE', k, window + max)
+  return {f, 0}
+end
+if now_ms < nxt then return {f, nxt - now_ms} end
+local d = delay(f)
+if d > 0 then
+  redis.call('HSET', k, 'next', now_ms + d)
+  redis.call('PEXPIRE', k, window + max)
+end
+return {f, 0}
+"#;
+
 struct Scripts {
     create: Script,
     rotate: Script,
@@ -228,6 +268,8 @@ struct Scripts {
     feed_state: Script,
     snapshot_page: Script,
     rate_hit: Script,
+    rate_peek: Script,
+    gate: Script,
 }
 
 impl Scripts {
@@ -244,6 +286,8 @@ impl Scripts {
             feed_state: s(FEED_STATE),
             snapshot_page: s(SNAPSHOT_PAGE),
             rate_hit: s(RATE_HIT),
+            rate_peek: s(RATE_PEEK),
+            gate: s(GATE),
         }
     }
 }
@@ -716,16 +760,62 @@ impl RateLimitStore for RedisStore {
                 &[&key, &window_ms],
             )
             .await?;
-        let [count, left] = reply.as_slice() else {
-            return Err(StoreError::Other(anyhow::anyhow!(
-                "unexpected rate reply {reply:?}"
-            )));
-        };
-        Ok((
-            u64::try_from(*count).unwrap_or(0),
-            Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
-        ))
+        count_and_left(&reply)
     }
+
+    async fn peek(&self, key: &str) -> Result<(u64, Duration), StoreError> {
+        let reply: Vec<i64> = self
+            .run(&self.scripts.rate_peek, shared::unix_now(), &[&key])
+            .await?;
+        count_and_left(&reply)
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let k = format!("{}rl:{key}", self.prefix);
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(k);
+        match tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(r) => r.map(|_| ()).map_err(classify),
+            Err(_) => Err(StoreError::Unavailable(anyhow::anyhow!("redis timed out"))),
+        }
+    }
+
+    async fn gate(
+        &self,
+        key: &str,
+        policy: &Backoff,
+        failed: bool,
+    ) -> Result<(u64, Duration), StoreError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
+        let reply: Vec<i64> = self
+            .run(
+                &self.scripts.gate,
+                shared::unix_now(),
+                &[
+                    &key,
+                    &policy.free,
+                    &ms(policy.base),
+                    &ms(policy.max),
+                    &ms(policy.window).max(1),
+                    &u8::from(failed),
+                ],
+            )
+            .await?;
+        count_and_left(&reply)
+    }
+}
+
+fn count_and_left(reply: &[i64]) -> Result<(u64, Duration), StoreError> {
+    let [count, left] = reply else {
+        return Err(StoreError::Other(anyhow::anyhow!(
+            "unexpected rate reply {reply:?}"
+        )));
+    };
+    Ok((
+        u64::try_from(*count).unwrap_or(0),
+        Duration::from_millis(u64::try_from(*left).unwrap_or(0)),
+    ))
 }
 
 #[async_trait]

@@ -20,9 +20,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AUDIT_KEEP, AuditEvent, AuditStore, CreateUserError, FeedFollower, FeedState, KeyStore,
-    KeyTimes, NewSession, NewUser, RateLimitStore, RevocationFeed, RevocationStore, Rotation,
-    SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor, UserStore,
+    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, CreateUserError, FeedFollower, FeedState,
+    KeyStore, KeyTimes, NewSession, NewUser, RateLimitStore, RevocationFeed, RevocationStore,
+    Rotation, SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -104,6 +104,12 @@ CREATE INDEX IF NOT EXISTS audit_user ON audit (user_id, id);
 CREATE TABLE IF NOT EXISTS rate_limits (
     key         TEXT PRIMARY KEY,
     count       INTEGER NOT NULL,
+    ends_ms     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gates (
+    key         TEXT PRIMARY KEY,
+    failures    INTEGER NOT NULL,
+    next_ms     INTEGER NOT NULL,
     ends_ms     INTEGER NOT NULL
 );
 "#;
@@ -417,6 +423,10 @@ fn sweep(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM revocations WHERE expires_at < ?1", [now])?;
     conn.execute(
         "DELETE FROM rate_limits WHERE ends_ms <= ?1",
+        [shared::unix_now_ms()],
+    )?;
+    conn.execute(
+        "DELETE FROM gates WHERE ends_ms <= ?1",
         [shared::unix_now_ms()],
     )?;
     Ok(())
@@ -1205,6 +1215,92 @@ impl RateLimitStore for SqliteStore {
                 u64::try_from(count).unwrap_or(0),
                 Duration::from_millis(u64::try_from(ends - now).unwrap_or(0)),
             ))
+        })
+        .await
+    }
+
+    async fn peek(&self, key: &str) -> Result<(u64, Duration), StoreError> {
+        let key = key.to_owned();
+        self.tx(move |tx| {
+            let now = shared::unix_now_ms();
+            let row: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT count, ends_ms FROM rate_limits WHERE key = ?1 AND ends_ms > ?2",
+                    params![key, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            Ok(row.map_or((0, Duration::ZERO), |(count, ends)| {
+                (
+                    u64::try_from(count).unwrap_or(0),
+                    Duration::from_millis(u64::try_from(ends - now).unwrap_or(0)),
+                )
+            }))
+        })
+        .await
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.tx(move |tx| {
+            tx.execute("DELETE FROM rate_limits WHERE key = ?1", [key])
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gate(
+        &self,
+        key: &str,
+        policy: &Backoff,
+        failed: bool,
+    ) -> Result<(u64, Duration), StoreError> {
+        let key = key.to_owned();
+        let policy = *policy;
+        self.tx(move |tx| {
+            let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+            let now = shared::unix_now_ms();
+            let (mut failures, mut next): (i64, i64) = tx
+                .query_row(
+                    "SELECT failures, next_ms FROM gates WHERE key = ?1 AND ends_ms > ?2",
+                    params![key, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?
+                .unwrap_or((0, 0));
+            let delay = |f: i64| ms(policy.delay(u64::try_from(f).unwrap_or(0)));
+            let count = |f: i64| u64::try_from(f).unwrap_or(0);
+            let write = |f: i64, next: i64| {
+                tx.execute(
+                    "INSERT INTO gates (key, failures, next_ms, ends_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (key) DO UPDATE SET
+                       failures = excluded.failures, next_ms = excluded.next_ms,
+                       ends_ms = excluded.ends_ms",
+                    params![key, f, next, now + ms(policy.window) + ms(policy.max)],
+                )
+                .map(|_| ())
+                .map_err(db)
+            };
+            if failed {
+                failures += 1;
+                next = next.max(now + delay(failures));
+                write(failures, next)?;
+                return Ok((count(failures), Duration::ZERO));
+            }
+            if now < next {
+                return Ok((
+                    count(failures),
+                    Duration::from_millis(u64::try_from(next - now).unwrap_or(0)),
+                ));
+            }
+            let d = delay(failures);
+            if d > 0 {
+                write(failures, now + d)?;
+            }
+            Ok((count(failures), Duration::ZERO))
         })
         .await
     }

@@ -27,3 +27,4 @@ mod refresh;
 mod registration;
 mod revocation;
 mod sessions;
+mod throttle;

@@ -134,7 +134,11 @@ async fn logs_are_json_with_request_ids_and_never_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let (_, _resources, env) = TestApp::builder().settings().await;
+    // 24 logins at once to one account from one address would be throttled as guessing.
+    let (_, _resources, env) = TestApp::builder()
+        .env("AUTH_THROTTLE_PER_ACCOUNT_CLIENT", "100/60s")
+        .settings()
+        .await;
     let mut svc = Running::start(&env).await;
     let client = reqwest::Client::new();
     let res = client

@@ -86,13 +86,13 @@ async fn password_length_is_counted_in_code_points_within_byte_bounds() {
     )
     .await;
     assert_eq!(body["code"], "password_too_short");
-    // 15 emoji are 15 characters (60 bytes): accepted, and they log in.
-    let emoji = "🔐".repeat(15);
+    // 15 different emoji are 15 characters (60 bytes): accepted, and they log in.
+    let emoji = "🦊🍉🚲🎻🌋🧭🪁🐙🍄🛶🎲🧊🌵🦉🪐";
     assert_eq!(
-        app.register("erin", &emoji).await.status(),
+        app.register("erin", emoji).await.status(),
         StatusCode::CREATED
     );
-    app.login("erin", &emoji).await;
+    app.login("erin", emoji).await;
     let long = "a".repeat(1025);
     let body = assert_problem(
         app.register("frank", &long).await,
@@ -100,10 +100,77 @@ async fn password_length_is_counted_in_code_points_within_byte_bounds() {
     )
     .await;
     assert_eq!(body["code"], "password_too_long");
+    let long_ok = "tangerine voyage quartz ".repeat(43)[..1024].to_owned();
     assert_eq!(
-        app.register("frank", &"a".repeat(1024)).await.status(),
+        app.register("frank", &long_ok).await.status(),
         StatusCode::CREATED
     );
+}
+
+#[tokio::test]
+async fn common_passwords_and_the_username_are_refused_with_nothing_written() {
+    let app = TestApp::spawn().await;
+    for (username, password, code) in [
+        ("hank", "passwordpassword", "password_too_common"),
+        ("hank", "123456789012345", "password_too_common"),
+        ("hank", "qwertyuiopasdfgh", "password_too_common"),
+        ("hank", "iloveyou12345678", "password_too_common"),
+        (
+            "hankhankhank1234",
+            "hankhankhank1234",
+            "password_equals_username",
+        ),
+        (
+            "hankhankhank1234",
+            "HANKHANKHANK1234",
+            "password_equals_username",
+        ),
+    ] {
+        let body = assert_problem(
+            app.register(username, password).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(body["code"], code, "{password}: {body}");
+        assert!(
+            app.state
+                .users
+                .find_by_username(username)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // Passwords made of the email address or its parts are guessable too.
+    for password in ["Ivy.Quintero@example.com", "quinteroquintero99"] {
+        let res = app
+            .post_json(
+                "/v1/users",
+                &serde_json::json!({"username": "ivy", "email": "ivy.quintero@example.com", "password": password}),
+                None,
+            )
+            .await;
+        let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(body["code"], "password_too_common", "{password}: {body}");
+    }
+    // The same words in another order are not a pattern.
+    assert_eq!(
+        app.register("hank", "staple battery horse correct")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    // A password change is held to the same list.
+    let tokens = app.login("hank", "staple battery horse correct").await;
+    let res = app
+        .post_json(
+            "/v1/users/me/password",
+            &serde_json::json!({"current_password": "staple battery horse correct", "new_password": "hank1234hank1234"}),
+            Some(&tokens.access_token),
+        )
+        .await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["code"], "password_too_common", "{body}");
 }
 
 #[tokio::test]
@@ -117,6 +184,9 @@ async fn equivalent_unicode_passwords_log_in_alike() {
     app.login("gina", "A\u{30a}ngstro\u{308}m passphrase").await;
 }
 
+/// Unrelated words: not guessable at any of the lengths the tests cut.
+const WORDS: &str = "tangerine voyage quartz kettle zebra moss lantern fjord cobalt wren";
+
 #[tokio::test]
 async fn password_bounds_are_configurable() {
     let app = TestApp::builder()
@@ -125,19 +195,19 @@ async fn password_bounds_are_configurable() {
         .spawn()
         .await;
     assert_eq!(
-        app.register("hank", &"x".repeat(19)).await.status(),
+        app.register("hank", &WORDS[..19]).await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(
-        app.register("hank", &"x".repeat(20)).await.status(),
+        app.register("hank", &WORDS[..20]).await.status(),
         StatusCode::CREATED
     );
     assert_eq!(
-        app.register("hank", &"x".repeat(65)).await.status(),
+        app.register("hank", &WORDS[..65]).await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(
-        app.register("hank2", &"x".repeat(64)).await.status(),
+        app.register("hank2", &WORDS[..64]).await.status(),
         StatusCode::CREATED
     );
 }

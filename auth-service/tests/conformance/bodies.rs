@@ -716,6 +716,67 @@ pub async fn rate_limit_counters_count_within_a_window(s: &Stores) {
     );
 }
 
+pub async fn rate_limit_counters_can_be_read_and_cleared(s: &Stores) {
+    let window = Duration::from_secs(60);
+    assert_eq!(s.rate.peek("x").await.unwrap(), (0, Duration::ZERO));
+    s.rate.hit("x", window).await.unwrap();
+    s.rate.hit("x", window).await.unwrap();
+    let (n, left) = s.rate.peek("x").await.unwrap();
+    assert_eq!(n, 2, "peek does not count");
+    assert!(left > Duration::from_secs(50) && left <= window);
+    assert_eq!(s.rate.peek("x").await.unwrap().0, 2);
+    s.rate.clear("x").await.unwrap();
+    assert_eq!(s.rate.peek("x").await.unwrap().0, 0);
+    assert_eq!(s.rate.hit("x", window).await.unwrap().0, 1);
+}
+
+pub async fn a_gate_grows_its_delays_and_admits_one_attempt_per_opening(s: &Stores) {
+    use auth_service::storage::Backoff;
+    let policy = Backoff {
+        free: 2,
+        base: Duration::from_millis(200),
+        max: Duration::from_millis(400),
+        window: Duration::from_secs(60),
+    };
+    // Free failures: no waiting.
+    for want in 1..=2 {
+        assert_eq!(
+            s.rate.gate("acct", &policy, false).await.unwrap().1,
+            Duration::ZERO
+        );
+        assert_eq!(s.rate.gate("acct", &policy, true).await.unwrap().0, want);
+    }
+    // The second failure reached `free`: the next attempt waits `base`.
+    let (f, wait) = s.rate.gate("acct", &policy, false).await.unwrap();
+    assert_eq!(f, 2);
+    assert!(wait > Duration::ZERO && wait <= policy.base, "{wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    // One opening admits exactly one of many concurrent attempts.
+    let attempts =
+        futures_util::future::join_all((0..8).map(|_| s.rate.gate("acct", &policy, false))).await;
+    let admitted = attempts
+        .iter()
+        .filter(|r| r.as_ref().unwrap().1 == Duration::ZERO)
+        .count();
+    assert_eq!(admitted, 1, "{attempts:?}");
+    // Its failure doubles the delay, capped at `max`.
+    s.rate.gate("acct", &policy, true).await.unwrap();
+    let wait = s.rate.gate("acct", &policy, false).await.unwrap().1;
+    assert!(wait > policy.base && wait <= policy.max, "{wait:?}");
+    s.rate.gate("acct", &policy, true).await.unwrap();
+    let wait = s.rate.gate("acct", &policy, false).await.unwrap().1;
+    assert!(wait <= policy.max, "capped: {wait:?}");
+    // Other keys are untouched.
+    assert_eq!(
+        s.rate.gate("other", &policy, false).await.unwrap(),
+        (0, Duration::ZERO)
+    );
+    assert_eq!(policy.delay(1), Duration::ZERO);
+    assert_eq!(policy.delay(2), policy.base);
+    assert_eq!(policy.delay(3), policy.max);
+    assert_eq!(policy.delay(u64::MAX), policy.max);
+}
+
 pub async fn the_audit_trail_keeps_each_users_recent_events_newest_first(s: &Stores) {
     use auth_service::storage::{AUDIT_KEEP, AuditEvent};
     let event = |i: usize| AuditEvent {

@@ -131,5 +131,7 @@ conformance!(
     a_follower_wakes_up_for_a_new_event,
     expired_revocations_are_neither_live_nor_enforced,
     rate_limit_counters_count_within_a_window,
+    rate_limit_counters_can_be_read_and_cleared,
+    a_gate_grows_its_delays_and_admits_one_attempt_per_opening,
     the_audit_trail_keeps_each_users_recent_events_newest_first,
 );
