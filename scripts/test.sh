@@ -25,5 +25,8 @@ else
   cargo test --workspace --no-fail-fast "$@"
 fi
 
+# schemathesis against the auth-service's OpenAPI document: zero 5xx, responses as documented.
+bash scripts/interop/schemathesis.sh
+
 # The README's run command, end to end: start, walk through, Ctrl-C.
 bash scripts/dev_smoke.sh

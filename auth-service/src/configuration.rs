@@ -13,6 +13,8 @@ use crate::throttle::{Limit, ThrottleSettings};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+/// Default bound on a request's headers, bytes (`AUTH_MAX_HEADER_BYTES`).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default issuer: a development value that production mode refuses.
 pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
 
@@ -102,6 +104,8 @@ pub struct Settings {
     pub startup_timeout: Duration,
     /// `AUTH_MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
+    /// `AUTH_MAX_HEADER_BYTES`: larger request heads get 431.
+    pub max_header_bytes: usize,
     /// `AUTH_WORKERS`.
     pub workers: usize,
     /// `AUTH_SHUTDOWN_TIMEOUT`, seconds given to in-flight requests on SIGTERM.
@@ -484,6 +488,9 @@ impl Settings {
             max_body_bytes: src
                 .parsed("AUTH_MAX_BODY_BYTES", 16 * 1024usize)?
                 .clamp(1024, 1 << 20),
+            max_header_bytes: src
+                .parsed("AUTH_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
+                .clamp(1024, 64 * 1024),
             workers: src.parsed("AUTH_WORKERS", cores)?.max(1),
             shutdown_timeout: src.parsed("AUTH_SHUTDOWN_TIMEOUT", 10u64)?,
             key_reload_interval: Duration::from_secs(reload_interval),
@@ -571,6 +578,7 @@ impl Settings {
             "client_ids": self.client_ids,
             "store_timeout_ms": self.store_timeout.as_millis() as u64,
             "max_body_bytes": self.max_body_bytes,
+            "max_header_bytes": self.max_header_bytes,
             "workers": self.workers,
             "rsa_key_bits": self.rsa_key_bits,
             "jwks_max_age": self.jwks_max_age,

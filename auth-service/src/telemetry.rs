@@ -70,13 +70,35 @@ pub async fn request_context(
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let start = Instant::now();
+    let limit = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or(crate::configuration::DEFAULT_MAX_HEADER_BYTES, |s| {
+            s.settings.max_header_bytes
+        });
+    let head_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
     // Handlers and extractors turn their errors into responses; an `Err` here comes from actix
     // itself and is answered by it.
-    let mut res = match next.call(req).instrument(span.clone()).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(e) => {
-            tracing::warn!(target: "access", parent: &span, method, path, peer, error = %e, "request failed");
-            return Err(e);
+    let mut res = if head_bytes > limit {
+        let (req, _) = req.into_parts();
+        ServiceResponse::new(
+            req,
+            problem(
+                actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &format!("request headers exceed {limit} bytes"),
+                Some("headers_too_large"),
+            ),
+        )
+    } else {
+        match next.call(req).instrument(span.clone()).await {
+            Ok(res) => res.map_into_boxed_body(),
+            Err(e) => {
+                tracing::warn!(target: "access", parent: &span, method, path, peer, error = %e, "request failed");
+                return Err(e);
+            }
         }
     };
     let status = res.status();

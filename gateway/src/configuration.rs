@@ -90,6 +90,15 @@ struct RouteFile {
     websocket: Option<bool>,
     max_body_bytes: Option<u64>,
     cors: Option<CorsFile>,
+    rate_limit: Option<RateLimitFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    requests: u32,
+    per: Option<f64>,
+    by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +177,8 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// CORS.
     pub cors: Option<Cors>,
+    /// Requests per period, per client or user (this gateway's own count).
+    pub rate_limit: Option<std::sync::Arc<crate::ratelimit::RateLimit>>,
 }
 
 /// JWKS fetching bounds.
@@ -389,6 +400,31 @@ fn route(r: RouteFile) -> Result<Route, ConfigError> {
             })
         })
         .transpose()?;
+    let rate_limit = r
+        .rate_limit
+        .map(|l| {
+            let per = l.per.unwrap_or(1.0);
+            if l.requests == 0 || !(per > 0.0 && per <= 86_400.0) {
+                return err(format!(
+                    "{what}: rate_limit needs requests ≥ 1 and per within (0, 86400] seconds"
+                ));
+            }
+            let by = match l.by.as_deref() {
+                None | Some("client") => crate::ratelimit::LimitBy::Client,
+                Some("user") => crate::ratelimit::LimitBy::User,
+                Some(other) => {
+                    return err(format!(
+                        "{what}: rate_limit.by must be \"client\" or \"user\", not {other:?}"
+                    ));
+                }
+            };
+            Ok(std::sync::Arc::new(crate::ratelimit::RateLimit::new(
+                l.requests,
+                Duration::from_secs_f64(per),
+                by,
+            )))
+        })
+        .transpose()?;
     Ok(Route {
         prefix: r.prefix,
         upstream,
@@ -400,6 +436,7 @@ fn route(r: RouteFile) -> Result<Route, ConfigError> {
         websocket: r.websocket.unwrap_or(false),
         max_body_bytes: r.max_body_bytes,
         cors,
+        rate_limit,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod forwarding;
 pub mod keys;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod revocation;
 pub mod routing;
 pub mod startup;

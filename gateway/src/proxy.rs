@@ -462,6 +462,41 @@ async fn route_and_forward<'a>(
         }
     };
 
+    if let Some(limit) = &route.rate_limit {
+        let client = || {
+            let peer = req
+                .peer_addr()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            let forwarded = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok());
+            let ip = shared::net::client_address(peer, forwarded, &gw.settings.trusted_proxies);
+            format!("c:{}", shared::net::rate_key(ip))
+        };
+        let key = match (limit.by, claims.as_ref()) {
+            (crate::ratelimit::LimitBy::User, Some(c)) => format!("u:{}", c.claims.sub),
+            _ => client(),
+        };
+        if let Err(wait) = limit.check(&key, Instant::now()) {
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("rate limit of this route exceeded; retry in {secs} s"),
+                "rate_limited",
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Outcome {
+                response,
+                route: Some(index),
+                user: claims.as_ref().map(|c| c.claims.sub.clone()),
+                path,
+            };
+        }
+    }
+
     let declared_len = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -575,6 +610,31 @@ async fn route_and_forward<'a>(
         *h = headers;
     }
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut payload = payload;
+    // A chunked body's framing is only checked as it is read: read the first chunk before
+    // contacting the upstream, so a malformed one (a smuggling attempt) is answered 400 and
+    // nothing is sent. (A later malformed chunk aborts the upload: the upstream then sees an
+    // unfinished request, never a second one.)
+    let first = if chunked {
+        match tokio::time::timeout(route.timeout, payload.next()).await {
+            Ok(Some(Err(_))) => {
+                return fail(
+                    problem(
+                        StatusCode::BAD_REQUEST,
+                        "the request body's chunked framing is malformed",
+                        "invalid_request",
+                    ),
+                    Some(index),
+                    &path,
+                );
+            }
+            Ok(first) => first,
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let malformed = Rc::new(Cell::new(false));
     let tripped = Rc::new(Cell::new(false));
     let progress = Rc::new(Cell::new(Instant::now()));
     let body = if declared_len.is_none() && !chunked {
@@ -586,7 +646,8 @@ async fn route_and_forward<'a>(
         let (tx, body) = crate::upstream::channel(4);
         let limit = route.max_body_bytes.unwrap_or(u64::MAX);
         let (tripped, progress) = (Rc::clone(&tripped), Rc::clone(&progress));
-        let mut payload = payload;
+        let malformed = Rc::clone(&malformed);
+        let mut payload = futures_util::stream::iter(first).chain(payload);
         actix_web::rt::spawn(async move {
             let mut sent = 0u64;
             while let Some(chunk) = payload.next().await {
@@ -599,7 +660,10 @@ async fn route_and_forward<'a>(
                         sent += c.len() as u64;
                         Ok(c)
                     }
-                    Err(e) => Err(e.to_string().into()),
+                    Err(e) => {
+                        malformed.set(true);
+                        Err(e.to_string().into())
+                    }
                 };
                 let stop = item.is_err();
                 if tx.send(item).await.is_err() || stop {
@@ -642,6 +706,11 @@ async fn route_and_forward<'a>(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body exceeds the route's limit",
             "body_too_large",
+        ),
+        Some(Err(_)) if malformed.get() => problem(
+            StatusCode::BAD_REQUEST,
+            "the request body ended early or is malformed",
+            "invalid_request",
         ),
         None => problem(
             StatusCode::GATEWAY_TIMEOUT,

@@ -74,10 +74,10 @@ pub async fn exchange(addr: &str, bytes: &[u8], quiet: std::time::Duration) -> V
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    String::from_utf8_lossy(&buf)
-        .split("\r\n")
-        .filter(|l| l.starts_with("HTTP/1."))
-        .map(str::to_owned)
+    // A response's status line may follow the previous body directly.
+    let text = String::from_utf8_lossy(&buf);
+    text.match_indices("HTTP/1.")
+        .map(|(i, _)| text[i..].lines().next().unwrap_or("").to_owned())
         .collect()
 }
 

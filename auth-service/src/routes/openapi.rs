@@ -245,9 +245,83 @@ impl Modify for Security {
         super::health::readyz))]
 pub struct ApiDoc;
 
+/// The token endpoints answer errors as RFC 6749 JSON; every other endpoint as problem details.
+const OAUTH_PATHS: [&str; 3] = ["/v1/login", "/v1/token", "/v1/revoke"];
+
+/// The answers every operation of a kind can give, written once here instead of on each handler:
+/// problem bodies under `application/problem+json`; 413 and 415 wherever a body is read; 400 and
+/// 401 wherever a bearer token is read.
+fn common_responses(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let reference = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let oauth = OAUTH_PATHS.contains(&path.as_str());
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let has_body = op.get("requestBody").is_some();
+            let bearer = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |code: &str, description: &str| {
+                responses.entry(code.to_owned()).or_insert_with(|| {
+                    if oauth {
+                        json!({"description": description,
+                               "content": {"application/json": {"schema": reference("OAuthError")}}})
+                    } else {
+                        json!({"description": description,
+                               "content": {"application/problem+json": {"schema": reference("Problem")}}})
+                    }
+                });
+            };
+            if has_body {
+                add("400", "Malformed request");
+                add("413", "Request body too large");
+                add("415", "Unsupported media type");
+            }
+            if bearer || path == "/v1/revoke" {
+                add("400", "Malformed request or credentials");
+                add("401", "Not authenticated (RFC 6750 challenge)");
+            }
+            for response in responses.values_mut() {
+                let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                let problem = content
+                    .get("application/json")
+                    .and_then(|c| c.pointer("/schema/$ref"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.ends_with("/Problem"));
+                if problem && let Some(c) = content.remove("application/json") {
+                    content.insert(shared::problem::CONTENT_TYPE.to_owned(), c);
+                }
+            }
+        }
+    }
+}
+
+/// The document as served.
+pub fn document_json() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        common_responses(&mut doc);
+        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
+    })
+}
+
 /// `GET /openapi.json`.
 pub async fn document() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
-        .body(ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".into()))
+        .body(document_json())
 }

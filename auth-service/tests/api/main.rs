@@ -15,6 +15,7 @@ mod concurrency;
 mod discovery;
 mod embedded;
 mod feed;
+mod hardening;
 mod helpers;
 mod interop;
 mod keys;

@@ -93,6 +93,17 @@ upstream = "{echo}"
 websocket = true
 
 [[routes]]
+prefix = "/rate"
+upstream = "{echo}"
+auth = "public"
+rate_limit = {{ requests = 3, per = 60 }}
+
+[[routes]]
+prefix = "/user-rate"
+upstream = "{echo}"
+rate_limit = {{ requests = 2, per = 60, by = "user" }}
+
+[[routes]]
 prefix = "/cors"
 upstream = "{echo}"
 [routes.cors]
