@@ -81,6 +81,15 @@ pub async fn exchange(addr: &str, bytes: &[u8], quiet: std::time::Duration) -> V
         .collect()
 }
 
+/// The status code of the first answer `exchange` collected (0: none).
+pub fn first_status(answers: &[String]) -> u16 {
+    answers
+        .first()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A request that a front-end proxy and a back end could frame differently (request
 /// smuggling), or that carries bytes no header may hold. Each is followed by a second,
 /// smuggled request: a server that accepts the first one's framing might answer it too.

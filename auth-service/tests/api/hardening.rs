@@ -25,11 +25,7 @@ async fn ambiguous_framing_is_refused_and_the_connection_closed() {
         let raw = case.raw.replace("{path}", "/v1/login");
         let answers =
             testkit::raw::exchange(&addr, raw.as_bytes(), Duration::from_millis(500)).await;
-        let status: u16 = answers
-            .first()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let status = testkit::raw::first_status(&answers);
         if !(400..500).contains(&status) || answers.len() != 1 {
             failures.push(format!("{}: answers {answers:?}", case.name));
         }

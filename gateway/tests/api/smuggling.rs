@@ -25,11 +25,7 @@ async fn ambiguous_framing_is_refused_and_never_reaches_the_upstream() {
         let raw = case.raw.replace("{path}", "/public/x");
         let answers =
             testkit::raw::exchange(&s.addr, raw.as_bytes(), Duration::from_millis(500)).await;
-        let status: u16 = answers
-            .first()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let status = testkit::raw::first_status(&answers);
         let reached = s.echo.hits() - before;
         if !(400..500).contains(&status) || answers.len() != 1 || reached != 0 {
             failures.push(format!(
