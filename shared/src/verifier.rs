@@ -348,10 +348,11 @@ impl Verifier {
 /// `typ` is a media type: compared case-insensitively, with or without `application/`.
 fn type_matches(typ: Option<&str>, expected: &str) -> bool {
     let Some(typ) = typ else { return false };
-    let bare = if typ.len() > 12 && typ[..12].eq_ignore_ascii_case("application/") {
-        &typ[12..]
-    } else {
-        typ
+    // `get` rather than slicing: byte 12 may fall inside a multi-byte character (a panic the
+    // token_raw fuzz target found).
+    let bare = match (typ.get(..12), typ.get(12..)) {
+        (Some(media), Some(rest)) if media.eq_ignore_ascii_case("application/") => rest,
+        _ => typ,
     };
     bare.eq_ignore_ascii_case(expected)
 }
@@ -359,6 +360,20 @@ fn type_matches(typ: Option<&str>, expected: &str) -> bool {
 #[cfg(test)]
 mod reason_tests {
     use super::*;
+
+    #[test]
+    fn token_types_are_media_types_of_any_spelling() {
+        assert!(type_matches(Some("at+jwt"), "at+jwt"));
+        assert!(type_matches(Some("AT+JWT"), "at+jwt"));
+        assert!(type_matches(Some("Application/at+jwt"), "at+jwt"));
+        assert!(!type_matches(Some("application/"), "at+jwt"));
+        assert!(!type_matches(Some("application/rt+jwt"), "at+jwt"));
+        assert!(!type_matches(None, "at+jwt"));
+        // Multi-byte characters around byte 12 are compared, not sliced through.
+        assert!(!type_matches(Some("applicationé/at+jwt"), "at+jwt"));
+        assert!(!type_matches(Some("ay+jwt../etɏpasswd"), "at+jwt"));
+        assert!(!type_matches(Some("éééééééé"), "at+jwt"));
+    }
 
     #[test]
     fn every_failure_reason_is_listed() {

@@ -48,6 +48,8 @@ async fn hostile_bearer_tokens_get_401_with_a_challenge() {
             json!({"alg":"RS256","typ":"at+jwt","kid":kid,"jku":"http://127.0.0.1:9/jwks.json"}),
         ),
         with_header(json!({"alg":"RS256","typ":"at+jwt","kid":kid,"crit":["exp"]})),
+        // A multi-byte character across byte 12 of `typ` (found by the token_raw fuzz target).
+        with_header(json!({"alg":"RS256","typ":"applicationé/at+jwt","kid":kid})),
         format!("{hs_input}.{}", b64_encode(hs_sig.as_ref())),
         format!("{}x", t.access_token),
         t.access_token.replacen('.', "..", 1),

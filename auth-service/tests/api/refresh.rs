@@ -315,11 +315,17 @@ async fn token_endpoint_errors_follow_rfc6749() {
         "invalid_grant",
     )
     .await;
+    // A multi-byte character across byte 12 of `typ` (found by the token_raw fuzz target).
+    let multibyte_typ = format!(
+        "{}.e30.c2ln",
+        shared::jws::b64_encode(r#"{"alg":"RS256","typ":"applicationé/rt+jwt","kid":"k"}"#)
+    );
     for junk in [
         "x",
         "a.b.c",
         &"A".repeat(10_000),
         "eyJhbGciOiJub25lIn0.e30.",
+        &multibyte_typ,
     ] {
         assert_oauth_error(
             app.refresh(junk).await,

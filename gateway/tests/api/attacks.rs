@@ -178,6 +178,15 @@ async fn the_attack_table_is_refused_with_401() {
                 json!({"alg":"RS256","typ":"at+jwt","kid":kid,"crit":["exp"]}),
             ),
         ),
+        (
+            // Found by the token_raw fuzz target: a multi-byte character across byte 12 of
+            // `typ` made the media-type check slice inside it and panic.
+            "typ with a multi-byte character at byte 12",
+            with_header(
+                &signed,
+                json!({"alg":"RS256","typ":"applicationé/at+jwt","kid":kid}),
+            ),
+        ),
         ("two parts", payload.clone()),
         ("empty", String::new()),
         ("garbage", "!!!.@@@.###".into()),
