@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests against real PostgreSQL and Redis (each test
 # gets its own database and Redis key prefix), the storage conformance suite on both backends,
-# the interop check with PyJWT, and the run command (scripts/dev.sh) started, walked through and
-# stopped.
+# the interop check with PyJWT, schemathesis, a short run of each fuzz target, and the run
+# command (scripts/dev.sh) started, walked through and stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,11 @@ fi
 
 # schemathesis against the auth-service's OpenAPI document: zero 5xx, responses as documented.
 bash scripts/interop/schemathesis.sh
+
+# The fuzz targets, briefly (SECURITY.md; longer runs: scripts/fuzz.sh 600). FUZZ_SECONDS=0 skips.
+if [ "${FUZZ_SECONDS:-15}" != 0 ]; then
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+fi
 
 # The README's run command, end to end: start, walk through, Ctrl-C.
 bash scripts/dev_smoke.sh

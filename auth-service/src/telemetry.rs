@@ -7,6 +7,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
@@ -93,7 +94,16 @@ pub async fn request_context(
             ),
         )
     } else {
-        match next.call(req).instrument(span.clone()).await {
+        // A panic is a bug, and must cost its own request a 500 (problem body), not every
+        // connection on this worker.
+        let called = std::panic::AssertUnwindSafe(next.call(req).instrument(span.clone()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(parent: &span, "bug: the request handler panicked");
+                Err(crate::error::ApiError::Unexpected(anyhow::anyhow!("handler panicked")).into())
+            });
+        match called {
             Ok(res) => res.map_into_boxed_body(),
             Err(e) => {
                 tracing::warn!(target: "access", parent: &span, method, path, peer, error = %e, "request failed");
@@ -136,4 +146,43 @@ pub async fn request_context(
         tracing::info!(target: "access", method, path, status = status.as_u16(), latency_ms, peer, "request");
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::dev::Service as _;
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, test, web};
+
+    async fn boom() -> HttpResponse {
+        panic!("a bug in a handler")
+    }
+
+    #[actix_web::test]
+    async fn a_panicking_handler_costs_its_own_request_a_500_problem() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(super::request_context))
+                .route("/boom", web::get().to(boom))
+                .route("/ok", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        let err = app
+            .call(test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("the panic becomes an error response");
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            shared::problem::CONTENT_TYPE
+        );
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], 500);
+        assert!(!body.to_string().contains("a bug in a handler"), "{body}");
+        // The same worker goes on serving.
+        let res = test::call_service(&app, test::TestRequest::get().uri("/ok").to_request()).await;
+        assert_eq!(res.status(), 200);
+    }
 }

@@ -34,6 +34,11 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     vars.insert("GATEWAY_CONFIG_TOML".into(), toml.to_owned());
     vars.insert("GATEWAY_FEED_TOKEN".into(), FEED_TOKEN.into());
+    // The secret may only show up where the input itself holds its text (a parse error quotes
+    // the file).
+    let secret_in_input = data
+        .windows(FEED_TOKEN.len())
+        .any(|w| w == FEED_TOKEN.as_bytes());
     let s = match Settings::load(&|name| vars.get(name).cloned()) {
         Ok(s) => s,
         Err(e) => {
@@ -42,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
                 "a reason on more than one line: {:?}",
                 e.0
             );
-            assert!(!e.0.contains(FEED_TOKEN));
+            assert!(secret_in_input || !e.0.contains(FEED_TOKEN), "{:?}", e.0);
             return;
         }
     };
@@ -90,5 +95,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(r.max_staleness.is_none_or(|m| !m.is_zero() && finite(m)));
     assert!(finite(Duration::from_secs(s.shutdown_timeout)));
     let printed = s.redacted().to_string();
-    assert!(!printed.contains(FEED_TOKEN), "the feed token is printed");
+    assert!(
+        secret_in_input || !printed.contains(FEED_TOKEN),
+        "the feed token is printed"
+    );
 });

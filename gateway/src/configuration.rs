@@ -303,6 +303,19 @@ fn check_transport(what: &str, uri: &Uri, production: bool) -> Result<(), Config
     Ok(())
 }
 
+const DAY: u64 = 86_400;
+/// More worker threads than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
+
+/// A duration setting in seconds, refused above `max`: an unbounded one could overflow the
+/// clock arithmetic it feeds (found by the gateway_config fuzz target's checks).
+fn seconds(name: &str, value: u64, max: u64) -> Result<Duration, ConfigError> {
+    if value > max {
+        return err(format!("{name}: at most {max} seconds, not {value}"));
+    }
+    Ok(Duration::from_secs(value))
+}
+
 fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
     let normal = crate::routing::normalize(prefix).ok();
     let canonical = prefix == "/" || (normal.as_deref() == Some(prefix) && !prefix.ends_with('/'));
@@ -564,11 +577,19 @@ impl Settings {
 
         let j = file.jwks.unwrap_or_default();
         let jwks = JwksSettings {
-            min_refresh: Duration::from_secs(j.min_refresh.unwrap_or(30)),
-            max_refresh: Duration::from_secs(j.max_refresh.unwrap_or(3600)),
-            max_stale: Duration::from_secs(j.max_stale.unwrap_or(86_400)),
-            unknown_kid_cooldown: Duration::from_secs(j.unknown_kid_cooldown.unwrap_or(10)),
-            fetch_timeout: Duration::from_secs(j.fetch_timeout.unwrap_or(5).max(1)),
+            min_refresh: seconds("jwks.min_refresh", j.min_refresh.unwrap_or(30), DAY)?,
+            max_refresh: seconds("jwks.max_refresh", j.max_refresh.unwrap_or(3600), 7 * DAY)?,
+            max_stale: seconds("jwks.max_stale", j.max_stale.unwrap_or(86_400), 30 * DAY)?,
+            unknown_kid_cooldown: seconds(
+                "jwks.unknown_kid_cooldown",
+                j.unknown_kid_cooldown.unwrap_or(10),
+                3600,
+            )?,
+            fetch_timeout: seconds(
+                "jwks.fetch_timeout",
+                j.fetch_timeout.unwrap_or(5).max(1),
+                300,
+            )?,
         };
         if jwks.min_refresh > jwks.max_refresh || jwks.max_refresh.is_zero() {
             return err("jwks: min_refresh must not exceed max_refresh");
@@ -602,6 +623,9 @@ impl Settings {
             None => file.workers.unwrap_or(cores),
         }
         .max(1);
+        if workers > MAX_WORKERS {
+            return err(format!("workers: at most {MAX_WORKERS}, not {workers}"));
+        }
         let feed_token = match (var("GATEWAY_FEED_TOKEN"), var("GATEWAY_FEED_TOKEN_FILE")) {
             (Some(_), Some(_)) => {
                 return err("set GATEWAY_FEED_TOKEN or GATEWAY_FEED_TOKEN_FILE, not both");
@@ -618,7 +642,10 @@ impl Settings {
         let rf = file.revocation.unwrap_or_default();
         let revocation = RevocationSettings {
             enabled: rf.enabled.unwrap_or(true),
-            max_staleness: rf.max_staleness.map(Duration::from_secs),
+            max_staleness: rf
+                .max_staleness
+                .map(|m| seconds("revocation.max_staleness", m, DAY))
+                .transpose()?,
             idle_timeout: Duration::from_secs(rf.idle_timeout.unwrap_or(20).clamp(1, 3600)),
             sweep_interval: Duration::from_secs(rf.sweep_interval.unwrap_or(30).clamp(1, 3600)),
         };
@@ -656,7 +683,12 @@ impl Settings {
                 .max_header_bytes
                 .unwrap_or(16 * 1024)
                 .clamp(1024, 256 * 1024),
-            shutdown_timeout: file.shutdown_timeout.unwrap_or(10),
+            shutdown_timeout: seconds(
+                "shutdown_timeout",
+                file.shutdown_timeout.unwrap_or(10),
+                3600,
+            )?
+            .as_secs(),
             jwks,
             revocation,
             routes,
@@ -711,6 +743,42 @@ mod tests {
             .or_insert_with(|| "feed-token-for-tests".into());
         map.retain(|_, v| !v.is_empty());
         Settings::load(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn durations_and_workers_are_bounded() {
+        const ROUTE: &str = "[[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\n";
+        let with = |top: &str| format!("issuer = \"http://127.0.0.1:8081\"\n{top}\n{ROUTE}");
+        for (top, name) in [
+            ("shutdown_timeout = 9223372036854775807", "shutdown_timeout"),
+            ("[jwks]\nmax_stale = 9223372036854775807", "jwks.max_stale"),
+            (
+                "[jwks]\nunknown_kid_cooldown = 3601",
+                "jwks.unknown_kid_cooldown",
+            ),
+            ("[jwks]\nfetch_timeout = 301", "jwks.fetch_timeout"),
+            (
+                "[jwks]\nmin_refresh = 86401\nmax_refresh = 86402",
+                "jwks.min_refresh",
+            ),
+            (
+                "[revocation]\nmax_staleness = 86401",
+                "revocation.max_staleness",
+            ),
+            ("workers = 1025", "workers"),
+        ] {
+            let e = load(&with(top), &[]).unwrap_err().to_string();
+            assert!(e.starts_with(name) && !e.contains('\n'), "{top}: {e}");
+        }
+        let e = load(&with(""), &[("GATEWAY_WORKERS", "100000")]).unwrap_err();
+        assert!(e.to_string().starts_with("workers"), "{e}");
+        let s = load(
+            &with("shutdown_timeout = 3600\nworkers = 1024\n[jwks]\nmax_stale = 2592000"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.shutdown_timeout, 3600);
+        assert_eq!(s.jwks.max_stale, Duration::from_secs(30 * 86_400));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use http_body_util::BodyDataStream;
 use shared::{AccessClaims, Validation};
 
@@ -301,6 +301,17 @@ struct Outcome<'a> {
     path: std::borrow::Cow<'a, str>,
 }
 
+/// Runs `fut`; a panic in it (a bug) is logged and becomes `None`.
+async fn unless_panicked<T>(fut: impl std::future::Future<Output = T>, id: &str) -> Option<T> {
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::error!(request_id = %id, "bug: the request handler panicked");
+            None
+        }
+    }
+}
+
 /// Every request comes here.
 pub async fn handle(
     req: HttpRequest,
@@ -309,7 +320,20 @@ pub async fn handle(
 ) -> HttpResponse {
     let start = Instant::now();
     let id = request_id(&req, &worker);
-    let o = route_and_forward(&req, payload, &worker, &id).await;
+    // A panic is a bug, and must cost its own request a 500, not every connection on this worker.
+    let o = match unless_panicked(route_and_forward(&req, payload, &worker, &id), &id).await {
+        Some(o) => o,
+        None => Outcome {
+            response: problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                "internal_error",
+            ),
+            route: None,
+            user: None,
+            path: std::borrow::Cow::Borrowed(req.uri().path()),
+        },
+    };
     let mut res = o.response;
     // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
     // included, so a browser page can read why it was refused. Preflights set their own.
@@ -774,5 +798,22 @@ fn relay(method: &Method, upstream: hyper::Response<hyper::body::Incoming>) -> H
     match len {
         Some(n) => b.body(SizedStream::new(n, stream)),
         None => b.streaming(stream),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unless_panicked;
+
+    #[actix_web::test]
+    async fn a_panic_in_a_request_becomes_none_and_the_worker_goes_on() {
+        let boom = async {
+            if std::hint::black_box(true) {
+                panic!("a bug in a handler");
+            }
+            1
+        };
+        assert_eq!(unless_panicked(boom, "r1").await, None);
+        assert_eq!(unless_panicked(async { 2 }, "r2").await, Some(2));
     }
 }

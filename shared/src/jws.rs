@@ -138,7 +138,10 @@ pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
         return Err("header length");
     }
     let header_bytes = b64_decode(h).ok_or("header encoding")?;
-    let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| "header json")?;
+    // RFC 7515 §5.2: the whole header must be UTF-8 JSON. serde_json checks the UTF-8 of the
+    // members it reads, not of the ones it skips (found by the token_signed fuzz target).
+    let header_text = std::str::from_utf8(&header_bytes).map_err(|_| "header json")?;
+    let header: Header = serde_json::from_str(header_text).map_err(|_| "header json")?;
     let signature = b64_decode(s).ok_or("signature encoding")?;
     Ok(Parts {
         header,
@@ -146,4 +149,19 @@ pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
         payload_b64: p,
         signature,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_must_be_utf8_json_throughout() {
+        let token = |header: &[u8]| format!("{}.e30.c2ln", b64_encode(header));
+        let ok = token(br#"{"alg":"RS256","typ":"at+jwt","kid":"k","x":"\u00e9"}"#);
+        assert!(split(&ok).is_ok());
+        // An invalid byte inside a member we skip: refused all the same.
+        let bad = token(b"{\"alg\":\"RS256\",\"kid\":\"k\",\"jwk\":{\"kty\":\"\xa2\"}}");
+        assert_eq!(split(&bad).err(), Some("header json"));
+    }
 }

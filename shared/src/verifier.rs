@@ -317,8 +317,11 @@ impl Verifier {
         }
         let payload =
             jws::b64_decode(parts.payload_b64).ok_or(VerifyError::Malformed("payload encoding"))?;
+        // UTF-8 throughout, skipped members included (RFC 7519 §7.2).
+        let payload =
+            std::str::from_utf8(&payload).map_err(|_| VerifyError::Malformed("claims"))?;
         let claims: C =
-            serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed("claims"))?;
+            serde_json::from_str(payload).map_err(|_| VerifyError::Malformed("claims"))?;
         claims.check_shape().map_err(VerifyError::InvalidClaim)?;
         self.check_claims(&claims, now)?;
         Ok(claims)
@@ -424,11 +427,13 @@ mod tests {
             Jwk::rsa(&self.kid, Algorithm::RS256, &c.n, &c.e)
         }
         fn sign_raw(&self, header: &serde_json::Value, payload: &serde_json::Value) -> String {
-            let input = format!(
-                "{}.{}",
-                jws::b64_encode(header.to_string()),
-                jws::b64_encode(payload.to_string())
-            );
+            self.sign_bytes(
+                header.to_string().as_bytes(),
+                payload.to_string().as_bytes(),
+            )
+        }
+        fn sign_bytes(&self, header: &[u8], payload: &[u8]) -> String {
+            let input = format!("{}.{}", jws::b64_encode(header), jws::b64_encode(payload));
             let mut sig = vec![0; self.kp.public_modulus_len()];
             self.kp
                 .sign(
@@ -463,6 +468,32 @@ mod tests {
 
     fn check(v: &Verifier, keys: &KeySet, t: &str) -> Result<AccessClaims, VerifyError> {
         v.verify::<AccessClaims>(keys, t, NOW)
+    }
+
+    #[test]
+    fn signed_headers_and_claims_must_be_utf8_throughout() {
+        let (s, keys, v) = setup();
+        let header = br#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#;
+        let good = claims().to_string();
+        assert!(check(&v, &keys, &s.sign_bytes(header, good.as_bytes())).is_ok());
+        // An invalid byte in a claim nobody reads, under a valid signature: refused.
+        let mut bad = good.into_bytes();
+        bad.pop();
+        bad.extend_from_slice(b",\"x\":\"\xa2\"}");
+        assert_eq!(
+            check(&v, &keys, &s.sign_bytes(header, &bad)).err(),
+            Some(VerifyError::Malformed("claims"))
+        );
+        let bad_header = b"{\"alg\":\"RS256\",\"typ\":\"at+jwt\",\"kid\":\"k1\",\"jwk\":\"\xa2\"}";
+        assert_eq!(
+            check(
+                &v,
+                &keys,
+                &s.sign_bytes(bad_header, claims().to_string().as_bytes())
+            )
+            .err(),
+            Some(VerifyError::Malformed("header json"))
+        );
     }
 
     #[test]
