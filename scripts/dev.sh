@@ -25,7 +25,7 @@ if [ "${DEV_STORE:-embedded}" = postgres ]; then
 fi
 
 echo "building (first time: a few minutes)…"
-cargo build -q -p auth-service -p gateway --bins --example demo_upstream --example walkthrough
+cargo build -q -p auth-service -p gateway -p demo-upstream --bins --example walkthrough
 walk=./target/debug/examples/walkthrough
 
 # The credential the gateway reads the revocation feed with: fresh for every run.
@@ -44,7 +44,7 @@ env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUT
   AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
   ./target/debug/auth-service > target/dev/auth-service.log 2>&1 &
 pids+=($!)
-DEMO_LISTEN="127.0.0.1:$demo_port" ./target/debug/examples/demo_upstream > target/dev/demo.log 2>&1 &
+DEMO_LISTEN="127.0.0.1:$demo_port" ./target/debug/demo-upstream > target/dev/demo.log 2>&1 &
 pids+=($!)
 $walk wait "$auth/readyz" || { echo "the auth-service did not become ready; see target/dev/auth-service.log"; exit 1; }
 cat > target/dev/gateway.toml <<TOML

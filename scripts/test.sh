@@ -33,5 +33,9 @@ if [ "${FUZZ_SECONDS:-15}" != 0 ]; then
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 fi
 
+# The deployment files, validated offline; the compose topology run natively and walked through.
+bash scripts/deploy/validate.sh
+bash scripts/deploy/compose_native.sh
+
 # The README's run command, end to end: start, walk through, Ctrl-C.
 bash scripts/dev_smoke.sh

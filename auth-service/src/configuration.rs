@@ -219,6 +219,49 @@ impl Source<'_> {
     }
 }
 
+/// Puts a password given on its own (`AUTH_DATABASE_PASSWORD[_FILE]`, `AUTH_REDIS_PASSWORD[_FILE]`)
+/// into its URL, percent-encoded, so the URL itself need not be a secret and one secret file can
+/// serve both the server and its clients.
+fn with_password(
+    name: &str,
+    url: Option<SecretString>,
+    password: Option<SecretString>,
+) -> Result<Option<SecretString>, ConfigError> {
+    let (url, password) = match (url, password) {
+        (url, None) => return Ok(url),
+        (None, Some(_)) => {
+            return err(format!("a password for {name} is set, but {name} is not"));
+        }
+        (Some(u), Some(p)) => (u, p),
+    };
+    let url = url.expose_secret();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return err(format!("{name} is not a URL"));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            return err(format!(
+                "{name} holds a password already: set it there or in {name}'s _PASSWORD variable, not both"
+            ));
+        }
+        Some((user, host)) => (user, host),
+        None => ("", authority),
+    };
+    let mut encoded = String::new();
+    for b in password.expose_secret().bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(Some(SecretString::from(format!(
+        "{scheme}://{user}:{encoded}@{host}{tail}"
+    ))))
+}
+
 impl Settings {
     /// Loads settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -239,8 +282,16 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_ISSUER.into()),
         )?;
 
-        let database_url = src.secret("AUTH_DATABASE_URL")?;
-        let redis_url = src.secret("AUTH_REDIS_URL")?;
+        let database_url = with_password(
+            "AUTH_DATABASE_URL",
+            src.secret("AUTH_DATABASE_URL")?,
+            src.secret("AUTH_DATABASE_PASSWORD")?,
+        )?;
+        let redis_url = with_password(
+            "AUTH_REDIS_URL",
+            src.secret("AUTH_REDIS_URL")?,
+            src.secret("AUTH_REDIS_PASSWORD")?,
+        )?;
         let data_dir_set = src.var("AUTH_DATA_DIR");
         let data_dir =
             std::path::PathBuf::from(data_dir_set.clone().unwrap_or_else(|| "data".into()));
@@ -751,6 +802,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("AUTH_DATA_DIR"), "{e}");
+    }
+
+    #[test]
+    fn passwords_given_on_their_own_go_into_their_urls_encoded() {
+        let url = |s: &Settings| {
+            (
+                s.database_url.as_ref().unwrap().expose_secret().to_owned(),
+                s.redis_url.as_ref().unwrap().expose_secret().to_owned(),
+            )
+        };
+        let s = load(&[
+            (
+                "AUTH_DATABASE_URL",
+                "postgres://auth@db:5432/auth?sslmode=require",
+            ),
+            ("AUTH_DATABASE_PASSWORD", "p@ss:w/rd é"),
+            ("AUTH_REDIS_URL", "redis://redis:6379/0"),
+            ("AUTH_REDIS_PASSWORD", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(
+            url(&s),
+            (
+                "postgres://auth:p%40ss%3Aw%2Frd%20%C3%A9@db:5432/auth?sslmode=require".to_owned(),
+                "redis://:s3cret@redis:6379/0".to_owned()
+            )
+        );
+        assert!(!s.redacted().to_string().contains("s3cret"));
+        // Without a separate password, the URLs are used as given.
+        let s = load(&[
+            ("AUTH_DATABASE_URL", "postgres://a:b@db/auth"),
+            ("AUTH_REDIS_URL", "redis://redis"),
+        ])
+        .unwrap();
+        assert_eq!(url(&s).0, "postgres://a:b@db/auth");
+        for (env, reason) in [
+            (
+                [
+                    ("AUTH_DATABASE_URL", "postgres://a:b@db/auth"),
+                    ("AUTH_DATABASE_PASSWORD", "c"),
+                ],
+                "holds a password already",
+            ),
+            (
+                [("AUTH_REDIS_PASSWORD", "c"), ("AUTH_REDIS_URL", "")],
+                "AUTH_REDIS_URL is not",
+            ),
+        ] {
+            let e = load(&env).unwrap_err().to_string();
+            assert!(e.contains(reason) && !e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

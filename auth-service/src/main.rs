@@ -35,6 +35,13 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Check the running service on AUTH_LISTEN (for container health checks): exit 0 when
+    /// `/readyz` answers 2xx.
+    Healthcheck {
+        /// Check `/healthz` (alive) instead of `/readyz` (stores reachable, keys loaded).
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,8 +131,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Before the configuration is read: a probe stays cheap, and needs only the address.
+    if let Command::Healthcheck { live } = command {
+        return healthcheck(live);
+    }
     let settings = Settings::from_env()?;
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        Command::Healthcheck { .. } => {} // answered above
         Command::Serve => {
             Application::build(settings)
                 .await?
@@ -202,5 +215,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&keys)?);
         }
     }
+    Ok(())
+}
+
+fn healthcheck(live: bool) -> anyhow::Result<()> {
+    let listen = std::env::var("AUTH_LISTEN")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| auth_service::configuration::DEFAULT_LISTEN.to_owned());
+    let listen: std::net::SocketAddr = listen.trim().parse().map_err(|_| {
+        anyhow::anyhow!("healthcheck: AUTH_LISTEN {listen:?} is not an address:port")
+    })?;
+    let path = if live { "/healthz" } else { "/readyz" };
+    shared::probe::get(
+        shared::probe::local_target(listen),
+        path,
+        std::time::Duration::from_secs(3),
+    )
+    .map_err(|e| anyhow::anyhow!("healthcheck: {e}"))?;
     Ok(())
 }

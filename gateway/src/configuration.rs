@@ -857,6 +857,39 @@ roles = ["admin"]
     }
 
     #[test]
+    fn the_deployment_configs_load() {
+        for (toml, issuer, production) in [
+            (
+                include_str!("../../deploy/compose/gateway.toml"),
+                "http://localhost:8080",
+                "false",
+            ),
+            (
+                include_str!("../../k8s/gateway.toml"),
+                "https://auth.example.com",
+                "false",
+            ),
+        ] {
+            let s = load(
+                toml,
+                &[
+                    ("GATEWAY_ISSUER", issuer),
+                    ("GATEWAY_PRODUCTION", production),
+                ],
+            )
+            .unwrap();
+            assert_eq!(s.issuer, issuer);
+            let v1 = s.routes.iter().find(|r| r.prefix == "/v1").unwrap();
+            assert!(v1.forward_token && v1.auth == AuthRule::Public);
+            assert!(s.jwks_url.is_some() && s.feed_url.is_some());
+            let admin = s.routes.iter().find(|r| r.prefix == "/admin").unwrap();
+            assert!(
+                matches!(&admin.auth, AuthRule::Authenticated { roles, .. } if roles == &["admin"])
+            );
+        }
+    }
+
+    #[test]
     fn env_overrides_the_file() {
         let s = load(
             EXAMPLE,

@@ -19,9 +19,12 @@ async fn main() -> ExitCode {
         .is_some_and(|a| a == "--help" || a == "-h")
     {
         println!(
-            "gateway: reverse proxy verifying access tokens locally.\nConfigure with GATEWAY_CONFIG=<file.toml> (see gateway/gateway.example.toml) and GATEWAY_* variables."
+            "gateway: reverse proxy verifying access tokens locally.\nConfigure with GATEWAY_CONFIG=<file.toml> (see gateway/gateway.example.toml) and GATEWAY_* variables.\n`gateway healthcheck` exits 0 when the running gateway's admin listener answers /readyz (keys loaded)."
         );
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).is_some_and(|a| a == "healthcheck") {
+        return healthcheck();
     }
     let run = async {
         let settings = Settings::from_env()?;
@@ -35,6 +38,26 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gateway healthcheck`: for container health checks (the runtime image has no curl). Asks the
+/// admin listener's `/readyz`; the admin address comes from `GATEWAY_ADMIN_LISTEN` or the file.
+fn healthcheck() -> ExitCode {
+    let admin = match Settings::from_env() {
+        Ok(s) => s.admin_listen,
+        Err(e) => {
+            eprintln!("gateway healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = shared::probe::local_target(admin);
+    match shared::probe::get(target, "/readyz", std::time::Duration::from_secs(3)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway healthcheck: {e}");
             ExitCode::FAILURE
         }
     }

@@ -9,6 +9,7 @@ pub mod headers;
 pub mod jwk;
 pub mod jws;
 pub mod net;
+pub mod probe;
 pub mod problem;
 pub mod revocation;
 pub mod verifier;

@@ -9,17 +9,28 @@ pub struct OwnRedis {
     pub port: u16,
     dir: PathBuf,
     child: Option<std::process::Child>,
+    password: Option<String>,
 }
 
 impl OwnRedis {
     /// Starts one on a free port and waits until it answers.
     pub async fn start() -> OwnRedis {
+        Self::start_with(None).await
+    }
+
+    /// Starts one that requires `password` (`requirepass`); `url()` does not hold it.
+    pub async fn start_with_password(password: &str) -> OwnRedis {
+        Self::start_with(Some(password.to_owned())).await
+    }
+
+    async fn start_with(password: Option<String>) -> OwnRedis {
         let dir = std::env::temp_dir().join(format!("own-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut r = OwnRedis {
             port: crate::free_port(),
             dir,
             child: None,
+            password,
         };
         r.spawn().await;
         r
@@ -42,6 +53,11 @@ impl OwnRedis {
                 "",
             ])
             .args(["--maxmemory-policy", "noeviction"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_owned(), p.clone()]),
+            )
             .arg("--dir")
             .arg(&self.dir)
             .stdout(std::process::Stdio::null())
@@ -64,6 +80,15 @@ impl OwnRedis {
         let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
             return false;
         };
+        if let Some(p) = &self.password
+            && redis::cmd("AUTH")
+                .arg(p)
+                .query_async::<String>(&mut conn)
+                .await
+                .is_err()
+        {
+            return false;
+        }
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
@@ -75,6 +100,10 @@ impl OwnRedis {
         if let Ok(client) = redis::Client::open(self.url())
             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
         {
+            if let Some(p) = &self.password {
+                let _: redis::RedisResult<()> =
+                    redis::cmd("AUTH").arg(p).query_async(&mut conn).await;
+            }
             let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query_async(&mut conn).await;
         }
         if let Some(mut child) = self.child.take() {

@@ -255,3 +255,61 @@ async fn production_refuses_a_redis_that_may_evict_revocations() {
     redis.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_probes_the_running_service() {
+    let app = TestApp::spawn().await;
+    let listen = app.address.trim_start_matches("http://").to_owned();
+    let probe = |listen: String, args: &'static [&'static str]| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+            .arg("healthcheck")
+            .args(args)
+            .env_clear()
+            .env("AUTH_LISTEN", listen)
+            .output()
+            .await
+            .unwrap()
+    };
+    assert!(probe(listen.clone(), &[]).await.status.success());
+    assert!(probe(listen.clone(), &["--live"]).await.status.success());
+    // A wildcard bind is probed on loopback.
+    let port = listen.rsplit_once(':').unwrap().1.to_owned();
+    assert!(probe(format!("0.0.0.0:{port}"), &[]).await.status.success());
+    let dead = probe(format!("127.0.0.1:{}", free_port()), &[]).await;
+    assert!(!dead.status.success());
+    let err = String::from_utf8_lossy(&dead.stderr);
+    assert!(
+        err.contains("healthcheck") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_password_from_a_file_reaches_a_redis_that_requires_one() {
+    let password = "p@ss:w/rd #1 é";
+    let mut redis = testkit::redis_server::OwnRedis::start_with_password(password).await;
+    let file = std::env::temp_dir().join(format!("redis-pw-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let app = TestApp::builder()
+        .env("AUTH_REDIS_URL", &redis.url())
+        .env("AUTH_REDIS_PASSWORD_FILE", file.to_str().unwrap())
+        .spawn()
+        .await;
+    // Sessions live in Redis: a login and a refresh only work through it.
+    let (_, t) = app.new_user().await;
+    assert_eq!(app.refresh(&t.refresh_token).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+    // Without the password: not ready, and it says why.
+    let without = TestApp::builder()
+        .env("AUTH_REDIS_URL", &redis.url())
+        .spawn()
+        .await;
+    let res = without.get("/readyz", None).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert!(body.to_string().contains("redis"), "{body}");
+    without.stop().await;
+    app.stop().await;
+    redis.shutdown().await;
+    std::fs::remove_file(&file).unwrap();
+}

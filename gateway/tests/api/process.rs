@@ -130,3 +130,30 @@ async fn access_log_lines_are_json_with_request_ids_and_no_tokens() {
     assert_eq!(v["route"], "/api");
     assert!(v["user_id"].is_string());
 }
+
+#[actix_web::test]
+async fn the_healthcheck_command_probes_the_admin_listener() {
+    let s = crate::helpers::Stack::start().await;
+    let admin = s.admin.trim_start_matches("http://").to_owned();
+    let toml = "issuer = \"http://127.0.0.1:1\"\n[revocation]\nenabled = false\n[[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\n";
+    let probe = |admin: String| async move {
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("GATEWAY_CONFIG_TOML", toml)
+            .env("GATEWAY_ADMIN_LISTEN", admin)
+            .output()
+            .await
+            .unwrap()
+    };
+    let out = probe(admin).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = probe(format!("127.0.0.1:{}", testkit::free_port())).await;
+    assert!(!dead.status.success());
+    let err = String::from_utf8_lossy(&dead.stderr);
+    assert!(err.contains("gateway healthcheck"), "{err}");
+}

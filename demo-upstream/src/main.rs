@@ -1,5 +1,5 @@
 //! A demo downstream service: answers every request with the identity the gateway forwarded.
-//! `DEMO_LISTEN` (default 127.0.0.1:8082).
+//! `DEMO_LISTEN` (default 127.0.0.1:8082); `demo-upstream healthcheck` probes a running one.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::json;
@@ -25,6 +25,19 @@ async fn whoami(req: HttpRequest) -> HttpResponse {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let listen = std::env::var("DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8082".into());
+    if std::env::args().nth(1).is_some_and(|a| a == "healthcheck") {
+        // For container health checks: the runtime image has no curl.
+        let addr = listen.parse().map_err(|_| {
+            std::io::Error::other(format!("DEMO_LISTEN {listen:?} is not an address:port"))
+        })?;
+        return shared::probe::get(
+            shared::probe::local_target(addr),
+            "/healthz",
+            std::time::Duration::from_secs(3),
+        )
+        .map(|_| ())
+        .map_err(std::io::Error::other);
+    }
     HttpServer::new(|| App::new().default_service(web::to(whoami)))
         .workers(1)
         .bind(listen)?
