@@ -11,7 +11,8 @@ What stands in for the engine: each service gets a loopback address of its own (
 place of its container address and DNS name; `/run/secrets/<name>` becomes a file in the work
 directory; binaries come from target/debug; PostgreSQL is a fresh cluster made with initdb, with
 POSTGRES_USER, POSTGRES_DB and POSTGRES_PASSWORD_FILE applied as the image would (password
-authentication, scram-sha-256). Docker's DNS round-robin over the `auth` alias has no native
+authentication, scram-sha-256). PostgreSQL and Redis listen on free ports (a machine may run its
+own on every address). Docker's DNS round-robin over the `auth` alias has no native
 equivalent: `auth` is replica 1 here, and replica 2 is checked directly (it serves sessions and
 keys made through replica 1).
 
@@ -48,6 +49,21 @@ HOSTS = {
 # The compose edge network 172.30.1.0/24 maps onto 127.0.30.0/24.
 SUBNET = ("172.30.1.", "127.0.30.")
 
+
+def free_port(ip):
+    import socket
+
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+# The data stores get free ports: a machine's own PostgreSQL or Redis may listen on every address.
+PORTS = {
+    "postgres": (5432, free_port(HOSTS["postgres"])),
+    "redis": (6379, free_port(HOSTS["redis"])),
+}
+
 procs = []
 
 
@@ -78,6 +94,8 @@ def localise(value, service, secrets_dir):
     value = value.replace("/run/secrets/", f"{secrets_dir}/")
     value = value.replace("0.0.0.0", HOSTS[service])
     value = value.replace(SUBNET[0], SUBNET[1])
+    for name, (port, native) in PORTS.items():
+        value = re.sub(rf"(?<=[/@]){re.escape(name)}:{port}\b", f"{HOSTS[name]}:{native}", value)
     for name in sorted(HOSTS, key=len, reverse=True):
         value = re.sub(rf"(?<=[/@]){re.escape(name)}(?=:)", HOSTS[name], value)
     return value
@@ -219,19 +237,19 @@ def main():
         log_path = WORK / f"{name}.log"
         if name == "postgres":
             start_postgres(env, secrets_dir, log_path)
-            pg_env = dict(os.environ, PGHOST=ip, PGPORT="5432")
+            pg_env = dict(os.environ, PGHOST=ip, PGPORT=str(PORTS["postgres"][1]))
             test = spec["healthcheck"]["test"]
             wait_healthy(name, lambda: run_ok(test[1:], env=pg_env))
             continue
         if name == "redis":
             command = spec["command"]
             script = localise(interpolate(command[-1], env_file), name, secrets_dir)
-            script += f" --bind {ip} --port 6379 --dir {WORK / 'redis'}"
+            script += f" --bind {ip} --port {PORTS['redis'][1]} --dir {WORK / 'redis'}"
             (WORK / "redis").mkdir()
             start(name, command[:-1] + [script], dict(os.environ), log_path)
             test = spec["healthcheck"]["test"]
             check = localise(interpolate(test[1], env_file), name, secrets_dir)
-            check = check.replace("redis-cli", f"redis-cli -h {ip}")
+            check = check.replace("redis-cli", f"redis-cli -h {ip} -p {PORTS['redis'][1]}")
             wait_healthy(name, lambda: run_ok(check, shell=True))
             continue
         image = images[spec["build"]["target"]]
@@ -268,16 +286,16 @@ def start_postgres(env, secrets_dir, log_path):
     subprocess.run(as_postgres([pg_tool("initdb"), "-D", str(data), "-U", user, f"--pwfile={pwfile}",
                                 "--auth=scram-sha-256", "-E", "UTF8"]),
                    check=True, stdout=subprocess.DEVNULL)
-    ip = HOSTS["postgres"]
-    start("postgres", as_postgres([pg_tool("postgres"), "-D", str(data), "-h", ip, "-p", "5432",
+    ip, port = HOSTS["postgres"], str(PORTS["postgres"][1])
+    start("postgres", as_postgres([pg_tool("postgres"), "-D", str(data), "-h", ip, "-p", port,
                                    "-k", str(data)]), dict(os.environ), log_path)
     for _ in range(60):
-        if run_ok([pg_tool("pg_isready"), "-h", ip, "-p", "5432"]):
+        if run_ok([pg_tool("pg_isready"), "-h", ip, "-p", port]):
             break
         time.sleep(0.5)
     # POSTGRES_DB, created by the image's entrypoint on first start.
     password = Path(pwfile).read_text().strip()
-    subprocess.run([pg_tool("psql"), "-h", ip, "-U", user, "-d", "postgres", "-qc", f'CREATE DATABASE "{db}"'],
+    subprocess.run([pg_tool("psql"), "-h", ip, "-p", port, "-U", user, "-d", "postgres", "-qc", f'CREATE DATABASE "{db}"'],
                    check=True, env=dict(os.environ, PGPASSWORD=password))
 
 
@@ -308,7 +326,7 @@ def check_replicas(base, env_file):
 
 def check_redis_settings(secrets_dir):
     pw = (secrets_dir / "redis_password").read_text().strip()
-    out = subprocess.run(["redis-cli", "-h", HOSTS["redis"], "--no-auth-warning", "-a", pw,
+    out = subprocess.run(["redis-cli", "-h", HOSTS["redis"], "-p", str(PORTS["redis"][1]), "--no-auth-warning", "-a", pw,
                           "config", "get", "*"], capture_output=True, text=True, check=True).stdout.split("\n")
     conf = dict(zip(out[0::2], out[1::2]))
     assert conf.get("appendonly") == "yes" and conf.get("maxmemory-policy") == "noeviction", conf
