@@ -58,6 +58,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `AUTH_ADMIN_LISTEN`: `/metrics` (and `/healthz`, `/readyz`) on a listener of their own.
     pub admin_listen: Option<SocketAddr>,
+    /// Browser origins (`scheme://host[:port]`) allowed to call with credentials (CORS) and to
+    /// use the refresh-token cookie; the issuer's own origin is always allowed.
+    pub browser_origins: Vec<String>,
     /// `AUTH_ISSUER`, without a trailing slash.
     pub issuer: String,
     /// `AUTH_DATABASE_URL` (`postgres://…`); unset: the embedded SQLite store.
@@ -497,6 +500,16 @@ impl Settings {
 
         let throttle = throttle_settings(&src)?;
 
+        let mut browser_origins = vec![origin_of(&issuer)];
+        for o in src
+            .var("AUTH_CORS_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+        {
+            browser_origins.push(parse_origin(o)?);
+        }
         let admin_listen = match src.var("AUTH_ADMIN_LISTEN") {
             None => None,
             Some(v) => Some(
@@ -507,6 +520,7 @@ impl Settings {
         let settings = Settings {
             listen,
             admin_listen,
+            browser_origins,
             issuer,
             database_url,
             data_dir,
@@ -604,6 +618,7 @@ impl Settings {
         json!({
             "listen": self.listen.to_string(),
             "admin_listen": self.admin_listen.map(|a| a.to_string()),
+            "browser_origins": self.browser_origins,
             "issuer": self.issuer,
             "database_url": redact(&self.database_url),
             "store": if self.database_url.is_some() { "postgres+redis".to_owned() } else { format!("embedded ({})", self.data_dir.join("auth.db").display()) },
@@ -721,6 +736,27 @@ fn redact_url(url: &str) -> String {
         Some((_, host)) => format!("{scheme}://[redacted]@{host}"),
         None => format!("{scheme}://{rest}"),
     }
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lowercased: what browsers send in `Origin`.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}://{authority}").to_ascii_lowercase()
+}
+
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    let uri: actix_web::http::Uri = raw
+        .parse()
+        .or_else(|_| err(format!("AUTH_CORS_ORIGINS: {raw:?} is not an origin")))?;
+    let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/")
+        && !raw.trim_end_matches('/').contains(['?', '#']);
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || !bare {
+        return err(format!(
+            "AUTH_CORS_ORIGINS: {raw:?} must be an origin such as https://app.example.com (scheme, host, optional port; no path)"
+        ));
+    }
+    Ok(origin_of(raw.trim_end_matches('/')))
 }
 
 fn normalise_issuer(raw: &str) -> Result<String, ConfigError> {
@@ -852,6 +888,35 @@ mod tests {
         ] {
             let e = load(&env).unwrap_err().to_string();
             assert!(e.contains(reason) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn browser_origins_are_the_issuers_and_the_configured_ones() {
+        let s = load(&[
+            ("AUTH_ISSUER", "https://Auth.Example.com/base"),
+            (
+                "AUTH_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:3000/",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.browser_origins,
+            [
+                "https://auth.example.com",
+                "https://app.example.com",
+                "http://localhost:3000"
+            ]
+        );
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "ftp://x",
+            "https://a?b",
+        ] {
+            let e = load(&[("AUTH_CORS_ORIGINS", bad)]).unwrap_err().to_string();
+            assert!(e.starts_with("AUTH_CORS_ORIGINS"), "{bad}: {e}");
         }
     }
 

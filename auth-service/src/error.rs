@@ -273,6 +273,9 @@ pub enum OAuthError {
     /// `slow_down` (429 with `Retry-After`): too many attempts.
     #[error("too many attempts")]
     SlowDown(Throttled),
+    /// `access_denied` (403): a browser request that fails the cross-site checks.
+    #[error("{0}")]
+    CrossSite(&'static str),
     /// `server_error` (500).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -307,6 +310,7 @@ impl ResponseError for OAuthError {
             OAuthError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             OAuthError::SlowDown(_) => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::CrossSite(_) => StatusCode::FORBIDDEN,
             OAuthError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -332,6 +336,7 @@ impl ResponseError for OAuthError {
             ),
             OAuthError::TemporarilyUnavailable(d) => ("temporarily_unavailable", d.clone()),
             OAuthError::SlowDown(t) => ("slow_down", throttled_detail(t)),
+            OAuthError::CrossSite(d) => ("access_denied", (*d).to_owned()),
             OAuthError::Unexpected(e) => {
                 tracing::error!(error = %format!("{e:#}"), "unexpected error");
                 ("server_error", "an internal error occurred".into())

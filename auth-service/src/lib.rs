@@ -1,6 +1,7 @@
 //! The auth-service: users, logins, RS256 access and refresh tokens with rotation and reuse
 //! detection, revocation, and the public keys to verify them.
 
+pub mod browser;
 pub mod cli;
 pub mod configuration;
 pub mod crypto;

@@ -56,6 +56,8 @@ impl Application {
                 }
             };
             App::new()
+                // Registered first, so it runs inside the request context (logs, problem bodies).
+                .wrap(from_fn(crate::browser::cors))
                 .wrap(from_fn(telemetry::request_context))
                 .app_data(data)
                 .configure(routes::configure)

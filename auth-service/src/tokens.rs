@@ -28,6 +28,17 @@ pub struct TokenPair {
     pub scope: String,
 }
 
+/// What a browser receives: the pair without its refresh token, which is in the cookie.
+#[derive(Serialize)]
+struct BrowserTokens<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_expires_in: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
 impl TokenPair {
     /// 200 with `Cache-Control: no-store` (RFC 6749 §5.1).
     pub fn response(&self) -> HttpResponse {
@@ -35,6 +46,24 @@ impl TokenPair {
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
             .json(self)
+    }
+
+    /// Browser mode: the refresh token in the `HttpOnly` cookie, the rest in the body.
+    pub fn browser_response(&self) -> HttpResponse {
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .insert_header((
+                header::SET_COOKIE,
+                crate::browser::set_cookie(&self.refresh_token, self.refresh_expires_in),
+            ))
+            .json(BrowserTokens {
+                access_token: &self.access_token,
+                token_type: self.token_type,
+                expires_in: self.expires_in,
+                refresh_expires_in: self.refresh_expires_in,
+                scope: &self.scope,
+            })
     }
 }
 

@@ -19,6 +19,8 @@ struct LoginRequest {
     password: SecretString,
     scope: Option<String>,
     client_id: Option<String>,
+    /// `cookie`: browser mode (the refresh token in an `HttpOnly` cookie); `body` (default).
+    token_delivery: Option<String>,
 }
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -31,7 +33,8 @@ const BAD_CREDENTIALS: &str = "invalid username or password";
     responses((status = 200, description = "OK", body = super::openapi::TokenResponse),
         (status = 400, description = "invalid_grant (bad credentials) or invalid_request", body = super::openapi::OAuthError),
         (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
-        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError))
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError),
+        (status = 403, description = "access_denied: browser mode without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthError))
 )]
 pub async fn login(
     req: HttpRequest,
@@ -50,6 +53,7 @@ pub async fn login(
         ) => "invalid_request",
         Err(OAuthError::TemporarilyUnavailable(_)) => "unavailable",
         Err(OAuthError::SlowDown(_)) => "throttled",
+        Err(OAuthError::CrossSite(_)) => "cross_site",
         Err(_) => "error",
     });
     result
@@ -68,6 +72,18 @@ async fn attempt(
         Accept::JsonOrForm,
     )
     .await?;
+    let cookie = match body.token_delivery.as_deref() {
+        None | Some("body") => false,
+        Some("cookie") => true,
+        Some(_) => {
+            return Err(OAuthError::InvalidRequest(
+                "token_delivery must be body or cookie".into(),
+            ));
+        }
+    };
+    if cookie {
+        crate::browser::check_csrf(&req, &state.settings).map_err(OAuthError::CrossSite)?;
+    }
     let now = shared::unix_now();
     let password = LoginPassword::parse(&body.password, &state.settings.password_policy)
         .map_err(|e| OAuthError::InvalidRequest(e.message))?;
@@ -151,5 +167,9 @@ async fn attempt(
             json!({"client_id": client_id, "peer": peer}),
         )
         .await;
-    Ok(pair.response())
+    Ok(if cookie {
+        pair.browser_response()
+    } else {
+        pair.response()
+    })
 }

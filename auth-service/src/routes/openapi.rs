@@ -27,6 +27,11 @@ pub struct LoginForm {
     scope: Option<String>,
     /// A configured client id.
     client_id: Option<String>,
+    /// `cookie` (browser mode): the refresh token is set as an `HttpOnly; Secure;
+    /// SameSite=Strict` cookie (`Path=/v1`) and left out of the body; the request must carry an
+    /// allowed `Origin` and an `X-Requested-With` header. `body` (the default): both in the body.
+    #[schema(pattern = "^(body|cookie)$")]
+    token_delivery: Option<String>,
 }
 
 /// `POST /v1/users` body (JSON or form).
@@ -47,8 +52,9 @@ pub struct RefreshForm {
     /// `refresh_token`.
     #[schema(example = "refresh_token")]
     grant_type: String,
-    /// The refresh token (spent by this call).
-    refresh_token: String,
+    /// The refresh token (spent by this call). Browser mode: omitted, and read from the
+    /// `auth_refresh` cookie (with an allowed `Origin` and an `X-Requested-With` header).
+    refresh_token: Option<String>,
     /// A narrower scope, optional.
     scope: Option<String>,
 }

@@ -137,28 +137,68 @@ struct LogoutQuery {
 #[utoipa::path(
     post, path = "/v1/logout", tag = "tokens", security(("bearer" = []), ("password" = [])),
     params(("everywhere" = Option<bool>, Query, description = "End every session of the user")),
-    responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
+    responses((status = 204, description = "Logged out (a refresh-token cookie is cleared)"),
+        (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem),
+        (status = 403, description = "A browser request without an allowed Origin or the X-Requested-With header", body = super::openapi::Problem))
 )]
 pub async fn logout(
     req: HttpRequest,
-    auth: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: LogoutQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let now = shared::unix_now();
-    let c = &auth.claims;
+    let cookie = crate::browser::refresh_cookie(&req);
+    let mut res = HttpResponse::NoContent();
+    if cookie.is_some() {
+        res.insert_header((
+            actix_web::http::header::SET_COOKIE,
+            crate::browser::clear_cookie(),
+        ));
+    }
+    // The bearer token when the request has one (it must then be valid); else a browser's
+    // refresh-token cookie, under the cross-site checks.
+    let (sub, sid) = match cookie {
+        Some(cookie)
+            if !req
+                .headers()
+                .contains_key(actix_web::http::header::AUTHORIZATION) =>
+        {
+            crate::browser::check_csrf(&req, &state.settings).map_err(|d| ApiError::Refused {
+                code: "cross_site",
+                detail: d.to_owned(),
+            })?;
+            match state.verify_refresh(&cookie).await {
+                Ok(c) => (c.sub, c.sid),
+                // Nothing left to end: the cookie is removed all the same.
+                Err(_) => return Ok(res.finish()),
+            }
+        }
+        _ => {
+            let auth = <Authenticated as actix_web::FromRequest>::from_request(
+                &req,
+                &mut actix_web::dev::Payload::None,
+            )
+            .await?;
+            (auth.claims.sub, auth.claims.sid)
+        }
+    };
     if q.everywhere.unwrap_or(false) {
+        let user_id = sub.parse().map_err(|_| {
+            ApiError::Unauthorized(crate::error::BearerError::InvalidToken(
+                "token subject is not a user id",
+            ))
+        })?;
         let nb = state
             .users
-            .bump_tokens_not_before(auth.user_id()?, now)
+            .bump_tokens_not_before(user_id, now)
             .await?
             .unwrap_or(now + 1);
-        let n = state.revoke_user(&c.sub, nb, now).await?;
-        tracing::info!(user_id = %c.sub, sessions = n, "logged out everywhere");
+        let n = state.revoke_user(&sub, nb, now).await?;
+        tracing::info!(user_id = %sub, sessions = n, "logged out everywhere");
     } else if !state
         .sessions
-        .end(&c.sub, &c.sid, now, state.revoke_until(now))
+        .end(&sub, &sid, now, state.revoke_until(now))
         .await?
     {
         // The session record is already gone (ended elsewhere): still revoke its access tokens.
@@ -166,12 +206,12 @@ pub async fn logout(
             .revocations
             .revoke(
                 &RevocationEvent::Sid {
-                    value: c.sid.clone(),
+                    value: sid.clone(),
                     exp: state.revoke_until(now),
                 },
                 now,
             )
             .await?;
     }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(res.finish())
 }

@@ -1,5 +1,6 @@
 //! `POST /v1/token`: `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection.
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
@@ -27,7 +28,8 @@ const INVALID: &str = "the refresh token is invalid, expired or revoked";
     request_body(content = super::openapi::RefreshForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "OK", body = super::openapi::TokenResponse), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
         (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
-        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError))
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError),
+        (status = 403, description = "access_denied: the cookie without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthError))
 )]
 pub async fn token(
     req: HttpRequest,
@@ -39,20 +41,33 @@ pub async fn token(
         .throttle
         .before_token(Action::Refresh, &client)
         .await?;
-    let result = refresh(&req, payload, &state).await;
+    // Browser mode: the refresh token comes from the cookie (and only when the body has none).
+    let mut browser = false;
+    let result = refresh(&req, payload, &state, &mut browser).await;
     if matches!(result, Err(OAuthError::InvalidGrant(_))) {
         state
             .throttle
             .token_failed(Action::Refresh, &client)
             .await?;
     }
-    result
+    match result {
+        // A cookie that no longer works is removed, so the page stops sending it.
+        Err(e @ OAuthError::InvalidGrant(_)) if browser => {
+            let mut res = actix_web::ResponseError::error_response(&e);
+            if let Ok(v) = HeaderValue::from_str(&crate::browser::clear_cookie()) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            Ok(res)
+        }
+        other => other,
+    }
 }
 
 async fn refresh(
     req: &HttpRequest,
     payload: web::Payload,
     state: &web::Data<AppState>,
+    browser: &mut bool,
 ) -> Result<HttpResponse, OAuthError> {
     let body: TokenRequest = parse_body(
         req,
@@ -66,11 +81,17 @@ async fn refresh(
         Some("refresh_token") => {}
         Some(_) => return Err(OAuthError::UnsupportedGrantType),
     }
-    let token = body
-        .refresh_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is required".into()))?;
+    let cookie;
+    let token = match body.refresh_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        None => {
+            cookie = crate::browser::refresh_cookie(req)
+                .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is required".into()))?;
+            crate::browser::check_csrf(req, &state.settings).map_err(OAuthError::CrossSite)?;
+            *browser = true;
+            cookie.as_str()
+        }
+    };
     // Everything that can refuse the request without spending the token comes first.
     let now = shared::unix_now();
     let claims = state
@@ -129,10 +150,12 @@ async fn refresh(
             let access = state
                 .issuance
                 .access_claims(&user, &grant, scope, now, abs_exp);
-            Ok(state
-                .sign_pair(access, refresh, refresh_exp, now)
-                .await?
-                .response())
+            let pair = state.sign_pair(access, refresh, refresh_exp, now).await?;
+            Ok(if *browser {
+                pair.browser_response()
+            } else {
+                pair.response()
+            })
         }
         Rotation::Grace => {
             state.metrics.refresh("grace");

@@ -10,6 +10,7 @@ mod admin;
 mod at_rest;
 mod audit;
 mod bad_input;
+mod browser;
 mod cli;
 mod concurrency;
 mod discovery;
