@@ -7,6 +7,9 @@
 #
 #   DEV_STORE=postgres   use PostgreSQL + Redis instead (installed/started by scripts/services.sh)
 #   DEV_EXIT=1           stop after the walkthrough (what the CI smoke test does)
+#   DEV_WALK=0           skip the walkthrough
+#   DEV_AFTER="cmd"      run cmd against the running stack (its exit status becomes ours), then stop
+#   GATEWAY_LEEWAY       the gateway's clock-skew allowance in seconds (default 30)
 #   AUTH_PORT, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DEMO_PORT   change the ports
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +43,10 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
+# The demo page (gateway /app) calls the auth-service through the gateway: that origin may use
+# the refresh-token cookie.
 env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_FEED_TOKEN="$feed_token" \
+  AUTH_CORS_ORIGINS="http://localhost:$gw_port,http://127.0.0.1:$gw_port" AUTH_TRUSTED_PROXIES=127.0.0.1 \
   AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
   ./target/debug/auth-service > target/dev/auth-service.log 2>&1 &
 pids+=($!)
@@ -52,6 +58,20 @@ issuer = "$auth"
 audiences = ["api"]
 listen = "127.0.0.1:$gw_port"
 admin_listen = "127.0.0.1:$admin_port"
+leeway = ${GATEWAY_LEEWAY:-30}
+
+# The auth-service's endpoints and the demo page on the gateway's origin (browser mode needs
+# the page and the auth-service on one site).
+[[routes]]
+prefix = "/v1"
+upstream = "$auth"
+auth = "public"
+forward_token = true
+
+[[routes]]
+prefix = "/app"
+upstream = "http://127.0.0.1:$demo_port"
+auth = "public"
 
 [[routes]]
 prefix = "/public"
@@ -71,13 +91,21 @@ GATEWAY_CONFIG=target/dev/gateway.toml GATEWAY_FEED_TOKEN="$feed_token" ./target
 pids+=($!)
 $walk wait "http://127.0.0.1:$admin_port/readyz" || { echo "the gateway did not become ready; see target/dev/gateway.log"; exit 1; }
 
-$walk run "$auth" "$gw"
+if [ "${DEV_WALK:-1}" != 0 ]; then
+  $walk run "$auth" "$gw"
+fi
+if [ -n "${DEV_AFTER:-}" ]; then
+  status=0
+  bash -c "$DEV_AFTER" || status=$?
+  exit "$status"
+fi
 
 cat <<INFO
 
 Running (logs in target/dev/):
   auth-service  $auth          (store: ${DEV_STORE:-embedded}; JWKS: $auth/.well-known/jwks.json)
   gateway       $gw          (admin: http://127.0.0.1:$admin_port/readyz, /metrics)
+  demo page     http://localhost:$gw_port/app   (log in from a browser: browser mode, through the gateway)
   demo upstream http://127.0.0.1:$demo_port
 Ctrl-C stops everything.
 INFO

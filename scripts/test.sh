@@ -37,5 +37,8 @@ fi
 bash scripts/deploy/validate.sh
 bash scripts/deploy/compose_native.sh
 
+# The browser login flow in Chromium (playwright-core) against the dev stack.
+bash scripts/browser/test.sh
+
 # The README's run command, end to end: start, walk through, Ctrl-C.
 bash scripts/dev_smoke.sh

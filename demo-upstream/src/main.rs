@@ -1,4 +1,5 @@
-//! A demo downstream service: answers every request with the identity the gateway forwarded.
+//! A demo downstream service: answers every request with the identity the gateway forwarded,
+//! and serves the demo page (`/app`: log in from a browser, call through the gateway).
 //! `DEMO_LISTEN` (default 127.0.0.1:8082); `demo-upstream healthcheck` probes a running one.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -22,6 +23,25 @@ async fn whoami(req: HttpRequest) -> HttpResponse {
     }))
 }
 
+/// The demo page: plain HTML and JavaScript, no build step.
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        .insert_header((
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .body(include_str!("../page/index.html"))
+}
+
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        .body(include_str!("../page/app.js"))
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let listen = std::env::var("DEMO_LISTEN").unwrap_or_else(|_| "127.0.0.1:8082".into());
@@ -38,9 +58,15 @@ async fn main() -> std::io::Result<()> {
         .map(|_| ())
         .map_err(std::io::Error::other);
     }
-    HttpServer::new(|| App::new().default_service(web::to(whoami)))
-        .workers(1)
-        .bind(listen)?
-        .run()
-        .await
+    HttpServer::new(|| {
+        App::new()
+            .route("/app", web::get().to(page))
+            .route("/app/", web::get().to(page))
+            .route("/app/app.js", web::get().to(script))
+            .default_service(web::to(whoami))
+    })
+    .workers(1)
+    .bind(listen)?
+    .run()
+    .await
 }

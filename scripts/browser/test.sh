@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The browser login flow, in a real browser: Debian's Chromium driven by playwright-core
+# (npm), against the dev stack (scripts/dev.sh) with 5-second access tokens and no leeway, so
+# the silent refresh happens during the test. Screenshots go to target/browser/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "browser: installing Debian's chromium" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "browser: needs Chromium at /usr/bin/chromium (sudo apt-get install chromium) or CHROMIUM=path" >&2
+    exit 1
+  fi
+fi
+dir=target/browser
+mkdir -p "$dir"
+if [ ! -f "$dir/node_modules/playwright-core/package.json" ]; then
+  echo "browser: installing playwright-core into $dir" >&2
+  (cd "$dir" && npm install --silent --no-audit --no-fund --no-save playwright-core@1.64.1 >/dev/null 2>&1)
+fi
+rm -f "$dir"/*.png
+export AUTH_ACCESS_TOKEN_TTL=5 AUTH_LEEWAY=0 GATEWAY_LEEWAY=0
+AUTH_PORT=18081 GATEWAY_PORT=18080 GATEWAY_ADMIN_PORT=19090 DEMO_PORT=18082 \
+  DEV_WALK=0 DEV_AFTER="node scripts/browser/login.test.mjs http://localhost:18080 $dir" \
+  bash scripts/dev.sh
