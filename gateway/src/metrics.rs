@@ -18,6 +18,7 @@ const REASON_COUNT: usize = shared::verifier::FAILURE_REASONS.len() + 1;
 #[derive(Default)]
 struct RouteStats {
     by_class: [AtomicU64; 5],
+    rate_limited: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -71,6 +72,13 @@ impl Metrics {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// A request refused by its route's rate limit.
+    pub fn rate_limited(&self, route: usize) {
+        if let Some(s) = self.per_route.get(route) {
+            s.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A token was refused for `reason` (a `VerifyError::reason`, or `missing`).
@@ -152,6 +160,19 @@ impl Metrics {
                 out,
                 "gateway_request_duration_seconds_count{{route=\"{}\"}} {count}",
                 label(i)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_rate_limited_total Requests refused by their route's rate limit (429)."
+        );
+        let _ = writeln!(out, "# TYPE gateway_rate_limited_total counter");
+        for (i, s) in self.per_route.iter().enumerate().take(self.routes.len()) {
+            let _ = writeln!(
+                out,
+                "gateway_rate_limited_total{{route=\"{}\"}} {}",
+                label(i),
+                s.rate_limited.load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(

@@ -503,6 +503,7 @@ async fn route_and_forward<'a>(
             _ => client(),
         };
         if let Err(wait) = limit.check(&key, Instant::now()) {
+            gw.metrics.rate_limited(index);
             let secs = wait.as_millis().div_ceil(1000).max(1);
             let mut response = problem(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -2,7 +2,7 @@
 //! (which only trusted proxies can name) or per verified user; refused requests never reach the
 //! upstream.
 
-use crate::helpers::{Stack, assert_problem};
+use crate::helpers::{Stack, assert_problem, metric};
 
 async fn get_from(
     s: &Stack,
@@ -48,6 +48,16 @@ async fn a_route_limit_answers_429_and_a_spoofed_address_resets_nothing() {
     );
     // Other routes are not limited.
     assert_eq!(get_from(&s, "/public/x", None, None).await.status(), 200);
+    // Both refusals are counted, on their route only.
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(&m, "gateway_rate_limited_total{route=\"/rate\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, "gateway_rate_limited_total{route=\"/public\"}"),
+        0.0
+    );
 }
 
 #[actix_web::test]
