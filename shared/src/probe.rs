@@ -24,11 +24,13 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, Strin
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("{addr}: {e}"))?;
-    write!(
-        stream,
+    // One write: the request arrives whole rather than in format!'s pieces.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: healthcheck\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("{addr}: {e}"))?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{addr}: {e}"))?;
     // The status line fits in the first bytes; the rest of the answer is not needed.
     let mut head = [0u8; 64];
     let mut len = 0;
@@ -62,9 +64,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // TCP may deliver the request in pieces: read up to the end of its head.
+            let mut head = Vec::new();
             let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).unwrap();
-            assert!(buf[..n].starts_with(b"GET /readyz HTTP/1.1\r\n"));
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the probe closed before sending its request");
+                head.extend_from_slice(&buf[..n]);
+            }
+            assert!(head.starts_with(b"GET /readyz HTTP/1.1\r\n"));
             s.write_all(answer.as_bytes()).unwrap();
         });
         addr
