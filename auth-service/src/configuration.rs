@@ -500,7 +500,8 @@ impl Settings {
 
         let throttle = throttle_settings(&src)?;
 
-        let mut browser_origins = vec![origin_of(&issuer)];
+        // The issuer is an http(s) URL with a host (checked above), so it has an origin.
+        let mut browser_origins: Vec<String> = shared::net::origin(&issuer).into_iter().collect();
         for o in src
             .var("AUTH_CORS_ORIGINS")
             .unwrap_or_default()
@@ -738,25 +739,14 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// `scheme://host[:port]` of an http(s) URL, lowercased: what browsers send in `Origin`.
-fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    format!("{scheme}://{authority}").to_ascii_lowercase()
-}
-
 fn parse_origin(raw: &str) -> Result<String, ConfigError> {
-    let uri: actix_web::http::Uri = raw
-        .parse()
-        .or_else(|_| err(format!("AUTH_CORS_ORIGINS: {raw:?} is not an origin")))?;
-    let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/")
-        && !raw.trim_end_matches('/').contains(['?', '#']);
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || !bare {
-        return err(format!(
+    let trimmed = raw.trim_end_matches('/');
+    match shared::net::origin(trimmed) {
+        Some(o) if o.eq_ignore_ascii_case(trimmed) => Ok(o),
+        _ => err(format!(
             "AUTH_CORS_ORIGINS: {raw:?} must be an origin such as https://app.example.com (scheme, host, optional port; no path)"
-        ));
+        )),
     }
-    Ok(origin_of(raw.trim_end_matches('/')))
 }
 
 fn normalise_issuer(raw: &str) -> Result<String, ConfigError> {

@@ -273,15 +273,6 @@ fn parse_url(what: &str, raw: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
-/// `scheme://host[:port]` of a URL.
-pub fn origin(uri: &Uri) -> String {
-    format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or(""),
-        uri.authority().map_or("", |a| a.as_str())
-    )
-}
-
 fn loopback(uri: &Uri) -> bool {
     match uri.host() {
         Some("localhost") => true,
@@ -381,8 +372,8 @@ fn route(r: RouteFile) -> Result<Route, ConfigError> {
                         ));
                     }
                 } else {
-                    let u = parse_url(&format!("{what}: cors origin"), o)?;
-                    if origin(&u) != *o {
+                    parse_url(&format!("{what}: cors origin"), o)?;
+                    if !shared::net::origin(o).is_some_and(|n| n.eq_ignore_ascii_case(o)) {
                         return err(format!(
                             "{what}: cors origin {o:?} must be scheme://host[:port] only"
                         ));

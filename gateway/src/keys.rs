@@ -11,7 +11,7 @@ use actix_web::http::Uri;
 use arc_swap::ArcSwapOption;
 use shared::{JwkSet, KeySet};
 
-use crate::configuration::{Settings, origin};
+use crate::configuration::Settings;
 use crate::metrics::Metrics;
 
 /// A key set as fetched.
@@ -193,11 +193,8 @@ impl KeyManager {
         if !self.production {
             return Ok(());
         }
-        let issuer_uri: Uri = self
-            .issuer
-            .parse()
-            .map_err(|_| FetchError::Invalid("issuer is not a URL".into()))?;
-        if !self.allow_cross_origin && origin(&uri) != origin(&issuer_uri) {
+        if !self.allow_cross_origin && shared::net::origin(url) != shared::net::origin(&self.issuer)
+        {
             return Err(FetchError::Invalid(format!(
                 "{what} {url} is on another origin than the issuer (allow_cross_origin_jwks to accept)"
             )));

@@ -117,8 +117,44 @@ pub fn rate_key(ip: IpAddr) -> String {
     }
 }
 
+/// `scheme://host[:port]` of an absolute http(s) URL, lowercased: what browsers send in
+/// `Origin`, and what "same origin" compares. `None` for anything else (or with userinfo).
+pub fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origins_are_scheme_and_authority_lowercased() {
+        use super::origin;
+        assert_eq!(
+            origin("HTTPS://Auth.Example.com:8443/base?x#y").as_deref(),
+            Some("https://auth.example.com:8443")
+        );
+        assert_eq!(
+            origin("http://[::1]:80").as_deref(),
+            Some("http://[::1]:80")
+        );
+        for bad in [
+            "auth.example.com",
+            "ftp://x",
+            "https://",
+            "https://u:p@x",
+            "https:///p",
+        ] {
+            assert_eq!(origin(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
