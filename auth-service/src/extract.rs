@@ -139,6 +139,9 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<String>, BearerError> {
 pub struct Authenticated {
     /// The verified claims.
     pub claims: AccessClaims,
+    /// The session the token belongs to: every endpoint behind this extractor acts for a user,
+    /// so a client's own token (client credentials, no session) is refused.
+    pub sid: String,
 }
 
 impl Authenticated {
@@ -165,7 +168,11 @@ impl FromRequest for Authenticated {
                 .map_err(ApiError::Unauthorized)?
                 .ok_or(ApiError::Unauthorized(BearerError::Missing))?;
             let claims = state.authenticate(&token).await?;
-            Ok(Authenticated { claims })
+            let sid = claims.sid.clone().ok_or_else(|| ApiError::Refused {
+                code: "user_token_required",
+                detail: "this endpoint acts for a user: a client's own token cannot use it".into(),
+            })?;
+            Ok(Authenticated { claims, sid })
         })
     }
 }

@@ -147,7 +147,7 @@ impl Issuance {
             iat: now.max(user.tokens_not_before),
             nbf: now,
             jti: crate::crypto::random_id(),
-            sid: grant.sid.to_owned(),
+            sid: Some(grant.sid.to_owned()),
             roles: user.roles.clone(),
             scope,
         }

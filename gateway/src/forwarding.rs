@@ -86,19 +86,26 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Builds `X-User-Id`, `X-User-Roles`, `X-User-Scopes` (comma-separated) and `X-Session-Id`.
+    /// Builds `X-User-Id`, `X-User-Roles`, `X-User-Scopes` (comma-separated), `X-Session-Id`
+    /// (user tokens only), `X-Auth-Principal` (`user` or `client`) and `X-Auth-Client-Id`.
     pub fn new(claims: AccessClaims) -> Self {
         let values = [
-            (headers::USER_ID, claims.sub.clone()),
-            (headers::USER_ROLES, claims.roles.join(",")),
+            (headers::USER_ID, Some(claims.sub.clone())),
+            (headers::USER_ROLES, Some(claims.roles.join(","))),
             (
                 headers::USER_SCOPES,
-                claims.scopes().collect::<Vec<_>>().join(","),
+                Some(claims.scopes().collect::<Vec<_>>().join(",")),
             ),
             (headers::SESSION_ID, claims.sid.clone()),
+            (
+                headers::PRINCIPAL,
+                Some(claims.principal().as_str().to_owned()),
+            ),
+            (headers::CLIENT_ID, Some(claims.client_id.clone())),
         ];
         let headers = values
             .into_iter()
+            .filter_map(|(n, v)| Some((n, v?)))
             .filter_map(|(n, v)| {
                 http::HeaderValue::from_str(&v)
                     .ok()
@@ -222,7 +229,7 @@ mod tests {
             iat: 0,
             nbf: 0,
             jti: "j".into(),
-            sid: "s-1".into(),
+            sid: Some("s-1".into()),
             roles: vec!["user".into(), "admin".into()],
             scope: "read write".into(),
         }

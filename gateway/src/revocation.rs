@@ -75,7 +75,9 @@ impl Lists {
 
     fn covers(&self, c: &AccessClaims) -> bool {
         self.jti.contains_key(c.jti.as_str())
-            || self.sid.contains_key(c.sid.as_str())
+            || c.sid
+                .as_deref()
+                .is_some_and(|sid| self.sid.contains_key(sid))
             || self
                 .sub
                 .get(c.sub.as_str())
@@ -552,7 +554,7 @@ mod tests {
             iat,
             nbf: iat,
             jti: jti.into(),
-            sid: sid.into(),
+            sid: Some(sid.into()),
             roles: vec![],
             scope: String::new(),
         }

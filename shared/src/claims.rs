@@ -62,8 +62,10 @@ pub struct AccessClaims {
     pub nbf: i64,
     /// Token id (revocable one by one).
     pub jti: String,
-    /// Session id: the refresh-token family this token belongs to.
-    pub sid: String,
+    /// Session id: the refresh-token family a user's token belongs to. Absent from a client's
+    /// own tokens (client credentials), which belong to no session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Roles at issue time.
     #[serde(default)]
     pub roles: Vec<String>,
@@ -72,7 +74,36 @@ pub struct AccessClaims {
     pub scope: String,
 }
 
+/// Who an access token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Principal {
+    /// A user, through a session (the token has a `sid`).
+    User,
+    /// A registered client acting for itself (client credentials: no `sid`, `sub` = `client_id`).
+    Client,
+}
+
+impl Principal {
+    /// `user` or `client`, as in the gateway's identity headers and route rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Principal::User => "user",
+            Principal::Client => "client",
+        }
+    }
+}
+
 impl AccessClaims {
+    /// A user's token or a client's own.
+    pub fn principal(&self) -> Principal {
+        if self.sid.is_some() {
+            Principal::User
+        } else {
+            Principal::Client
+        }
+    }
+
     /// The granted scopes, one by one.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split(' ').filter(|s| !s.is_empty())
@@ -96,7 +127,12 @@ impl TokenClaims for AccessClaims {
     fn check_shape(&self) -> Result<(), &'static str> {
         non_empty(&self.sub, "sub")?;
         non_empty(&self.jti, "jti")?;
-        non_empty(&self.sid, "sid")
+        match &self.sid {
+            Some(sid) => non_empty(sid, "sid"),
+            // A token without a session is a client's own: its subject is the client.
+            None if self.sub == self.client_id => Ok(()),
+            None => Err("sid"),
+        }
     }
 }
 
@@ -151,5 +187,42 @@ fn non_empty(v: &str, name: &'static str) -> Result<(), &'static str> {
         Err(name)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str, client_id: &str, sid: Option<&str>) -> AccessClaims {
+        AccessClaims {
+            iss: "https://issuer".into(),
+            sub: sub.into(),
+            aud: Audience::One("api".into()),
+            client_id: client_id.into(),
+            exp: 2,
+            iat: 1,
+            nbf: 1,
+            jti: "j".into(),
+            sid: sid.map(str::to_owned),
+            roles: vec![],
+            scope: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_session_makes_a_user_token_and_its_absence_a_client_token() {
+        let user = claims("5c0f", "app", Some("s1"));
+        assert_eq!(user.principal(), Principal::User);
+        assert_eq!(user.check_shape(), Ok(()));
+        let client = claims("billing", "billing", None);
+        assert_eq!(client.principal(), Principal::Client);
+        assert_eq!(client.check_shape(), Ok(()));
+        // The wire form of a client token has no `sid` at all.
+        let json = serde_json::to_value(&client).expect("serialises");
+        assert!(json.get("sid").is_none());
+        // No session and a subject other than the client: neither shape, refused.
+        assert_eq!(claims("5c0f", "app", None).check_shape(), Err("sid"));
+        assert_eq!(claims("5c0f", "app", Some("")).check_shape(), Err("sid"));
     }
 }

@@ -8,6 +8,10 @@ pub const USER_ROLES: &str = "x-user-roles";
 pub const USER_SCOPES: &str = "x-user-scopes";
 /// The verified session id (the token's `sid`).
 pub const SESSION_ID: &str = "x-session-id";
+/// Who the token speaks for: `user` or `client` (a client's own token, client credentials).
+pub const PRINCIPAL: &str = "x-auth-principal";
+/// The client the token was issued to (`client_id`); for a client's own token, also `X-User-Id`.
+pub const CLIENT_ID: &str = "x-auth-client-id";
 /// Request id, propagated from the gateway to upstreams and echoed in responses.
 pub const REQUEST_ID: &str = "x-request-id";
 

@@ -14,7 +14,7 @@ pub mod problem;
 pub mod revocation;
 pub mod verifier;
 
-pub use claims::{AccessClaims, Audience, RefreshClaims, TokenClaims};
+pub use claims::{AccessClaims, Audience, Principal, RefreshClaims, TokenClaims};
 pub use jwk::{Jwk, JwkSet};
 pub use jws::Algorithm;
 pub use revocation::RevocationEvent;

@@ -76,7 +76,7 @@ impl RevocationEvent {
     pub fn applies_to(&self, claims: &AccessClaims) -> bool {
         match self {
             RevocationEvent::Jti { value, .. } => *value == claims.jti,
-            RevocationEvent::Sid { value, .. } => *value == claims.sid,
+            RevocationEvent::Sid { value, .. } => claims.sid.as_deref() == Some(value.as_str()),
             RevocationEvent::Sub {
                 value, iat_before, ..
             } => *value == claims.sub && claims.iat < *iat_before,
@@ -99,7 +99,7 @@ mod tests {
             iat,
             nbf: iat,
             jti: "j1".into(),
-            sid: "s1".into(),
+            sid: Some("s1".into()),
             roles: vec![],
             scope: String::new(),
         }

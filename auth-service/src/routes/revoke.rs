@@ -180,7 +180,7 @@ pub async fn logout(
                 &mut actix_web::dev::Payload::None,
             )
             .await?;
-            (auth.claims.sub, auth.claims.sid)
+            (auth.claims.sub, auth.sid)
         }
     };
     if q.everywhere.unwrap_or(false) {

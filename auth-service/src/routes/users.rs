@@ -213,7 +213,7 @@ pub async fn my_sessions(
     let list: Vec<_> = sessions
         .into_iter()
         .map(|s| {
-            let current = s.sid == auth.claims.sid;
+            let current = s.sid == auth.sid;
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["current"] = json!(current);
             v

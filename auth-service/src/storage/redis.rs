@@ -163,7 +163,7 @@ return 1
 /// ARGV 5 jti, 6 sid, 7 sub, 8 iat
 const IS_REVOKED: &str = r#"
 if redis.call('EXISTS', p .. 'rev:jti:' .. ARGV[5]) == 1 then return 1 end
-if redis.call('EXISTS', p .. 'rev:sid:' .. ARGV[6]) == 1 then return 1 end
+if ARGV[6] ~= '' and redis.call('EXISTS', p .. 'rev:sid:' .. ARGV[6]) == 1 then return 1 end
 local ib = redis.call('HGET', p .. 'rev:sub:' .. ARGV[7], 'iat_before')
 if ib and tonumber(ARGV[8]) < tonumber(ib) then return 1 end
 return 0
@@ -571,7 +571,7 @@ impl RevocationStore for RedisStore {
             .run(
                 &self.scripts.is_revoked,
                 shared::unix_now(),
-                &[&c.jti, &c.sid, &c.sub, &c.iat],
+                &[&c.jti, &c.sid.clone().unwrap_or_default(), &c.sub, &c.iat],
             )
             .await?;
         Ok(n == 1)

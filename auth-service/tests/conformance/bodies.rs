@@ -43,7 +43,7 @@ fn claims(jti: &str, sid: &str, sub: &str, iat: i64) -> AccessClaims {
         iat,
         nbf: iat,
         jti: jti.into(),
-        sid: sid.into(),
+        sid: Some(sid.into()),
         roles: vec![],
         scope: String::new(),
     }
