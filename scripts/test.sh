@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh)"
 
 # The interop tests use libraries that are not ours: PyJWT verifies our tokens, and the
-# Prometheus client's parser reads our /metrics, openapi-spec-validator checks /openapi.json.
+# Prometheus client's parser reads our /metrics, openapi-spec-validator checks /openapi.json,
+# and Authlib (an OAuth2 client) gets tokens with client credentials and calls through the gateway.
 venv=target/interop-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import jwt, cryptography, prometheus_client, openapi_spec_validator' 2>/dev/null; then
-  echo "test: preparing $venv (PyJWT, the Prometheus client's text parser, an OpenAPI validator)" >&2
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import jwt, cryptography, prometheus_client, openapi_spec_validator, authlib, requests' 2>/dev/null; then
+  echo "test: preparing $venv (PyJWT, the Prometheus client's text parser, an OpenAPI validator, Authlib)" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'pyjwt[crypto]==2.10.1' 'prometheus-client==0.21.1' 'openapi-spec-validator==0.7.1'
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pyjwt[crypto]==2.10.1' 'prometheus-client==0.21.1' 'openapi-spec-validator==0.7.1' 'authlib==1.3.2' 'requests==2.32.3'
 fi
 export INTEROP_PYTHON="$PWD/$venv/bin/python"
 

@@ -255,12 +255,19 @@ pub enum OAuthError {
     /// `invalid_scope`.
     #[error("{0}")]
     InvalidScope(String),
+    /// `invalid_target` (RFC 8707): an audience the client may not have.
+    #[error("{0}")]
+    InvalidTarget(String),
     /// `unauthorized_client`: e.g. revoking a token that belongs to another user or client.
     #[error("{0}")]
     UnauthorizedClient(&'static str),
     /// `invalid_client` (401): the request carried a bearer credential that is not valid.
     #[error("{0}")]
     InvalidClient(&'static str),
+    /// `invalid_client` (401) with a `Basic` challenge: client authentication (RFC 6749 §2.3)
+    /// failed: unknown client, wrong secret, disabled client, or malformed credentials.
+    #[error("{0}")]
+    BadClientAuth(&'static str),
     /// Content type we do not read (answered 415 with an `invalid_request` body).
     #[error("unsupported media type")]
     UnsupportedMediaType(&'static str),
@@ -309,7 +316,7 @@ impl ResponseError for OAuthError {
             OAuthError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             OAuthError::SlowDown(_) => StatusCode::TOO_MANY_REQUESTS,
-            OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::InvalidClient(_) | OAuthError::BadClientAuth(_) => StatusCode::UNAUTHORIZED,
             OAuthError::CrossSite(_) => StatusCode::FORBIDDEN,
             OAuthError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -322,11 +329,14 @@ impl ResponseError for OAuthError {
             OAuthError::InvalidGrant(d) => ("invalid_grant", (*d).to_owned()),
             OAuthError::UnsupportedGrantType => (
                 "unsupported_grant_type",
-                "only grant_type=refresh_token is supported".into(),
+                "grant_type must be refresh_token or client_credentials".into(),
             ),
             OAuthError::InvalidScope(d) => ("invalid_scope", d.clone()),
+            OAuthError::InvalidTarget(d) => ("invalid_target", d.clone()),
             OAuthError::UnauthorizedClient(d) => ("unauthorized_client", (*d).to_owned()),
-            OAuthError::InvalidClient(d) => ("invalid_client", (*d).to_owned()),
+            OAuthError::InvalidClient(d) | OAuthError::BadClientAuth(d) => {
+                ("invalid_client", (*d).to_owned())
+            }
             OAuthError::UnsupportedMediaType(expected) => {
                 ("invalid_request", format!("send the body as {expected}"))
             }
@@ -355,6 +365,12 @@ impl ResponseError for OAuthError {
             res.insert_header((
                 header::WWW_AUTHENTICATE,
                 challenge(Some(("invalid_token", d))),
+            ));
+        }
+        if matches!(self, OAuthError::BadClientAuth(_)) {
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                r#"Basic realm="clients", charset="UTF-8""#,
             ));
         }
         res.json(json!({"error": code, "error_description": desc}))

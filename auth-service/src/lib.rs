@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod cli;
+pub mod clients;
 pub mod configuration;
 pub mod crypto;
 pub mod domain;

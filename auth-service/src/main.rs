@@ -35,6 +35,12 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Manage registered clients (client credentials, introspection), through the same stores
+    /// and revocation paths as the admin API.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
     /// Check the running service on AUTH_LISTEN (for container health checks): exit 0 when
     /// `/readyz` answers 2xx.
     Healthcheck {
@@ -87,6 +93,49 @@ enum UsersCommand {
     RevokeSessions {
         /// Username or id.
         user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints it with its secret, shown this once.
+    Create {
+        /// Client id: 2–64 characters of a-z, 0-9, '.', '_', '-'.
+        client_id: String,
+        /// What the client is, for people.
+        #[arg(long)]
+        name: Option<String>,
+        /// An allowed scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An allowed audience (repeatable; default: AUTH_AUDIENCE).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+    },
+    /// List the clients (JSON).
+    List,
+    /// Replace a client's secret; prints the new one, shown this once.
+    RotateSecret {
+        /// Client id.
+        client_id: String,
+        /// Seconds the previous secret keeps working (default 0: it stops at once).
+        #[arg(long, default_value_t = 0)]
+        overlap: i64,
+    },
+    /// Disable a client: it cannot authenticate, and its tokens are revoked.
+    Disable {
+        /// Client id.
+        client_id: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// Client id.
+        client_id: String,
+    },
+    /// Delete a client and revoke its tokens.
+    Delete {
+        /// Client id.
+        client_id: String,
     },
 }
 
@@ -171,6 +220,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
+        Command::Clients { command } => {
+            let state = state::AppState::init(settings).await?;
+            let out = clients_command(&state, command).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
         Command::Keys {
             command: KeysCommand::Rotate { now },
         } => {
@@ -216,6 +270,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn clients_command(
+    state: &state::AppState,
+    command: ClientsCommand,
+) -> anyhow::Result<serde_json::Value> {
+    use auth_service::clients;
+    use secrecy::ExposeSecret as _;
+    let fail = |e: auth_service::error::ApiError| anyhow::anyhow!("{e}");
+    let with_secret = |client: &auth_service::storage::Client, secret: &secrecy::SecretString| {
+        let mut v = serde_json::to_value(client).unwrap_or_default();
+        v["client_secret"] = serde_json::json!(secret.expose_secret());
+        v
+    };
+    let set_disabled = |client_id: String, disabled: bool| async move {
+        let patch = clients::Patch {
+            disabled: Some(disabled),
+            ..clients::Patch::default()
+        };
+        clients::update(state, &client_id, patch, "cli").await
+    };
+    Ok(match command {
+        ClientsCommand::Create {
+            client_id,
+            name,
+            scopes,
+            audiences,
+        } => {
+            let reg = clients::Registration {
+                client_id,
+                name,
+                scopes: Some(scopes),
+                audiences: (!audiences.is_empty()).then_some(audiences),
+            };
+            let (client, secret) = clients::register(state, reg, "cli").await.map_err(fail)?;
+            with_secret(&client, &secret)
+        }
+        ClientsCommand::List => serde_json::to_value(state.clients.list_clients().await?)?,
+        ClientsCommand::RotateSecret { client_id, overlap } => {
+            let (client, secret) = clients::rotate_secret(state, &client_id, overlap, "cli")
+                .await
+                .map_err(fail)?;
+            with_secret(&client, &secret)
+        }
+        ClientsCommand::Disable { client_id } => {
+            serde_json::to_value(set_disabled(client_id, true).await.map_err(fail)?)?
+        }
+        ClientsCommand::Enable { client_id } => {
+            serde_json::to_value(set_disabled(client_id, false).await.map_err(fail)?)?
+        }
+        ClientsCommand::Delete { client_id } => {
+            clients::delete(state, &client_id, "cli")
+                .await
+                .map_err(fail)?;
+            serde_json::json!({"deleted": client_id})
+        }
+    })
 }
 
 fn healthcheck(live: bool) -> anyhow::Result<()> {

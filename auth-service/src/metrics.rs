@@ -24,7 +24,8 @@ pub const LOGIN_OUTCOMES: [&str; 6] = [
     "error",
 ];
 /// Endpoints the brute-force defence counts.
-pub const THROTTLED_ENDPOINTS: [&str; 4] = ["login", "register", "refresh", "revoke"];
+pub const THROTTLED_ENDPOINTS: [&str; 5] =
+    ["login", "register", "refresh", "revoke", "client_auth"];
 /// The limits that can refuse a request.
 pub const THROTTLE_LIMITS: [&str; 3] = ["client", "account_client", "account"];
 /// Refresh outcomes.
@@ -125,7 +126,12 @@ impl Metrics {
         }
     }
 
-    /// A token pair was signed.
+    /// An access token was signed alone (client credentials).
+    pub fn issued_access(&self) {
+        self.access_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A token pair was issued.
     pub fn issued_pair(&self) {
         self.access_issued.fetch_add(1, Ordering::Relaxed);
         self.refresh_issued.fetch_add(1, Ordering::Relaxed);

@@ -16,8 +16,8 @@ use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
-    AuditEvent, AuditStore, CreateUserError, KeyStore, NewSession, NewUser, RateLimitStore,
-    RevocationFeed, RevocationStore, SessionStore, StoreError, User, UserStore,
+    AuditEvent, AuditStore, ClientStore, CreateUserError, KeyStore, NewSession, NewUser,
+    RateLimitStore, RevocationFeed, RevocationStore, SessionStore, StoreError, User, UserStore,
 };
 use crate::tokens::{Grant, Issuance, TokenPair};
 
@@ -29,6 +29,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Users.
     pub users: Arc<dyn UserStore>,
+    /// Registered clients.
+    pub clients: Arc<dyn ClientStore>,
     /// Signing keys in the store.
     pub key_store: Arc<dyn KeyStore>,
     /// Sessions and refresh tokens.
@@ -80,6 +82,7 @@ impl std::fmt::Debug for AppState {
 struct Stores {
     audit: Arc<dyn AuditStore>,
     users: Arc<dyn UserStore>,
+    clients: Arc<dyn ClientStore>,
     sessions: Arc<dyn SessionStore>,
     revocations: Arc<dyn RevocationStore>,
     feed: Arc<dyn RevocationFeed>,
@@ -167,6 +170,7 @@ impl AppState {
                 Stores {
                     audit: Arc::clone(&store) as Arc<dyn AuditStore>,
                     users: Arc::clone(&store) as Arc<dyn UserStore>,
+                    clients: Arc::clone(&store) as Arc<dyn ClientStore>,
                     sessions: Arc::clone(&store) as Arc<dyn SessionStore>,
                     revocations: Arc::clone(&store) as Arc<dyn RevocationStore>,
                     feed: Arc::clone(&store) as Arc<dyn RevocationFeed>,
@@ -198,6 +202,7 @@ impl AppState {
         let stores = Stores {
             audit: Arc::clone(&redis) as Arc<dyn AuditStore>,
             users: Arc::clone(&pg) as Arc<dyn UserStore>,
+            clients: Arc::clone(&pg) as Arc<dyn ClientStore>,
             sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
             feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
@@ -233,6 +238,7 @@ impl AppState {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let state = AppState {
             users: stores.users,
+            clients: stores.clients,
             key_store,
             sessions: stores.sessions,
             revocations: stores.revocations,
@@ -274,6 +280,7 @@ impl AppState {
         let redis = Arc::new(redis.replica()?);
         Ok(AppState {
             users: Arc::clone(&pg) as Arc<dyn UserStore>,
+            clients: Arc::clone(&pg) as Arc<dyn ClientStore>,
             key_store: Arc::clone(&pg) as Arc<dyn KeyStore>,
             sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
             revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,

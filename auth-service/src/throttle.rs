@@ -132,6 +132,8 @@ pub enum Action {
     Refresh,
     /// `POST /v1/revoke` and `POST /v1/logout`.
     Revoke,
+    /// Client authentication: `POST /v1/token` (client credentials) and `POST /v1/introspect`.
+    ClientAuth,
 }
 
 impl Action {
@@ -141,6 +143,7 @@ impl Action {
             Action::Register => "register",
             Action::Refresh => "refresh",
             Action::Revoke => "revoke",
+            Action::ClientAuth => "client_auth",
         }
     }
 }

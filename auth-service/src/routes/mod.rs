@@ -1,8 +1,10 @@
 //! The HTTP surface; the route table lives here and nowhere else.
 
 mod admin;
+mod clients;
 mod feed;
 pub mod health;
+mod introspect;
 mod login;
 pub mod openapi;
 mod revoke;
@@ -45,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/login").route(post().to(login::login)))
         .service(resource("/v1/token").route(post().to(token::token)))
         .service(resource("/v1/revoke").route(post().to(revoke::revoke)))
+        .service(resource("/v1/introspect").route(post().to(introspect::introspect)))
         .service(resource("/v1/logout").route(post().to(revoke::logout)))
         .service(resource("/v1/revocations").route(get().to(feed::revocations)))
         .service(resource("/v1/users/me").route(get().to(users::me)))
@@ -59,6 +62,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(delete().to(admin::delete_user)),
         )
         .service(resource("/v1/admin/users/{id}/audit").route(get().to(admin::user_audit)))
+        .service(
+            resource("/v1/admin/clients")
+                .route(get().to(clients::list))
+                .route(post().to(clients::create)),
+        )
+        .service(
+            resource("/v1/admin/clients/{id}")
+                .route(get().to(clients::get))
+                .route(patch().to(clients::update))
+                .route(delete().to(clients::delete)),
+        )
+        .service(resource("/v1/admin/clients/{id}/secret").route(post().to(clients::rotate_secret)))
         .service(resource("/v1/admin/keys").route(get().to(admin::list_keys)))
         .service(resource("/v1/admin/keys/rotate").route(post().to(admin::rotate_keys)))
         .service(

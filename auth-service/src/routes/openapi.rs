@@ -46,17 +46,170 @@ pub struct Registration {
     email: Option<String>,
 }
 
-/// `POST /v1/token` form (RFC 6749 §6).
+/// `POST /v1/token` form: `grant_type=refresh_token` (RFC 6749 §6) or
+/// `grant_type=client_credentials` (RFC 6749 §4.4; the client authenticates with HTTP Basic, or
+/// with `client_id` and `client_secret` here, not both).
 #[derive(ToSchema)]
-pub struct RefreshForm {
-    /// `refresh_token`.
-    #[schema(example = "refresh_token")]
+pub struct TokenForm {
+    /// `refresh_token` or `client_credentials`.
+    #[schema(
+        example = "refresh_token",
+        pattern = "^(refresh_token|client_credentials)$"
+    )]
     grant_type: String,
-    /// The refresh token (spent by this call). Browser mode: omitted, and read from the
+    /// Refresh: the refresh token (spent by this call). Browser mode: omitted, and read from the
     /// `auth_refresh` cookie (with an allowed `Origin` and an `X-Requested-With` header).
     refresh_token: Option<String>,
-    /// A narrower scope, optional.
+    /// Refresh: a narrower scope. Client credentials: requested scopes, each allowed for the
+    /// client (default: all of them).
     scope: Option<String>,
+    /// Client credentials: requested audiences, space-separated, each allowed for the client
+    /// (default: all of them).
+    audience: Option<String>,
+    /// Client credentials (form authentication): the client id.
+    client_id: Option<String>,
+    /// Client credentials (form authentication): the secret.
+    #[schema(format = Password)]
+    client_secret: Option<String>,
+}
+
+/// `POST /v1/introspect` form (RFC 7662 §2.1).
+#[derive(ToSchema)]
+pub struct IntrospectForm {
+    /// The token to examine.
+    token: String,
+    /// `access_token` or `refresh_token` (a hint; only access tokens can be active).
+    token_type_hint: Option<String>,
+    /// Client id (form authentication).
+    client_id: Option<String>,
+    /// Client secret (form authentication).
+    #[schema(format = Password)]
+    client_secret: Option<String>,
+}
+
+/// RFC 7662 §2.2: `active`, and for an active token its claims.
+#[derive(ToSchema)]
+pub struct Introspection {
+    /// True for an access token we signed, unexpired and not revoked.
+    active: bool,
+    /// Granted scopes, space-separated.
+    scope: Option<String>,
+    /// The client the token was issued to.
+    client_id: Option<String>,
+    /// A user id, or the client id for a client's own token.
+    sub: Option<String>,
+    /// Audience(s).
+    #[schema(value_type = Option<Object>)]
+    aud: Option<String>,
+    /// Issuer.
+    iss: Option<String>,
+    /// Expiry (Unix seconds).
+    exp: Option<i64>,
+    /// Issued at (Unix seconds).
+    iat: Option<i64>,
+    /// Not before (Unix seconds).
+    nbf: Option<i64>,
+    /// Token id.
+    jti: Option<String>,
+    /// Session id (user tokens).
+    sid: Option<String>,
+    /// Roles (user tokens).
+    roles: Option<Vec<String>>,
+    /// `Bearer`.
+    token_type: Option<String>,
+    /// `user` or `client`.
+    principal: Option<String>,
+}
+
+/// `POST /v1/admin/clients` body.
+#[derive(ToSchema)]
+pub struct ClientRegistration {
+    /// 2–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit; not a
+    /// UUID.
+    client_id: String,
+    /// For people (at most 200 characters).
+    name: Option<String>,
+    /// Scopes the client may be granted (default none).
+    scopes: Option<Vec<String>>,
+    /// Audiences its tokens may name (default: the configured access-token audience).
+    audiences: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/admin/clients/{id}` body: any of these. Disabling, or changing scopes or
+/// audiences, revokes the client's tokens.
+#[derive(ToSchema)]
+pub struct ClientUpdate {
+    /// Name.
+    name: Option<String>,
+    /// Allowed scopes.
+    scopes: Option<Vec<String>>,
+    /// Allowed audiences.
+    audiences: Option<Vec<String>>,
+    /// Disable or enable.
+    disabled: Option<bool>,
+}
+
+/// `POST /v1/admin/clients/{id}/secret` body (optional).
+#[derive(ToSchema)]
+pub struct SecretRotation {
+    /// Seconds the previous secret keeps working (0–2592000, default 0).
+    previous_secret_ttl: Option<i64>,
+}
+
+/// A registered client (times in Unix seconds).
+#[derive(ToSchema)]
+pub struct Client {
+    /// Client id.
+    client_id: String,
+    /// Name.
+    name: String,
+    /// Allowed scopes.
+    scopes: Vec<String>,
+    /// Allowed audiences.
+    audiences: Vec<String>,
+    /// Disabled clients cannot authenticate.
+    disabled: bool,
+    /// Tokens issued before this were revoked.
+    tokens_not_before: i64,
+    /// Registered.
+    created_at: i64,
+    /// Last changed.
+    updated_at: i64,
+    /// When the previous secret stops working, after a rotation with an overlap.
+    previous_secret_expires_at: Option<i64>,
+}
+
+/// A client with its new secret.
+#[derive(ToSchema)]
+pub struct ClientWithSecret {
+    /// Client id.
+    client_id: String,
+    /// Name.
+    name: String,
+    /// Allowed scopes.
+    scopes: Vec<String>,
+    /// Allowed audiences.
+    audiences: Vec<String>,
+    /// Disabled clients cannot authenticate.
+    disabled: bool,
+    /// Tokens issued before this were revoked.
+    tokens_not_before: i64,
+    /// Registered.
+    created_at: i64,
+    /// Last changed.
+    updated_at: i64,
+    /// When the previous secret stops working.
+    previous_secret_expires_at: Option<i64>,
+    /// The secret: shown this once, stored only as a digest.
+    #[schema(format = Password)]
+    client_secret: String,
+}
+
+/// Registered clients.
+#[derive(ToSchema)]
+pub struct ClientList {
+    /// By id.
+    clients: Vec<Client>,
 }
 
 /// `POST /v1/revoke` form (RFC 7009).
@@ -88,7 +241,8 @@ pub struct UserUpdate {
     disabled: Option<bool>,
 }
 
-/// A token pair (RFC 6749 §5.1), `Cache-Control: no-store`.
+/// A token pair (RFC 6749 §5.1), `Cache-Control: no-store`. Client credentials: the access
+/// token alone (no refresh token, RFC 6749 §4.4.3).
 #[derive(ToSchema)]
 pub struct TokenResponse {
     /// RS256 access token (`typ` `at+jwt`).
@@ -97,10 +251,11 @@ pub struct TokenResponse {
     token_type: String,
     /// Seconds until the access token expires.
     expires_in: i64,
-    /// RS256 refresh token (`typ` `rt+jwt`); every use rotates it.
-    refresh_token: String,
-    /// Seconds until the refresh token expires if unused.
-    refresh_expires_in: i64,
+    /// RS256 refresh token (`typ` `rt+jwt`); every use rotates it. Absent for client
+    /// credentials, and in browser mode (where it is in the cookie).
+    refresh_token: Option<String>,
+    /// Seconds until the refresh token expires if unused (absent for client credentials).
+    refresh_expires_in: Option<i64>,
     /// Granted scopes, space-separated (absent when none).
     scope: Option<String>,
 }
@@ -179,8 +334,9 @@ pub struct Problem {
 /// RFC 6749 §5.2 error.
 #[derive(ToSchema)]
 pub struct OAuthError {
-    /// `invalid_request`, `invalid_grant`, `invalid_scope`, `unsupported_grant_type`,
-    /// `unauthorized_client`, `temporarily_unavailable`.
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `invalid_scope`,
+    /// `invalid_target`, `unsupported_grant_type`, `unauthorized_client`, `slow_down`,
+    /// `access_denied`, `temporarily_unavailable`.
     error: String,
     /// For people.
     error_description: Option<String>,
@@ -206,6 +362,10 @@ impl Modify for Security {
             ))])),
         );
         components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -229,6 +389,7 @@ impl Modify for Security {
         super::login::login,
         super::token::token,
         super::revoke::revoke,
+        super::introspect::introspect,
         super::revoke::logout,
         super::users::me,
         super::users::change_password,
@@ -241,6 +402,12 @@ impl Modify for Security {
         super::admin::user_sessions,
         super::admin::end_user_sessions,
         super::admin::user_audit,
+        super::clients::create,
+        super::clients::list,
+        super::clients::get,
+        super::clients::update,
+        super::clients::rotate_secret,
+        super::clients::delete,
         super::admin::list_keys,
         super::admin::rotate_keys,
         super::feed::revocations,
@@ -252,7 +419,7 @@ impl Modify for Security {
 pub struct ApiDoc;
 
 /// The token endpoints answer errors as RFC 6749 JSON; every other endpoint as problem details.
-const OAUTH_PATHS: [&str; 3] = ["/v1/login", "/v1/token", "/v1/revoke"];
+const OAUTH_PATHS: [&str; 4] = ["/v1/login", "/v1/token", "/v1/revoke", "/v1/introspect"];
 
 /// The answers every operation of a kind can give, written once here instead of on each handler:
 /// problem bodies under `application/problem+json`; 413 and 415 wherever a body is read; 400 and

@@ -1,15 +1,19 @@
-//! `POST /v1/token`: `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection.
+//! `POST /v1/token`: `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection,
+//! and `grant_type=client_credentials` (RFC 6749 §4.4) for registered clients.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::domain::valid_scope_token;
 use crate::error::OAuthError;
 use crate::extract::{Accept, parse_body};
 use crate::state::AppState;
 use crate::storage::Rotation;
 use crate::throttle::Action;
 use crate::tokens::{Grant, allowed_scopes, grant_scope};
+use shared::{AccessClaims, Audience};
 
 #[derive(Deserialize)]
 struct TokenRequest {
@@ -17,16 +21,20 @@ struct TokenRequest {
     refresh_token: Option<String>,
     scope: Option<String>,
     client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    audience: Option<String>,
 }
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
 
-/// Rotates the refresh token: the presented one is spent and a new pair issued, re-reading the
-/// user's roles and disabled flag. A spent token presented again revokes the whole session.
+/// `refresh_token`: rotates the refresh token: the presented one is spent and a new pair issued,
+/// re-reading the user's roles and disabled flag; a spent token presented again revokes the
+/// whole session. `client_credentials`: a registered client gets an access token for itself.
 #[utoipa::path(
-    post, path = "/v1/token", tag = "tokens",
-    request_body(content = super::openapi::RefreshForm, content_type = "application/x-www-form-urlencoded"),
+    post, path = "/v1/token", tag = "tokens", security((), ("basic" = [])),
+    request_body(content = super::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "OK", body = super::openapi::TokenResponse), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
+        (status = 401, description = "invalid_client: client authentication failed (`WWW-Authenticate: Basic`)", body = super::openapi::OAuthError),
         (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
         (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError),
         (status = 403, description = "access_denied: the cookie without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthError))
@@ -37,50 +45,181 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let client = state.throttle.client(&req);
-    state
-        .throttle
-        .before_token(Action::Refresh, &client)
-        .await?;
-    // Browser mode: the refresh token comes from the cookie (and only when the body has none).
-    let mut browser = false;
-    let result = refresh(&req, payload, &state, &mut browser).await;
-    if matches!(result, Err(OAuthError::InvalidGrant(_))) {
-        state
-            .throttle
-            .token_failed(Action::Refresh, &client)
-            .await?;
-    }
-    match result {
-        // A cookie that no longer works is removed, so the page stops sending it.
-        Err(e @ OAuthError::InvalidGrant(_)) if browser => {
-            let mut res = actix_web::ResponseError::error_response(&e);
-            if let Ok(v) = HeaderValue::from_str(&crate::browser::clear_cookie()) {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
-            Ok(res)
-        }
-        other => other,
-    }
-}
-
-async fn refresh(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &web::Data<AppState>,
-    browser: &mut bool,
-) -> Result<HttpResponse, OAuthError> {
     let body: TokenRequest = parse_body(
-        req,
+        &req,
         payload,
         state.settings.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;
     match body.grant_type.as_deref() {
-        None => return Err(OAuthError::InvalidRequest("grant_type is required".into())),
-        Some("refresh_token") => {}
-        Some(_) => return Err(OAuthError::UnsupportedGrantType),
+        None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
+        Some("refresh_token") => {
+            state
+                .throttle
+                .before_token(Action::Refresh, &client)
+                .await?;
+            // Browser mode: the refresh token comes from the cookie (and only when the body has
+            // none).
+            let mut browser = false;
+            let result = refresh(&req, body, &state, &mut browser).await;
+            if matches!(result, Err(OAuthError::InvalidGrant(_))) {
+                state
+                    .throttle
+                    .token_failed(Action::Refresh, &client)
+                    .await?;
+            }
+            match result {
+                // A cookie that no longer works is removed, so the page stops sending it.
+                Err(e @ OAuthError::InvalidGrant(_)) if browser => {
+                    let mut res = actix_web::ResponseError::error_response(&e);
+                    if let Ok(v) = HeaderValue::from_str(&crate::browser::clear_cookie()) {
+                        res.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                    Ok(res)
+                }
+                other => other,
+            }
+        }
+        Some("client_credentials") => {
+            state
+                .throttle
+                .before_token(Action::ClientAuth, &client)
+                .await?;
+            let result = client_credentials(&req, body, &state).await;
+            if matches!(result, Err(OAuthError::BadClientAuth(_))) {
+                state
+                    .throttle
+                    .token_failed(Action::ClientAuth, &client)
+                    .await?;
+            }
+            result
+        }
+        Some(_) => Err(OAuthError::UnsupportedGrantType),
     }
+}
+
+/// Client credentials: the authenticated client gets an access token for itself (`sub` =
+/// `client_id`, no session, no roles, no refresh token) with the requested scopes and audiences,
+/// each of which it must be allowed.
+async fn client_credentials(
+    req: &HttpRequest,
+    body: TokenRequest,
+    state: &web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let creds =
+        crate::clients::credentials(req, body.client_id.as_deref(), body.client_secret.as_ref())?
+            .ok_or(OAuthError::BadClientAuth(
+            "client authentication is required: HTTP Basic, or client_id and client_secret",
+        ))?;
+    let client = crate::clients::authenticate(state, &creds).await?;
+    let scope = match body
+        .scope
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => client.scopes.join(" "),
+        Some(requested) => {
+            let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            if let Some(bad) = wanted.iter().find(|s| !valid_scope_token(s)) {
+                return Err(OAuthError::InvalidScope(format!(
+                    "invalid scope token {bad:?}"
+                )));
+            }
+            if let Some(extra) = wanted
+                .iter()
+                .find(|s| !client.scopes.iter().any(|a| a == *s))
+            {
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope {extra:?} is not allowed for this client"
+                )));
+            }
+            wanted.join(" ")
+        }
+    };
+    let audiences: Vec<String> = match body
+        .audience
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => client.audiences.clone(),
+        Some(requested) => {
+            let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            if let Some(extra) = wanted
+                .iter()
+                .find(|s| !client.audiences.iter().any(|a| a == *s))
+            {
+                return Err(OAuthError::InvalidTarget(format!(
+                    "audience {extra:?} is not allowed for this client"
+                )));
+            }
+            wanted.into_iter().map(str::to_owned).collect()
+        }
+    };
+    let aud = match <[String; 1]>::try_from(audiences) {
+        Ok([one]) => Audience::One(one),
+        Err(list) if list.is_empty() => {
+            return Err(OAuthError::UnauthorizedClient(
+                "the client may not obtain tokens for any audience",
+            ));
+        }
+        Err(list) => Audience::Many(list),
+    };
+    let now = shared::unix_now();
+    let claims = AccessClaims {
+        iss: state.issuance.issuer.clone(),
+        sub: client.client_id.clone(),
+        aud,
+        client_id: client.client_id.clone(),
+        exp: now + state.issuance.access_ttl,
+        iat: now.max(client.tokens_not_before),
+        nbf: now,
+        jti: crate::crypto::random_id(),
+        sid: None,
+        roles: vec![],
+        scope,
+    };
+    let token = state
+        .keys
+        .ring()
+        .signing()
+        .sign(shared::claims::ACCESS_TOKEN_TYPE, &claims)
+        .map_err(OAuthError::Unexpected)?;
+    state.metrics.issued_access();
+    tracing::debug!(client_id = %client.client_id, "client credentials token issued");
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(ClientTokenResponse {
+            access_token: &token,
+            token_type: "Bearer",
+            expires_in: claims.exp - now,
+            scope: &claims.scope,
+        }))
+}
+
+/// RFC 6749 §5.1 for client credentials: no refresh token (§4.4.3).
+#[derive(serde::Serialize)]
+struct ClientTokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+async fn refresh(
+    req: &HttpRequest,
+    body: TokenRequest,
+    state: &web::Data<AppState>,
+    browser: &mut bool,
+) -> Result<HttpResponse, OAuthError> {
     let cookie;
     let token = match body.refresh_token.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => t,

@@ -24,10 +24,13 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "token_endpoint": format!("{iss}/v1/token"),
             "revocation_endpoint": format!("{iss}/v1/revoke"),
-            "grant_types_supported": ["refresh_token"],
+            "introspection_endpoint": format!("{iss}/v1/introspect"),
+            "grant_types_supported": ["refresh_token", "client_credentials"],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["none"],
+            // `none` for refresh (first-party public clients); the secrets for registered clients.
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
     });
     if !state.settings.feed_tokens.is_empty() {

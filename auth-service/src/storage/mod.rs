@@ -118,6 +118,113 @@ pub trait UserStore: Send + Sync {
     async fn list(&self, cursor: Option<UserCursor>, limit: i64) -> Result<Vec<User>, StoreError>;
 }
 
+/// A registered client: a service that authenticates with a secret (client credentials,
+/// introspection). Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    /// Chosen at registration; also the `sub` of the client's own tokens.
+    pub client_id: String,
+    /// What the client is, for people.
+    pub name: String,
+    /// Scopes the client may be granted.
+    pub scopes: Vec<String>,
+    /// Audiences the client's tokens may name.
+    pub audiences: Vec<String>,
+    /// A disabled client cannot authenticate.
+    pub disabled: bool,
+    /// New tokens for this client carry `iat ≥` this.
+    pub tokens_not_before: i64,
+    /// Registered.
+    pub created_at: i64,
+    /// Last changed.
+    pub updated_at: i64,
+    /// The previous secret keeps working until then, after a rotation with an overlap.
+    pub previous_secret_expires_at: Option<i64>,
+}
+
+/// The SHA-256 digests of a client's secrets.
+#[derive(Debug, Clone)]
+pub struct ClientSecrets {
+    /// The current secret.
+    pub current: Vec<u8>,
+    /// The previous secret, until `Client::previous_secret_expires_at`.
+    pub previous: Option<Vec<u8>>,
+}
+
+/// A client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// Client id.
+    pub client_id: String,
+    /// Name.
+    pub name: String,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// Allowed audiences.
+    pub audiences: Vec<String>,
+    /// SHA-256 of the secret.
+    pub secret_hash: Vec<u8>,
+}
+
+/// Changes to a client; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New allowed scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New allowed audiences.
+    pub audiences: Option<Vec<String>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// Raise `tokens_not_before` past `now`: the change makes the client's live tokens wrong.
+    pub revoke_tokens: bool,
+}
+
+/// Why a client was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateClientError {
+    /// The id is in use.
+    #[error("client id taken")]
+    Taken,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Registered clients.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Registers a client. Its `tokens_not_before` is at least `now + 1` and never below a
+    /// deleted predecessor's, so the revocation that deletion left never covers its tokens.
+    async fn create_client(&self, client: NewClient, now: i64)
+    -> Result<Client, CreateClientError>;
+    /// A client and its secrets' digests.
+    async fn find_client(&self, id: &str) -> Result<Option<(Client, ClientSecrets)>, StoreError>;
+    /// Every client, by id.
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// Applies `update`; `None` if there is no such client.
+    async fn update_client(
+        &self,
+        id: &str,
+        update: &ClientUpdate,
+        now: i64,
+    ) -> Result<Option<Client>, StoreError>;
+    /// Replaces the secret. The old one keeps working until `previous_until` (none if that is
+    /// not after `now`).
+    async fn rotate_client_secret(
+        &self,
+        id: &str,
+        secret_hash: &[u8],
+        previous_until: i64,
+        now: i64,
+    ) -> Result<Option<Client>, StoreError>;
+    /// Deletes a client (it stays as a tombstone without a secret) and raises its
+    /// `tokens_not_before` past `now`; returns that value (`None`: no such client). Tokens
+    /// issued before it must be revoked.
+    async fn delete_client(&self, id: &str, now: i64) -> Result<Option<i64>, StoreError>;
+}
+
 /// When a key was made and moves on (Unix seconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KeyTimes {

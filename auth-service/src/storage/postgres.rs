@@ -11,8 +11,8 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{
-    CreateUserError, KeyStore, KeyTimes, NewUser, StoreError, StoredKey, User, UserCursor,
-    UserStore,
+    Client, ClientSecrets, ClientStore, ClientUpdate, CreateClientError, CreateUserError, KeyStore,
+    KeyTimes, NewClient, NewUser, StoreError, StoredKey, User, UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -30,7 +30,14 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "key_lifecycle",
         include_str!("../../migrations/0002_key_lifecycle.sql"),
     ),
+    (
+        3,
+        "clients",
+        include_str!("../../migrations/0003_clients.sql"),
+    ),
 ];
+
+const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at";
 
 const USER_COLUMNS: &str =
     "id, username, email, roles, disabled, tokens_not_before, created_at, updated_at";
@@ -108,6 +115,20 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
         tokens_not_before: row.try_get("tokens_not_before")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn client_from_row(row: &Row) -> Result<Client, StoreError> {
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        scopes: row.try_get("scopes")?,
+        audiences: row.try_get("audiences")?,
+        disabled: row.try_get("disabled")?,
+        tokens_not_before: row.try_get("tokens_not_before")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
     })
 }
 
@@ -480,6 +501,153 @@ impl UserStore for PgStore {
                 }
             };
             rows.iter().map(user_from_row).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ClientStore for PgStore {
+    async fn create_client(&self, c: NewClient, now: i64) -> Result<Client, CreateClientError> {
+        // A tombstone of the id is taken over, keeping the larger `tokens_not_before`.
+        let sql = format!(
+            "INSERT INTO clients (client_id, name, secret_hash, scopes, audiences, tokens_not_before, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6::bigint + 1, $6::bigint, $6::bigint)
+             ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name,
+               secret_hash = EXCLUDED.secret_hash, previous_secret_hash = NULL,
+               previous_secret_expires_at = NULL, scopes = EXCLUDED.scopes,
+               audiences = EXCLUDED.audiences, disabled = false, deleted = false,
+               tokens_not_before = GREATEST(EXCLUDED.tokens_not_before, clients.tokens_not_before),
+               created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+             WHERE clients.deleted
+             RETURNING {CLIENT_COLUMNS}"
+        );
+        let row = self
+            .timed(async {
+                let client = self.client().await?;
+                Ok(client
+                    .query_opt(
+                        &sql,
+                        &[
+                            &c.client_id,
+                            &c.name,
+                            &c.secret_hash,
+                            &c.scopes,
+                            &c.audiences,
+                            &now,
+                        ],
+                    )
+                    .await?)
+            })
+            .await?;
+        match row {
+            Some(row) => Ok(client_from_row(&row)?),
+            None => Err(CreateClientError::Taken),
+        }
+    }
+
+    async fn find_client(&self, id: &str) -> Result<Option<(Client, ClientSecrets)>, StoreError> {
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS}, secret_hash, previous_secret_hash FROM clients WHERE client_id = $1 AND NOT deleted"
+        );
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&sql).await?;
+            let Some(row) = client.query_opt(&stmt, &[&id]).await? else {
+                return Ok(None);
+            };
+            let secrets = ClientSecrets {
+                current: row.try_get("secret_hash")?,
+                previous: row.try_get("previous_secret_hash")?,
+            };
+            Ok(Some((client_from_row(&row)?, secrets)))
+        })
+        .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        let sql =
+            format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE NOT deleted ORDER BY client_id");
+        self.timed(async {
+            let rows = self.client().await?.query(&sql, &[]).await?;
+            rows.iter().map(client_from_row).collect()
+        })
+        .await
+    }
+
+    async fn update_client(
+        &self,
+        id: &str,
+        u: &ClientUpdate,
+        now: i64,
+    ) -> Result<Option<Client>, StoreError> {
+        let sql = format!(
+            "UPDATE clients SET name = COALESCE($2::text, name), scopes = COALESCE($3::text[], scopes),
+             audiences = COALESCE($4::text[], audiences), disabled = COALESCE($5::boolean, disabled),
+             tokens_not_before = CASE WHEN $6::boolean THEN GREATEST($7::bigint + 1, tokens_not_before + 1) ELSE tokens_not_before END,
+             updated_at = $7::bigint WHERE client_id = $1 AND NOT deleted RETURNING {CLIENT_COLUMNS}"
+        );
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    &sql,
+                    &[
+                        &id,
+                        &u.name,
+                        &u.scopes,
+                        &u.audiences,
+                        &u.disabled,
+                        &u.revoke_tokens,
+                        &now,
+                    ],
+                )
+                .await?;
+            row.as_ref().map(client_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        id: &str,
+        secret_hash: &[u8],
+        previous_until: i64,
+        now: i64,
+    ) -> Result<Option<Client>, StoreError> {
+        let sql = format!(
+            "UPDATE clients SET
+             previous_secret_hash = CASE WHEN $3::bigint > $4::bigint THEN secret_hash END,
+             previous_secret_expires_at = CASE WHEN $3::bigint > $4::bigint THEN $3::bigint END,
+             secret_hash = $2, updated_at = $4 WHERE client_id = $1 AND NOT deleted RETURNING {CLIENT_COLUMNS}"
+        );
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(&sql, &[&id, &secret_hash, &previous_until, &now])
+                .await?;
+            row.as_ref().map(client_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn delete_client(&self, id: &str, now: i64) -> Result<Option<i64>, StoreError> {
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "UPDATE clients SET deleted = true, disabled = true, secret_hash = ''::bytea,
+                     previous_secret_hash = NULL, previous_secret_expires_at = NULL,
+                     tokens_not_before = GREATEST($2::bigint + 1, tokens_not_before + 1),
+                     updated_at = $2::bigint WHERE client_id = $1 AND NOT deleted
+                     RETURNING tokens_not_before",
+                    &[&id, &now],
+                )
+                .await?;
+            Ok(row.map(|r| r.try_get(0)).transpose()?)
         })
         .await
     }

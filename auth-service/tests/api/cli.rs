@@ -115,3 +115,93 @@ async fn users_are_created_changed_disabled_and_logged_out_from_the_command_line
     let (ok, _, err) = run(env, &["users", "disable", "ghost"], "").await;
     assert!(!ok && err.contains("no user"), "{err}");
 }
+
+#[tokio::test]
+async fn clients_are_registered_rotated_disabled_and_deleted_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let env = &app.env;
+    let token = |id: &str, secret: &str| {
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/v1/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (ok, c, err) = run(
+        env,
+        &[
+            "clients",
+            "create",
+            "nightly-job",
+            "--name",
+            "Nightly",
+            "--scope",
+            "orders:read",
+            "--audience",
+            "api",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(c["client_id"], "nightly-job");
+    assert_eq!(c["scopes"], serde_json::json!(["orders:read"]));
+    let first = c["client_secret"].as_str().unwrap().to_owned();
+    assert!(!err.contains(&first), "the secret reached the logs");
+    assert_eq!(token("nightly-job", &first).await, StatusCode::OK);
+    let (ok, _, err) = run(env, &["clients", "create", "nightly-job"], "").await;
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, err) = run(env, &["clients", "create", "Not Valid"], "").await;
+    assert!(!ok && err.contains("client_id"), "{err}");
+
+    let (ok, list, _) = run(env, &["clients", "list"], "").await;
+    assert!(ok);
+    assert_eq!(list[0]["client_id"], "nightly-job");
+    assert!(!list.to_string().contains(&first));
+
+    // rotate-secret with an overlap: both work; then without: only the newest.
+    let (ok, r, err) = run(
+        env,
+        &[
+            "clients",
+            "rotate-secret",
+            "nightly-job",
+            "--overlap",
+            "600",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let second = r["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(token("nightly-job", &first).await, StatusCode::OK);
+    assert_eq!(token("nightly-job", &second).await, StatusCode::OK);
+    let (ok, r, _) = run(env, &["clients", "rotate-secret", "nightly-job"], "").await;
+    assert!(ok);
+    let third = r["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        token("nightly-job", &second).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(token("nightly-job", &third).await, StatusCode::OK);
+
+    // disable, enable, delete.
+    let (ok, _, _) = run(env, &["clients", "disable", "nightly-job"], "").await;
+    assert!(ok);
+    assert_eq!(token("nightly-job", &third).await, StatusCode::UNAUTHORIZED);
+    let (ok, _, _) = run(env, &["clients", "enable", "nightly-job"], "").await;
+    assert!(ok);
+    assert_eq!(token("nightly-job", &third).await, StatusCode::OK);
+    let (ok, _, _) = run(env, &["clients", "delete", "nightly-job"], "").await;
+    assert!(ok);
+    assert_eq!(token("nightly-job", &third).await, StatusCode::UNAUTHORIZED);
+    let (ok, _, err) = run(env, &["clients", "delete", "nightly-job"], "").await;
+    assert!(!ok && err.contains("no such client"), "{err}");
+}

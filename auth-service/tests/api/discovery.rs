@@ -27,8 +27,20 @@ async fn metadata_documents_describe_the_issuer() {
     assert_eq!(a["revocation_endpoint"], format!("{ISSUER}/v1/revoke"));
     assert_eq!(
         a["grant_types_supported"],
-        json!(["refresh_token"]),
+        json!(["refresh_token", "client_credentials"]),
         "the password login is not advertised as a grant"
+    );
+    assert_eq!(
+        a["introspection_endpoint"],
+        format!("{ISSUER}/v1/introspect")
+    );
+    assert_eq!(
+        a["token_endpoint_auth_methods_supported"],
+        json!(["none", "client_secret_basic", "client_secret_post"])
+    );
+    assert_eq!(
+        a["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
     );
     assert_eq!(
         a["scopes_supported"],

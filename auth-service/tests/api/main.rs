@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod browser;
 mod cli;
+mod clients;
 mod concurrency;
 mod discovery;
 mod embedded;

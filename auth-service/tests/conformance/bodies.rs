@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use auth_service::crypto::keys::SigningKey;
 use auth_service::domain::{Role, Username};
-use auth_service::storage::{CreateUserError, NewSession, NewUser, Rotation};
+use auth_service::storage::{
+    ClientUpdate, CreateClientError, CreateUserError, NewClient, NewSession, NewUser, Rotation,
+};
 use shared::feed::{Position, StreamId};
 use shared::{AccessClaims, Audience, RevocationEvent};
 
@@ -796,4 +798,192 @@ pub async fn the_audit_trail_keeps_each_users_recent_events_newest_first(s: &Sto
     assert_eq!(s.audit.recent("u1", 3).await.unwrap().len(), 3);
     assert_eq!(s.audit.recent("u2", 10).await.unwrap(), vec![event(7)]);
     assert!(s.audit.recent("nobody", 10).await.unwrap().is_empty());
+}
+
+pub async fn clients_are_registered_updated_rotated_and_deleted(s: &Stores) {
+    let now = 1_700_000_000;
+    let new = NewClient {
+        client_id: "billing".into(),
+        name: "Billing service".into(),
+        scopes: vec!["orders:read".into(), "orders:write".into()],
+        audiences: vec!["api".into()],
+        secret_hash: vec![1; 32],
+    };
+    let c = s.clients.create_client(new.clone(), now).await.unwrap();
+    assert_eq!(c.client_id, "billing");
+    assert_eq!(c.name, "Billing service");
+    assert_eq!(c.scopes, ["orders:read", "orders:write"]);
+    assert_eq!(c.audiences, ["api"]);
+    assert!(!c.disabled);
+    // A revocation left by an earlier client of this id never covers the new one's tokens.
+    assert_eq!(c.tokens_not_before, now + 1);
+    assert_eq!((c.created_at, c.updated_at), (now, now));
+    assert_eq!(c.previous_secret_expires_at, None);
+    assert!(matches!(
+        s.clients.create_client(new, now).await,
+        Err(CreateClientError::Taken)
+    ));
+
+    let (found, secrets) = s.clients.find_client("billing").await.unwrap().unwrap();
+    assert_eq!(found, c);
+    assert_eq!((secrets.current, secrets.previous), (vec![1; 32], None));
+    assert!(s.clients.find_client("nobody").await.unwrap().is_none());
+
+    // Rotation with an overlap keeps the old digest until its expiry; without, drops it.
+    let rotated = s
+        .clients
+        .rotate_client_secret("billing", &[2; 32], now + 3600, now + 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.previous_secret_expires_at, Some(now + 3600));
+    assert_eq!(rotated.updated_at, now + 5);
+    let (_, secrets) = s.clients.find_client("billing").await.unwrap().unwrap();
+    assert_eq!(
+        (secrets.current, secrets.previous),
+        (vec![2; 32], Some(vec![1; 32]))
+    );
+    let rotated = s
+        .clients
+        .rotate_client_secret("billing", &[3; 32], now + 6, now + 6)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.previous_secret_expires_at, None);
+    let (_, secrets) = s.clients.find_client("billing").await.unwrap().unwrap();
+    assert_eq!((secrets.current, secrets.previous), (vec![3; 32], None));
+    assert!(
+        s.clients
+            .rotate_client_secret("nobody", &[4; 32], 0, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Updates change only what they name; revoking ones raise tokens_not_before past now.
+    let renamed = s
+        .clients
+        .update_client(
+            "billing",
+            &ClientUpdate {
+                name: Some("Billing".into()),
+                ..ClientUpdate::default()
+            },
+            now + 10,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.name, "Billing");
+    assert_eq!(renamed.scopes, ["orders:read", "orders:write"]);
+    assert_eq!(renamed.tokens_not_before, now + 1);
+    let narrowed = s
+        .clients
+        .update_client(
+            "billing",
+            &ClientUpdate {
+                scopes: Some(vec!["orders:read".into()]),
+                audiences: Some(vec!["api".into(), "reports".into()]),
+                disabled: Some(true),
+                revoke_tokens: true,
+                ..ClientUpdate::default()
+            },
+            now + 20,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(narrowed.scopes, ["orders:read"]);
+    assert_eq!(narrowed.audiences, ["api", "reports"]);
+    assert!(narrowed.disabled);
+    assert_eq!(narrowed.tokens_not_before, now + 21);
+    assert_eq!(narrowed.updated_at, now + 20);
+    // Twice in one second: still raised.
+    let again = s
+        .clients
+        .update_client(
+            "billing",
+            &ClientUpdate {
+                revoke_tokens: true,
+                ..ClientUpdate::default()
+            },
+            now + 20,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.tokens_not_before, now + 22);
+    assert!(
+        s.clients
+            .update_client("nobody", &ClientUpdate::default(), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let other = NewClient {
+        client_id: "alpha".into(),
+        name: String::new(),
+        scopes: vec![],
+        audiences: vec![],
+        secret_hash: vec![9; 32],
+    };
+    s.clients.create_client(other, now).await.unwrap();
+    let ids: Vec<_> = s
+        .clients
+        .list_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["alpha", "billing"]);
+
+    // Deletion raises tokens_not_before (past the last raise), and leaves nothing to find.
+    let gone = s.clients.delete_client("billing", now + 20).await.unwrap();
+    assert_eq!(gone, Some(now + 23));
+    assert_eq!(
+        s.clients.delete_client("billing", now + 20).await.unwrap(),
+        None
+    );
+    assert!(s.clients.find_client("billing").await.unwrap().is_none());
+    assert!(
+        s.clients
+            .update_client("billing", &ClientUpdate::default(), now + 20)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.clients
+            .rotate_client_secret("billing", &[5; 32], 0, now + 20)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ids: Vec<_> = s
+        .clients
+        .list_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["alpha"]);
+    // Registered again in the same second: fresh, and its tokens_not_before is not below the
+    // deletion's, so the deletion's revocation never covers the new client's tokens.
+    let again = NewClient {
+        client_id: "billing".into(),
+        name: "Billing again".into(),
+        scopes: vec![],
+        audiences: vec!["api".into()],
+        secret_hash: vec![7; 32],
+    };
+    let reborn = s.clients.create_client(again, now + 20).await.unwrap();
+    assert_eq!(reborn.tokens_not_before, now + 23);
+    assert!(!reborn.disabled);
+    assert_eq!(reborn.scopes, Vec::<String>::new());
+    assert_eq!(reborn.previous_secret_expires_at, None);
+    let (_, secrets) = s.clients.find_client("billing").await.unwrap().unwrap();
+    assert_eq!((secrets.current, secrets.previous), (vec![7; 32], None));
 }

@@ -14,7 +14,8 @@ use auth_service::storage::postgres::PgStore;
 use auth_service::storage::redis::RedisStore;
 use auth_service::storage::sqlite::SqliteStore;
 use auth_service::storage::{
-    AuditStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore, SessionStore, UserStore,
+    AuditStore, ClientStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore,
+    SessionStore, UserStore,
 };
 use secrecy::SecretString;
 
@@ -34,6 +35,7 @@ pub struct Stores {
     pub feed: Arc<dyn RevocationFeed>,
     pub rate: Arc<dyn RateLimitStore>,
     pub audit: Arc<dyn AuditStore>,
+    pub clients: Arc<dyn ClientStore>,
     _guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -61,6 +63,7 @@ async fn postgres_redis() -> Stores {
     );
     Stores {
         users: Arc::clone(&pg) as _,
+        clients: Arc::clone(&pg) as _,
         keys: pg as _,
         sessions: Arc::clone(&redis) as _,
         revocations: Arc::clone(&redis) as _,
@@ -85,6 +88,7 @@ async fn sqlite() -> Stores {
     let store = Arc::new(SqliteStore::open(&dir.join("auth.db"), LEEWAY, RETENTION).unwrap());
     Stores {
         users: Arc::clone(&store) as _,
+        clients: Arc::clone(&store) as _,
         keys: Arc::clone(&store) as _,
         sessions: Arc::clone(&store) as _,
         revocations: Arc::clone(&store) as _,
@@ -134,4 +138,5 @@ conformance!(
     rate_limit_counters_can_be_read_and_cleared,
     a_gate_grows_its_delays_and_admits_one_attempt_per_opening,
     the_audit_trail_keeps_each_users_recent_events_newest_first,
+    clients_are_registered_updated_rotated_and_deleted,
 );

@@ -1,0 +1,536 @@
+//! Registered clients: their ids, secrets, and client authentication (RFC 6749 §2.3).
+//!
+//! A secret is 256 random bits, shown once and stored as its SHA-256 digest. A slow hash would
+//! protect low-entropy passwords; a 256-bit random value cannot be guessed from its digest, and a
+//! fast digest keeps client authentication cheap. Digests are compared in constant time.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+
+use serde_json::json;
+use shared::RevocationEvent;
+
+use crate::domain::{DomainError, valid_scope_token};
+use crate::error::{ApiError, OAuthError};
+use crate::state::AppState;
+use crate::storage::{Client, ClientSecrets, ClientUpdate, CreateClientError, NewClient};
+
+/// Longest client id.
+pub const MAX_ID_LEN: usize = 64;
+/// Longest overlap of an old secret after a rotation (30 days).
+pub const MAX_OVERLAP: i64 = 30 * 86_400;
+
+/// Checks a client id chosen at registration: 2 to 64 characters of `[a-z0-9._-]`, starting with
+/// a letter or digit, and not shaped like a UUID (user ids are UUIDs, and a client's tokens carry
+/// its id as `sub`: the two must never meet).
+pub fn parse_id(raw: &str) -> Result<&str, String> {
+    let ok_chars = raw
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !(2..=MAX_ID_LEN).contains(&raw.len())
+        || !ok_chars
+        || !raw.as_bytes()[0].is_ascii_alphanumeric()
+    {
+        return Err(format!(
+            "client_id must be 2 to {MAX_ID_LEN} characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+        ));
+    }
+    if uuid::Uuid::parse_str(raw).is_ok() {
+        return Err("client_id must not be a UUID (user ids are)".into());
+    }
+    Ok(raw)
+}
+
+/// Checks a list of scope or audience values (each a scope token, at most 64 of them), sorted
+/// and without duplicates.
+pub fn parse_list(what: &str, raw: &[String]) -> Result<Vec<String>, String> {
+    if raw.len() > 64 {
+        return Err(format!("at most 64 {what}"));
+    }
+    if let Some(bad) = raw.iter().find(|s| !valid_scope_token(s) || s.len() > 200) {
+        return Err(format!("invalid value in {what}: {bad:?}"));
+    }
+    let mut list = raw.to_vec();
+    list.sort();
+    list.dedup();
+    Ok(list)
+}
+
+/// A new secret and its digest.
+pub fn new_secret() -> Result<(SecretString, Vec<u8>), OAuthError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| OAuthError::Unexpected(anyhow::anyhow!("the random generator failed")))?;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = digest_of(&secret);
+    Ok((SecretString::from(secret), hash))
+}
+
+fn digest_of(secret: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// True when `given` is the client's current secret, or its previous one before that expires.
+/// Both digests are always compared, in constant time.
+pub fn secret_matches(given: &str, client: &Client, secrets: &ClientSecrets, now: i64) -> bool {
+    let given = digest_of(given);
+    let current = verify_slices_are_equal(&given, &secrets.current).is_ok();
+    let previous_live = client.previous_secret_expires_at.is_some_and(|t| now < t);
+    let previous = secrets
+        .previous
+        .as_deref()
+        .is_some_and(|p| verify_slices_are_equal(&given, p).is_ok());
+    current | (previous & previous_live)
+}
+
+/// A digest no secret has (compared against when the client id is unknown, so that an unknown
+/// id costs the same work as a wrong secret).
+const NO_CLIENT: [u8; 32] = [0; 32];
+
+/// The credentials a request presents: HTTP Basic (RFC 6749 §2.3.1: the id and secret are
+/// form-urlencoded, then base64) or `client_id` + `client_secret` in the body, never both.
+#[derive(Debug)]
+pub struct Credentials {
+    /// Client id.
+    pub id: String,
+    /// Secret.
+    pub secret: SecretString,
+    /// True when they came in the `Authorization` header.
+    pub basic: bool,
+}
+
+/// Reads the client credentials of a request. `Ok(None)`: none presented.
+pub fn credentials(
+    req: &HttpRequest,
+    form_id: Option<&str>,
+    form_secret: Option<&SecretString>,
+) -> Result<Option<Credentials>, OAuthError> {
+    let basic = basic_credentials(req)?;
+    match (basic, form_secret) {
+        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest(
+            "use one client authentication method: HTTP Basic or client_secret in the body, not both"
+                .into(),
+        )),
+        (Some((id, secret)), None) => {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "client_id in the body differs from the authenticated client".into(),
+                ));
+            }
+            Ok(Some(Credentials {
+                id,
+                secret,
+                basic: true,
+            }))
+        }
+        (None, Some(secret)) => {
+            let id = form_id.ok_or_else(|| {
+                OAuthError::InvalidRequest("client_secret needs a client_id".into())
+            })?;
+            Ok(Some(Credentials {
+                id: id.to_owned(),
+                secret: secret.clone(),
+                basic: false,
+            }))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>, OAuthError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::BadClientAuth("the Basic credentials are malformed");
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Err(bad());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::BadClientAuth(
+            "authenticate the client with HTTP Basic or client_secret in the body",
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map(|(_, v)| v)
+    };
+    let id = unescape(id).ok_or_else(bad)?;
+    let secret = unescape(secret).ok_or_else(bad)?;
+    Ok(Some((id, SecretString::from(secret))))
+}
+
+/// Authenticates a client: the registered, enabled client whose secret was presented.
+pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<Client, OAuthError> {
+    const FAILED: &str = "client authentication failed";
+    let now = shared::unix_now();
+    let found = if creds.id.len() <= MAX_ID_LEN {
+        state.clients.find_client(&creds.id).await?
+    } else {
+        None
+    };
+    let Some((client, secrets)) = found else {
+        // The same work as a wrong secret.
+        let none = Client {
+            client_id: String::new(),
+            name: String::new(),
+            scopes: vec![],
+            audiences: vec![],
+            disabled: true,
+            tokens_not_before: 0,
+            created_at: 0,
+            updated_at: 0,
+            previous_secret_expires_at: None,
+        };
+        let secrets = ClientSecrets {
+            current: NO_CLIENT.to_vec(),
+            previous: None,
+        };
+        let _ = secret_matches(creds.secret.expose_secret(), &none, &secrets, now);
+        return Err(OAuthError::BadClientAuth(FAILED));
+    };
+    if !secret_matches(creds.secret.expose_secret(), &client, &secrets, now) || client.disabled {
+        return Err(OAuthError::BadClientAuth(FAILED));
+    }
+    Ok(client)
+}
+
+/// A client to register (the admin API's body, and the CLI's arguments).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Registration {
+    /// Client id.
+    pub client_id: String,
+    /// Name (default: empty).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Allowed scopes (default: none).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Allowed audiences (default: the configured access-token audience).
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+}
+
+/// Changes to a client (the admin API's body, and the CLI's arguments).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Patch {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New allowed scopes.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// New allowed audiences.
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    /// Disable or enable.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+fn invalid(code: &'static str, message: String) -> ApiError {
+    ApiError::Invalid(DomainError::new(code, message))
+}
+
+fn name(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(n) if n.chars().count() > 200 || n.chars().any(char::is_control) => Err(invalid(
+            "invalid_name",
+            "name must be at most 200 characters, without control characters".into(),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("no such client".into())
+}
+
+/// Revokes every token of `client_id` issued before `iat_before`: the gateways hear of it
+/// through the feed, like a user's revocation.
+async fn revoke_tokens(
+    state: &AppState,
+    client_id: &str,
+    iat_before: i64,
+    now: i64,
+) -> Result<(), ApiError> {
+    let event = RevocationEvent::Sub {
+        value: client_id.to_owned(),
+        iat_before,
+        exp: state.revoke_until(now),
+    };
+    state.revocations.revoke(&event, now).await?;
+    Ok(())
+}
+
+/// Registers a client; its secret is returned this once.
+pub async fn register(
+    state: &AppState,
+    reg: Registration,
+    actor: &str,
+) -> Result<(Client, SecretString), ApiError> {
+    let id = parse_id(&reg.client_id).map_err(|e| invalid("invalid_client_id", e))?;
+    let taken = || ApiError::Conflict {
+        code: "client_id_taken",
+        detail: "a client with this id exists".into(),
+    };
+    // The first-party ids named in tokens of users' sessions are not registrable.
+    if state.settings.client_ids.iter().any(|c| c == id) {
+        return Err(taken());
+    }
+    let scopes = parse_list("scopes", reg.scopes.as_deref().unwrap_or_default())
+        .map_err(|e| invalid("invalid_scopes", e))?;
+    let audiences = match reg.audiences.as_deref() {
+        Some(list) => parse_list("audiences", list).map_err(|e| invalid("invalid_audiences", e))?,
+        None => vec![state.settings.audience.clone()],
+    };
+    let (secret, secret_hash) =
+        new_secret().map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    let client = state
+        .clients
+        .create_client(
+            NewClient {
+                client_id: id.to_owned(),
+                name: name(reg.name)?.unwrap_or_default(),
+                scopes,
+                audiences,
+                secret_hash,
+            },
+            shared::unix_now(),
+        )
+        .await
+        .map_err(|e| match e {
+            CreateClientError::Taken => taken(),
+            CreateClientError::Store(e) => e.into(),
+        })?;
+    state
+        .audit(
+            None,
+            "client_registered",
+            Some(actor),
+            json!({"client_id": client.client_id, "scopes": client.scopes, "audiences": client.audiences}),
+        )
+        .await;
+    Ok((client, secret))
+}
+
+/// A client by id.
+pub async fn get(state: &AppState, id: &str) -> Result<Client, ApiError> {
+    if id.len() > MAX_ID_LEN {
+        return Err(not_found());
+    }
+    let (client, _) = state.clients.find_client(id).await?.ok_or_else(not_found)?;
+    Ok(client)
+}
+
+/// Changes a client. Disabling it, or changing its scopes or audiences, revokes its tokens (its
+/// next token carries the new ones).
+pub async fn update(
+    state: &AppState,
+    id: &str,
+    patch: Patch,
+    actor: &str,
+) -> Result<Client, ApiError> {
+    let current = get(state, id).await?;
+    let scopes = patch
+        .scopes
+        .as_deref()
+        .map(|s| parse_list("scopes", s))
+        .transpose()
+        .map_err(|e| invalid("invalid_scopes", e))?;
+    let audiences = patch
+        .audiences
+        .as_deref()
+        .map(|a| parse_list("audiences", a))
+        .transpose()
+        .map_err(|e| invalid("invalid_audiences", e))?;
+    let name = name(patch.name)?;
+    if name.is_none() && scopes.is_none() && audiences.is_none() && patch.disabled.is_none() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: send name, scopes, audiences and/or disabled".into(),
+        ));
+    }
+    let revoke = patch.disabled == Some(true)
+        || scopes.as_ref().is_some_and(|s| *s != current.scopes)
+        || audiences.as_ref().is_some_and(|a| *a != current.audiences);
+    let now = shared::unix_now();
+    let update = ClientUpdate {
+        name,
+        scopes,
+        audiences,
+        disabled: patch.disabled,
+        revoke_tokens: revoke,
+    };
+    let client = state
+        .clients
+        .update_client(id, &update, now)
+        .await?
+        .ok_or_else(not_found)?;
+    if revoke {
+        revoke_tokens(state, id, client.tokens_not_before, now).await?;
+    }
+    state
+        .audit(
+            None,
+            "client_updated",
+            Some(actor),
+            json!({"client_id": id, "scopes": client.scopes, "audiences": client.audiences, "disabled": client.disabled, "tokens_revoked": revoke}),
+        )
+        .await;
+    Ok(client)
+}
+
+/// Replaces a client's secret; the old one keeps working for `overlap` seconds (0: stops now).
+pub async fn rotate_secret(
+    state: &AppState,
+    id: &str,
+    overlap: i64,
+    actor: &str,
+) -> Result<(Client, SecretString), ApiError> {
+    if !(0..=MAX_OVERLAP).contains(&overlap) {
+        return Err(invalid(
+            "invalid_overlap",
+            format!("previous_secret_ttl must be between 0 and {MAX_OVERLAP} seconds"),
+        ));
+    }
+    get(state, id).await?;
+    let (secret, hash) = new_secret().map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    let now = shared::unix_now();
+    let client = state
+        .clients
+        .rotate_client_secret(id, &hash, now + overlap, now)
+        .await?
+        .ok_or_else(not_found)?;
+    state
+        .audit(
+            None,
+            "client_secret_rotated",
+            Some(actor),
+            json!({"client_id": id, "previous_secret_expires_at": client.previous_secret_expires_at}),
+        )
+        .await;
+    Ok((client, secret))
+}
+
+/// Deletes a client and revokes every token it holds.
+pub async fn delete(state: &AppState, id: &str, actor: &str) -> Result<(), ApiError> {
+    if id.len() > MAX_ID_LEN {
+        return Err(not_found());
+    }
+    let now = shared::unix_now();
+    // Every token it holds was issued before the raised `tokens_not_before`.
+    let not_before = state
+        .clients
+        .delete_client(id, now)
+        .await?
+        .ok_or_else(not_found)?;
+    revoke_tokens(state, id, not_before, now).await?;
+    state
+        .audit(
+            None,
+            "client_deleted",
+            Some(actor),
+            json!({"client_id": id}),
+        )
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(previous_until: Option<i64>) -> Client {
+        Client {
+            client_id: "svc".into(),
+            name: String::new(),
+            scopes: vec![],
+            audiences: vec![],
+            disabled: false,
+            tokens_not_before: 0,
+            created_at: 0,
+            updated_at: 0,
+            previous_secret_expires_at: previous_until,
+        }
+    }
+
+    #[test]
+    fn ids_are_lowercase_names_never_uuids() {
+        assert_eq!(parse_id("billing-service"), Ok("billing-service"));
+        assert_eq!(parse_id("a1.b_c"), Ok("a1.b_c"));
+        for bad in [
+            "",
+            "a",
+            "-billing",
+            "Billing",
+            "bill ing",
+            "bill:ing",
+            "bill/ing",
+            "é-service",
+            &"a".repeat(65),
+            "5c0f0f39-1f7a-4c4e-9b4a-2d8f6a6f1e11",
+        ] {
+            assert!(parse_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lists_are_scope_tokens_sorted_once() {
+        let raw = vec!["b".to_owned(), "a".into(), "b".into()];
+        assert_eq!(parse_list("scopes", &raw).unwrap(), ["a", "b"]);
+        assert!(parse_list("scopes", &["a b".to_owned()]).is_err());
+        assert!(parse_list("scopes", &["\"".to_owned()]).is_err());
+        assert!(parse_list("scopes", &vec!["a".to_owned(); 65]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_random_and_match_only_themselves() {
+        let (a, hash_a) = new_secret().unwrap();
+        let (b, hash_b) = new_secret().unwrap();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(a.expose_secret().len(), 43);
+        let secrets = ClientSecrets {
+            current: hash_a.clone(),
+            previous: Some(hash_b.clone()),
+        };
+        assert!(secret_matches(
+            a.expose_secret(),
+            &client(None),
+            &secrets,
+            10
+        ));
+        assert!(!secret_matches("wrong", &client(None), &secrets, 10));
+        // The previous secret only while its overlap lasts.
+        assert!(!secret_matches(
+            b.expose_secret(),
+            &client(None),
+            &secrets,
+            10
+        ));
+        assert!(secret_matches(
+            b.expose_secret(),
+            &client(Some(11)),
+            &secrets,
+            10
+        ));
+        assert!(!secret_matches(
+            b.expose_secret(),
+            &client(Some(10)),
+            &secrets,
+            10
+        ));
+    }
+}
