@@ -75,6 +75,14 @@ enum AuthFile {
     Authenticated,
 }
 
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum PrincipalFile {
+    User,
+    Client,
+    Any,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RouteFile {
@@ -83,6 +91,7 @@ struct RouteFile {
     auth: Option<AuthFile>,
     roles: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
+    principal: Option<PrincipalFile>,
     methods: Option<Vec<String>>,
     strip_prefix: Option<bool>,
     timeout: Option<f64>,
@@ -117,12 +126,15 @@ struct CorsFile {
 pub enum AuthRule {
     /// Anyone; no identity is forwarded.
     Public,
-    /// A valid access token, holding any of `roles` (if set) and all of `scopes` (if set).
+    /// A valid access token, holding any of `roles` (if set) and all of `scopes` (if set),
+    /// speaking for `principal` (if set: a user's token, or a client's own).
     Authenticated {
         /// Any-of.
         roles: Vec<String>,
         /// All-of.
         scopes: Vec<String>,
+        /// `None`: either kind of token.
+        principal: Option<shared::Principal>,
     },
 }
 
@@ -332,14 +344,23 @@ fn route(r: RouteFile) -> Result<Route, ConfigError> {
     };
     let roles = r.roles.unwrap_or_default();
     let scopes = r.scopes.unwrap_or_default();
+    let principal = match r.principal {
+        None | Some(PrincipalFile::Any) => None,
+        Some(PrincipalFile::User) => Some(shared::Principal::User),
+        Some(PrincipalFile::Client) => Some(shared::Principal::Client),
+    };
     let auth = match r.auth.unwrap_or(AuthFile::Authenticated) {
-        AuthFile::Public if !roles.is_empty() || !scopes.is_empty() => {
+        AuthFile::Public if !roles.is_empty() || !scopes.is_empty() || r.principal.is_some() => {
             return err(format!(
-                "{what}: auth = \"public\" cannot be combined with roles or scopes"
+                "{what}: auth = \"public\" cannot be combined with roles, scopes or principal"
             ));
         }
         AuthFile::Public => AuthRule::Public,
-        AuthFile::Authenticated => AuthRule::Authenticated { roles, scopes },
+        AuthFile::Authenticated => AuthRule::Authenticated {
+            roles,
+            scopes,
+            principal,
+        },
     };
     let methods = match r.methods {
         None => None,
@@ -708,8 +729,8 @@ impl Settings {
             "routes": self.routes.iter().map(|r| serde_json::json!({
                 "prefix": r.prefix,
                 "upstream": format!("{}://{}{}", r.upstream.scheme, r.upstream.authority, r.upstream.base_path),
-                "auth": match &r.auth { AuthRule::Public => "public".to_owned(), AuthRule::Authenticated { roles, scopes } =>
-                    format!("authenticated roles={roles:?} scopes={scopes:?}") },
+                "auth": match &r.auth { AuthRule::Public => "public".to_owned(), AuthRule::Authenticated { roles, scopes, principal } =>
+                    format!("authenticated roles={roles:?} scopes={scopes:?} principal={}", principal.map_or("any", |p| p.as_str())) },
                 "methods": r.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>()),
                 "strip_prefix": r.strip_prefix,
                 "websocket": r.websocket,
@@ -809,6 +830,11 @@ upstream = "http://127.0.0.1:8082"
 prefix = "/admin"
 upstream = "http://127.0.0.1:8082"
 roles = ["admin"]
+
+[[routes]]
+prefix = "/internal"
+upstream = "http://127.0.0.1:8082"
+principal = "client"
 "#;
 
     #[test]
@@ -821,13 +847,23 @@ roles = ["admin"]
             "http://127.0.0.1:8081/.well-known/oauth-authorization-server"
         );
         assert_eq!(s.algorithms, vec![Algorithm::RS256]);
-        assert_eq!(s.routes.len(), 3);
+        assert_eq!(s.routes.len(), 4);
         let admin = s.routes.iter().find(|r| r.prefix == "/admin").unwrap();
         assert_eq!(
             admin.auth,
             AuthRule::Authenticated {
                 roles: vec!["admin".into()],
-                scopes: vec![]
+                scopes: vec![],
+                principal: None,
+            }
+        );
+        let internal = s.routes.iter().find(|r| r.prefix == "/internal").unwrap();
+        assert_eq!(
+            internal.auth,
+            AuthRule::Authenticated {
+                roles: vec![],
+                scopes: vec![],
+                principal: Some(shared::Principal::Client),
             }
         );
         assert_eq!(
@@ -915,6 +951,18 @@ roles = ["admin"]
                     "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\nauth=\"public\"\nroles=[\"admin\"]"
                 ),
                 "cannot be combined",
+            ),
+            (
+                format!(
+                    "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\nauth=\"public\"\nprincipal=\"user\""
+                ),
+                "cannot be combined",
+            ),
+            (
+                format!(
+                    "{base}[[routes]]\nprefix=\"/a\"\nupstream=\"http://x\"\nprincipal=\"robot\""
+                ),
+                "unknown variant",
             ),
             (
                 format!("{base}[[routes]]\nprefix=\"/a\"\nupstream=\"ftp://x\""),

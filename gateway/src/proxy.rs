@@ -281,9 +281,23 @@ fn preflight(req: &HttpRequest, cors: &Cors) -> HttpResponse {
 }
 
 fn allows(route: &Route, claims: &AccessClaims) -> Result<(), &'static str> {
-    let AuthRule::Authenticated { roles, scopes } = &route.auth else {
+    let AuthRule::Authenticated {
+        roles,
+        scopes,
+        principal,
+    } = &route.auth
+    else {
         return Ok(());
     };
+    match principal {
+        Some(p) if *p != claims.principal() => {
+            return Err(match p {
+                shared::Principal::User => "this route requires a user's token",
+                shared::Principal::Client => "this route requires a client's own token",
+            });
+        }
+        _ => {}
+    }
     if !roles.is_empty() && !roles.iter().any(|r| claims.roles.contains(r)) {
         return Err("the token lacks a role this route requires");
     }

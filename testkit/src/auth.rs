@@ -117,6 +117,37 @@ impl Auth {
         self.login("root").await
     }
 
+    /// Registers a client through the admin API; its secret.
+    pub async fn register_client(&self, client_id: &str, scopes: &[&str]) -> String {
+        let admin = self.admin().await;
+        let res = self
+            .client
+            .post(format!("{}/v1/admin/clients", self.url))
+            .bearer_auth(&admin.access_token)
+            .json(&json!({"client_id": client_id, "scopes": scopes, "audiences": ["api"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "register client {client_id}");
+        let v: Value = res.json().await.unwrap();
+        v["client_secret"].as_str().unwrap().to_owned()
+    }
+
+    /// A client-credentials access token (HTTP Basic).
+    pub async fn client_token(&self, client_id: &str, secret: &str) -> String {
+        let res = self
+            .client
+            .post(format!("{}/v1/token", self.url))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "client token for {client_id}");
+        let v: Value = res.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Signs any claims with the service's current key (for forged-but-signed attack tokens).
     pub fn sign(&self, typ: &str, claims: &Value) -> String {
         self.state.keys.ring().signing().sign(typ, claims).unwrap()

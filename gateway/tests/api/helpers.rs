@@ -46,6 +46,16 @@ upstream = "{echo}"
 roles = ["admin"]
 
 [[routes]]
+prefix = "/users-only"
+upstream = "{echo}"
+principal = "user"
+
+[[routes]]
+prefix = "/services-only"
+upstream = "{echo}"
+principal = "client"
+
+[[routes]]
 prefix = "/scoped"
 upstream = "{echo}"
 scopes = ["orders:read", "profile"]

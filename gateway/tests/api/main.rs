@@ -7,6 +7,7 @@
 )]
 
 mod attacks;
+mod clients;
 mod cors;
 mod errors;
 mod forwarding;
