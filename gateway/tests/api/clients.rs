@@ -146,3 +146,51 @@ async fn a_disabled_or_deleted_clients_tokens_die_at_the_gateway() {
     until(&s, "/api/x", &fresh, 401).await;
     assert_eq!(s.get("/api/x", Some(&other)).await.status(), 200);
 }
+
+/// Runs the Authlib client (scripts/interop/authlib_client.py) with `INTEROP_PYTHON`.
+async fn authlib(s: &Stack, id: &str, secret: &str, method: &str) -> serde_json::Value {
+    let python = std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/interop/authlib_client.py"
+    );
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format!(
+            "{}/.well-known/oauth-authorization-server",
+            s.auth.url
+        ))
+        .arg(id)
+        .arg(secret)
+        .arg(format!("{}/api/reports", s.url))
+        .arg(method)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} (scripts/test.sh prepares a venv with Authlib): {e}")
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named"),
+        "Authlib is not installed for INTEROP_PYTHON: run scripts/test.sh ({stderr})"
+    );
+    assert!(out.status.success(), "the Authlib client failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[actix_web::test]
+async fn an_authlib_client_gets_a_token_and_calls_through_the_gateway() {
+    let s = Stack::start().await;
+    let secret = s.auth.register_client("py-service", &["orders:read"]).await;
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let v = authlib(&s, "py-service", &secret, method).await;
+        assert_eq!(v["token"]["token_type"], "Bearer", "{v}");
+        assert_eq!(v["token"]["scope"], "orders:read");
+        assert!(v["token"].get("refresh_token").is_none(), "{v}");
+        assert_eq!(v["status"], 200, "{v}");
+        let h = &v["body"]["headers"];
+        assert_eq!(h["x-user-id"], json!(["py-service"]), "{method}");
+        assert_eq!(h["x-auth-principal"], json!(["client"]));
+        assert_eq!(h["x-user-scopes"], json!(["orders:read"]));
+    }
+}
