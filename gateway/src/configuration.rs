@@ -880,7 +880,15 @@ principal = "client"
     #[test]
     fn the_shipped_example_config_loads() {
         let s = load(include_str!("../gateway.example.toml"), &[]).unwrap();
-        assert_eq!(s.routes.len(), 3);
+        assert_eq!(s.routes.len(), 4);
+        let internal = s.routes.iter().find(|r| r.prefix == "/internal").unwrap();
+        assert!(matches!(
+            internal.auth,
+            AuthRule::Authenticated {
+                principal: Some(shared::Principal::Client),
+                ..
+            }
+        ));
     }
 
     #[test]
