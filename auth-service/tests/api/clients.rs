@@ -522,3 +522,37 @@ async fn disabling_narrowing_or_deleting_a_client_revokes_its_tokens() {
     let fresh = client_token(&app, &reborn).await;
     assert_eq!(introspect(&app, &rs, &fresh).await["active"], true);
 }
+
+#[tokio::test]
+async fn failed_client_authentication_is_throttled_per_address() {
+    let app = TestApp::builder()
+        .with_admin()
+        .env("AUTH_THROTTLE_TOKEN_FAILURES", "3/60s")
+        .spawn()
+        .await;
+    let admin = app.admin_tokens().await;
+    let c = register(&app, &admin, json!({"client_id": "guessed"})).await;
+    for i in 0..3 {
+        let res = token_basic(&app, &c.id, &format!("guess-{i}"), &[]).await;
+        assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    }
+    // Even the right secret waits now, at the token endpoint and at introspection alike; a
+    // refresh (another counter) is not held back.
+    let res = token_basic(&app, &c.id, &c.secret, &[]).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_oauth_error(res, StatusCode::TOO_MANY_REQUESTS, "slow_down").await;
+    let res = app
+        .client
+        .post(app.url("/v1/introspect"))
+        .header("authorization", basic(&c.id, &c.secret))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(res, StatusCode::TOO_MANY_REQUESTS, "slow_down").await;
+    let (_, user) = app.new_user().await;
+    assert_eq!(
+        app.refresh(&user.refresh_token).await.status(),
+        StatusCode::OK
+    );
+}
