@@ -43,6 +43,14 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
+# A service client for the walkthrough's client-credentials steps, registered with the CLI before
+# the service starts (the CLI prints the secret, shown this once).
+client_id="demo-batch-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+client_json=$(env "${store_env[@]}" AUTH_ISSUER="$auth" ./target/debug/auth-service clients create "$client_id" \
+  --name "the walkthrough's batch job" --scope orders:read 2>target/dev/clients.log) \
+  || { echo "could not register the demo client; see target/dev/clients.log"; exit 1; }
+client_secret=$(echo "$client_json" | sed -n 's/.*"client_secret": *"\([^"]*\)".*/\1/p')
+
 # The demo page (gateway /app) calls the auth-service through the gateway: that origin may use
 # the refresh-token cookie.
 env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_FEED_TOKEN="$feed_token" \
@@ -86,13 +94,19 @@ upstream = "http://127.0.0.1:$demo_port"
 prefix = "/admin"
 upstream = "http://127.0.0.1:$demo_port"
 roles = ["admin"]
+
+# Only services' own tokens (client credentials).
+[[routes]]
+prefix = "/internal"
+upstream = "http://127.0.0.1:$demo_port"
+principal = "client"
 TOML
 GATEWAY_CONFIG=target/dev/gateway.toml GATEWAY_FEED_TOKEN="$feed_token" ./target/debug/gateway > target/dev/gateway.log 2>&1 &
 pids+=($!)
 $walk wait "http://127.0.0.1:$admin_port/readyz" || { echo "the gateway did not become ready; see target/dev/gateway.log"; exit 1; }
 
 if [ "${DEV_WALK:-1}" != 0 ]; then
-  $walk run "$auth" "$gw"
+  $walk run "$auth" "$gw" "$client_id" "$client_secret"
 fi
 if [ -n "${DEV_AFTER:-}" ]; then
   status=0

@@ -19,6 +19,8 @@ async fn whoami(req: HttpRequest) -> HttpResponse {
         "roles": h(shared::headers::USER_ROLES),
         "scopes": h(shared::headers::USER_SCOPES),
         "session_id": h(shared::headers::SESSION_ID),
+        "principal": h(shared::headers::PRINCIPAL),
+        "client_id": h(shared::headers::CLIENT_ID),
         "request_id": h(shared::headers::REQUEST_ID),
     }))
 }

@@ -72,6 +72,27 @@ if [ -n "$admin_password" ]; then
   [ "$(status "$base/admin/x" -H "authorization: Bearer $admin")" = 200 ] || fail "admin refused on /admin"
   [ "$(status "$base/v1/admin/users" -H "authorization: Bearer $admin")" = 200 ] || fail "admin API refused"
   echo "200, 200"
+
+  step "a service registers as a client, gets its own token (client credentials) and calls through the gateway"
+  client="svc$(date +%s)$RANDOM"
+  reg=$(curl -fsS -X POST "$base/v1/admin/clients" -H "authorization: Bearer $admin" \
+    -H 'content-type: application/json' -d "{\"client_id\":\"$client\",\"scopes\":[\"profile\"]}")
+  secret=$(echo "$reg" | field client_secret)
+  [ -n "$secret" ] || fail "no client secret in $reg"
+  ctoken=$(curl -fsS -X POST "$base/v1/token" -u "$client:$secret" -d grant_type=client_credentials | field access_token)
+  who=$(curl -fsS "$base/api/whoami" -H "authorization: Bearer $ctoken")
+  echo "$who"
+  [ "$(echo "$who" | field user_id)" = "$client" ] || fail "the demo service did not see $client"
+  [ "$(echo "$who" | field principal)" = client ] || fail "the demo service did not see a client principal"
+  active=$(curl -fsS -X POST "$base/v1/introspect" -u "$client:$secret" --data-urlencode "token=$ctoken")
+  echo "$active" | grep -q '"active":true' || fail "introspection: $active"
+  [ "$(status -u "$client:wrong" -X POST "$base/v1/token" -d grant_type=client_credentials)" = 401 ] || fail "a wrong secret passed"
+
+  step "delete the client: the gateway rejects its token within a second"
+  [ "$(status -X DELETE "$base/v1/admin/clients/$client" -H "authorization: Bearer $admin")" = 204 ] || fail "client not deleted"
+  sleep 1
+  [ "$(status "$base/api/whoami" -H "authorization: Bearer $ctoken")" = 401 ] || fail "a deleted client's token passed"
+  echo "deleted: 401"
 fi
 
 printf '\nwalkthrough: every step behaved as described\n'

@@ -4,7 +4,9 @@
 //! answer; any surprise exits non-zero.
 //!
 //! `walkthrough wait URL` waits (up to 60 s) until URL answers 200.
-//! `walkthrough run AUTH_URL GATEWAY_URL` walks through.
+//! `walkthrough run AUTH_URL GATEWAY_URL [CLIENT_ID CLIENT_SECRET]` walks through; with a
+//! registered client, also through client credentials, a route for services only, and
+//! introspection.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -29,6 +31,7 @@ struct Walk {
     http: reqwest::Client,
     auth: String,
     gw: String,
+    client: Option<(String, String)>,
 }
 
 impl Walk {
@@ -197,6 +200,77 @@ impl Walk {
             "the gateway rejected the logged-out token {:.1} ms after the logout returned",
             took.as_secs_f64() * 1000.0
         );
+        if let Some((id, secret)) = &self.client {
+            self.service(id, secret, &user).await?;
+        }
+        Ok(())
+    }
+
+    /// A service's own token (client credentials) through the gateway, and introspection.
+    async fn service(&self, id: &str, secret: &str, user: &str) -> Result<(), String> {
+        let (auth, gw) = (&self.auth, &self.gw);
+        step(&format!(
+            "curl -X POST {auth}/v1/token -u {id}:<secret> -d grant_type=client_credentials   (a service's own token: no refresh token)"
+        ));
+        let body = self
+            .expect(
+                self.http
+                    .post(format!("{auth}/v1/token"))
+                    .basic_auth(id, Some(secret))
+                    .form(&[("grant_type", "client_credentials")]),
+                200,
+            )
+            .await?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let token = v["access_token"]
+            .as_str()
+            .ok_or("no access_token in the answer")?
+            .to_owned();
+
+        step(&format!(
+            "curl {gw}/internal/jobs -H 'authorization: Bearer <client token>'   (a route for services: principal = \"client\")"
+        ));
+        let body = self
+            .expect(
+                self.http
+                    .get(format!("{gw}/internal/jobs"))
+                    .bearer_auth(&token),
+                200,
+            )
+            .await?;
+        let seen: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if seen["user_id"] != id || seen["principal"] != "client" {
+            return Err(format!("the upstream did not see the client {id}: {seen}"));
+        }
+
+        step(&format!(
+            "curl {gw}/internal/jobs -H 'authorization: Bearer <a user's token>'   (403: the route is for services)"
+        ));
+        let (access, _) = self.login(user).await?;
+        self.expect(
+            self.http
+                .get(format!("{gw}/internal/jobs"))
+                .bearer_auth(&access),
+            403,
+        )
+        .await?;
+
+        step(&format!(
+            "curl -X POST {auth}/v1/introspect -u {id}:<secret> -d token=<the user's token>   (RFC 7662, for services that cannot verify locally)"
+        ));
+        let body = self
+            .expect(
+                self.http
+                    .post(format!("{auth}/v1/introspect"))
+                    .basic_auth(id, Some(secret))
+                    .form(&[("token", access.as_str())]),
+                200,
+            )
+            .await?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if v["active"] != true || v["principal"] != "user" {
+            return Err(format!("introspection did not find the token active: {v}"));
+        }
         Ok(())
     }
 }
@@ -220,16 +294,23 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["wait", url] => wait(url).await,
-        ["run", auth, gw] => {
+        ["run", auth, gw, ref client @ ..] if matches!(client.len(), 0 | 2) => {
             Walk {
                 http: reqwest::Client::new(),
                 auth: auth.trim_end_matches('/').to_owned(),
                 gw: gw.trim_end_matches('/').to_owned(),
+                client: match client {
+                    [id, secret] => Some(((*id).to_owned(), (*secret).to_owned())),
+                    _ => None,
+                },
             }
             .run()
             .await
         }
-        _ => Err("usage: walkthrough wait URL | walkthrough run AUTH_URL GATEWAY_URL".into()),
+        _ => Err(
+            "usage: walkthrough wait URL | walkthrough run AUTH_URL GATEWAY_URL [CLIENT_ID CLIENT_SECRET]"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
