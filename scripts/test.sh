@@ -25,6 +25,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+# shared's downstream-service library (features jwks-client, actix) with its own tests.
+cargo test -p shared --all-features -q
 
 # schemathesis against the auth-service's OpenAPI document: zero 5xx, responses as documented.
 bash scripts/interop/schemathesis.sh

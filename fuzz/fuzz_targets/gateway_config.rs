@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
             r.upstream.scheme
         );
         assert!(!r.upstream.authority.is_empty());
-        if let AuthRule::Authenticated { roles, scopes } = &r.auth {
+        if let AuthRule::Authenticated { roles, scopes, .. } = &r.auth {
             assert!(
                 roles.iter().chain(scopes).all(|x| !x.is_empty()),
                 "an empty role or scope"

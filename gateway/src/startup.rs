@@ -9,7 +9,6 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::configuration::Settings;
-use crate::keys::KeyManager;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Gateway, Worker};
 
@@ -41,7 +40,7 @@ impl Application {
             settings.routes.iter().map(|r| r.prefix.clone()).collect(),
         ));
         let tls = crate::upstream::tls_config();
-        let keys = Arc::new(KeyManager::new(
+        let keys = Arc::new(crate::keys::manager(
             &settings,
             Arc::clone(&metrics),
             Arc::clone(&tls),

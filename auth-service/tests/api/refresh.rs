@@ -294,7 +294,7 @@ async fn token_endpoint_errors_follow_rfc6749() {
         .post_form("/v1/token", &[("refresh_token", &t.refresh_token)], None)
         .await;
     assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
-    for grant in ["password", "authorization_code", "client_credentials", ""] {
+    for grant in ["password", "authorization_code", ""] {
         let res = app
             .post_form(
                 "/v1/token",
@@ -304,6 +304,18 @@ async fn token_endpoint_errors_follow_rfc6749() {
             .await;
         assert_oauth_error(res, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
     }
+    // Client credentials is a grant now, but a refresh token is no client authentication.
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("refresh_token", &t.refresh_token),
+            ],
+            None,
+        )
+        .await;
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     let res = app
         .post_form("/v1/token", &[("grant_type", "refresh_token")], None)
         .await;
