@@ -8,6 +8,7 @@
     reason = "test harness: fail loudly"
 )]
 
+pub mod attack_table;
 pub mod auth;
 pub mod echo;
 pub mod feed;

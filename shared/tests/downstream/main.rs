@@ -7,6 +7,10 @@
     reason = "tests fail loudly"
 )]
 
+/// The gateway's attack table, one list for both (testkit holds it; this crate cannot depend on
+/// testkit, which depends on the auth-service).
+#[path = "../../../testkit/src/attack_table.rs"]
+mod attack_table;
 mod gateway_headers;
 mod keys;
 mod support;
