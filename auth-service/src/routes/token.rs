@@ -113,55 +113,22 @@ async fn client_credentials(
             "client authentication is required: HTTP Basic, or client_id and client_secret",
         ))?;
     let client = crate::clients::authenticate(state, &creds).await?;
-    let scope = match body
-        .scope
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => client.scopes.join(" "),
-        Some(requested) => {
-            let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            if let Some(bad) = wanted.iter().find(|s| !valid_scope_token(s)) {
-                return Err(OAuthError::InvalidScope(format!(
-                    "invalid scope token {bad:?}"
-                )));
-            }
-            if let Some(extra) = wanted
-                .iter()
-                .find(|s| !client.scopes.iter().any(|a| a == *s))
-            {
-                return Err(OAuthError::InvalidScope(format!(
-                    "scope {extra:?} is not allowed for this client"
-                )));
-            }
-            wanted.join(" ")
-        }
-    };
-    let audiences: Vec<String> = match body
-        .audience
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => client.audiences.clone(),
-        Some(requested) => {
-            let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            if let Some(extra) = wanted
-                .iter()
-                .find(|s| !client.audiences.iter().any(|a| a == *s))
-            {
-                return Err(OAuthError::InvalidTarget(format!(
-                    "audience {extra:?} is not allowed for this client"
-                )));
-            }
-            wanted.into_iter().map(str::to_owned).collect()
-        }
-    };
+    // Each requested scope and audience must be the client's; none requested: all of them.
+    let scopes = requested_subset(body.scope.as_deref(), &client.scopes).map_err(|bad| {
+        OAuthError::InvalidScope(match bad {
+            Refused::Malformed(s) => format!("invalid scope token {s:?}"),
+            Refused::NotAllowed(s) => format!("scope {s:?} is not allowed for this client"),
+        })
+    })?;
+    let audiences =
+        requested_subset(body.audience.as_deref(), &client.audiences).map_err(|bad| {
+            OAuthError::InvalidTarget(match bad {
+                Refused::Malformed(a) | Refused::NotAllowed(a) => {
+                    format!("audience {a:?} is not allowed for this client")
+                }
+            })
+        })?;
+    let scope = scopes.join(" ");
     let aud = match <[String; 1]>::try_from(audiences) {
         Ok([one]) => Audience::One(one),
         Err(list) if list.is_empty() => {
@@ -202,6 +169,32 @@ async fn client_credentials(
             expires_in: claims.exp - now,
             scope: &claims.scope,
         }))
+}
+
+/// Why a requested value was refused.
+enum Refused {
+    /// Not a scope token (RFC 6749 §3.3).
+    Malformed(String),
+    /// Not among the client's.
+    NotAllowed(String),
+}
+
+/// The space-separated `requested` values (sorted, once each), each of which must be in
+/// `allowed`; nothing requested means all of `allowed`.
+fn requested_subset(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>, Refused> {
+    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(allowed.to_vec());
+    };
+    let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if let Some(bad) = wanted.iter().find(|s| !valid_scope_token(s)) {
+        return Err(Refused::Malformed((*bad).to_owned()));
+    }
+    if let Some(extra) = wanted.iter().find(|s| !allowed.iter().any(|a| a == *s)) {
+        return Err(Refused::NotAllowed((*extra).to_owned()));
+    }
+    Ok(wanted.into_iter().map(str::to_owned).collect())
 }
 
 /// RFC 6749 §5.1 for client credentials: no refresh token (§4.4.3).
