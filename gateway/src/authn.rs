@@ -41,24 +41,9 @@ pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthFailure> {
     if values.next().is_some() {
         return Err(AuthFailure::BadRequest);
     }
-    // Bytes, not `to_str`: tokens are ~1 KiB and UTF-8 validation is vectorised.
-    let bytes = value.as_bytes();
-    let Some(space) = bytes.iter().position(|b| *b == b' ') else {
-        return if bytes.eq_ignore_ascii_case(b"bearer") {
-            Err(AuthFailure::Invalid("malformed"))
-        } else {
-            Ok(None)
-        };
-    };
-    if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
-        return Ok(None);
-    }
-    let token = std::str::from_utf8(bytes[space + 1..].trim_ascii())
-        .map_err(|_| AuthFailure::Invalid("malformed"))?;
-    if token.is_empty() {
-        return Err(AuthFailure::Invalid("malformed"));
-    }
-    Ok(Some(token))
+    // Bytes, not `to_str`: tokens are ~1 KiB and UTF-8 validation is vectorised. The same
+    // rules as a downstream service's (`shared::identity::bearer_token`).
+    shared::identity::bearer_token(value.as_bytes()).map_err(|_| AuthFailure::Invalid("malformed"))
 }
 
 struct Entry {
