@@ -10,7 +10,6 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-
 use serde_json::json;
 use shared::RevocationEvent;
 
@@ -101,8 +100,6 @@ pub struct Credentials {
     pub id: String,
     /// Secret.
     pub secret: SecretString,
-    /// True when they came in the `Authorization` header.
-    pub basic: bool,
 }
 
 /// Reads the client credentials of a request. `Ok(None)`: none presented.
@@ -123,11 +120,7 @@ pub fn credentials(
                     "client_id in the body differs from the authenticated client".into(),
                 ));
             }
-            Ok(Some(Credentials {
-                id,
-                secret,
-                basic: true,
-            }))
+            Ok(Some(Credentials { id, secret }))
         }
         (None, Some(secret)) => {
             let id = form_id.ok_or_else(|| {
@@ -136,7 +129,6 @@ pub fn credentials(
             Ok(Some(Credentials {
                 id: id.to_owned(),
                 secret: secret.clone(),
-                basic: false,
             }))
         }
         (None, None) => Ok(None),
@@ -162,8 +154,9 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
         .map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    // Form-urlencoded (RFC 6749 §2.3.1): `+` is a space, `%XX` a byte; a raw `&` is kept.
     let unescape = |s: &str| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={}", s.replace('&', "%26")))
             .ok()
             .and_then(|mut v| v.pop())
             .map(|(_, v)| v)
@@ -183,23 +176,8 @@ pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<Clien
         None
     };
     let Some((client, secrets)) = found else {
-        // The same work as a wrong secret.
-        let none = Client {
-            client_id: String::new(),
-            name: String::new(),
-            scopes: vec![],
-            audiences: vec![],
-            disabled: true,
-            tokens_not_before: 0,
-            created_at: 0,
-            updated_at: 0,
-            previous_secret_expires_at: None,
-        };
-        let secrets = ClientSecrets {
-            current: NO_CLIENT.to_vec(),
-            previous: None,
-        };
-        let _ = secret_matches(creds.secret.expose_secret(), &none, &secrets, now);
+        // The same work as a wrong secret: a digest and a comparison.
+        let _ = verify_slices_are_equal(&digest_of(creds.secret.expose_secret()), &NO_CLIENT);
         return Err(OAuthError::BadClientAuth(FAILED));
     };
     if !secret_matches(creds.secret.expose_secret(), &client, &secrets, now) || client.disabled {
@@ -494,6 +472,44 @@ mod tests {
         assert!(parse_list("scopes", &["a b".to_owned()]).is_err());
         assert!(parse_list("scopes", &["\"".to_owned()]).is_err());
         assert!(parse_list("scopes", &vec!["a".to_owned(); 65]).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded_then_base64() {
+        let req = |value: &str| {
+            actix_web::test::TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value.to_owned()))
+                .to_http_request()
+        };
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        // RFC 6749 §2.3.1: `:` inside the id or secret is escaped; `+` is a space.
+        let r = req(&format!("Basic {}", b64("my%3Aapp:s%3Ae+c%26r%25et")));
+        let c = credentials(&r, None, None).unwrap().unwrap();
+        assert_eq!(c.id, "my:app");
+        assert_eq!(c.secret.expose_secret(), "s:e c&r%et");
+        // A raw `&` stays itself; the scheme is case-insensitive.
+        let r = req(&format!("basic {}", b64("app:a&b")));
+        let c = credentials(&r, Some("app"), None).unwrap().unwrap();
+        assert_eq!((c.id.as_str(), c.secret.expose_secret()), ("app", "a&b"));
+        // A body client_id that disagrees, both methods, malformed values, a secret alone.
+        assert!(credentials(&r, Some("other"), None).is_err());
+        let form_secret = SecretString::from("x");
+        assert!(credentials(&r, None, Some(&form_secret)).is_err());
+        for bad in [
+            "Basic",
+            "Basic !!!",
+            &format!("Basic {}", b64("no-colon")),
+            "Bearer t",
+        ] {
+            assert!(credentials(&req(bad), None, None).is_err(), "{bad}");
+        }
+        let none = actix_web::test::TestRequest::default().to_http_request();
+        assert!(credentials(&none, None, Some(&form_secret)).is_err());
+        assert!(credentials(&none, None, None).unwrap().is_none());
+        let c = credentials(&none, Some("app"), Some(&form_secret))
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.id.as_str(), c.secret.expose_secret()), ("app", "x"));
     }
 
     #[test]
