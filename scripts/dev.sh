@@ -50,6 +50,13 @@ client_json=$(env "${store_env[@]}" AUTH_ISSUER="$auth" ./target/debug/auth-serv
   --name "the walkthrough's batch job" --scope orders:read 2>target/dev/clients.log) \
   || { echo "could not register the demo client; see target/dev/clients.log"; exit 1; }
 client_secret=$(echo "$client_json" | sed -n 's/.*"client_secret": *"\([^"]*\)".*/\1/p')
+# And an admin, who disables that client at the end of the walkthrough (the password never
+# appears on a command line: the CLI reads it from standard input).
+walk_admin="walk-admin-${client_id##*-}"
+walk_admin_password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$walk_admin_password" | env "${store_env[@]}" AUTH_ISSUER="$auth" \
+  ./target/debug/auth-service users create "$walk_admin" --admin >/dev/null 2>>target/dev/clients.log \
+  || { echo "could not create the walkthrough's admin; see target/dev/clients.log"; exit 1; }
 
 # The demo page (gateway /app) calls the auth-service through the gateway: that origin may use
 # the refresh-token cookie.
@@ -106,7 +113,8 @@ pids+=($!)
 $walk wait "http://127.0.0.1:$admin_port/readyz" || { echo "the gateway did not become ready; see target/dev/gateway.log"; exit 1; }
 
 if [ "${DEV_WALK:-1}" != 0 ]; then
-  $walk run "$auth" "$gw" "$client_id" "$client_secret"
+  WALK_ADMIN="$walk_admin" WALK_ADMIN_PASSWORD="$walk_admin_password" \
+    $walk run "$auth" "$gw" "$client_id" "$client_secret"
 fi
 if [ -n "${DEV_AFTER:-}" ]; then
   status=0

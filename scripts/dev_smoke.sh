@@ -22,6 +22,7 @@ done
 grep -q "Ctrl-C stops everything" "$log" || fail "no walkthrough within 10 minutes"
 grep -q "the gateway rejected the logged-out token" "$log" || fail "the walkthrough did not reach the logout step"
 grep -q "v1/introspect" "$log" || fail "the walkthrough did not reach the service-client steps"
+grep -q "rejected the disabled client's token" "$log" || fail "the walkthrough did not disable its client"
 kill -INT -"$pid"
 status=0; wait "$pid" || status=$?
 [ "$status" = 130 ] || fail "scripts/dev.sh exited with $status after Ctrl-C (expected 130)"

@@ -271,6 +271,40 @@ impl Walk {
         if v["active"] != true || v["principal"] != "user" {
             return Err(format!("introspection did not find the token active: {v}"));
         }
+
+        // With an admin (WALK_ADMIN, WALK_ADMIN_PASSWORD): disabling the client revokes its
+        // tokens at the gateway.
+        let (Ok(admin), Ok(admin_password)) = (
+            std::env::var("WALK_ADMIN"),
+            std::env::var("WALK_ADMIN_PASSWORD"),
+        ) else {
+            return Ok(());
+        };
+        let body = self
+            .expect(
+                self.http
+                    .post(format!("{auth}/v1/login"))
+                    .form(&[("username", admin.as_str()), ("password", &admin_password)]),
+                200,
+            )
+            .await?;
+        let (admin_token, _) = Self::tokens(&body)?;
+        step(&format!(
+            "curl -X PATCH {auth}/v1/admin/clients/{id} -H 'authorization: Bearer <admin token>' -d '{{\"disabled\":true}}'   (its tokens are revoked)"
+        ));
+        self.expect(
+            self.http
+                .patch(format!("{auth}/v1/admin/clients/{id}"))
+                .bearer_auth(&admin_token)
+                .json(&json!({"disabled": true})),
+            200,
+        )
+        .await?;
+        let took = self.until_rejected(&token).await?;
+        println!(
+            "the gateway rejected the disabled client's token {:.1} ms after the change returned",
+            took.as_secs_f64() * 1000.0
+        );
         Ok(())
     }
 }
