@@ -182,24 +182,9 @@ pub struct Client {
 /// A client with its new secret.
 #[derive(ToSchema)]
 pub struct ClientWithSecret {
-    /// Client id.
-    client_id: String,
-    /// Name.
-    name: String,
-    /// Allowed scopes.
-    scopes: Vec<String>,
-    /// Allowed audiences.
-    audiences: Vec<String>,
-    /// Disabled clients cannot authenticate.
-    disabled: bool,
-    /// Tokens issued before this were revoked.
-    tokens_not_before: i64,
-    /// Registered.
-    created_at: i64,
-    /// Last changed.
-    updated_at: i64,
-    /// When the previous secret stops working.
-    previous_secret_expires_at: Option<i64>,
+    /// The client.
+    #[serde(flatten)]
+    client: Client,
     /// The secret: shown this once, stored only as a digest.
     #[schema(format = Password)]
     client_secret: String,
