@@ -6,8 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
-use actix_web::http::header;
+use http::header;
 use shared::{AccessClaims, Validation, Verifier, VerifyError};
 
 use crate::forwarding::Identity;
@@ -33,8 +32,8 @@ pub enum AuthFailure {
 }
 
 /// The bearer token of a request, if it carries one.
-pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, AuthFailure> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION);
+pub fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthFailure> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use actix_web::http::{Method, Uri};
+use http::{Method, Uri};
 use secrecy::SecretString;
 use serde::Deserialize;
 use shared::Algorithm;

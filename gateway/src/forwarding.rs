@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::HeaderMap;
+use http::HeaderMap;
 use shared::AccessClaims;
 use shared::headers;
 
@@ -69,7 +69,11 @@ pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Strin
 }
 
 fn connection_listed(map: &HeaderMap) -> Vec<String> {
-    connection_tokens(map.get_all("connection").filter_map(|v| v.to_str().ok()))
+    connection_tokens(
+        map.get_all("connection")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn hop_by_hop(name: &str, listed: &[String]) -> bool {
@@ -144,12 +148,7 @@ pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> http::HeaderMa
         {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(n.as_bytes()),
-            http::HeaderValue::from_bytes(v.as_bytes()),
-        ) {
-            out.append(n, v);
-        }
+        out.append(name.clone(), v.clone());
     }
     let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
     let forwarded_for = match (
@@ -205,7 +204,7 @@ pub fn passes_to_client(name: &str, listed: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use http::{HeaderName, HeaderValue};
     use shared::Audience;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {

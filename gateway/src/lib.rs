@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod revocation;
 pub mod routing;
+pub mod server;
 pub mod startup;
 pub mod telemetry;
 pub mod upstream;

@@ -2,17 +2,17 @@
 //! authorise, then forward to the upstream with bodies streamed both ways.
 
 use std::cell::Cell;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::SizedStream;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
-use http_body_util::BodyDataStream;
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt as _;
 use shared::{AccessClaims, Validation};
 
 use crate::authn::{AuthFailure, Authenticator, bearer};
@@ -21,6 +21,7 @@ use crate::forwarding::{self, Context};
 use crate::keys::KeyManager;
 use crate::metrics::Metrics;
 use crate::routing;
+use crate::server::{self, Body, Request, RequestBody, Response};
 
 /// What every worker shares.
 #[derive(Debug)]
@@ -69,17 +70,32 @@ impl Worker {
     }
 }
 
-fn problem(status: StatusCode, detail: &str, code: &str) -> HttpResponse {
+impl server::Handler for Worker {
+    fn call(self: Rc<Self>, req: Request) -> LocalBoxFuture<'static, Response> {
+        Box::pin(handle(req, self))
+    }
+
+    fn refused(&self, status: StatusCode, detail: &str) -> Response {
+        let code = match status {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            _ => "invalid_request",
+        };
+        problem(status, detail, code)
+    }
+}
+
+fn problem(status: StatusCode, detail: &str, code: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
-    HttpResponse::build(status)
-        .content_type(shared::problem::CONTENT_TYPE)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(shared::problem::body(
-            status.as_u16(),
-            title,
-            detail,
-            Some(code),
-        ))
+    let body = shared::problem::body(status.as_u16(), title, detail, Some(code));
+    let mut res = Response::new(status, Body::Full(body.into()));
+    res.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(shared::problem::CONTENT_TYPE),
+    );
+    res.headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 fn challenge(error: Option<(&str, &str)>) -> String {
@@ -91,7 +107,7 @@ fn challenge(error: Option<(&str, &str)>) -> String {
     }
 }
 
-fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
+fn auth_error(f: &AuthFailure, metrics: &Metrics) -> Response {
     match f {
         AuthFailure::Missing => {
             metrics.verify_failure("missing");
@@ -100,7 +116,7 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
                 "a bearer access token is required",
                 "unauthorized",
             );
-            r.headers_mut().insert(
+            r.headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"gateway\""),
             );
@@ -115,7 +131,7 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
             };
             let mut r = problem(StatusCode::UNAUTHORIZED, desc, "invalid_token");
             if let Ok(v) = HeaderValue::from_str(&challenge(Some(("invalid_token", desc)))) {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                r.headers.insert(header::WWW_AUTHENTICATE, v);
             }
             r
         }
@@ -125,7 +141,7 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
                 "send exactly one Authorization header",
                 "invalid_request",
             );
-            r.headers_mut().insert(
+            r.headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"gateway\", error=\"invalid_request\""),
             );
@@ -136,7 +152,7 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
             let desc = "the token has been revoked";
             let mut r = problem(StatusCode::UNAUTHORIZED, desc, "invalid_token");
             if let Ok(v) = HeaderValue::from_str(&challenge(Some(("invalid_token", desc)))) {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                r.headers.insert(header::WWW_AUTHENTICATE, v);
             }
             r
         }
@@ -146,7 +162,7 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
                 detail,
                 "revocations_unavailable",
             );
-            r.headers_mut()
+            r.headers
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
@@ -156,26 +172,26 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> HttpResponse {
                 "token verification keys are not available yet",
                 "keys_unavailable",
             );
-            r.headers_mut()
+            r.headers
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
     }
 }
 
-fn forbidden(detail: &str) -> HttpResponse {
+fn forbidden(detail: &str) -> Response {
     let mut r = problem(StatusCode::FORBIDDEN, detail, "insufficient_scope");
     if let Ok(v) = HeaderValue::from_str(&challenge(Some(("insufficient_scope", detail)))) {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        r.headers.insert(header::WWW_AUTHENTICATE, v);
     }
     r
 }
 
 /// The client's request id if it is short and plain; otherwise this worker's random prefix and a
 /// counter (unique without a syscall per request).
-fn request_id(req: &HttpRequest, worker: &Worker) -> String {
+fn request_id(req: &Parts, worker: &Worker) -> String {
     let given = req
-        .headers()
+        .headers
         .get(shared::headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| shared::headers::acceptable_request_id(v));
@@ -190,16 +206,16 @@ fn request_id(req: &HttpRequest, worker: &Worker) -> String {
 }
 
 /// The CORS origin to echo, if the request's `Origin` is allowed by the route.
-fn cors_origin<'a>(cors: &Cors, req: &'a HttpRequest) -> Option<&'a str> {
-    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+fn cors_origin<'a>(cors: &Cors, req: &'a Parts) -> Option<&'a str> {
+    let origin = req.headers.get(header::ORIGIN)?.to_str().ok()?;
     cors.allowed_origins
         .iter()
         .any(|o| o == "*" || o == origin)
         .then_some(origin)
 }
 
-fn add_cors(res: &mut HttpResponse, cors: &Cors, origin: &str) {
-    let h = res.headers_mut();
+fn add_cors(res: &mut Response, cors: &Cors, origin: &str) {
+    let h = &mut res.headers;
     let allow = if cors.allowed_origins.iter().any(|o| o == "*") && !cors.allow_credentials {
         "*"
     } else {
@@ -208,7 +224,7 @@ fn add_cors(res: &mut HttpResponse, cors: &Cors, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(allow) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    if !h.get_all(header::VARY).any(|v| {
+    if !h.get_all(header::VARY).iter().any(|v| {
         v.to_str()
             .is_ok_and(|v| v.to_ascii_lowercase().contains("origin"))
     }) {
@@ -228,12 +244,12 @@ fn add_cors(res: &mut HttpResponse, cors: &Cors, origin: &str) {
 }
 
 /// Answers a CORS preflight without authentication.
-fn preflight(req: &HttpRequest, cors: &Cors) -> HttpResponse {
+fn preflight(req: &Parts, cors: &Cors) -> Response {
     let Some(origin) = cors_origin(cors, req) else {
         return problem(StatusCode::FORBIDDEN, "origin not allowed", "cors_refused");
     };
     let method = req
-        .headers()
+        .headers
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -245,7 +261,7 @@ fn preflight(req: &HttpRequest, cors: &Cors) -> HttpResponse {
         );
     }
     let asked: Vec<String> = req
-        .headers()
+        .headers
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -262,9 +278,9 @@ fn preflight(req: &HttpRequest, cors: &Cors) -> HttpResponse {
             "cors_refused",
         );
     }
-    let mut res = HttpResponse::NoContent().finish();
+    let mut res = Response::new(StatusCode::NO_CONTENT, Body::Empty);
     add_cors(&mut res, cors, origin);
-    let h = res.headers_mut();
+    let h = &mut res.headers;
     if let Ok(v) = HeaderValue::from_str(&cors.allowed_methods.join(", ")) {
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
     }
@@ -309,7 +325,7 @@ fn allows(route: &Route, claims: &AccessClaims) -> Result<(), &'static str> {
 
 /// What a finished request reports for its access-log line.
 struct Outcome<'a> {
-    response: HttpResponse,
+    response: Response,
     route: Option<usize>,
     user: Option<String>,
     path: std::borrow::Cow<'a, str>,
@@ -327,15 +343,16 @@ async fn unless_panicked<T>(fut: impl std::future::Future<Output = T>, id: &str)
 }
 
 /// Every request comes here.
-pub async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    worker: web::Data<Worker>,
-) -> HttpResponse {
+pub async fn handle(request: Request, worker: Rc<Worker>) -> Response {
     let start = Instant::now();
+    let Request {
+        head: req,
+        peer,
+        body: payload,
+    } = request;
     let id = request_id(&req, &worker);
     // A panic is a bug, and must cost its own request a 500, not every connection on this worker.
-    let o = match unless_panicked(route_and_forward(&req, payload, &worker, &id), &id).await {
+    let o = match unless_panicked(route_and_forward(&req, peer, payload, &worker, &id), &id).await {
         Some(o) => o,
         None => Outcome {
             response: problem(
@@ -345,15 +362,15 @@ pub async fn handle(
             ),
             route: None,
             user: None,
-            path: std::borrow::Cow::Borrowed(req.uri().path()),
+            path: std::borrow::Cow::Borrowed(req.uri.path()),
         },
     };
     let mut res = o.response;
     // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
     // included, so a browser page can read why it was refused. Preflights set their own.
-    let is_preflight = req.method() == Method::OPTIONS
+    let is_preflight = req.method == Method::OPTIONS
         && req
-            .headers()
+            .headers
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if !is_preflight
         && let Some(cors) = o
@@ -365,10 +382,10 @@ pub async fn handle(
         add_cors(&mut res, cors, origin);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut()
+        res.headers
             .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
     }
-    let status = res.status().as_u16();
+    let status = res.status.as_u16();
     worker
         .gateway
         .metrics
@@ -376,34 +393,35 @@ pub async fn handle(
     tracing::info!(
         target: "access",
         request_id = %id,
-        method = %req.method(),
+        method = %req.method,
         path = %o.path,
         route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
         status,
         latency_ms = start.elapsed().as_secs_f64() * 1000.0,
         user_id = o.user.as_deref(),
-        peer = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        peer = %peer.ip(),
         "request"
     );
     res
 }
 
 async fn route_and_forward<'a>(
-    req: &'a HttpRequest,
-    payload: web::Payload,
+    req: &'a Parts,
+    peer: SocketAddr,
+    payload: RequestBody,
     worker: &Worker,
     id: &str,
 ) -> Outcome<'a> {
     let gw = &worker.gateway;
-    let raw_path = req.uri().path();
-    let fail = |response: HttpResponse, route: Option<usize>, path: &str| Outcome {
+    let raw_path = req.uri.path();
+    let fail = |response: Response, route: Option<usize>, path: &str| Outcome {
         response,
         route,
         user: None,
         path: std::borrow::Cow::Owned(path.to_owned()),
     };
     let header_bytes: usize = req
-        .headers()
+        .headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
@@ -443,15 +461,15 @@ async fn route_and_forward<'a>(
     let route = &gw.settings.routes[index];
 
     if let Some(cors) = &route.cors
-        && req.method() == Method::OPTIONS
+        && req.method == Method::OPTIONS
         && req
-            .headers()
+            .headers
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
         return fail(preflight(req, cors), Some(index), &path);
     }
     if let Some(methods) = &route.methods
-        && !methods.contains(req.method())
+        && !methods.contains(&req.method)
     {
         let mut r = problem(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -464,7 +482,7 @@ async fn route_and_forward<'a>(
             .collect::<Vec<_>>()
             .join(", ");
         if let Ok(v) = HeaderValue::from_str(&allow) {
-            r.headers_mut().insert(header::ALLOW, v);
+            r.headers.insert(header::ALLOW, v);
         }
         return fail(r, Some(index), &path);
     }
@@ -472,7 +490,7 @@ async fn route_and_forward<'a>(
     let claims = match &route.auth {
         AuthRule::Public => None,
         AuthRule::Authenticated { .. } => {
-            let token = match bearer(req) {
+            let token = match bearer(&req.headers) {
                 Ok(Some(t)) => t,
                 Ok(None) => {
                     return fail(
@@ -502,14 +520,13 @@ async fn route_and_forward<'a>(
 
     if let Some(limit) = &route.rate_limit {
         let client = || {
-            let peer = req
-                .peer_addr()
-                .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
             let forwarded = req
-                .headers()
+                .headers
                 .get_all("x-forwarded-for")
+                .iter()
                 .filter_map(|v| v.to_str().ok());
-            let ip = shared::net::client_address(peer, forwarded, &gw.settings.trusted_proxies);
+            let ip =
+                shared::net::client_address(peer.ip(), forwarded, &gw.settings.trusted_proxies);
             format!("c:{}", shared::net::rate_key(ip))
         };
         let key = match (limit.by, claims.as_ref()) {
@@ -525,7 +542,7 @@ async fn route_and_forward<'a>(
                 "rate_limited",
             );
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
+                response.headers.insert(header::RETRY_AFTER, v);
             }
             return Outcome {
                 response,
@@ -537,10 +554,9 @@ async fn route_and_forward<'a>(
     }
 
     let declared_len = req
-        .headers()
+        .headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| server::wire::content_length(v.as_bytes()));
     if let (Some(limit), Some(n)) = (route.max_body_bytes, declared_len)
         && n > limit
     {
@@ -555,9 +571,9 @@ async fn route_and_forward<'a>(
         );
     }
 
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer: Option<IpAddr> = Some(peer.ip());
     let trusted_peer =
-        peer.is_some_and(|p: IpAddr| gw.settings.trusted_proxies.iter().any(|c| c.contains(p)));
+        peer.is_some_and(|p| gw.settings.trusted_proxies.iter().any(|c| c.contains(p)));
     let ctx = Context {
         identity: claims.as_deref(),
         forward_token: route.forward_token,
@@ -565,7 +581,7 @@ async fn route_and_forward<'a>(
         trusted_peer,
         request_id: id,
     };
-    let query = req.uri().query();
+    let query = req.uri.query();
     let up = &route.upstream;
     let mut url = String::with_capacity(
         up.scheme.len()
@@ -589,7 +605,7 @@ async fn route_and_forward<'a>(
         url.push('?');
         url.push_str(q);
     }
-    let headers = forwarding::upstream_request(req.headers(), &ctx);
+    let headers = forwarding::upstream_request(&req.headers, &ctx);
     let user = claims.as_ref().map(|c| c.claims.sub.clone());
     if crate::websocket::is_upgrade(req) {
         if !route.websocket {
@@ -615,9 +631,12 @@ async fn route_and_forward<'a>(
             },
             timeout: route.timeout,
         };
-        let response = match crate::websocket::proxy(req, payload, &worker.client, relay).await {
+        let response = match crate::websocket::proxy(req, &worker.client, relay).await {
             Ok(r) => r,
-            Err(e) => {
+            Err(crate::websocket::Failure::Handshake(why)) => {
+                problem(StatusCode::BAD_REQUEST, why, "invalid_request")
+            }
+            Err(crate::websocket::Failure::Upstream(e)) => {
                 tracing::warn!(request_id = %id, upstream = %route.upstream.authority, error = %e, "WebSocket upstream failed");
                 problem(
                     StatusCode::BAD_GATEWAY,
@@ -633,22 +652,13 @@ async fn route_and_forward<'a>(
             path,
         };
     }
-    let Ok(method) = http::Method::from_bytes(req.method().as_str().as_bytes()) else {
-        return fail(
-            problem(
-                StatusCode::BAD_REQUEST,
-                "unsupported method",
-                "invalid_request",
-            ),
-            Some(index),
-            &path,
-        );
-    };
-    let mut builder = hyper::Request::builder().method(method).uri(url.as_str());
+    let mut builder = hyper::Request::builder()
+        .method(req.method.clone())
+        .uri(url.as_str());
     if let Some(h) = builder.headers_mut() {
         *h = headers;
     }
-    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
     let mut payload = payload;
     // A chunked body's framing is only checked as it is read: read the first chunk before
     // contacting the upstream, so a malformed one (a smuggling attempt) is answered 400 and
@@ -687,7 +697,7 @@ async fn route_and_forward<'a>(
         let (tripped, progress) = (Rc::clone(&tripped), Rc::clone(&progress));
         let malformed = Rc::clone(&malformed);
         let mut payload = futures_util::stream::iter(first).chain(payload);
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             let mut sent = 0u64;
             while let Some(chunk) = payload.next().await {
                 let item: Result<bytes::Bytes, crate::upstream::BoxError> = match chunk {
@@ -700,7 +710,7 @@ async fn route_and_forward<'a>(
                         Ok(c)
                     }
                     Err(e) => {
-                        malformed.set(true);
+                        malformed.set(e.is_malformed());
                         Err(e.to_string().into())
                     }
                 };
@@ -740,7 +750,7 @@ async fn route_and_forward<'a>(
         }
     };
     let response = match sent {
-        Some(Ok(upstream)) => relay(req.method(), upstream),
+        Some(Ok(upstream)) => relay(upstream),
         _ if tripped.get() => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body exceeds the route's limit",
@@ -774,53 +784,56 @@ async fn route_and_forward<'a>(
 }
 
 /// The upstream's response, streamed to the client.
-fn relay(method: &Method, upstream: hyper::Response<hyper::body::Incoming>) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut b = HttpResponse::build(status);
+fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
+    let (parts, incoming) = upstream.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        // Only a WebSocket handshake may switch protocols, and that goes through the relay.
+        return problem(
+            StatusCode::BAD_GATEWAY,
+            "the upstream switched protocols unasked",
+            "upstream_unavailable",
+        );
+    }
     let listed = forwarding::connection_tokens(
-        upstream
-            .headers()
-            .get_all(http::header::CONNECTION)
+        parts
+            .headers
+            .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    for (n, v) in upstream.headers() {
-        if forwarding::passes_to_client(n.as_str(), &listed)
-            && let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(n.as_str().as_bytes()),
-                HeaderValue::from_bytes(v.as_bytes()),
-            )
-        {
-            b.append_header((n, v));
-        }
-    }
-    let len = upstream
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
+    let len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| server::wire::content_length(v.as_bytes()));
+    let mut headers = parts.headers;
+    if headers
+        .keys()
+        .any(|n| !forwarding::passes_to_client(n.as_str(), &listed))
     {
-        if let Some(n) = len {
-            b.no_chunking(n);
+        let all = std::mem::take(&mut headers);
+        let mut name = None;
+        for (n, v) in all {
+            name = n.or(name);
+            if let Some(n) = &name
+                && forwarding::passes_to_client(n.as_str(), &listed)
+            {
+                headers.append(n.clone(), v);
+            }
         }
-        return b.finish();
     }
-    let stream = BodyDataStream::new(upstream.into_body());
-    match len {
-        Some(n) => b.body(SizedStream::new(n, stream)),
-        None => b.streaming(stream),
-    }
+    let body = incoming
+        .map_err(|e| -> server::BoxError { Box::new(e) })
+        .boxed_unsync();
+    let mut res = Response::new(parts.status, Body::Stream { len, body });
+    res.headers = headers;
+    res
 }
 
 #[cfg(test)]
 mod tests {
     use super::unless_panicked;
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn a_panic_in_a_request_becomes_none_and_the_worker_goes_on() {
         let boom = async {
             if std::hint::black_box(true) {

@@ -1,6 +1,7 @@
 //! Builds the gateway: keys, listeners, HTTP servers, the key refresher.
 
 use std::net::TcpListener;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +11,14 @@ use anyhow::Context as _;
 
 use crate::configuration::Settings;
 use crate::metrics::Metrics;
-use crate::proxy::{self, Gateway, Worker};
+use crate::proxy::{Gateway, Worker};
+use crate::server;
 
 /// A built, bound gateway.
 pub struct Application {
     port: u16,
     admin_port: u16,
-    server: Server,
+    server: server::Server,
     admin: Server,
     gateway: Arc<Gateway>,
     first_refresh: Duration,
@@ -49,7 +51,7 @@ impl Application {
             Ok(next) => next,
             Err(_) => Duration::from_millis(500),
         };
-        let listener = TcpListener::bind(settings.listen)
+        let listener = listen(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let admin_listener = TcpListener::bind(settings.admin_listen)
             .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
@@ -76,21 +78,19 @@ impl Application {
         });
 
         let gw = Arc::clone(&gateway);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(Worker::new(
-                    Arc::clone(&gw),
-                    Arc::clone(&tls),
-                )))
-                .default_service(web::to(proxy::handle))
-        })
-        .workers(workers)
-        .keep_alive(Duration::from_secs(75))
-        .client_request_timeout(Duration::from_secs(10))
-        .backlog(4096)
-        .shutdown_timeout(shutdown)
-        .listen(listener)?
-        .run();
+        let config = server::Config {
+            workers,
+            // The header limit is checked on the parsed headers; the head may also hold a long
+            // request line.
+            max_head: gateway.settings.max_header_bytes + 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(shutdown),
+        };
+        let server = server::Server::start(listener, config, move || {
+            Rc::new(Worker::new(Arc::clone(&gw), Arc::clone(&tls)))
+        })?;
         let gw = Arc::clone(&gateway);
         let admin = HttpServer::new(move || {
             App::new()
@@ -142,11 +142,12 @@ impl Application {
                 self.gateway.settings.revocation.sweep_interval,
             )));
         }
-        let admin_handle = self.admin.handle();
-        let admin = actix_web::rt::spawn(self.admin);
-        let result = self.server.await;
-        admin_handle.stop(true).await;
-        let _ = admin.await;
+        // The admin server (actix) stops on SIGINT/SIGTERM; the public server then stops taking
+        // connections and gives requests in flight the shutdown timeout.
+        let result = self.admin.await;
+        let stopper = self.server.stopper();
+        stopper.stop();
+        self.server.stopped().await;
         refresher.abort();
         for f in followers {
             f.abort();
@@ -154,4 +155,17 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Binds the public listener with a backlog for bursts of new connections.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client as Legacy;
 /// The client pieces the shared key cache uses too: one TLS setup, one connector.
 pub use shared::http_client::{Body, BoxError, Client, empty, tls_config};
 
-/// Runs hyper's connection tasks on the current actix worker's local task set, so a handler and
+/// Runs hyper's connection tasks on the current worker's local task set, so a handler and
 /// its upstream connection wake each other without crossing task queues. Only for clients that
 /// are used on one worker.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
-        actix_web::rt::spawn(fut);
+        tokio::task::spawn_local(fut);
     }
 }
 

@@ -5,20 +5,65 @@
 
 use std::time::Duration;
 
-use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message as UpMessage};
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message};
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
+use http::header;
+use http::request::Parts;
 
+use crate::server::{Body, Response, Upgraded};
 use crate::upstream;
 
 /// True for `Upgrade: websocket` requests.
-pub fn is_upgrade(req: &HttpRequest) -> bool {
-    req.headers()
+pub fn is_upgrade(req: &Parts) -> bool {
+    req.headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Why an upgrade was not relayed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The client's handshake is not a valid WebSocket opening (400).
+    Handshake(&'static str),
+    /// The upstream could not be reached or refused (502).
+    Upstream(String),
+}
+
+/// The client's `Sec-WebSocket-Key` if its handshake is valid (RFC 6455 §4.2.1).
+fn client_key(req: &Parts) -> Result<&[u8], Failure> {
+    if req.method != http::Method::GET || req.version != http::Version::HTTP_11 {
+        return Err(Failure::Handshake(
+            "a WebSocket handshake is a GET over HTTP/1.1",
+        ));
+    }
+    let upgrade_listed = req.headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    if !upgrade_listed {
+        return Err(Failure::Handshake("Connection must list upgrade"));
+    }
+    if req
+        .headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(http::HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(Failure::Handshake("Sec-WebSocket-Version must be 13"));
+    }
+    let key = req
+        .headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|v| v.as_bytes().trim_ascii())
+        .ok_or(Failure::Handshake("Sec-WebSocket-Key is missing"))?;
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(raw) if raw.len() == 16 => Ok(key),
+        _ => Err(Failure::Handshake("Sec-WebSocket-Key is not valid")),
+    }
 }
 
 /// What the relay needs to know.
@@ -38,17 +83,18 @@ pub struct Relay {
     pub timeout: Duration,
 }
 
-/// Opens the upstream connection (an HTTP/1.1 upgrade through the pooled client), answers the
-/// client's upgrade, and relays frames.
+/// Checks the client's handshake, opens the upstream connection (an HTTP/1.1 upgrade through
+/// the pooled client), then answers the client's upgrade; frames are relayed on the connection.
 pub async fn proxy(
-    req: &HttpRequest,
-    payload: web::Payload,
+    req: &Parts,
     client: &upstream::Client,
     relay: Relay,
-) -> Result<HttpResponse, String> {
+) -> Result<Response, Failure> {
+    let client_accept = actix_http::ws::hash_key(client_key(req)?);
     let protocols: Vec<String> = req
-        .headers()
+        .headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_owned())
@@ -56,7 +102,7 @@ pub async fn proxy(
         .collect();
     let mut nonce = [0u8; 16];
     aws_lc_rs::rand::fill(&mut nonce)
-        .map_err(|_| "no randomness for a WebSocket key".to_owned())?;
+        .map_err(|_| Failure::Upstream("no randomness for a WebSocket key".to_owned()))?;
     let key = base64::engine::general_purpose::STANDARD.encode(nonce);
     let mut builder = hyper::Request::builder()
         .method(http::Method::GET)
@@ -68,156 +114,200 @@ pub async fn proxy(
             }
         }
         h.insert(
-            http::header::CONNECTION,
+            header::CONNECTION,
             http::HeaderValue::from_static("upgrade"),
         );
+        h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
         h.insert(
-            http::header::UPGRADE,
-            http::HeaderValue::from_static("websocket"),
-        );
-        h.insert(
-            http::header::SEC_WEBSOCKET_VERSION,
+            header::SEC_WEBSOCKET_VERSION,
             http::HeaderValue::from_static("13"),
         );
         if let Ok(k) = http::HeaderValue::from_str(&key) {
-            h.insert(http::header::SEC_WEBSOCKET_KEY, k);
+            h.insert(header::SEC_WEBSOCKET_KEY, k);
         }
         if !protocols.is_empty()
             && let Ok(p) = http::HeaderValue::from_str(&protocols.join(", "))
         {
-            h.insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
         }
     }
+    let up = |m: String| Failure::Upstream(m);
     let request = builder
         .body(upstream::empty())
-        .map_err(|e| format!("upstream WebSocket request: {e}"))?;
+        .map_err(|e| up(format!("upstream WebSocket request: {e}")))?;
     let response = match tokio::time::timeout(relay.timeout, client.request(request)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(format!("upstream WebSocket handshake failed: {e}")),
-        Err(_) => return Err("upstream WebSocket handshake timed out".into()),
+        Ok(Err(e)) => return Err(up(format!("upstream WebSocket handshake failed: {e}"))),
+        Err(_) => return Err(up("upstream WebSocket handshake timed out".into())),
     };
     if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(format!(
+        return Err(up(format!(
             "upstream answered the WebSocket handshake with {}",
             response.status()
-        ));
+        )));
     }
     let expected = actix_http::ws::hash_key(key.as_bytes());
     if response
         .headers()
-        .get(http::header::SEC_WEBSOCKET_ACCEPT)
+        .get(header::SEC_WEBSOCKET_ACCEPT)
         .map(|v| v.as_bytes())
         != Some(&expected[..])
     {
-        return Err("upstream sent a wrong Sec-WebSocket-Accept".into());
+        return Err(up("upstream sent a wrong Sec-WebSocket-Accept".into()));
     }
+    // The upstream may only pick a protocol the client offered.
     let chosen = response
         .headers()
-        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
+        .filter(|p| protocols.iter().any(|o| o == p))
         .map(str::to_owned);
     let upgraded = hyper::upgrade::on(response)
         .await
-        .map_err(|e| format!("upstream upgrade: {e}"))?;
-    let framed = actix_codec::Framed::new(
+        .map_err(|e| up(format!("upstream upgrade: {e}")))?;
+    let upstream = actix_codec::Framed::new(
         hyper_util::rt::TokioIo::new(upgraded),
         Codec::new().client_mode(),
     );
-    let offered: Vec<&str> = chosen.as_deref().into_iter().collect();
-    let (res, mut session, mut from_client) =
-        actix_ws::handle_with_protocols(req, payload, &offered)
-            .map_err(|e| format!("client handshake: {e}"))?;
-    let (mut to_up, mut from_up) = framed.split();
+    let mut res = Response::new(http::StatusCode::SWITCHING_PROTOCOLS, Body::Empty);
+    res.headers
+        .insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    res.headers.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_bytes(&client_accept) {
+        res.headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = chosen.and_then(|p| http::HeaderValue::from_str(&p).ok()) {
+        res.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    res.upgrade = Some(Box::new(move |io: Upgraded| {
+        Box::pin(relay_frames(io, upstream, relay))
+    }));
+    Ok(res)
+}
+
+/// A frame received, as the message that forwards it; `None` for a close (handled apart).
+fn forward(frame: Frame) -> Result<Option<Message>, CloseCode> {
+    Ok(Some(match frame {
+        Frame::Text(b) => match bytestring::ByteString::try_from(b) {
+            Ok(text) => Message::Text(text),
+            Err(_) => return Err(CloseCode::Invalid),
+        },
+        Frame::Binary(b) => Message::Binary(b),
+        Frame::Ping(b) => Message::Ping(b),
+        Frame::Pong(b) => Message::Pong(b),
+        Frame::Continuation(i) => Message::Continuation(i),
+        Frame::Close(_) => return Ok(None),
+    }))
+}
+
+async fn relay_frames<U>(io: Upgraded, upstream: actix_codec::Framed<U, Codec>, relay: Relay)
+where
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let client = actix_codec::Framed::new(io, Codec::new());
+    let (mut to_client, mut from_client) = client.split();
+    let (mut to_up, mut from_up) = upstream.split();
     let close_in = relay
         .close_at
         .map(|at| Duration::from_secs(u64::try_from(at - shared::unix_now()).unwrap_or(0)));
-    actix_web::rt::spawn(async move {
-        let expiry = async {
-            match close_in {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
+    let expiry = async {
+        match close_in {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let revoked = async {
+        match relay.watch {
+            Some((list, identity)) => {
+                let mut changes = list.changes();
+                while !list.covers(&identity.claims) {
+                    if changes.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
             }
-        };
-        tokio::pin!(expiry);
-        let revoked = async {
-            match relay.watch {
-                Some((list, identity)) => {
-                    let mut changes = list.changes();
-                    while !list.covers(&identity.claims) {
-                        if changes.changed().await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(revoked);
-        loop {
-            tokio::select! {
-                msg = from_client.recv() => {
-                    let forwarded = match msg {
-                        Some(Ok(actix_ws::Message::Text(t))) => to_up.send(UpMessage::Text(t)).await,
-                        Some(Ok(actix_ws::Message::Binary(b))) => to_up.send(UpMessage::Binary(b)).await,
-                        Some(Ok(actix_ws::Message::Ping(b))) => to_up.send(UpMessage::Ping(b)).await,
-                        Some(Ok(actix_ws::Message::Pong(b))) => to_up.send(UpMessage::Pong(b)).await,
-                        Some(Ok(actix_ws::Message::Continuation(i))) => to_up.send(UpMessage::Continuation(i)).await,
-                        Some(Ok(actix_ws::Message::Nop)) => Ok(()),
-                        Some(Ok(actix_ws::Message::Close(reason))) => {
-                            let _ = to_up.send(UpMessage::Close(reason)).await;
-                            break;
-                        }
-                        Some(Err(_)) | None => {
-                            let _ = to_up.send(UpMessage::Close(None)).await;
-                            break;
-                        }
-                    };
-                    if forwarded.is_err() {
-                        let _ = session.close(Some(CloseCode::Away.into())).await;
-                        break;
-                    }
-                }
-                frame = from_up.next() => {
-                    let delivered = match frame {
-                        Some(Ok(Frame::Text(b))) => match bytestring::ByteString::try_from(b) {
-                            Ok(text) => session.text(text).await,
-                            Err(_) => {
-                                let _ = session.close(Some(CloseCode::Invalid.into())).await;
-                                break;
-                            }
-                        },
-                        Some(Ok(Frame::Binary(b))) => session.binary(b).await,
-                        Some(Ok(Frame::Ping(b))) => session.ping(&b).await,
-                        Some(Ok(Frame::Pong(b))) => session.pong(&b).await,
-                        Some(Ok(Frame::Continuation(i))) => session.continuation(i).await,
-                        Some(Ok(Frame::Close(reason))) => {
-                            let _ = session.close(reason).await;
-                            break;
-                        }
-                        Some(Err(_)) | None => {
-                            let _ = session.close(Some(CloseCode::Away.into())).await;
-                            break;
-                        }
-                    };
-                    if delivered.is_err() {
-                        let _ = to_up.send(UpMessage::Close(Some(CloseCode::Away.into()))).await;
-                        break;
-                    }
-                }
-                () = &mut revoked => {
-                    let reason = CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) };
-                    let _ = to_up.send(UpMessage::Close(Some(reason.clone()))).await;
-                    let _ = session.close(Some(reason)).await;
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(revoked);
+    let close = |code: CloseCode, why: &str| {
+        Message::Close(Some(CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        }))
+    };
+    loop {
+        tokio::select! {
+            frame = from_client.next() => match frame {
+                Some(Ok(Frame::Close(reason))) => {
+                    let _ = to_up.send(Message::Close(reason.clone())).await;
+                    let _ = to_client.send(Message::Close(reason)).await;
                     break;
                 }
-                () = &mut expiry => {
-                    let reason = CloseReason { code: CloseCode::Policy, description: Some("token expired".into()) };
-                    let _ = to_up.send(UpMessage::Close(Some(reason.clone()))).await;
-                    let _ = session.close(Some(reason)).await;
+                Some(Ok(f)) => match forward(f) {
+                    Ok(Some(m)) => {
+                        if to_up.send(m).await.is_err() {
+                            let _ = to_client.send(Message::Close(Some(CloseCode::Away.into()))).await;
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(code) => {
+                        let _ = to_client.send(Message::Close(Some(code.into()))).await;
+                        let _ = to_up.send(Message::Close(Some(CloseCode::Away.into()))).await;
+                        break;
+                    }
+                },
+                Some(Err(_)) => {
+                    let _ = to_client.send(Message::Close(Some(CloseCode::Protocol.into()))).await;
+                    let _ = to_up.send(Message::Close(None)).await;
                     break;
                 }
+                None => {
+                    let _ = to_up.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            frame = from_up.next() => match frame {
+                Some(Ok(Frame::Close(reason))) => {
+                    let _ = to_client.send(Message::Close(reason)).await;
+                    break;
+                }
+                Some(Ok(f)) => match forward(f) {
+                    Ok(Some(m)) => {
+                        if to_client.send(m).await.is_err() {
+                            let _ = to_up.send(Message::Close(Some(CloseCode::Away.into()))).await;
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(code) => {
+                        let _ = to_client.send(Message::Close(Some(code.into()))).await;
+                        let _ = to_up.send(Message::Close(Some(CloseCode::Away.into()))).await;
+                        break;
+                    }
+                },
+                Some(Err(_)) | None => {
+                    let _ = to_client.send(Message::Close(Some(CloseCode::Away.into()))).await;
+                    break;
+                }
+            },
+            () = &mut revoked => {
+                let _ = to_up.send(close(CloseCode::Policy, "token revoked")).await;
+                let _ = to_client.send(close(CloseCode::Policy, "token revoked")).await;
+                break;
+            }
+            () = &mut expiry => {
+                let _ = to_up.send(close(CloseCode::Policy, "token expired")).await;
+                let _ = to_client.send(close(CloseCode::Policy, "token expired")).await;
+                break;
             }
         }
-    });
-    Ok(res)
+    }
+    let _ = to_client.close().await;
+    let _ = to_up.close().await;
 }

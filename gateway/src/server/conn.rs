@@ -1,0 +1,627 @@
+//! One worker's accept loop and its connections.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode, Version};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::wire::{self, Decoded, Decoder, Framing, ResponseFraming};
+use super::{Body, Config, Handler, Request, Response};
+
+/// Connections alive on this worker; the drain after a stop waits for zero.
+struct Live {
+    count: Cell<usize>,
+    zero: Notify,
+}
+
+struct LiveGuard(Rc<Live>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let n = self.0.count.get() - 1;
+        self.0.count.set(n);
+        if n == 0 {
+            self.0.zero.notify_waiters();
+        }
+    }
+}
+
+/// Accepts until stopped, then gives connections up to the shutdown timeout to finish.
+pub(super) async fn worker<H: Handler>(
+    listener: std::net::TcpListener,
+    config: Config,
+    handler: Rc<H>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "a worker cannot use the listener");
+            return;
+        }
+    };
+    let config = Rc::new(config);
+    let live = Rc::new(Live {
+        count: Cell::new(0),
+        zero: Notify::new(),
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    live.count.set(live.count.get() + 1);
+                    let guard = LiveGuard(Rc::clone(&live));
+                    tokio::task::spawn_local(serve(
+                        stream,
+                        peer,
+                        Rc::clone(&handler),
+                        Rc::clone(&config),
+                        stop.clone(),
+                        guard,
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = async {
+        while live.count.get() > 0 {
+            let notified = live.zero.notified();
+            if live.count.get() == 0 {
+                break;
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(config.shutdown_timeout, drained).await;
+}
+
+/// The current request's body, as the connection tracks it.
+struct BodyState {
+    seq: u64,
+    decoder: Decoder,
+    failed: bool,
+    /// `HTTP/1.1 100 Continue` still to be sent (bytes already written).
+    continue_pending: Option<usize>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: RefCell<BytesMut>,
+    body: RefCell<BodyState>,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// How much room a read wants.
+const READ_CHUNK: usize = 8 * 1024;
+
+#[derive(Debug)]
+enum HeadOutcome {
+    Head(Box<wire::Head>),
+    /// Closed, idle too long, or stopping: close quietly.
+    Close,
+    Refuse(StatusCode, &'static str),
+}
+
+async fn serve<H: Handler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Rc<H>,
+    config: Rc<Config>,
+    mut stop: watch::Receiver<bool>,
+    _live: LiveGuard,
+) {
+    let conn = Rc::new(Conn {
+        stream,
+        buf: RefCell::new(BytesMut::new()),
+        body: RefCell::new(BodyState {
+            seq: 0,
+            decoder: Decoder::Length(0),
+            failed: false,
+            continue_pending: None,
+        }),
+    });
+    let mut seq = 0u64;
+    loop {
+        let head = match read_head(&conn, &config, &mut stop, seq == 0).await {
+            HeadOutcome::Head(h) => h,
+            HeadOutcome::Close => break,
+            HeadOutcome::Refuse(status, detail) => {
+                let res = handler.refused(status, detail);
+                let _ = write_response(&conn, &config, res, false, true).await;
+                break;
+            }
+        };
+        seq += 1;
+        let wire::Head {
+            parts,
+            framing,
+            keep_alive,
+            expects_continue,
+        } = *head;
+        *conn.body.borrow_mut() = BodyState {
+            seq,
+            decoder: Decoder::new(framing),
+            failed: false,
+            continue_pending: expects_continue.then_some(0),
+        };
+        let is_head = parts.method == Method::HEAD;
+        let http10 = parts.version == Version::HTTP_10;
+        let body = RequestBody {
+            conn: (framing != Framing::Empty).then(|| Rc::clone(&conn)),
+            seq,
+        };
+        let response = Rc::clone(&handler)
+            .call(Request {
+                head: parts,
+                peer,
+                body,
+            })
+            .await;
+        if response.status == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(upgrade) = response.upgrade
+        {
+            let res = Response {
+                upgrade: None,
+                ..response
+            };
+            if write_response(&conn, &config, res, false, false)
+                .await
+                .is_ok()
+            {
+                upgrade(Upgraded { conn }).await;
+            }
+            return;
+        }
+        let body_done = drain_buffered(&conn);
+        let close = !keep_alive || !body_done || http10 || *stop.borrow();
+        let Ok(closed) = write_response(&conn, &config, response, is_head, close).await else {
+            break;
+        };
+        if close || closed {
+            break;
+        }
+    }
+    // A body stream still held elsewhere (an upload the upstream stopped reading) ends now: it
+    // errors on its next poll, and a read it waits on is woken by the shutdown.
+    conn.body.borrow_mut().seq = u64::MAX;
+    if Rc::strong_count(&conn) > 1 {
+        let _ = socket2::SockRef::from(&conn.stream).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// True when the request body is complete, so the connection can carry on. A body the handler
+/// dropped unread (a refusal) is consumed from what is already buffered; a body still being
+/// streamed elsewhere is left alone (the connection then closes after the answer).
+fn drain_buffered(conn: &Rc<Conn>) -> bool {
+    let mut state = conn.body.borrow_mut();
+    if state.decoder.is_done() {
+        return true;
+    }
+    if state.failed || Rc::strong_count(conn) > 1 {
+        return false;
+    }
+    let mut buf = conn.buf.borrow_mut();
+    loop {
+        match state.decoder.decode(&mut buf) {
+            Ok(Decoded::Data(_)) => {}
+            Ok(Decoded::Done) => return true,
+            Ok(Decoded::NeedMore) | Err(_) => return false,
+        }
+    }
+}
+
+async fn read_head(
+    conn: &Conn,
+    config: &Config,
+    stop: &mut watch::Receiver<bool>,
+    first: bool,
+) -> HeadOutcome {
+    let mut deadline: Option<Instant> = None;
+    let idle_until = Instant::now()
+        + if first {
+            config.request_timeout
+        } else {
+            config.keep_alive
+        };
+    loop {
+        {
+            let mut buf = conn.buf.borrow_mut();
+            if buf.is_empty() {
+                if *stop.borrow() {
+                    return HeadOutcome::Close;
+                }
+                // Idle: hold no buffer while waiting.
+                if buf.capacity() > 0 {
+                    *buf = BytesMut::new();
+                }
+            } else {
+                deadline.get_or_insert_with(|| Instant::now() + config.request_timeout);
+                match wire::parse_head(&mut buf, config.max_head) {
+                    Ok(Some(h)) => return HeadOutcome::Head(Box::new(h)),
+                    Ok(None) => {}
+                    Err(e) => return HeadOutcome::Refuse(e.status(), e.detail()),
+                }
+            }
+        }
+        let until = deadline.unwrap_or(idle_until);
+        let idle = deadline.is_none();
+        tokio::select! {
+            ready = conn.stream.readable() => {
+                if ready.is_err() {
+                    return HeadOutcome::Close;
+                }
+            }
+            () = tokio::time::sleep_until(until) => {
+                return if idle {
+                    HeadOutcome::Close
+                } else {
+                    HeadOutcome::Refuse(StatusCode::REQUEST_TIMEOUT, "the request head took too long")
+                };
+            }
+            changed = stop.changed(), if idle => {
+                if changed.is_err() || *stop.borrow() {
+                    return HeadOutcome::Close;
+                }
+                continue;
+            }
+        }
+        let mut buf = conn.buf.borrow_mut();
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK);
+        }
+        match conn.stream.try_read_buf(&mut *buf) {
+            Ok(0) => return HeadOutcome::Close,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return HeadOutcome::Close,
+        }
+    }
+}
+
+/// Writes `bytes` whole, waiting at most the write timeout for the client each time.
+async fn write_all(conn: &Conn, config: &Config, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match conn.stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(config.write_timeout, conn.stream.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `a` then `b` (one `writev` when the socket takes them).
+async fn write_two(conn: &Conn, config: &Config, a: &[u8], b: &[u8]) -> io::Result<()> {
+    loop {
+        match conn
+            .stream
+            .try_write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
+        {
+            Ok(n) if n >= a.len() => return write_all(conn, config, &b[n - a.len()..]).await,
+            Ok(n) => {
+                write_all(conn, config, &a[n..]).await?;
+                return write_all(conn, config, b).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(config.write_timeout, conn.stream.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, Bytes)> = const { RefCell::new((0, Bytes::new())) };
+}
+
+/// `Date`, formatted once a second per worker.
+fn date() -> Bytes {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs || d.1.is_empty() {
+            *d = (secs, Bytes::from(httpdate::fmt_http_date(now)));
+        }
+        d.1.clone()
+    })
+}
+
+/// Larger chunks than this are written from their own buffer rather than copied.
+const COPY_LIMIT: usize = 16 * 1024;
+
+/// Writes a response. Returns whether the connection must close (a streamed body failed or ends
+/// with the connection).
+async fn write_response(
+    conn: &Conn,
+    config: &Config,
+    res: Response,
+    is_head: bool,
+    close: bool,
+) -> io::Result<bool> {
+    let status = res.status;
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let length = match &res.body {
+        Body::Empty => Some(0),
+        Body::Full(b) => Some(b.len() as u64),
+        Body::Stream { len, .. } => *len,
+    };
+    let framing = match (bodiless, length) {
+        (true, Some(n)) if is_head => ResponseFraming::Length(n),
+        (true, _) => ResponseFraming::None,
+        (false, Some(n)) => ResponseFraming::Length(n),
+        (false, None) if close => ResponseFraming::UntilClose,
+        (false, None) => ResponseFraming::Chunked,
+    };
+    let mut out = BytesMut::new();
+    wire::write_head(&mut out, status, &res.headers, framing, close, &date());
+    let body = match res.body {
+        _ if bodiless => return write_all(conn, config, &out).await.map(|()| false),
+        Body::Empty => return write_all(conn, config, &out).await.map(|()| false),
+        Body::Full(b) if b.len() <= COPY_LIMIT => {
+            out.extend_from_slice(&b);
+            return write_all(conn, config, &out).await.map(|()| false);
+        }
+        Body::Full(b) => return write_two(conn, config, &out, &b).await.map(|()| false),
+        Body::Stream { body, .. } => body,
+    };
+    let chunked = framing == ResponseFraming::Chunked;
+    let mut left = length;
+    let mut body = std::pin::pin!(body);
+    loop {
+        // Gather what the body has ready; write when it has nothing more for now.
+        let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(Step::Flush),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(Step::End),
+            Poll::Ready(Some(Err(_))) => Poll::Ready(Step::Failed),
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(match f.into_data() {
+                Ok(d) => Step::Data(d),
+                Err(_) => Step::Skip,
+            }),
+        })
+        .await;
+        match frame {
+            Step::Flush => {
+                write_all(conn, config, &out).await?;
+                out.clear();
+            }
+            Step::Skip => {}
+            Step::Data(d) if d.is_empty() => {}
+            Step::Data(d) => {
+                if let Some(l) = left.as_mut() {
+                    // More than the length announced: the upstream broke its framing.
+                    if d.len() as u64 > *l {
+                        write_all(conn, config, &out).await?;
+                        return Ok(true);
+                    }
+                    *l -= d.len() as u64;
+                }
+                if chunked {
+                    out.extend_from_slice(&wire::chunk_line(d.len()));
+                }
+                if d.len() <= COPY_LIMIT {
+                    out.extend_from_slice(&d);
+                } else {
+                    write_two(conn, config, &out, &d).await?;
+                    out.clear();
+                }
+                if chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            Step::End => {
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                write_all(conn, config, &out).await?;
+                // A body shorter than its announced length cannot be completed.
+                return Ok(left.is_some_and(|l| l > 0) || framing == ResponseFraming::UntilClose);
+            }
+            Step::Failed => {
+                // Whatever was written stays unfinished: the client sees a cut-off body, never a
+                // complete-looking one.
+                write_all(conn, config, &out).await?;
+                return Ok(true);
+            }
+        }
+    }
+}
+
+enum Step {
+    Flush,
+    Data(Bytes),
+    Skip,
+    End,
+    Failed,
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub struct BodyError(&'static str);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl BodyError {
+    /// True when the client's framing was malformed (rather than the connection lost).
+    pub fn is_malformed(&self) -> bool {
+        self.0 != LOST
+    }
+}
+
+const LOST: &str = "the client's connection closed before the body ended";
+
+/// A request body, read from the connection as it is polled.
+pub struct RequestBody {
+    conn: Option<Rc<Conn>>,
+    seq: u64,
+}
+
+impl RequestBody {
+    /// True when the request has no body.
+    pub fn is_empty(&self) -> bool {
+        self.conn.is_none()
+    }
+}
+
+impl futures_util::Stream for RequestBody {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let seq = self.seq;
+        let Some(conn) = self.get_mut().conn.as_ref() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let mut state = conn.body.borrow_mut();
+            if state.seq != seq {
+                return Poll::Ready(Some(Err(BodyError(LOST))));
+            }
+            if state.failed {
+                return Poll::Ready(None);
+            }
+            if let Some(sent) = state.continue_pending {
+                let rest = &CONTINUE[sent..];
+                match conn.stream.try_write(rest) {
+                    Ok(n) if n == rest.len() => state.continue_pending = None,
+                    Ok(n) => state.continue_pending = Some(sent + n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if ready!(conn.stream.poll_write_ready(cx)).is_err() {
+                            state.failed = true;
+                            return Poll::Ready(Some(Err(BodyError(LOST))));
+                        }
+                    }
+                    Err(_) => {
+                        state.failed = true;
+                        return Poll::Ready(Some(Err(BodyError(LOST))));
+                    }
+                }
+                continue;
+            }
+            let mut buf = conn.buf.borrow_mut();
+            match state.decoder.decode(&mut buf) {
+                Ok(Decoded::Data(b)) => return Poll::Ready(Some(Ok(b))),
+                Ok(Decoded::Done) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => {
+                    state.failed = true;
+                    return Poll::Ready(Some(Err(BodyError(e.0))));
+                }
+            }
+            if ready!(conn.stream.poll_read_ready(cx)).is_err() {
+                state.failed = true;
+                return Poll::Ready(Some(Err(BodyError(LOST))));
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(2 * READ_CHUNK);
+            }
+            match conn.stream.try_read_buf(&mut *buf) {
+                Ok(0) => {
+                    state.failed = true;
+                    return Poll::Ready(Some(Err(BodyError(LOST))));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    state.failed = true;
+                    return Poll::Ready(Some(Err(BodyError(LOST))));
+                }
+            }
+        }
+    }
+}
+
+/// The client's connection after a `101`: bytes already read come first.
+pub struct Upgraded {
+    conn: Rc<Conn>,
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let conn = &self.conn;
+        {
+            let mut buf = conn.buf.borrow_mut();
+            if !buf.is_empty() {
+                let n = buf.len().min(out.remaining());
+                out.put_slice(&buf.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+        }
+        loop {
+            ready!(conn.stream.poll_read_ready(cx))?;
+            match conn.stream.try_read(out.initialize_unfilled()) {
+                Ok(n) => {
+                    out.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.conn.stream.poll_write_ready(cx))?;
+            match self.conn.stream.try_write(data) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&self.conn.stream).shutdown(std::net::Shutdown::Write))
+    }
+}

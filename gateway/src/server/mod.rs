@@ -1,0 +1,169 @@
+//! The gateway's public HTTP/1.1 server: one thread per worker, each a single-threaded tokio
+//! runtime whose connections and upstream pool stay on it.
+//!
+//! Why not actix-web's server here: an idle keep-alive connection costs this server no buffers.
+//! It waits for the socket to become readable with nothing allocated, reads into a buffer taken
+//! only then, and gives the buffer back when the exchange is over. actix-http keeps an 8 KiB read
+//! and an 8 KiB write buffer per connection for as long as it is open (135 MiB resident at 10,000
+//! idle connections against this server's figure in BENCHMARKS.md). The framing rules are
+//! strict and pure ([`wire`]), so they are unit-tested and fuzzed apart from the sockets.
+
+mod conn;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use http::{HeaderMap, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+
+pub use conn::{RequestBody, Upgraded};
+
+/// An error from a body stream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request as the handler sees it.
+pub struct Request {
+    /// Method, URI, version, headers.
+    pub head: http::request::Parts,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The body, streamed from the connection.
+    pub body: RequestBody,
+}
+
+/// A response body.
+pub enum Body {
+    /// None.
+    Empty,
+    /// In memory.
+    Full(Bytes),
+    /// Streamed; `len` is sent as `Content-Length` when known (also for answers to `HEAD`).
+    Stream {
+        /// The length, if known.
+        len: Option<u64>,
+        /// The body.
+        body: UnsyncBoxBody<Bytes, BoxError>,
+    },
+}
+
+/// What runs on the client's connection after a `101 Switching Protocols` answer.
+pub type OnUpgrade = Box<dyn FnOnce(Upgraded) -> LocalBoxFuture<'static, ()>>;
+
+/// A response.
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers (framing and `Connection` headers are this server's to set, except on a 101).
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Body,
+    /// With a 101: takes over the connection once the head is written.
+    pub upgrade: Option<OnUpgrade>,
+}
+
+impl Response {
+    /// A response with a status and body, no headers yet.
+    pub fn new(status: StatusCode, body: Body) -> Self {
+        Response {
+            status,
+            headers: HeaderMap::new(),
+            body,
+            upgrade: None,
+        }
+    }
+}
+
+/// Answers requests; one per worker thread.
+pub trait Handler: 'static {
+    /// Answers one request.
+    fn call(self: Rc<Self>, req: Request) -> LocalBoxFuture<'static, Response>;
+
+    /// The answer to a request head this server refuses before the handler sees it.
+    fn refused(&self, status: StatusCode, detail: &str) -> Response;
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads.
+    pub workers: usize,
+    /// Largest request head (431 beyond).
+    pub max_head: usize,
+    /// Time a client has to send a whole request head once it started (408 after).
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive: Duration,
+    /// How long a write may wait for the client to read.
+    pub write_timeout: Duration,
+    /// How long a stop waits for requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+/// A running server.
+pub struct Server {
+    stop: tokio::sync::watch::Sender<bool>,
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Server {
+    /// Starts `config.workers` threads serving `listener`; `make` builds each worker's handler on
+    /// its thread.
+    pub fn start<H: Handler>(
+        listener: std::net::TcpListener,
+        config: Config,
+        make: impl Fn() -> Rc<H> + Send + Sync + 'static,
+    ) -> std::io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let make = Arc::new(make);
+        let mut done = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let listener = listener.try_clone()?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (make, stop_rx, config) = (Arc::clone(&make), stop_rx.clone(), config.clone());
+            std::thread::Builder::new()
+                .name(format!("gateway-worker-{i}"))
+                .spawn(move || {
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&runtime, conn::worker(listener, config, make(), stop_rx));
+                    drop(local);
+                    let _ = tx.send(());
+                })?;
+            done.push(rx);
+        }
+        Ok(Server { stop, done })
+    }
+
+    /// A handle that stops the server.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop.clone())
+    }
+
+    /// Waits until every worker has stopped (after [`Stopper::stop`]: requests in flight get up
+    /// to the shutdown timeout).
+    pub async fn stopped(self) {
+        for d in self.done {
+            let _ = d.await;
+        }
+        drop(self.stop);
+    }
+}
+
+/// Stops a [`Server`]: no new connections; idle ones close; busy ones close after their answer.
+#[derive(Clone)]
+pub struct Stopper(tokio::sync::watch::Sender<bool>);
+
+impl Stopper {
+    /// Begins the stop.
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}

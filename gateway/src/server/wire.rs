@@ -1,0 +1,651 @@
+//! HTTP/1.1 on the wire, as pure functions: the request head (parsed by `httparse`), how its body
+//! is framed (RFC 9112 §6, refusing every ambiguity a request-smuggling attack relies on), the
+//! chunked decoder, and the response head. No I/O here: the connection code feeds bytes in.
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+/// Most headers a request may carry (more is answered 431).
+pub const MAX_HEADERS: usize = 100;
+
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    /// Method, URI, version and headers.
+    pub parts: http::request::Parts,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on a request with a body.
+    pub expects_continue: bool,
+}
+
+/// Why a request head is refused; the connection is closed after the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// 400 with this reason.
+    Malformed(&'static str),
+    /// 431: the head is larger than allowed or has too many headers.
+    TooLarge,
+    /// 505.
+    Version,
+}
+
+impl HeadError {
+    /// The status this error is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            HeadError::Malformed(_) => StatusCode::BAD_REQUEST,
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        }
+    }
+
+    /// A short reason for the problem body.
+    pub fn detail(self) -> &'static str {
+        match self {
+            HeadError::Malformed(why) => why,
+            HeadError::TooLarge => "request headers are too large",
+            HeadError::Version => "this HTTP version is not served here",
+        }
+    }
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: incomplete (read more, unless
+/// `buf` already holds `max_head` bytes, which is [`HeadError::TooLarge`]). On success the head's
+/// bytes are split off `buf`; header values share them.
+pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Complete(_)) => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(_) => return Err(HeadError::Malformed("the request head is malformed")),
+    };
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| HeadError::Malformed("the method is not valid"))?;
+    let (path_at, path_len) = offset(req.path.unwrap_or("").as_bytes());
+    let version = if req.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = req.headers.len();
+    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+        let (na, nl) = offset(h.name.as_bytes());
+        let (va, vl) = offset(h.value);
+        *span = (na, nl, va, vl);
+    }
+    let bytes = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(bytes.slice(path_at..path_at + path_len))
+        .map_err(|_| HeadError::Malformed("the request target is not valid"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(na, nl, va, vl) in &spans[..count] {
+        let name = HeaderName::from_bytes(&bytes[na..na + nl])
+            .map_err(|_| HeadError::Malformed("a header name is not valid"))?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(va..va + vl))
+            .map_err(|_| HeadError::Malformed("a header value is not valid"))?;
+        headers.append(name, value);
+    }
+    let framing = framing(&headers, version)?;
+    let keep_alive = keep_alive(&headers, version);
+    let expects_continue = framing != Framing::Empty
+        && version == Version::HTTP_11
+        && headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(Head {
+        parts,
+        framing,
+        keep_alive,
+        expects_continue,
+    }))
+}
+
+/// The body's framing (RFC 9112 §6.3), strictly: anything two parsers could read differently is
+/// refused rather than resolved.
+fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
+    match (te.next(), cl.next()) {
+        (Some(_), Some(_)) => Err(HeadError::Malformed(
+            "Content-Length and Transfer-Encoding together",
+        )),
+        (Some(_), None) if version == Version::HTTP_10 => Err(HeadError::Malformed(
+            "Transfer-Encoding is not allowed before HTTP version 1.1",
+        )),
+        (Some(v), None) => {
+            if te.next().is_some() {
+                return Err(HeadError::Malformed(
+                    "more than one Transfer-Encoding header",
+                ));
+            }
+            if trim_ows(v.as_bytes()).eq_ignore_ascii_case(b"chunked") {
+                Ok(Framing::Chunked)
+            } else {
+                Err(HeadError::Malformed(
+                    "only Transfer-Encoding: chunked is accepted",
+                ))
+            }
+        }
+        (None, Some(v)) => {
+            if cl.next().is_some() {
+                return Err(HeadError::Malformed("more than one Content-Length header"));
+            }
+            match content_length(v.as_bytes()) {
+                Some(0) => Ok(Framing::Empty),
+                Some(n) => Ok(Framing::Length(n)),
+                None => Err(HeadError::Malformed("the Content-Length is not valid")),
+            }
+        }
+        (None, None) => Ok(Framing::Empty),
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(s), Some(e)) => &v[s..=e],
+        _ => &[],
+    }
+}
+
+/// `1*DIGIT` (no sign, no list, no hex), at most 18 digits.
+pub fn content_length(v: &[u8]) -> Option<u64> {
+    let v = trim_ows(v);
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    let has = |token: &[u8]| {
+        headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
+        })
+    };
+    if version == Version::HTTP_10 {
+        has(b"keep-alive")
+    } else {
+        !has(b"close")
+    }
+}
+
+/// Why a chunked body is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkError(pub &'static str);
+
+impl std::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for ChunkError {}
+
+/// Longest chunk-size line (size, extensions) and trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers(usize),
+    Done,
+}
+
+/// What decoding produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// Everything buffered is consumed; read more.
+    NeedMore,
+    /// The body is complete.
+    Done,
+}
+
+/// Decodes a request body of either framing from a connection's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    /// `Content-Length`: bytes left.
+    Length(u64),
+    /// Chunked.
+    Chunked(ChunkState),
+}
+
+/// The chunked decoder's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkState(Chunk);
+
+impl Decoder {
+    /// The decoder for a framing.
+    pub fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty => Decoder::Length(0),
+            Framing::Length(n) => Decoder::Length(n),
+            Framing::Chunked => Decoder::Chunked(ChunkState(Chunk::Size)),
+        }
+    }
+
+    /// True once the whole body has been read.
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self,
+            Decoder::Length(0) | Decoder::Chunked(ChunkState(Chunk::Done))
+        )
+    }
+
+    /// Takes the next piece of body from `buf` (consuming framing bytes as it goes).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ChunkError> {
+        match self {
+            Decoder::Length(0) => Ok(Decoded::Done),
+            Decoder::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= n as u64;
+                Ok(Decoded::Data(buf.split_to(n).freeze()))
+            }
+            Decoder::Chunked(ChunkState(state)) => decode_chunked(state, buf),
+        }
+    }
+}
+
+fn line(buf: &BytesMut, limit: usize, what: &'static str) -> Result<Option<usize>, ChunkError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) if i > limit => Err(ChunkError(what)),
+        Some(0) => Err(ChunkError("a bare LF in the chunked framing")),
+        Some(i) if buf[i - 1] != b'\r' => Err(ChunkError("a bare LF in the chunked framing")),
+        Some(i) => Ok(Some(i + 1)),
+        None if buf.len() > limit => Err(ChunkError(what)),
+        None => Ok(None),
+    }
+}
+
+/// `chunk-size [ chunk-ext ]`: hex digits (at most 15: no overflow), then nothing or `;`-led
+/// extensions (ignored) after optional whitespace. Anything else is refused.
+fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(ChunkError("a chunk size is not hexadecimal"));
+    }
+    if digits > 15 {
+        return Err(ChunkError("a chunk size is too large"));
+    }
+    let rest = &line[digits..];
+    let after_ws = rest
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(&[][..], |i| &rest[i..]);
+    if after_ws.first().is_some_and(|&b| b != b';') {
+        return Err(ChunkError("a chunk size line is malformed"));
+    }
+    if after_ws
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err(ChunkError("a chunk extension holds a control character"));
+    }
+    Ok(line[..digits].iter().fold(0u64, |n, d| {
+        n * 16 + u64::from((*d as char).to_digit(16).unwrap_or(0))
+    }))
+}
+
+fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Decoded, ChunkError> {
+    loop {
+        match *state {
+            Chunk::Done => return Ok(Decoded::Done),
+            Chunk::Size => {
+                let Some(end) = line(buf, MAX_CHUNK_LINE, "a chunk size line is too long")? else {
+                    return Ok(Decoded::NeedMore);
+                };
+                let size = chunk_size(&buf[..end - 2])?;
+                buf.advance(end);
+                *state = if size == 0 {
+                    Chunk::Trailers(0)
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let left = left - n as u64;
+                *state = if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                };
+                return Ok(Decoded::Data(buf.split_to(n).freeze()));
+            }
+            Chunk::DataEnd => {
+                if buf.len() < 2 {
+                    if buf.first().is_some_and(|&b| b != b'\r') {
+                        return Err(ChunkError("a chunk does not end with CRLF"));
+                    }
+                    return Ok(Decoded::NeedMore);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(ChunkError("a chunk does not end with CRLF"));
+                }
+                buf.advance(2);
+                *state = Chunk::Size;
+            }
+            Chunk::Trailers(seen) => {
+                let Some(end) = line(buf, MAX_TRAILERS - seen, "the trailers are too large")?
+                else {
+                    return Ok(Decoded::NeedMore);
+                };
+                let field = &buf[..end - 2];
+                if field.is_empty() {
+                    buf.advance(end);
+                    *state = Chunk::Done;
+                    return Ok(Decoded::Done);
+                }
+                // Trailers are read and dropped (never forwarded); they must still be fields.
+                let colon = field.iter().position(|&b| b == b':');
+                let valid = colon.is_some_and(|c| {
+                    c > 0
+                        && field[..c].iter().all(|&b| is_tchar(b))
+                        && field[c + 1..]
+                            .iter()
+                            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+                });
+                if !valid {
+                    return Err(ChunkError("a trailer field is malformed"));
+                }
+                buf.advance(end);
+                *state = Chunk::Trailers(seen + end);
+            }
+        }
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Writes a response head: status line, headers, then the framing and `Connection` headers this
+/// server decides. `length`: `Some(n)` sets `Content-Length` (unless the status has no body);
+/// `chunked` sets `Transfer-Encoding: chunked`.
+pub fn write_head(
+    out: &mut BytesMut,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: ResponseFraming,
+    close: bool,
+    date: &[u8],
+) {
+    out.reserve(256);
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        if matches!(
+            *name,
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION
+        ) && status != StatusCode::SWITCHING_PROTOCOLS
+        {
+            continue;
+        }
+        out.reserve(name.as_str().len() + value.len() + 4);
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        out.put_slice(b"date: ");
+        out.put_slice(date);
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        ResponseFraming::Length(n) => {
+            out.put_slice(b"content-length: ");
+            out.put_slice(itoa(n).as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        ResponseFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        ResponseFraming::None | ResponseFraming::UntilClose => {}
+    }
+    if close {
+        out.put_slice(b"connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body and no framing header (1xx, 204, 304, or a HEAD answer without a length).
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// Chunked (HTTP/1.1 clients).
+    Chunked,
+    /// Ends with the connection (HTTP/1.0 clients, unknown length).
+    UntilClose,
+}
+
+fn itoa(n: u64) -> String {
+    n.to_string()
+}
+
+/// The chunk-size line for a chunk of `len` bytes.
+pub fn chunk_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<Head>, HeadError> {
+        parse_head(&mut BytesMut::from(raw), 16 * 1024)
+    }
+
+    #[test]
+    fn a_plain_head_parses_and_leaves_the_body_in_the_buffer() {
+        let mut buf = BytesMut::from(
+            "POST /a/b?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello",
+        );
+        let h = parse_head(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(h.parts.method, Method::POST);
+        assert_eq!(h.parts.uri.path(), "/a/b");
+        assert_eq!(h.parts.uri.query(), Some("x=1"));
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.keep_alive);
+        assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(&buf[..], b"hello");
+    }
+
+    #[test]
+    fn incomplete_heads_wait_and_oversized_ones_are_431() {
+        assert!(head("GET / HTTP/1.1\r\nHost: h\r\n").unwrap().is_none());
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(
+            parse_head(&mut BytesMut::from(big.as_str()), 64).unwrap_err(),
+            HeadError::TooLarge
+        );
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            head(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err(),
+            HeadError::TooLarge
+        );
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for bad in [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked",
+            "Content-Length: 1\r\nContent-Length: 1",
+            "Content-Length: 1, 1",
+            "Content-Length: +1",
+            "Content-Length: -1",
+            "Content-Length: 0x1",
+            "Content-Length: 1234567890123456789",
+            "Content-Length: ",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked, identity",
+            "Transfer-Encoding: xchunked",
+            "Transfer-Encoding : chunked",
+            "X: a\r\n Transfer-Encoding: chunked",
+            "X: a\0b",
+        ] {
+            let r = head(&format!("POST / HTTP/1.1\r\nHost: h\r\n{bad}\r\n\r\n"));
+            assert!(
+                matches!(r, Err(HeadError::Malformed(_))),
+                "{bad:?} gave {r:?}"
+            );
+        }
+        let r = head("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(r, Err(HeadError::Malformed(_))), "{r:?}");
+        assert_eq!(
+            head("POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .framing,
+            Framing::Chunked
+        );
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_tokens() {
+        let ka = |raw: &str| head(raw).unwrap().unwrap().keep_alive;
+        assert!(ka("GET / HTTP/1.1\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    fn decode_all(framing: Framing, input: &[u8]) -> Result<(Vec<u8>, bool, usize), ChunkError> {
+        let mut d = Decoder::new(framing);
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match d.decode(&mut buf)? {
+                Decoded::Data(b) => out.extend_from_slice(&b),
+                Decoded::NeedMore => return Ok((out, false, buf.len())),
+                Decoded::Done => return Ok((out, true, buf.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whole_and_byte_by_byte() {
+        let raw = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        assert_eq!(
+            decode_all(Framing::Chunked, raw).unwrap(),
+            (b"hello world".to_vec(), true, 4)
+        );
+        let mut d = Decoder::new(Framing::Chunked);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in &raw[..raw.len() - 4] {
+            buf.put_u8(b);
+            while let Decoded::Data(x) = d.decode(&mut buf).unwrap() {
+                out.extend_from_slice(&x);
+            }
+        }
+        assert!(d.is_done());
+        assert_eq!(out, b"hello world");
+    }
+
+    #[test]
+    fn malformed_chunked_framing_is_an_error() {
+        for bad in [
+            &b"-5\r\nhello\r\n0\r\n\r\n"[..],
+            b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode_all(Framing::Chunked, bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!("1;{}\r\n", "e".repeat(MAX_CHUNK_LINE + 1));
+        assert!(decode_all(Framing::Chunked, long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length() {
+        assert_eq!(
+            decode_all(Framing::Length(3), b"abcdef").unwrap(),
+            (b"abc".to_vec(), true, 3)
+        );
+        assert_eq!(
+            decode_all(Framing::Length(9), b"abc").unwrap(),
+            (b"abc".to_vec(), false, 0)
+        );
+    }
+
+    #[test]
+    fn response_heads_carry_the_framing_this_server_chose() {
+        let mut out = BytesMut::new();
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        write_head(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            ResponseFraming::Length(2),
+            true,
+            b"D",
+        );
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: D\r\ncontent-length: 2\r\nconnection: close\r\n\r\n"
+        );
+    }
+}
