@@ -15,7 +15,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(token_raw token_signed jwks path_normalize gateway_config)
+  targets=(token_raw token_signed jwks path_normalize gateway_config http1_request)
 fi
 
 export RUSTC_BOOTSTRAP=1

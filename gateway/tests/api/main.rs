@@ -8,6 +8,7 @@
 
 mod attacks;
 mod clients;
+mod connections;
 mod cors;
 mod errors;
 mod forwarding;
