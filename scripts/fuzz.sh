@@ -29,6 +29,7 @@ dict_for() {
   case "$1" in
     token_raw | token_signed) echo "-dict=token.dict" ;;
     gateway_config) echo "-dict=gateway_config.dict" ;;
+    http1_request) echo "-dict=http1.dict" ;;
     *) echo "" ;;
   esac
 }

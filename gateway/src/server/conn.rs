@@ -146,57 +146,14 @@ async fn serve<H: Handler>(
             HeadOutcome::Close => break,
             HeadOutcome::Refuse(status, detail) => {
                 let res = handler.refused(status, detail);
-                let _ = write_response(&conn, &config, res, false, true).await;
+                let _ = Box::pin(write_response(&conn, &config, res, false, true)).await;
                 break;
             }
         };
         seq += 1;
-        let wire::Head {
-            parts,
-            framing,
-            keep_alive,
-            expects_continue,
-        } = *head;
-        *conn.body.borrow_mut() = BodyState {
-            seq,
-            decoder: Decoder::new(framing),
-            failed: false,
-            continue_pending: expects_continue.then_some(0),
-        };
-        let is_head = parts.method == Method::HEAD;
-        let http10 = parts.version == Version::HTTP_10;
-        let body = RequestBody {
-            conn: (framing != Framing::Empty).then(|| Rc::clone(&conn)),
-            seq,
-        };
-        let response = Rc::clone(&handler)
-            .call(Request {
-                head: parts,
-                peer,
-                body,
-            })
-            .await;
-        if response.status == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(upgrade) = response.upgrade
-        {
-            let res = Response {
-                upgrade: None,
-                ..response
-            };
-            if write_response(&conn, &config, res, false, false)
-                .await
-                .is_ok()
-            {
-                upgrade(Upgraded { conn }).await;
-            }
-            return;
-        }
-        let body_done = drain_buffered(&conn);
-        let close = !keep_alive || !body_done || http10 || *stop.borrow();
-        let Ok(closed) = write_response(&conn, &config, response, is_head, close).await else {
-            break;
-        };
-        if close || closed {
+        // The exchange is boxed: an idle connection's task then holds only what waiting for
+        // the next head needs.
+        if !Box::pin(exchange(&conn, *head, seq, peer, &handler, &config, &stop)).await {
             break;
         }
     }
@@ -205,6 +162,67 @@ async fn serve<H: Handler>(
     conn.body.borrow_mut().seq = u64::MAX;
     if Rc::strong_count(&conn) > 1 {
         let _ = socket2::SockRef::from(&conn.stream).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// One request and its answer; true when the connection stays open for another.
+async fn exchange<H: Handler>(
+    conn: &Rc<Conn>,
+    head: wire::Head,
+    seq: u64,
+    peer: SocketAddr,
+    handler: &Rc<H>,
+    config: &Config,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    let wire::Head {
+        parts,
+        framing,
+        keep_alive,
+        expects_continue,
+    } = head;
+    *conn.body.borrow_mut() = BodyState {
+        seq,
+        decoder: Decoder::new(framing),
+        failed: false,
+        continue_pending: expects_continue.then_some(0),
+    };
+    let is_head = parts.method == Method::HEAD;
+    let http10 = parts.version == Version::HTTP_10;
+    let body = RequestBody {
+        conn: (framing != Framing::Empty).then(|| Rc::clone(conn)),
+        seq,
+    };
+    let response = Rc::clone(handler)
+        .call(Request {
+            head: parts,
+            peer,
+            body,
+        })
+        .await;
+    if response.status == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(upgrade) = response.upgrade
+    {
+        let res = Response {
+            upgrade: None,
+            ..response
+        };
+        if write_response(conn, config, res, false, false)
+            .await
+            .is_ok()
+        {
+            upgrade(Upgraded {
+                conn: Rc::clone(conn),
+            })
+            .await;
+        }
+        return false;
+    }
+    let body_done = drain_buffered(conn);
+    let close = !keep_alive || !body_done || http10 || *stop.borrow();
+    match write_response(conn, config, response, is_head, close).await {
+        Ok(closed) => !(close || closed),
+        Err(_) => false,
     }
 }
 
@@ -623,5 +641,59 @@ impl AsyncWrite for Upgraded {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(socket2::SockRef::from(&self.conn.stream).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    struct Nothing;
+
+    impl Handler for Nothing {
+        fn call(
+            self: Rc<Self>,
+            _: Request,
+        ) -> futures_util::future::LocalBoxFuture<'static, Response> {
+            Box::pin(async { Response::new(StatusCode::OK, Body::Empty) })
+        }
+        fn refused(&self, status: StatusCode, _: &str) -> Response {
+            Response::new(status, Body::Empty)
+        }
+    }
+
+    /// What an idle keep-alive connection costs is its task (this future) plus the socket: the
+    /// exchange and its buffers are boxed and exist only while a request is under way.
+    #[tokio::test]
+    async fn an_idle_connections_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let live = Rc::new(Live {
+            count: Cell::new(1),
+            zero: Notify::new(),
+        });
+        let (_stop, stop_rx) = watch::channel(false);
+        let s = Duration::from_secs(1);
+        let config = Rc::new(Config {
+            workers: 1,
+            max_head: 1024,
+            request_timeout: s,
+            keep_alive: s,
+            write_timeout: s,
+            shutdown_timeout: s,
+        });
+        let task = serve(
+            stream,
+            "127.0.0.1:1".parse().unwrap(),
+            Rc::new(Nothing),
+            config,
+            stop_rx,
+            LiveGuard(live),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "a connection's task is {size} bytes");
     }
 }
