@@ -146,7 +146,12 @@ done
 
 run() { # $1 = name, $2 = port
   taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" >/dev/null
+  # PERF_OUT=<file>: also sample the gateway's CPU (perf record, call graphs) during its run.
+  if [ "$1" = gateway ] && [ -n "${PERF_OUT:-}" ]; then
+    perf record -q -F 999 -g -o "$PERF_OUT" -p "$gw_pid" -- sleep "$DURATION" 2>/dev/null &
+  fi
   taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" > "$work/$1.txt"
+  wait
   local rps p50 p99 non2xx
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$1.txt")
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/$1.txt")")
