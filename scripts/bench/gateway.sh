@@ -188,7 +188,7 @@ for k in ["direct", "nginx", "haproxy", "gateway"]:
     vn, vh = ratio(k, "nginx"), ratio(k, "haproxy")
     rng = lambda v: f"{st.median(v):.2f}× ({min(v):.2f}–{max(v):.2f})"
     print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} | {sum(rows[k][r][3] for r in rounds)} | {rng(vn)} | {rng(vh)} |")
-n, ok, before, after = map(int, os.environ["IDLE_OUT"].split())
+n, ok, before, soon, later = map(int, os.environ["IDLE_OUT"].split())
 print()
-print(f"Gateway memory: {before/1024:.1f} MiB resident before, {after/1024:.1f} MiB holding {n} idle keep-alive connections ({ok} answered 200).")
+print(f"Gateway memory: {before/1024:.1f} MiB resident before; holding {n} idle keep-alive connections ({ok} answered 200): {soon/1024:.1f} MiB after 3 s, {later/1024:.1f} MiB after 15 s.")
 PY

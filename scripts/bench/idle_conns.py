@@ -1,5 +1,6 @@
 """Open N keep-alive connections to a server, make one authenticated request on each, then hold
-them idle and report the server process's resident memory. Usage: idle_conns.py HOST PORT N PID TOKEN PATH"""
+them idle and report the server process's resident memory 3 s and 15 s later (an allocator may
+keep freed pages for a while after the burst of requests). Usage: idle_conns.py HOST PORT N PID TOKEN PATH"""
 import asyncio
 import sys
 
@@ -37,8 +38,10 @@ async def main():
     for start in range(0, n, 500):
         await asyncio.gather(*(one(host, port, token, path, conns, ok) for _ in range(start, min(n, start + 500))))
     await asyncio.sleep(3)
-    after = rss_kib(pid)
-    print(f"{len(conns)} {len(ok)} {before} {after}")
+    soon = rss_kib(pid)
+    await asyncio.sleep(12)
+    later = rss_kib(pid)
+    print(f"{len(conns)} {len(ok)} {before} {soon} {later}")
     for _, w in conns:
         w.close()
 

@@ -306,12 +306,33 @@ async fn read_head(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
-        match conn.stream.try_read_buf(&mut *buf) {
+        match read_some(&conn.stream, &mut buf) {
             Ok(0) => return HeadOutcome::Close,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return HeadOutcome::Close,
         }
+    }
+}
+
+/// Reads what the socket holds into `buf`. A read shorter than the room it was offered means the
+/// socket is drained for now: its readiness is cleared then, as an `EAGAIN` would clear it, which
+/// saves the extra `recv` per request that would only learn that. (Readiness that arrived in the
+/// meantime is not lost: tokio clears only the readiness event this read observed.)
+fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut got = 0;
+    let read = stream.try_io(tokio::io::Interest::READABLE, || {
+        got = stream.try_read_buf(buf)?;
+        if got > 0 && got < room {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 
@@ -569,7 +590,7 @@ impl futures_util::Stream for RequestBody {
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(2 * READ_CHUNK);
             }
-            match conn.stream.try_read_buf(&mut *buf) {
+            match read_some(&conn.stream, &mut buf) {
                 Ok(0) => {
                     state.failed = true;
                     return Poll::Ready(Some(Err(BodyError(LOST))));
