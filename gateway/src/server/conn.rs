@@ -146,15 +146,25 @@ async fn serve<H: Handler>(
             HeadOutcome::Close => break,
             HeadOutcome::Refuse(status, detail) => {
                 let res = handler.refused(status, detail);
-                let _ = Box::pin(write_response(&conn, &config, res, false, true)).await;
+                if Box::pin(write_response(&conn, &config, res, false, true))
+                    .await
+                    .is_ok()
+                {
+                    Box::pin(linger(&conn)).await;
+                }
                 break;
             }
         };
         seq += 1;
         // The exchange is boxed: an idle connection's task then holds only what waiting for
         // the next head needs.
-        if !Box::pin(exchange(&conn, *head, seq, peer, &handler, &config, &stop)).await {
-            break;
+        match Box::pin(exchange(&conn, *head, seq, peer, &handler, &config, &stop)).await {
+            Next::KeepAlive => {}
+            Next::Close => {
+                Box::pin(linger(&conn)).await;
+                break;
+            }
+            Next::Gone => break,
         }
     }
     // A body stream still held elsewhere (an upload the upstream stopped reading) ends now: it
@@ -165,7 +175,48 @@ async fn serve<H: Handler>(
     }
 }
 
-/// One request and its answer; true when the connection stays open for another.
+/// What a connection does after an exchange.
+enum Next {
+    /// Reads the next request.
+    KeepAlive,
+    /// Closes after the answer (which is written).
+    Close,
+    /// Closes now: the write failed, or an upgraded connection has ended.
+    Gone,
+}
+
+/// After an answer that closes the connection, the client may still be sending (a body the
+/// gateway refused, a head past the limit). Closing at once would make the kernel answer with a
+/// reset, which can destroy the answer before the client reads it; instead the gateway stops
+/// writing and discards what still arrives, for at most 2 s and 256 KiB (as nginx's lingering
+/// close does).
+async fn linger(conn: &Conn) {
+    // A body stream the handler still holds must not take these bytes for its body.
+    conn.body.borrow_mut().seq = u64::MAX;
+    if socket2::SockRef::from(&conn.stream)
+        .shutdown(std::net::Shutdown::Write)
+        .is_err()
+    {
+        return;
+    }
+    let until = Instant::now() + std::time::Duration::from_secs(2);
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut discarded = 0usize;
+    while discarded < 256 * 1024 {
+        tokio::select! {
+            ready = conn.stream.readable() => if ready.is_err() { return },
+            () = tokio::time::sleep_until(until) => return,
+        }
+        match conn.stream.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => discarded += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// One request and its answer.
 async fn exchange<H: Handler>(
     conn: &Rc<Conn>,
     head: wire::Head,
@@ -174,7 +225,7 @@ async fn exchange<H: Handler>(
     handler: &Rc<H>,
     config: &Config,
     stop: &watch::Receiver<bool>,
-) -> bool {
+) -> Next {
     let wire::Head {
         parts,
         framing,
@@ -216,13 +267,14 @@ async fn exchange<H: Handler>(
             })
             .await;
         }
-        return false;
+        return Next::Gone;
     }
     let body_done = drain_buffered(conn);
     let close = !keep_alive || !body_done || http10 || *stop.borrow();
     match write_response(conn, config, response, is_head, close).await {
-        Ok(closed) => !(close || closed),
-        Err(_) => false,
+        Ok(false) if !close => Next::KeepAlive,
+        Ok(_) => Next::Close,
+        Err(_) => Next::Gone,
     }
 }
 
