@@ -52,8 +52,10 @@ fuzz_target!(|data: &[u8]| {
     let incremental = match parse_head(&mut first, MAX_HEAD) {
         Ok(None) => {
             first.extend_from_slice(&raw[k..]);
-            let r = parse_head(&mut first, MAX_HEAD);
-            (r.map(|h| h.map(|h| (h.framing, h.keep_alive))), first.len())
+            match parse_head(&mut first, MAX_HEAD) {
+                Ok(h) => (Ok(h.map(|h| (h.framing, h.keep_alive))), first.len()),
+                Err(e) => (Err(e), usize::MAX),
+            }
         }
         Ok(Some(h)) => {
             first.extend_from_slice(&raw[k..]);
