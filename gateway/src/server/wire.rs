@@ -109,6 +109,17 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
             .map_err(|_| HeadError::Malformed("a header value is not valid"))?;
         headers.append(name, value);
     }
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (at most one in 1.0); two could be read
+    // differently by the gateway and an upstream.
+    match headers.get_all(header::HOST).iter().count() {
+        0 if version == Version::HTTP_11 => {
+            return Err(HeadError::Malformed(
+                "an HTTP/1.1 request needs a Host header",
+            ));
+        }
+        0 | 1 => {}
+        _ => return Err(HeadError::Malformed("more than one Host header")),
+    }
     let framing = framing(&headers, version)?;
     let keep_alive = keep_alive(&headers, version);
     let expects_continue = framing != Framing::Empty
@@ -541,7 +552,7 @@ mod tests {
         let r = head("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(matches!(r, Err(HeadError::Malformed(_))), "{r:?}");
         assert_eq!(
-            head("POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n")
+            head("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:  Chunked \r\n\r\n")
                 .unwrap()
                 .unwrap()
                 .framing,
@@ -550,10 +561,24 @@ mod tests {
     }
 
     #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        for bad in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(matches!(head(bad), Err(HeadError::Malformed(_))), "{bad:?}");
+        }
+        assert!(head("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
     fn keep_alive_follows_the_version_and_connection_tokens() {
         let ka = |raw: &str| head(raw).unwrap().unwrap().keep_alive;
-        assert!(ka("GET / HTTP/1.1\r\n\r\n"));
-        assert!(!ka("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n"));
+        assert!(ka("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!ka(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, Close\r\n\r\n"
+        ));
         assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
         assert!(ka("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
     }
