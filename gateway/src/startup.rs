@@ -99,6 +99,7 @@ impl Application {
         })
         .workers(1)
         .shutdown_timeout(shutdown)
+        .disable_signals()
         .listen(admin_listener)?
         .run();
         tracing::info!(port, admin_port, "listening");
@@ -142,12 +143,20 @@ impl Application {
                 self.gateway.settings.revocation.sweep_interval,
             )));
         }
-        // The admin server (actix) stops on SIGINT/SIGTERM; the public server then stops taking
-        // connections and gives requests in flight the shutdown timeout.
-        let result = self.admin.await;
-        let stopper = self.server.stopper();
-        stopper.stop();
-        self.server.stopped().await;
+        // On SIGINT/SIGTERM both servers stop taking connections; requests in flight get the
+        // shutdown timeout.
+        let admin_handle = self.admin.handle();
+        let admin = actix_web::rt::spawn(self.admin);
+        let result = stop_signal().await;
+        self.server.stopper().stop();
+        let (admin, ()) = tokio::join!(
+            async {
+                admin_handle.stop(true).await;
+                admin.await
+            },
+            self.server.stopped()
+        );
+        let result = result.and(admin.unwrap_or(Ok(())));
         refresher.abort();
         for f in followers {
             f.abort();
@@ -168,4 +177,13 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn stop_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
 }

@@ -157,3 +157,81 @@ async fn the_healthcheck_command_probes_the_admin_listener() {
     let err = String::from_utf8_lossy(&dead.stderr);
     assert!(err.contains("gateway healthcheck"), "{err}");
 }
+
+#[actix_web::test]
+async fn sigterm_lets_requests_in_flight_finish_closes_idle_connections_and_exits() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let port = testkit::free_port();
+    let toml = crate::helpers::config(&auth.url, &echo.url, "").replacen(
+        "\nlisten = \"127.0.0.1:0\"",
+        &format!("\nlisten = \"127.0.0.1:{port}\""),
+        1,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("GATEWAY_CONFIG_TOML", &toml)
+        .env("GATEWAY_FEED_TOKEN", testkit::FEED_TOKEN)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/public/x")).await
+            && r.status() == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "the gateway did not start");
+
+    // An idle keep-alive connection, after one answered request.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\"path\"") {
+        let mut chunk = [0u8; 4096];
+        let n = idle.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the first answer arrives");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    // A request the upstream takes 400 ms to answer, under way when the signal comes.
+    let slow_addr = addr.clone();
+    let slow = tokio::spawn(async move {
+        testkit::raw::send(
+            &slow_addr,
+            "GET /slow?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"",
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    let mut rest = [0u8; 64];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut rest))
+        .await
+        .expect("the idle connection is closed, not left open");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("the gateway exits within 10 s")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+}
