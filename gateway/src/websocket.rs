@@ -203,6 +203,46 @@ fn forward(frame: Frame) -> Result<Option<Message>, CloseCode> {
     }))
 }
 
+/// Passes one frame that one side sent (`back` answers that side) to the other side (`to`).
+/// False when the relay is over: a close is passed on and answered, and a broken or invalid
+/// side ends both (1002 or 1007 to the side at fault, 1001 to the other).
+async fn pass<T, B>(
+    frame: Option<Result<Frame, actix_http::ws::ProtocolError>>,
+    to: &mut T,
+    back: &mut B,
+) -> bool
+where
+    T: futures_util::Sink<Message> + Unpin,
+    B: futures_util::Sink<Message> + Unpin,
+{
+    let away = || Message::Close(Some(CloseCode::Away.into()));
+    let fault = match frame {
+        Some(Ok(Frame::Close(reason))) => {
+            let _ = to.send(Message::Close(reason.clone())).await;
+            let _ = back.send(Message::Close(reason)).await;
+            return false;
+        }
+        Some(Ok(f)) => match forward(f) {
+            Ok(Some(m)) => {
+                if to.send(m).await.is_ok() {
+                    return true;
+                }
+                let _ = back.send(away()).await;
+                return false;
+            }
+            Ok(None) => return true,
+            Err(code) => Some(code),
+        },
+        Some(Err(_)) => Some(CloseCode::Protocol),
+        None => None,
+    };
+    if let Some(code) = fault {
+        let _ = back.send(Message::Close(Some(code.into()))).await;
+    }
+    let _ = to.send(away()).await;
+    false
+}
+
 async fn relay_frames<U>(io: Upgraded, upstream: actix_codec::Framed<U, Codec>, relay: Relay)
 where
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -242,59 +282,11 @@ where
     };
     loop {
         tokio::select! {
-            frame = from_client.next() => match frame {
-                Some(Ok(Frame::Close(reason))) => {
-                    let _ = to_up.send(Message::Close(reason.clone())).await;
-                    let _ = to_client.send(Message::Close(reason)).await;
-                    break;
-                }
-                Some(Ok(f)) => match forward(f) {
-                    Ok(Some(m)) => {
-                        if to_up.send(m).await.is_err() {
-                            let _ = to_client.send(Message::Close(Some(CloseCode::Away.into()))).await;
-                            break;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(code) => {
-                        let _ = to_client.send(Message::Close(Some(code.into()))).await;
-                        let _ = to_up.send(Message::Close(Some(CloseCode::Away.into()))).await;
-                        break;
-                    }
-                },
-                Some(Err(_)) => {
-                    let _ = to_client.send(Message::Close(Some(CloseCode::Protocol.into()))).await;
-                    let _ = to_up.send(Message::Close(None)).await;
-                    break;
-                }
-                None => {
-                    let _ = to_up.send(Message::Close(None)).await;
-                    break;
-                }
+            frame = from_client.next() => if !pass(frame, &mut to_up, &mut to_client).await {
+                break;
             },
-            frame = from_up.next() => match frame {
-                Some(Ok(Frame::Close(reason))) => {
-                    let _ = to_client.send(Message::Close(reason)).await;
-                    break;
-                }
-                Some(Ok(f)) => match forward(f) {
-                    Ok(Some(m)) => {
-                        if to_client.send(m).await.is_err() {
-                            let _ = to_up.send(Message::Close(Some(CloseCode::Away.into()))).await;
-                            break;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(code) => {
-                        let _ = to_client.send(Message::Close(Some(code.into()))).await;
-                        let _ = to_up.send(Message::Close(Some(CloseCode::Away.into()))).await;
-                        break;
-                    }
-                },
-                Some(Err(_)) | None => {
-                    let _ = to_client.send(Message::Close(Some(CloseCode::Away.into()))).await;
-                    break;
-                }
+            frame = from_up.next() => if !pass(frame, &mut to_client, &mut to_up).await {
+                break;
             },
             () = &mut revoked => {
                 let _ = to_up.send(close(CloseCode::Policy, "token revoked")).await;

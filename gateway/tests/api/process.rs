@@ -65,26 +65,36 @@ async fn invalid_configuration_is_a_one_line_reason() {
     assert!(!ok && out.contains("GATEWAY_LISTEN"), "{out}");
 }
 
-#[actix_web::test]
-async fn access_log_lines_are_json_with_request_ids_and_no_tokens() {
-    use tokio::io::AsyncBufReadExt as _;
-    let auth = testkit::auth::Auth::start(&[]).await;
-    let echo = testkit::echo::start().await;
+/// The gateway binary on a free port with the test routes; its stdout piped.
+fn spawn_gateway(
+    auth: &testkit::auth::Auth,
+    echo: &testkit::echo::Echo,
+    log: &str,
+) -> (tokio::process::Child, u16) {
     let port = testkit::free_port();
     let toml = crate::helpers::config(&auth.url, &echo.url, "").replacen(
         "\nlisten = \"127.0.0.1:0\"",
         &format!("\nlisten = \"127.0.0.1:{port}\""),
         1,
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env_clear()
         .env("GATEWAY_CONFIG_TOML", &toml)
         .env("GATEWAY_FEED_TOKEN", testkit::FEED_TOKEN)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    (child, port)
+}
+
+#[actix_web::test]
+async fn access_log_lines_are_json_with_request_ids_and_no_tokens() {
+    use tokio::io::AsyncBufReadExt as _;
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let (mut child, port) = spawn_gateway(&auth, &echo, "info");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/orders");
@@ -163,20 +173,7 @@ async fn sigterm_lets_requests_in_flight_finish_closes_idle_connections_and_exit
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
-    let port = testkit::free_port();
-    let toml = crate::helpers::config(&auth.url, &echo.url, "").replacen(
-        "\nlisten = \"127.0.0.1:0\"",
-        &format!("\nlisten = \"127.0.0.1:{port}\""),
-        1,
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env_clear()
-        .env("GATEWAY_CONFIG_TOML", &toml)
-        .env("GATEWAY_FEED_TOKEN", testkit::FEED_TOKEN)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, port) = spawn_gateway(&auth, &echo, "warn");
     let addr = format!("127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..200 {
