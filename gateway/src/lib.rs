@@ -5,6 +5,7 @@ pub mod admin;
 pub mod authn;
 pub mod configuration;
 pub mod forwarding;
+pub mod h1client;
 pub mod keys;
 pub mod metrics;
 pub mod proxy;

@@ -41,6 +41,7 @@ pub struct Worker {
     gateway: Arc<Gateway>,
     auth: Authenticator,
     client: crate::upstream::Client,
+    pool: Rc<crate::h1client::Pool>,
     id_prefix: String,
     next_id: Cell<u64>,
 }
@@ -59,6 +60,7 @@ impl Worker {
             s.verified_token_cache.div_ceil(s.workers),
         );
         let client = crate::upstream::worker_client(tls, std::time::Duration::from_secs(5));
+        let pool = crate::h1client::Pool::new(std::time::Duration::from_secs(5));
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Worker {
             gateway,
@@ -66,6 +68,7 @@ impl Worker {
             id_prefix,
             next_id: Cell::new(0),
             client,
+            pool,
         }
     }
 }
@@ -652,13 +655,44 @@ async fn route_and_forward<'a>(
             path,
         };
     }
+    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
+    if declared_len.is_none() && !chunked && up.scheme == "http" {
+        // No body, plain http: the worker's own client, inside this task.
+        let target = match &url[up.scheme.len() + 3 + up.authority.len()..] {
+            "" => "/",
+            t => t,
+        };
+        let send =
+            crate::h1client::send(&worker.pool, &up.authority, &req.method, target, &headers);
+        let response = match tokio::time::timeout(route.timeout, send).await {
+            Ok(Ok(a)) => respond(a.status, a.headers, a.len, Box::pin(a.body)),
+            Ok(Err(e)) => {
+                tracing::warn!(request_id = %id, upstream = %up.authority, error = %e, "upstream request failed");
+                problem(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream could not be reached",
+                    "upstream_unavailable",
+                )
+            }
+            Err(_) => problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream did not answer in time",
+                "upstream_timeout",
+            ),
+        };
+        return Outcome {
+            response,
+            route: Some(index),
+            user,
+            path,
+        };
+    }
     let mut builder = hyper::Request::builder()
         .method(req.method.clone())
         .uri(url.as_str());
     if let Some(h) = builder.headers_mut() {
         *h = headers;
     }
-    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
     let mut payload = payload;
     // A chunked body's framing is only checked as it is read: read the first chunk before
     // contacting the upstream, so a malformed one (a smuggling attempt) is answered 400 and
@@ -783,7 +817,7 @@ async fn route_and_forward<'a>(
     }
 }
 
-/// The upstream's response, streamed to the client.
+/// The upstream's response (through hyper's client), streamed to the client.
 fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
     let (parts, incoming) = upstream.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -794,18 +828,29 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
             "upstream_unavailable",
         );
     }
-    let listed = forwarding::connection_tokens(
-        parts
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
     let len = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| server::wire::content_length(v.as_bytes()));
-    let mut headers = parts.headers;
+    let body: server::LocalBody =
+        Box::pin(incoming.map_err(|e| -> server::BoxError { Box::new(e) }));
+    respond(parts.status, parts.headers, len, body)
+}
+
+/// An upstream's answer for the client: its headers less the hop-by-hop ones and those its
+/// `Connection` names (the server sets the framing), its body streamed.
+fn respond(
+    status: StatusCode,
+    mut headers: http::HeaderMap,
+    len: Option<u64>,
+    body: server::LocalBody,
+) -> Response {
+    let listed = forwarding::connection_tokens(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     if headers
         .keys()
         .any(|n| !forwarding::passes_to_client(n.as_str(), &listed))
@@ -821,10 +866,7 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
             }
         }
     }
-    let body = incoming
-        .map_err(|e| -> server::BoxError { Box::new(e) })
-        .boxed_unsync();
-    let mut res = Response::new(parts.status, Body::Stream { len, body });
+    let mut res = Response::new(status, Body::Stream { len, body });
     res.headers = headers;
     res
 }

@@ -10,7 +10,6 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
-use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
@@ -488,7 +487,7 @@ async fn write_response(
     };
     let chunked = framing == ResponseFraming::Chunked;
     let mut left = length;
-    let mut body = std::pin::pin!(body);
+    let mut body = body;
     loop {
         // Gather what the body has ready; write when it has nothing more for now.
         let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {

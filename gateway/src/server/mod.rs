@@ -19,12 +19,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use http::{HeaderMap, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 
 pub use conn::{RequestBody, Upgraded};
 
 /// An error from a body stream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed body; it lives on its worker's thread, so it need not be `Send`.
+pub type LocalBody = std::pin::Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError>>>;
 
 /// A request as the handler sees it.
 pub struct Request {
@@ -47,7 +49,7 @@ pub enum Body {
         /// The length, if known.
         len: Option<u64>,
         /// The body.
-        body: UnsyncBoxBody<Bytes, BoxError>,
+        body: LocalBody,
     },
 }
 

@@ -91,24 +91,11 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
     } else {
         Version::HTTP_11
     };
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = req.headers.len();
-    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-        let (na, nl) = offset(h.name.as_bytes());
-        let (va, vl) = offset(h.value);
-        *span = (na, nl, va, vl);
-    }
+    let spans = header_spans(buf, req.headers);
     let bytes = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(bytes.slice(path_at..path_at + path_len))
         .map_err(|_| HeadError::Malformed("the request target is not valid"))?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(na, nl, va, vl) in &spans[..count] {
-        let name = HeaderName::from_bytes(&bytes[na..na + nl])
-            .map_err(|_| HeadError::Malformed("a header name is not valid"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(va..va + vl))
-            .map_err(|_| HeadError::Malformed("a header value is not valid"))?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&bytes, &spans).map_err(HeadError::Malformed)?;
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (at most one in 1.0); two could be read
     // differently by the gateway and an upstream.
     match headers.get_all(header::HOST).iter().count() {
@@ -138,6 +125,43 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
         keep_alive,
         expects_continue,
     }))
+}
+
+/// Where each parsed header's name and value lie in the buffer that was parsed.
+pub struct Spans {
+    items: [(usize, usize, usize, usize); MAX_HEADERS],
+    len: usize,
+}
+
+/// Records the headers `httparse` found in `buf` as offsets, so the buffer can be frozen and the
+/// values shared rather than copied.
+pub fn header_spans(buf: &[u8], headers: &[httparse::Header<'_>]) -> Spans {
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let mut spans = Spans {
+        items: [(0, 0, 0, 0); MAX_HEADERS],
+        len: 0,
+    };
+    for (span, h) in spans.items.iter_mut().zip(headers) {
+        let (na, nl) = offset(h.name.as_bytes());
+        let (va, vl) = offset(h.value);
+        *span = (na, nl, va, vl);
+        spans.len += 1;
+    }
+    spans
+}
+
+/// The header map of a frozen head; values share its bytes.
+pub fn header_map(bytes: &Bytes, spans: &Spans) -> Result<HeaderMap, &'static str> {
+    let mut headers = HeaderMap::with_capacity(spans.len);
+    for &(na, nl, va, vl) in &spans.items[..spans.len] {
+        let name = HeaderName::from_bytes(&bytes[na..na + nl])
+            .map_err(|_| "a header name is not valid")?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(va..va + vl))
+            .map_err(|_| "a header value is not valid")?;
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// The body's framing (RFC 9112 §6.3), strictly: anything two parsers could read differently is

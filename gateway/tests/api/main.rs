@@ -22,4 +22,5 @@ mod revocation;
 mod rotation;
 mod smuggling;
 mod streaming;
+mod upstreams;
 mod websocket;

@@ -1,0 +1,525 @@
+//! The upstream client for the common case: a request without a body to a plain-http upstream.
+//! It runs inside the request's own task on the worker (no connection task, channel or pool lock
+//! between the request and its socket), keeps idle keep-alive connections per worker, and reads
+//! answers with the same strict framing rules as the server ([`crate::server::wire`]). Requests
+//! with bodies, https upstreams and WebSocket upgrades go through hyper's client.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode};
+use http_body::{Frame, SizeHint};
+use tokio::net::TcpStream;
+
+use crate::server::BoxError;
+use crate::server::wire::{self, Decoded, Decoder};
+
+/// Idle connections kept per upstream, and for how long.
+const MAX_IDLE: usize = 256;
+const IDLE_FOR: Duration = Duration::from_secs(30);
+/// Largest answer head accepted from an upstream.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Why an upstream exchange failed (answered 502 by the caller).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be made.
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    /// The connection failed mid-exchange.
+    #[error("upstream connection: {0}")]
+    Io(io::Error),
+    /// The upstream closed before answering.
+    #[error("the upstream closed the connection before answering")]
+    Closed,
+    /// The answer is not valid HTTP/1.1, or its framing is ambiguous.
+    #[error("the upstream's answer is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// One worker's idle upstream connections, by authority.
+pub struct Pool {
+    idle: RefCell<HashMap<String, Vec<Idle>>>,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(connect_timeout: Duration) -> Rc<Pool> {
+        Rc::new(Pool {
+            idle: RefCell::new(HashMap::new()),
+            connect_timeout,
+        })
+    }
+
+    /// The most recently used idle connection that is still open and quiet.
+    fn checkout(&self, authority: &str) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(authority)?;
+        while let Some(c) = list.pop() {
+            if c.since.elapsed() > IDLE_FOR {
+                // Older ones are older still.
+                list.clear();
+                return None;
+            }
+            // An idle connection with something to read has been closed by the upstream (or
+            // sent bytes nobody asked for): it cannot carry a request.
+            let mut probe = [0u8; 1];
+            match c.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(c.stream),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, authority: &str, stream: TcpStream) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(authority.to_owned()).or_default();
+        if list.len() >= MAX_IDLE {
+            list.remove(0);
+        }
+        list.push(Idle {
+            stream,
+            since: Instant::now(),
+        });
+    }
+}
+
+/// An upstream's answer; its body reads from the connection as it is polled.
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers as received (the caller filters them).
+    pub headers: HeaderMap,
+    /// The body's length when known (for `HEAD`: the length a `GET` would have).
+    pub len: Option<u64>,
+    /// The body.
+    pub body: AnswerBody,
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Sends a request without a body to `authority` (`host[:port]`, plain http) and reads the answer
+/// head. `target` is the path and query; `headers` are already filtered for forwarding (no
+/// `Host`, framing or hop-by-hop headers).
+pub async fn send(
+    pool: &Rc<Pool>,
+    authority: &str,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> Result<Answer, Error> {
+    let mut head = BytesMut::with_capacity(256 + headers.len() * 48);
+    head.put_slice(method.as_str().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(target.as_bytes());
+    head.put_slice(b" HTTP/1.1\r\nhost: ");
+    head.put_slice(authority.as_bytes());
+    head.put_slice(b"\r\n");
+    for (name, value) in headers {
+        head.put_slice(name.as_str().as_bytes());
+        head.put_slice(b": ");
+        head.put_slice(value.as_bytes());
+        head.put_slice(b"\r\n");
+    }
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        head.put_slice(b"content-length: 0\r\n");
+    }
+    head.put_slice(b"\r\n");
+    // A pooled connection may have been closed by the upstream just as it was reused: then the
+    // request goes once more on a new connection, if nothing was answered and the method may be
+    // repeated.
+    let mut reused = pool.checkout(authority);
+    loop {
+        let fresh = reused.is_none();
+        let stream = match reused.take() {
+            Some(s) => s,
+            None => connect(authority, pool.connect_timeout).await?,
+        };
+        let outcome = match write_all(&stream, &head).await {
+            Ok(()) => read_answer(stream, method).await,
+            Err(e) => Err(Error::Io(e)),
+        };
+        match outcome {
+            Err(Error::Closed | Error::Io(_)) if !fresh && idempotent(method) => continue,
+            Err(e) => return Err(e),
+            Ok((answer, Some(stream))) => {
+                // No body to read: the connection is free again now.
+                pool.checkin(authority, stream);
+                return Ok(answer);
+            }
+            Ok((mut answer, None)) => {
+                if let Some(b) = answer.body.0.as_mut() {
+                    b.pool = Some((Rc::clone(pool), authority.to_owned()));
+                }
+                return Ok(answer);
+            }
+        }
+    }
+}
+
+async fn connect(authority: &str, timeout: Duration) -> Result<TcpStream, Error> {
+    let target = if has_port(authority) {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
+        .await
+        .map_err(|_| Error::Connect(io::ErrorKind::TimedOut.into()))?
+        .map_err(Error::Connect)?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+fn has_port(authority: &str) -> bool {
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    authority[host_end..].contains(':')
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the socket holds; `Ok(0)` is the end of the stream.
+fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
+    stream.try_read_buf(buf)
+}
+
+/// Reads the answer head. With the answer, the connection when its body is already complete.
+async fn read_answer(
+    stream: TcpStream,
+    method: &Method,
+) -> Result<(Answer, Option<TcpStream>), Error> {
+    let mut buf = BytesMut::new();
+    loop {
+        if !buf.is_empty() {
+            match parse_answer(&mut buf, method)? {
+                Some(Parsed::Interim) => continue,
+                Some(Parsed::Head(status, headers, framing, keep_alive)) => {
+                    let len = match framing {
+                        _ if *method == Method::HEAD => headers
+                            .get(header::CONTENT_LENGTH)
+                            .and_then(|v| wire::content_length(v.as_bytes())),
+                        BodyFraming::Known(Decoder::Length(n)) => Some(n),
+                        _ => None,
+                    };
+                    let complete = matches!(framing, BodyFraming::Known(Decoder::Length(0)));
+                    let answer = |body| Answer {
+                        status,
+                        headers,
+                        len,
+                        body: AnswerBody(body),
+                    };
+                    if complete {
+                        let reusable = keep_alive && buf.is_empty();
+                        return Ok((answer(None), reusable.then_some(stream)));
+                    }
+                    return Ok((
+                        answer(Some(Box::new(Reading {
+                            stream,
+                            buf,
+                            framing,
+                            keep_alive,
+                            pool: None,
+                        }))),
+                        None,
+                    ));
+                }
+                None if buf.len() >= MAX_HEAD => {
+                    return Err(Error::Malformed("the answer head is too large"));
+                }
+                None => {}
+            }
+        }
+        stream.readable().await.map_err(Error::Io)?;
+        match read_some(&stream, &mut buf) {
+            Ok(0) if buf.is_empty() => return Err(Error::Closed),
+            Ok(0) => return Err(Error::Malformed("the answer head is cut short")),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum BodyFraming {
+    Known(Decoder),
+    UntilClose,
+}
+
+enum Parsed {
+    /// A 1xx answer, skipped.
+    Interim,
+    Head(StatusCode, HeaderMap, BodyFraming, bool),
+}
+
+fn parse_answer(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Error> {
+    let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Error::Malformed("the answer head is not HTTP/1.1")),
+    };
+    let code = res.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| Error::Malformed("the status is not valid"))?;
+    let http10 = res.version == Some(0);
+    let spans = wire::header_spans(buf, res.headers);
+    let bytes = buf.split_to(len).freeze();
+    if status.is_informational() {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Error::Malformed("the upstream switched protocols unasked"));
+        }
+        return Ok(Some(Parsed::Interim));
+    }
+    let headers =
+        wire::header_map(&bytes, &spans).map_err(|_| Error::Malformed("a header is not valid"))?;
+    let close_listed = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
+    let keep_alive = !http10 && !close_listed;
+    let bodiless = *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
+    let framing = match (bodiless, te.next(), cl.next()) {
+        (true, _, _) => BodyFraming::Known(Decoder::Length(0)),
+        (false, Some(_), Some(_)) => {
+            return Err(Error::Malformed(
+                "Content-Length and Transfer-Encoding together",
+            ));
+        }
+        (false, Some(v), None) => {
+            let last = v.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+            if te.next().is_none() && last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                BodyFraming::Known(Decoder::new(wire::Framing::Chunked))
+            } else {
+                BodyFraming::UntilClose
+            }
+        }
+        (false, None, Some(v)) => {
+            if cl.any(|o| o != v) {
+                return Err(Error::Malformed("Content-Length values differ"));
+            }
+            let n = wire::content_length(v.as_bytes())
+                .ok_or(Error::Malformed("the Content-Length is not valid"))?;
+            BodyFraming::Known(Decoder::Length(n))
+        }
+        (false, None, None) => BodyFraming::UntilClose,
+    };
+    let keep_alive = keep_alive && !matches!(framing, BodyFraming::UntilClose);
+    Ok(Some(Parsed::Head(status, headers, framing, keep_alive)))
+}
+
+struct Reading {
+    stream: TcpStream,
+    buf: BytesMut,
+    framing: BodyFraming,
+    keep_alive: bool,
+    /// Where the connection goes back when the body has been read whole.
+    pool: Option<(Rc<Pool>, String)>,
+}
+
+/// An answer's body, read from the upstream connection as it is polled. Read whole, the
+/// connection returns to the pool; dropped early, it is closed.
+pub struct AnswerBody(Option<Box<Reading>>);
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(r) = this.0.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut r.framing {
+                BodyFraming::Known(d) => match d.decode(&mut r.buf) {
+                    Ok(Decoded::Data(b)) => return Poll::Ready(Some(Ok(Frame::data(b)))),
+                    Ok(Decoded::Done) => {
+                        if let Some(r) = this.0.take()
+                            && r.keep_alive
+                            && r.buf.is_empty()
+                            && let Some((pool, authority)) = r.pool
+                        {
+                            pool.checkin(&authority, r.stream);
+                        }
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => {
+                        this.0 = None;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                },
+                BodyFraming::UntilClose if !r.buf.is_empty() => {
+                    let b = r.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                BodyFraming::UntilClose => {}
+            }
+            if let Err(e) = ready!(r.stream.poll_read_ready(cx)) {
+                this.0 = None;
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+            match read_some(&r.stream, &mut r.buf) {
+                Ok(0) => {
+                    let until_close = matches!(r.framing, BodyFraming::UntilClose);
+                    this.0 = None;
+                    return Poll::Ready(if until_close {
+                        None
+                    } else {
+                        Some(Err("the upstream closed the connection mid-body".into()))
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    this.0 = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.0.as_ref().map(|r| r.framing) {
+            None => SizeHint::with_exact(0),
+            Some(BodyFraming::Known(Decoder::Length(n))) => SizeHint::with_exact(n),
+            Some(_) => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: &Method) -> Result<Option<Parsed>, Error> {
+        parse_answer(&mut BytesMut::from(raw), method)
+    }
+
+    fn framing(raw: &str) -> (BodyFraming, bool) {
+        match parse(raw, &Method::GET) {
+            Ok(Some(Parsed::Head(_, _, f, ka))) => (f, ka),
+            other => panic!("{raw:?}: {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn answers_are_framed_strictly() {
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (BodyFraming::Known(Decoder::Length(2)), true)
+        ));
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            (BodyFraming::Known(Decoder::Chunked(_)), true)
+        ));
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\n\r\n"),
+            (BodyFraming::UntilClose, false)
+        ));
+        assert!(matches!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n"),
+            (BodyFraming::Known(Decoder::Length(1)), false)
+        ));
+        assert!(matches!(
+            framing("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n"),
+            (_, false)
+        ));
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+            "HTTTP/1.1 200 OK\r\n\r\n",
+        ] {
+            assert!(parse(bad, &Method::GET).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn head_and_bodiless_statuses_have_no_body_and_interim_answers_are_skipped() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n";
+        assert!(matches!(
+            parse(raw, &Method::HEAD),
+            Ok(Some(Parsed::Head(
+                _,
+                _,
+                BodyFraming::Known(Decoder::Length(0)),
+                true
+            )))
+        ));
+        assert!(matches!(
+            parse("HTTP/1.1 304 Not Modified\r\n\r\n", &Method::GET),
+            Ok(Some(Parsed::Head(
+                _,
+                _,
+                BodyFraming::Known(Decoder::Length(0)),
+                true
+            )))
+        ));
+        let mut buf =
+            BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+        assert!(matches!(
+            parse_answer(&mut buf, &Method::GET),
+            Ok(Some(Parsed::Interim))
+        ));
+        assert!(matches!(
+            parse_answer(&mut buf, &Method::GET),
+            Ok(Some(Parsed::Head(StatusCode::NO_CONTENT, ..)))
+        ));
+    }
+
+    #[test]
+    fn an_authority_without_a_port_gets_80() {
+        assert!(has_port("a:8080"));
+        assert!(has_port("[::1]:8080"));
+        assert!(!has_port("[::1]"));
+        assert!(!has_port("upstream"));
+    }
+}
