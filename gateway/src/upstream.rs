@@ -1,7 +1,7 @@
-//! The client the gateway talks to upstreams with: hyper's pooled HTTP/1.1 client, one per worker
-//! (its connection tasks run on the worker's thread), TLS through rustls with the system roots.
-//! Measured against actix's own client on the same server: 59k vs 39k proxied requests/s on one
-//! core (see BENCHMARKS.md).
+//! The hyper client the gateway talks to upstreams with when a request has a body, the upstream is
+//! https, or a WebSocket is relayed (bodiless plain-http requests use [`crate::h1client`]): hyper's
+//! pooled HTTP/1.1 client, one per worker (its connection tasks run on the worker's thread), TLS
+//! through rustls with the system roots.
 
 use std::sync::Arc;
 use std::time::Duration;
