@@ -518,7 +518,7 @@ async fn write_response(
                     *l -= d.len() as u64;
                 }
                 if chunked {
-                    out.extend_from_slice(&wire::chunk_line(d.len()));
+                    wire::put_chunk_line(&mut out, d.len());
                 }
                 if d.len() <= COPY_LIMIT {
                     out.extend_from_slice(&d);

@@ -476,7 +476,7 @@ pub fn write_head(
     match framing {
         ResponseFraming::Length(n) => {
             out.put_slice(b"content-length: ");
-            out.put_slice(itoa(n).as_bytes());
+            put_number(out, n, 10);
             out.put_slice(b"\r\n");
         }
         ResponseFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
@@ -501,13 +501,25 @@ pub enum ResponseFraming {
     UntilClose,
 }
 
-fn itoa(n: u64) -> String {
-    n.to_string()
+/// Writes `n` in base 10 or 16 without allocating.
+fn put_number(out: &mut BytesMut, mut n: u64, base: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[(n % base) as usize];
+        n /= base;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
 }
 
-/// The chunk-size line for a chunk of `len` bytes.
-pub fn chunk_line(len: usize) -> Bytes {
-    Bytes::from(format!("{len:x}\r\n"))
+/// Writes the chunk-size line for a chunk of `len` bytes.
+pub fn put_chunk_line(out: &mut BytesMut, len: usize) {
+    put_number(out, len as u64, 16);
+    out.put_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -696,5 +708,10 @@ mod tests {
             &out[..],
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: D\r\ncontent-length: 2\r\nconnection: close\r\n\r\n"
         );
+        let mut line = BytesMut::new();
+        put_chunk_line(&mut line, 0x1a2b);
+        put_number(&mut line, 0, 10);
+        put_number(&mut line, 18_446_744_073_709_551_615, 10);
+        assert_eq!(&line[..], b"1a2b\r\n018446744073709551615");
     }
 }
