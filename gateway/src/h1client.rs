@@ -4,7 +4,7 @@
 //! answers with the same strict framing rules as the server ([`crate::server::wire`]). Requests
 //! with bodies, https upstreams and WebSocket upgrades go through hyper's client.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
@@ -53,15 +53,62 @@ struct Idle {
 pub struct Pool {
     idle: RefCell<HashMap<String, Vec<Idle>>>,
     connect_timeout: Duration,
+    /// How often idle connections are checked (and closed when stale or closed by the upstream).
+    sweep_every: Duration,
+    sweeping: Cell<bool>,
+}
+
+impl Idle {
+    /// Still usable: young enough, and nothing to read (a readable idle connection has been
+    /// closed by the upstream, or carries bytes nobody asked for).
+    fn usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.since.elapsed() <= IDLE_FOR
+            && matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 impl Pool {
     /// An empty pool.
     pub fn new(connect_timeout: Duration) -> Rc<Pool> {
+        Self::with_sweep(connect_timeout, IDLE_FOR / 3)
+    }
+
+    fn with_sweep(connect_timeout: Duration, sweep_every: Duration) -> Rc<Pool> {
         Rc::new(Pool {
             idle: RefCell::new(HashMap::new()),
             connect_timeout,
+            sweep_every,
+            sweeping: Cell::new(false),
         })
+    }
+
+    /// How many idle connections the pool holds.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+
+    /// From the first connection kept on, a task on this worker closes idle connections that
+    /// went stale or that the upstream closed, so they do not linger until the next request.
+    fn sweep_later(self: &Rc<Self>) {
+        if self.sweeping.replace(true) {
+            return;
+        }
+        let pool = Rc::downgrade(self);
+        let every = self.sweep_every;
+        tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                pool.idle.borrow_mut().retain(|_, list| {
+                    list.retain(Idle::usable);
+                    !list.is_empty()
+                });
+            }
+        });
     }
 
     /// The most recently used idle connection that is still open and quiet.
@@ -74,18 +121,15 @@ impl Pool {
                 list.clear();
                 return None;
             }
-            // An idle connection with something to read has been closed by the upstream (or
-            // sent bytes nobody asked for): it cannot carry a request.
-            let mut probe = [0u8; 1];
-            match c.stream.try_read(&mut probe) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(c.stream),
-                _ => continue,
+            if c.usable() {
+                return Some(c.stream);
             }
         }
         None
     }
 
-    fn checkin(&self, authority: &str, stream: TcpStream) {
+    fn checkin(self: &Rc<Self>, authority: &str, stream: TcpStream) {
+        self.sweep_later();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(authority.to_owned()).or_default();
         if list.len() >= MAX_IDLE {
@@ -513,6 +557,34 @@ mod tests {
             parse_answer(&mut buf, &Method::GET),
             Ok(Some(Parsed::Head(StatusCode::NO_CONTENT, ..)))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_closes_idle_connections_the_upstream_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let pool = Pool::with_sweep(Duration::from_secs(1), Duration::from_millis(20));
+                let kept = TcpStream::connect(&addr).await.unwrap();
+                let (_kept_peer, _) = listener.accept().await.unwrap();
+                let dropped = TcpStream::connect(&addr).await.unwrap();
+                let (dropped_peer, _) = listener.accept().await.unwrap();
+                pool.checkin(&addr, kept);
+                pool.checkin(&addr, dropped);
+                assert_eq!(pool.idle_count(), 2);
+                drop(dropped_peer);
+                for _ in 0..100 {
+                    if pool.idle_count() == 1 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(pool.idle_count(), 1, "the closed connection is swept");
+                assert!(pool.checkout(&addr).is_some(), "the open one is kept");
+            })
+            .await;
     }
 
     #[test]
