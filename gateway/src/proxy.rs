@@ -656,8 +656,9 @@ async fn route_and_forward<'a>(
         };
     }
     let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
-    if declared_len.is_none() && !chunked && up.scheme == "http" {
-        // No body, plain http: the worker's own client, inside this task.
+    if payload.is_empty() && up.scheme == "http" {
+        // No body (as the server framed the request), plain http: the worker's own client,
+        // inside this task.
         let target = match &url[up.scheme.len() + 3 + up.authority.len()..] {
             "" => "/",
             t => t,
