@@ -735,6 +735,54 @@ mod tests {
         }
     }
 
+    /// The head timeout and the keep-alive limit, with short settings: a partial head gets 408
+    /// and the connection closes; an idle connection after an answer is closed quietly.
+    #[tokio::test]
+    async fn slow_heads_get_408_and_idle_connections_are_closed() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let short = Duration::from_millis(300);
+        let server = crate::server::Server::start(
+            listener,
+            Config {
+                workers: 1,
+                max_head: 1024,
+                request_timeout: short,
+                keep_alive: short,
+                write_timeout: short,
+                shutdown_timeout: short,
+            },
+            || Rc::new(Nothing),
+        )
+        .unwrap();
+        let read_all = |mut s: tokio::net::TcpStream| async move {
+            let mut out = Vec::new();
+            let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+                .await
+                .is_ok();
+            assert!(ended, "the server closes the connection within 5 s");
+            String::from_utf8_lossy(&out).into_owned()
+        };
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let answer = read_all(slow).await;
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+        assert!(answer.contains("connection: close"), "{answer:?}");
+
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_all(idle).await;
+        // One answer, then the connection ends (the client never sent another request).
+        assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 1, "{answer:?}");
+        server.stopper().stop();
+        server.stopped().await;
+    }
+
     /// What an idle keep-alive connection costs is its task (this future) plus the socket: the
     /// exchange and its buffers are boxed and exist only while a request is under way.
     #[tokio::test]
