@@ -151,7 +151,16 @@ pub struct Answer {
     /// The body's length when known (for `HEAD`: the length a `GET` would have).
     pub len: Option<u64>,
     /// The body.
-    pub body: AnswerBody,
+    pub body: Payload,
+}
+
+/// An answer's body: already read whole with the head (the common case of a small answer with a
+/// `Content-Length`), or still to be read from the connection.
+pub enum Payload {
+    /// The whole body; the connection is already back in the pool.
+    Whole(Bytes),
+    /// Read as it is polled.
+    Streamed(AnswerBody),
 }
 
 fn idempotent(method: &Method) -> bool {
@@ -211,7 +220,7 @@ pub async fn send(
                 return Ok(answer);
             }
             Ok((mut answer, None)) => {
-                if let Some(b) = answer.body.0.as_mut() {
+                if let Payload::Streamed(AnswerBody(Some(b))) = &mut answer.body {
                     b.pool = Some((Rc::clone(pool), authority.to_owned()));
                 }
                 return Ok(answer);
@@ -250,12 +259,14 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads what the socket holds; `Ok(0)` is the end of the stream.
+/// Reads what the socket holds; `Ok(0)` is the end of the stream. A short read clears the
+/// socket's readiness (see [`crate::server::read_some`]), so the quiet-connection check at
+/// checkout costs no `recv` unless the upstream has written or closed since.
 fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(8 * 1024);
     }
-    stream.try_read_buf(buf)
+    crate::server::read_some(stream, buf)
 }
 
 /// Reads the answer head. With the answer, the connection when its body is already complete.
@@ -276,25 +287,30 @@ async fn read_answer(
                         BodyFraming::Known(Decoder::Length(n)) => Some(n),
                         _ => None,
                     };
-                    let complete = matches!(framing, BodyFraming::Known(Decoder::Length(0)));
                     let answer = |body| Answer {
                         status,
                         headers,
                         len,
-                        body: AnswerBody(body),
+                        body,
                     };
-                    if complete {
+                    // A body of known length that has already arrived with the head is taken
+                    // whole: the connection is free at once, and the client's answer goes out
+                    // in one write.
+                    if let BodyFraming::Known(Decoder::Length(n)) = framing
+                        && buf.len() as u64 >= n
+                    {
+                        let body = buf.split_to(buf.len().min(n as usize)).freeze();
                         let reusable = keep_alive && buf.is_empty();
-                        return Ok((answer(None), reusable.then_some(stream)));
+                        return Ok((answer(Payload::Whole(body)), reusable.then_some(stream)));
                     }
                     return Ok((
-                        answer(Some(Box::new(Reading {
+                        answer(Payload::Streamed(AnswerBody(Some(Box::new(Reading {
                             stream,
                             buf,
                             framing,
                             keep_alive,
                             pool: None,
-                        }))),
+                        }))))),
                         None,
                     ));
                 }

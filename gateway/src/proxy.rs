@@ -666,7 +666,23 @@ async fn route_and_forward<'a>(
         let send =
             crate::h1client::send(&worker.pool, &up.authority, &req.method, target, &headers);
         let response = match tokio::time::timeout(route.timeout, send).await {
-            Ok(Ok(a)) => respond(a.status, a.headers, a.len, Box::pin(a.body)),
+            Ok(Ok(a)) => {
+                let body = match a.body {
+                    // A HEAD answer keeps the length a GET would have had.
+                    crate::h1client::Payload::Whole(b) if req.method != Method::HEAD => {
+                        Body::Full(b)
+                    }
+                    crate::h1client::Payload::Whole(_) => Body::Stream {
+                        len: a.len,
+                        body: Box::pin(http_body_util::Empty::new().map_err(|e| match e {})),
+                    },
+                    crate::h1client::Payload::Streamed(b) => Body::Stream {
+                        len: a.len,
+                        body: Box::pin(b),
+                    },
+                };
+                respond(a.status, a.headers, body)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(request_id = %id, upstream = %up.authority, error = %e, "upstream request failed");
                 problem(
@@ -835,17 +851,12 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
         .and_then(|v| server::wire::content_length(v.as_bytes()));
     let body: server::LocalBody =
         Box::pin(incoming.map_err(|e| -> server::BoxError { Box::new(e) }));
-    respond(parts.status, parts.headers, len, body)
+    respond(parts.status, parts.headers, Body::Stream { len, body })
 }
 
 /// An upstream's answer for the client: its headers less the hop-by-hop ones and those its
 /// `Connection` names (the server sets the framing), its body streamed.
-fn respond(
-    status: StatusCode,
-    mut headers: http::HeaderMap,
-    len: Option<u64>,
-    body: server::LocalBody,
-) -> Response {
+fn respond(status: StatusCode, mut headers: http::HeaderMap, body: Body) -> Response {
     let listed = forwarding::connection_tokens(
         headers
             .get_all(header::CONNECTION)
@@ -867,7 +878,7 @@ fn respond(
             }
         }
     }
-    let mut res = Response::new(status, Body::Stream { len, body });
+    let mut res = Response::new(status, body);
     res.headers = headers;
     res
 }

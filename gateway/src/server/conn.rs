@@ -370,7 +370,7 @@ async fn read_head(
 /// socket is drained for now: its readiness is cleared then, as an `EAGAIN` would clear it, which
 /// saves the extra `recv` per request that would only learn that. (Readiness that arrived in the
 /// meantime is not lost: tokio clears only the readiness event this read observed.)
-fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub(crate) fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     let room = buf.capacity() - buf.len();
     let mut got = 0;
     let read = stream.try_io(tokio::io::Interest::READABLE, || {

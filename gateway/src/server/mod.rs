@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use http::{HeaderMap, StatusCode};
 
+pub(crate) use conn::read_some;
 pub use conn::{RequestBody, Upgraded};
 
 /// An error from a body stream.
