@@ -6,10 +6,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::header;
 use shared::{AccessClaims, Validation, Verifier, VerifyError};
 
 use crate::forwarding::Identity;
+use crate::server::RawHeaders;
 
 use crate::keys::KeyManager;
 use crate::revocation::{Check, Revocations};
@@ -32,8 +32,8 @@ pub enum AuthFailure {
 }
 
 /// The bearer token of a request, if it carries one.
-pub fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthFailure> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+pub fn bearer(headers: &RawHeaders) -> Result<Option<&str>, AuthFailure> {
+    let mut values = headers.get_all("authorization");
     let Some(value) = values.next() else {
         return Ok(None);
     };
@@ -42,7 +42,7 @@ pub fn bearer(headers: &http::HeaderMap) -> Result<Option<&str>, AuthFailure> {
     }
     // Bytes, not `to_str`: tokens are ~1 KiB and UTF-8 validation is vectorised. The same
     // rules as a downstream service's (`shared::identity::bearer_token`).
-    shared::identity::bearer_token(value.as_bytes()).map_err(|_| AuthFailure::Invalid("malformed"))
+    shared::identity::bearer_token(value).map_err(|_| AuthFailure::Invalid("malformed"))
 }
 
 struct Entry {

@@ -7,6 +7,9 @@ use http::HeaderMap;
 use shared::AccessClaims;
 use shared::headers;
 
+use crate::server::RawHeaders;
+use crate::server::wire::visible_ascii;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -60,24 +63,19 @@ pub fn reserved(name: &str) -> bool {
 }
 
 /// Header names listed in `Connection` values (they are hop-by-hop for this message).
-pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     values
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|t| visible_ascii(t.trim_ascii()))
         .filter(|t| !t.is_empty())
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
-fn connection_listed(map: &HeaderMap) -> Vec<String> {
-    connection_tokens(
-        map.get_all("connection")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    )
-}
-
+/// `name` (any case) is hop-by-hop, or one that `Connection` listed.
 fn hop_by_hop(name: &str, listed: &[String]) -> bool {
-    HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name)
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
 }
 
 /// A verified identity with the headers that forward it, built once per token (the verified-token
@@ -135,86 +133,124 @@ pub struct Context<'a> {
     pub request_id: &'a str,
 }
 
-/// The headers the upstream receives, as hyper's header map.
-pub fn upstream_request(client: &HeaderMap, ctx: &Context<'_>) -> http::HeaderMap {
-    let listed = connection_listed(client);
-    let mut out = http::HeaderMap::with_capacity(client.len() + 8);
-    for (name, v) in client.iter() {
-        let n = name.as_str();
+/// Where forwarded header lines go: the upstream client's request head, or `hyper`'s header map.
+pub trait HeaderSink {
+    /// Adds one line; `name` is a token and `value` a valid field value.
+    fn line(&mut self, name: &str, value: &[u8]);
+}
+
+impl HeaderSink for bytes::BytesMut {
+    fn line(&mut self, name: &str, value: &[u8]) {
+        crate::server::wire::put_line(self, name, value);
+    }
+}
+
+impl HeaderSink for HeaderMap {
+    fn line(&mut self, name: &str, value: &[u8]) {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            self.append(n, v);
+        }
+    }
+}
+
+/// Writes the headers the upstream receives into `out`: the client's, less hop-by-hop ones,
+/// those its `Connection` names, reserved ones (identity namespace, proxy overrides) and the ones
+/// the gateway sets itself; then the forwarding headers and the verified identity.
+pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl HeaderSink) {
+    let connection = client.get_all("connection");
+    // Nearly every request lists nothing but `keep-alive` or `close`, if anything.
+    let listed = connection_tokens(connection);
+    for (n, v) in client.iter() {
         if hop_by_hop(n, &listed)
             || reserved(n)
-            || matches!(n, "host" | "content-length" | "expect" | "x-request-id")
-            || (n == "authorization" && !ctx.forward_token)
+            || ["host", "content-length", "expect", headers::REQUEST_ID]
+                .iter()
+                .any(|s| n.eq_ignore_ascii_case(s))
+            || (!ctx.forward_token && n.eq_ignore_ascii_case("authorization"))
         {
             continue;
         }
-        out.append(name.clone(), v.clone());
+        out.line(n, v);
     }
-    let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
-    let forwarded_for = match (
-        ctx.trusted_peer,
-        client.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-    ) {
-        (true, Some(prior)) if !prior.trim().is_empty() => format!("{}, {peer}", prior.trim()),
-        _ => peer,
+    let mut peer = [0u8; 64];
+    let peer = match ctx.peer {
+        Some(p) => {
+            use std::io::Write as _;
+            let mut w = &mut peer[..];
+            let _ = write!(w, "{p}");
+            let left = w.len();
+            &peer[..64 - left]
+        }
+        None => &[][..],
     };
     let from_trusted = |name: &str| -> Option<&str> {
         if ctx.trusted_peer {
-            client
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
+            client.get_str(name).filter(|v| !v.is_empty())
         } else {
             None
         }
     };
-    let host = client
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut set = |name: &'static str, v: &str| {
-        if let Ok(v) = http::HeaderValue::from_str(v) {
-            out.append(http::HeaderName::from_static(name), v);
+    match client.get_str("x-forwarded-for").map(str::trim) {
+        Some(prior) if ctx.trusted_peer && !prior.is_empty() => {
+            let mut chain = Vec::with_capacity(prior.len() + 2 + peer.len());
+            chain.extend_from_slice(prior.as_bytes());
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(peer);
+            out.line("x-forwarded-for", &chain);
         }
-    };
-    set("x-forwarded-for", &forwarded_for);
-    set(
+        _ => out.line("x-forwarded-for", peer),
+    }
+    out.line(
         "x-forwarded-proto",
-        from_trusted("x-forwarded-proto").unwrap_or("http"),
+        from_trusted("x-forwarded-proto")
+            .unwrap_or("http")
+            .as_bytes(),
     );
-    set(
-        "x-forwarded-host",
-        from_trusted("x-forwarded-host").unwrap_or(host),
-    );
-    set(headers::REQUEST_ID, ctx.request_id);
+    let host = from_trusted("x-forwarded-host")
+        .or_else(|| client.get_str("host"))
+        .unwrap_or("");
+    out.line("x-forwarded-host", host.as_bytes());
+    out.line(headers::REQUEST_ID, ctx.request_id.as_bytes());
     if let Some(identity) = ctx.identity {
         for (n, v) in &identity.headers {
-            out.append(n.clone(), v.clone());
+            out.line(n.as_str(), v.as_bytes());
         }
     }
-    out
 }
 
-/// True when an upstream response header (lowercase `name`) passes to the client; `listed` are
+/// True when an upstream response header (`name`, any case) passes to the client; `listed` are
 /// the names its `Connection` header lists.
 pub fn passes_to_client(name: &str, listed: &[String]) -> bool {
-    !hop_by_hop(name, listed) && name != "content-length"
+    !hop_by_hop(name, listed) && !name.eq_ignore_ascii_case("content-length")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderName, HeaderValue};
     use shared::Audience;
 
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    fn map(pairs: &[(&str, &str)]) -> RawHeaders {
+        RawHeaders::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_bytes())))
+    }
+
+    /// The forwarded headers, as the map `hyper` would get (and the upstream client's bytes, the
+    /// same lines: both sinks see one sequence).
+    fn upstream_request(client: &RawHeaders, ctx: &Context<'_>) -> HeaderMap {
         let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+        super::upstream_request(client, ctx, &mut m);
+        let mut bytes = bytes::BytesMut::new();
+        super::upstream_request(client, ctx, &mut bytes);
+        let mut lines = String::new();
+        for (n, v) in &m {
+            lines.push_str(&format!("{n}: {}\r\n", v.to_str().unwrap()));
         }
+        assert_eq!(
+            String::from_utf8_lossy(&bytes).to_ascii_lowercase(),
+            lines.to_ascii_lowercase()
+        );
         m
     }
 
@@ -356,19 +392,20 @@ mod tests {
         );
         assert_eq!(get(&out, "x-forwarded-host"), vec!["gw"]);
         let upstream = map(&[
-            ("connection", "close, x-internal"),
+            ("Connection", "close, X-Internal"),
             ("x-internal", "1"),
-            ("transfer-encoding", "chunked"),
-            ("set-cookie", "a=1"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "1"),
+            ("Set-Cookie", "a=1"),
             ("set-cookie", "b=2"),
         ]);
-        let listed = connection_listed(&upstream);
+        let listed = connection_tokens(upstream.get_all("connection"));
         let back: Vec<_> = upstream
             .iter()
-            .filter(|(n, _)| passes_to_client(n.as_str(), &listed))
-            .map(|(n, _)| n.as_str().to_owned())
+            .filter(|(n, _)| passes_to_client(n, &listed))
+            .map(|(n, _)| n.to_owned())
             .collect();
-        assert_eq!(back, vec!["set-cookie", "set-cookie"]);
+        assert_eq!(back, vec!["Set-Cookie", "set-cookie"]);
     }
 
     #[test]

@@ -13,13 +13,12 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::net::TcpStream;
 
-use crate::server::BoxError;
 use crate::server::wire::{self, Decoded, Decoder};
+use crate::server::{BoxError, RawHeaders};
 
 /// Idle connections kept per upstream, and for how long.
 const MAX_IDLE: usize = 256;
@@ -147,7 +146,7 @@ pub struct Answer {
     /// Status.
     pub status: StatusCode,
     /// Headers as received (the caller filters them).
-    pub headers: HeaderMap,
+    pub headers: RawHeaders,
     /// The body's length when known (for `HEAD`: the length a `GET` would have).
     pub len: Option<u64>,
     /// The body.
@@ -170,33 +169,38 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
-/// Sends a request without a body to `authority` (`host[:port]`, plain http) and reads the answer
-/// head. `target` is the path and query; `headers` are already filtered for forwarding (no
-/// `Host`, framing or hop-by-hop headers).
-pub async fn send(
-    pool: &Rc<Pool>,
-    authority: &str,
+/// A request head without a body for `authority` (`host[:port]`): the request line, `Host`,
+/// the lines `headers` writes (already filtered for forwarding: no `Host`, framing or hop-by-hop
+/// headers), and `Content-Length: 0` for methods that expect a body.
+pub fn request_head(
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
-) -> Result<Answer, Error> {
-    let mut head = BytesMut::with_capacity(256 + headers.len() * 48);
+    authority: &str,
+    headers: impl FnOnce(&mut BytesMut),
+) -> BytesMut {
+    let mut head = BytesMut::with_capacity(1024);
     head.put_slice(method.as_str().as_bytes());
     head.put_u8(b' ');
     head.put_slice(target.as_bytes());
     head.put_slice(b" HTTP/1.1\r\nhost: ");
     head.put_slice(authority.as_bytes());
     head.put_slice(b"\r\n");
-    for (name, value) in headers {
-        head.put_slice(name.as_str().as_bytes());
-        head.put_slice(b": ");
-        head.put_slice(value.as_bytes());
-        head.put_slice(b"\r\n");
-    }
+    headers(&mut head);
     if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         head.put_slice(b"content-length: 0\r\n");
     }
     head.put_slice(b"\r\n");
+    head
+}
+
+/// Sends `head` (from [`request_head`]: a request without a body) to `authority` (plain http)
+/// and reads the answer head.
+pub async fn send(
+    pool: &Rc<Pool>,
+    authority: &str,
+    method: &Method,
+    head: &[u8],
+) -> Result<Answer, Error> {
     // A pooled connection may have been closed by the upstream just as it was reused: then the
     // request goes once more on a new connection, if nothing was answered and the method may be
     // repeated.
@@ -207,7 +211,7 @@ pub async fn send(
             Some(s) => s,
             None => connect(authority, pool.connect_timeout).await?,
         };
-        let outcome = match write_all(&stream, &head).await {
+        let outcome = match write_all(&stream, head).await {
             Ok(()) => read_answer(stream, method).await,
             Err(e) => Err(Error::Io(e)),
         };
@@ -281,9 +285,9 @@ async fn read_answer(
                 Some(Parsed::Interim) => continue,
                 Some(Parsed::Head(status, headers, framing, keep_alive)) => {
                     let len = match framing {
-                        _ if *method == Method::HEAD => headers
-                            .get(header::CONTENT_LENGTH)
-                            .and_then(|v| wire::content_length(v.as_bytes())),
+                        _ if *method == Method::HEAD => {
+                            headers.get("content-length").and_then(wire::content_length)
+                        }
                         BodyFraming::Known(Decoder::Length(n)) => Some(n),
                         _ => None,
                     };
@@ -340,7 +344,7 @@ enum BodyFraming {
 enum Parsed {
     /// A 1xx answer, skipped.
     Interim,
-    Head(StatusCode, HeaderMap, BodyFraming, bool),
+    Head(StatusCode, RawHeaders, BodyFraming, bool),
 }
 
 fn parse_answer(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, Error> {
@@ -355,7 +359,7 @@ fn parse_answer(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, E
     let status =
         StatusCode::from_u16(code).map_err(|_| Error::Malformed("the status is not valid"))?;
     let http10 = res.version == Some(0);
-    let spans = wire::header_spans(buf, res.headers);
+    let offsets = wire::Offsets::of(buf, res.headers);
     let bytes = buf.split_to(len).freeze();
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -363,43 +367,43 @@ fn parse_answer(buf: &mut BytesMut, method: &Method) -> Result<Option<Parsed>, E
         }
         return Ok(Some(Parsed::Interim));
     }
-    let headers =
-        wire::header_map(&bytes, &spans).map_err(|_| Error::Malformed("a header is not valid"))?;
-    let close_listed = headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
+    let headers = RawHeaders::new(bytes, offsets);
+    let close_listed = headers.get_all("connection").any(|v| {
+        v.split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
     });
     let keep_alive = !http10 && !close_listed;
     let bodiless = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
-    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
-    let framing = match (bodiless, te.next(), cl.next()) {
-        (true, _, _) => BodyFraming::Known(Decoder::Length(0)),
-        (false, Some(_), Some(_)) => {
-            return Err(Error::Malformed(
-                "Content-Length and Transfer-Encoding together",
-            ));
-        }
-        (false, Some(v), None) => {
-            let last = v.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
-            if te.next().is_none() && last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                BodyFraming::Known(Decoder::new(wire::Framing::Chunked))
-            } else {
-                BodyFraming::UntilClose
+    let framing = {
+        let mut te = headers.get_all("transfer-encoding");
+        let mut cl = headers.get_all("content-length");
+        match (bodiless, te.next(), cl.next()) {
+            (true, _, _) => BodyFraming::Known(Decoder::Length(0)),
+            (false, Some(_), Some(_)) => {
+                return Err(Error::Malformed(
+                    "Content-Length and Transfer-Encoding together",
+                ));
             }
-        }
-        (false, None, Some(v)) => {
-            if cl.any(|o| o != v) {
-                return Err(Error::Malformed("Content-Length values differ"));
+            (false, Some(v), None) => {
+                let last = v.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                if te.next().is_none() && last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    BodyFraming::Known(Decoder::new(wire::Framing::Chunked))
+                } else {
+                    BodyFraming::UntilClose
+                }
             }
-            let n = wire::content_length(v.as_bytes())
-                .ok_or(Error::Malformed("the Content-Length is not valid"))?;
-            BodyFraming::Known(Decoder::Length(n))
+            (false, None, Some(v)) => {
+                if cl.any(|o| o != v) {
+                    return Err(Error::Malformed("Content-Length values differ"));
+                }
+                let n = wire::content_length(v)
+                    .ok_or(Error::Malformed("the Content-Length is not valid"))?;
+                BodyFraming::Known(Decoder::Length(n))
+            }
+            (false, None, None) => BodyFraming::UntilClose,
         }
-        (false, None, None) => BodyFraming::UntilClose,
     };
     let keep_alive = keep_alive && !matches!(framing, BodyFraming::UntilClose);
     Ok(Some(Parsed::Head(status, headers, framing, keep_alive)))

@@ -10,7 +10,6 @@ use std::time::Instant;
 use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
 use http::header::{self, HeaderName, HeaderValue};
-use http::request::Parts;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use shared::{AccessClaims, Validation};
@@ -21,7 +20,8 @@ use crate::forwarding::{self, Context};
 use crate::keys::KeyManager;
 use crate::metrics::Metrics;
 use crate::routing;
-use crate::server::{self, Body, Request, RequestBody, Response};
+use crate::server::wire::visible_ascii;
+use crate::server::{self, Body, RawHeaders, Request, RequestBody, RequestHead, Response};
 
 /// What every worker shares.
 #[derive(Debug)]
@@ -192,25 +192,33 @@ fn forbidden(detail: &str) -> Response {
 
 /// The client's request id if it is short and plain; otherwise this worker's random prefix and a
 /// counter (unique without a syscall per request).
-fn request_id(req: &Parts, worker: &Worker) -> String {
+fn request_id(req: &RequestHead, worker: &Worker) -> String {
     let given = req
         .headers
-        .get(shared::headers::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
+        .get_str(shared::headers::REQUEST_ID)
         .filter(|v| shared::headers::acceptable_request_id(v));
     match given {
         Some(v) => v.to_owned(),
         None => {
             let n = worker.next_id.get();
             worker.next_id.set(n + 1);
-            format!("{}-{n:x}", worker.id_prefix)
+            let mut id = String::with_capacity(worker.id_prefix.len() + 17);
+            id.push_str(&worker.id_prefix);
+            id.push('-');
+            let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+            for i in (0..digits).rev() {
+                id.push(char::from(
+                    b"0123456789abcdef"[((n >> (i * 4)) & 15) as usize],
+                ));
+            }
+            id
         }
     }
 }
 
 /// The CORS origin to echo, if the request's `Origin` is allowed by the route.
-fn cors_origin<'a>(cors: &Cors, req: &'a Parts) -> Option<&'a str> {
-    let origin = req.headers.get(header::ORIGIN)?.to_str().ok()?;
+fn cors_origin<'a>(cors: &Cors, req: &'a RequestHead) -> Option<&'a str> {
+    let origin = req.headers.get_str("origin")?;
     cors.allowed_origins
         .iter()
         .any(|o| o == "*" || o == origin)
@@ -218,6 +226,15 @@ fn cors_origin<'a>(cors: &Cors, req: &'a Parts) -> Option<&'a str> {
 }
 
 fn add_cors(res: &mut Response, cors: &Cors, origin: &str) {
+    // What is set here replaces an upstream's header of the same name: its `Vary` is carried
+    // over first, so that adding `Origin` keeps what it listed.
+    if let Some(p) = &res.passthrough {
+        for v in p.get_all("vary") {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                res.headers.append(header::VARY, v);
+            }
+        }
+    }
     let h = &mut res.headers;
     let allow = if cors.allowed_origins.iter().any(|o| o == "*") && !cors.allow_credentials {
         "*"
@@ -247,14 +264,13 @@ fn add_cors(res: &mut Response, cors: &Cors, origin: &str) {
 }
 
 /// Answers a CORS preflight without authentication.
-fn preflight(req: &Parts, cors: &Cors) -> Response {
+fn preflight(req: &RequestHead, cors: &Cors) -> Response {
     let Some(origin) = cors_origin(cors, req) else {
         return problem(StatusCode::FORBIDDEN, "origin not allowed", "cors_refused");
     };
     let method = req
         .headers
-        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-        .and_then(|v| v.to_str().ok())
+        .get_str("access-control-request-method")
         .unwrap_or("");
     if !cors.allowed_methods.iter().any(|m| m == method) {
         return problem(
@@ -265,8 +281,7 @@ fn preflight(req: &Parts, cors: &Cors) -> Response {
     }
     let asked: Vec<String> = req
         .headers
-        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-        .and_then(|v| v.to_str().ok())
+        .get_str("access-control-request-headers")
         .map(|v| {
             v.split(',')
                 .map(|h| h.trim().to_ascii_lowercase())
@@ -371,10 +386,8 @@ pub async fn handle(request: Request, worker: Rc<Worker>) -> Response {
     let mut res = o.response;
     // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
     // included, so a browser page can read why it was refused. Preflights set their own.
-    let is_preflight = req.method == Method::OPTIONS
-        && req
-            .headers
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let is_preflight =
+        req.method == Method::OPTIONS && req.headers.contains("access-control-request-method");
     if !is_preflight
         && let Some(cors) = o
             .route
@@ -409,7 +422,7 @@ pub async fn handle(request: Request, worker: Rc<Worker>) -> Response {
 }
 
 async fn route_and_forward<'a>(
-    req: &'a Parts,
+    req: &'a RequestHead,
     peer: SocketAddr,
     payload: RequestBody,
     worker: &Worker,
@@ -423,11 +436,7 @@ async fn route_and_forward<'a>(
         user: None,
         path: std::borrow::Cow::Owned(path.to_owned()),
     };
-    let header_bytes: usize = req
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
+    let header_bytes: usize = req.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
     if header_bytes > gw.settings.max_header_bytes {
         return fail(
             problem(
@@ -465,9 +474,7 @@ async fn route_and_forward<'a>(
 
     if let Some(cors) = &route.cors
         && req.method == Method::OPTIONS
-        && req
-            .headers
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && req.headers.contains("access-control-request-method")
     {
         return fail(preflight(req, cors), Some(index), &path);
     }
@@ -526,8 +533,7 @@ async fn route_and_forward<'a>(
             let forwarded = req
                 .headers
                 .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok());
+                .filter_map(visible_ascii);
             let ip =
                 shared::net::client_address(peer.ip(), forwarded, &gw.settings.trusted_proxies);
             format!("c:{}", shared::net::rate_key(ip))
@@ -558,8 +564,8 @@ async fn route_and_forward<'a>(
 
     let declared_len = req
         .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| server::wire::content_length(v.as_bytes()));
+        .get("content-length")
+        .and_then(server::wire::content_length);
     if let (Some(limit), Some(n)) = (route.max_body_bytes, declared_len)
         && n > limit
     {
@@ -608,7 +614,11 @@ async fn route_and_forward<'a>(
         url.push('?');
         url.push_str(q);
     }
-    let headers = forwarding::upstream_request(&req.headers, &ctx);
+    let forwarded_map = || {
+        let mut map = http::HeaderMap::with_capacity(req.headers.len() + 12);
+        forwarding::upstream_request(&req.headers, &ctx, &mut map);
+        map
+    };
     let user = claims.as_ref().map(|c| c.claims.sub.clone());
     if crate::websocket::is_upgrade(req) {
         if !route.websocket {
@@ -624,7 +634,7 @@ async fn route_and_forward<'a>(
         }
         let relay = crate::websocket::Relay {
             url,
-            headers,
+            headers: forwarded_map(),
             close_at: claims
                 .as_ref()
                 .map(|c| c.claims.exp.saturating_add(gw.settings.leeway)),
@@ -655,7 +665,7 @@ async fn route_and_forward<'a>(
             path,
         };
     }
-    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = req.headers.contains("transfer-encoding");
     if payload.is_empty() && up.scheme == "http" {
         // No body (as the server framed the request), plain http: the worker's own client,
         // inside this task.
@@ -663,8 +673,10 @@ async fn route_and_forward<'a>(
             "" => "/",
             t => t,
         };
-        let send =
-            crate::h1client::send(&worker.pool, &up.authority, &req.method, target, &headers);
+        let head = crate::h1client::request_head(&req.method, target, &up.authority, |out| {
+            forwarding::upstream_request(&req.headers, &ctx, out);
+        });
+        let send = crate::h1client::send(&worker.pool, &up.authority, &req.method, &head);
         let response = match tokio::time::timeout(route.timeout, send).await {
             Ok(Ok(a)) => {
                 let body = match a.body {
@@ -708,7 +720,7 @@ async fn route_and_forward<'a>(
         .method(req.method.clone())
         .uri(url.as_str());
     if let Some(h) = builder.headers_mut() {
-        *h = headers;
+        *h = forwarded_map();
     }
     let mut payload = payload;
     // A chunked body's framing is only checked as it is read: read the first chunk before
@@ -851,17 +863,12 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
         .and_then(|v| server::wire::content_length(v.as_bytes()));
     let body: server::LocalBody =
         Box::pin(incoming.map_err(|e| -> server::BoxError { Box::new(e) }));
-    respond(parts.status, parts.headers, Body::Stream { len, body })
-}
-
-/// An upstream's answer for the client: its headers less the hop-by-hop ones and those its
-/// `Connection` names (the server sets the framing), its body streamed.
-fn respond(status: StatusCode, mut headers: http::HeaderMap, body: Body) -> Response {
+    let mut headers = parts.headers;
     let listed = forwarding::connection_tokens(
         headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok()),
+            .map(HeaderValue::as_bytes),
     );
     if headers
         .keys()
@@ -878,8 +885,19 @@ fn respond(status: StatusCode, mut headers: http::HeaderMap, body: Body) -> Resp
             }
         }
     }
-    let mut res = Response::new(status, body);
+    let mut res = Response::new(parts.status, Body::Stream { len, body });
     res.headers = headers;
+    res
+}
+
+/// An upstream's answer (from the gateway's own client) for the client: its header lines passed
+/// through as they came, less hop-by-hop ones and those its `Connection` names (the server sets
+/// the framing).
+fn respond(status: StatusCode, mut headers: RawHeaders, body: Body) -> Response {
+    let listed = forwarding::connection_tokens(headers.get_all("connection"));
+    headers.retain(|n, _| forwarding::passes_to_client(n, &listed));
+    let mut res = Response::new(status, body);
+    res.passthrough = Some(headers);
     res
 }
 

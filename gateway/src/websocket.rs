@@ -9,16 +9,15 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message};
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::header;
-use http::request::Parts;
 
-use crate::server::{Body, Response, Upgraded};
+use crate::server::wire::visible_ascii;
+use crate::server::{Body, RequestHead, Response, Upgraded};
 use crate::upstream;
 
 /// True for `Upgrade: websocket` requests.
-pub fn is_upgrade(req: &Parts) -> bool {
+pub fn is_upgrade(req: &RequestHead) -> bool {
     req.headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
+        .get_str("upgrade")
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
@@ -32,14 +31,14 @@ pub enum Failure {
 }
 
 /// The client's `Sec-WebSocket-Key` if its handshake is valid (RFC 6455 §4.2.1).
-fn client_key(req: &Parts) -> Result<&[u8], Failure> {
+fn client_key(req: &RequestHead) -> Result<&[u8], Failure> {
     if req.method != http::Method::GET || req.version != http::Version::HTTP_11 {
         return Err(Failure::Handshake(
             "a WebSocket handshake is a GET over HTTP/1.1",
         ));
     }
-    let upgrade_listed = req.headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
+    let upgrade_listed = req.headers.get_all("connection").any(|v| {
+        visible_ascii(v).is_some_and(|v| {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         })
@@ -47,18 +46,13 @@ fn client_key(req: &Parts) -> Result<&[u8], Failure> {
     if !upgrade_listed {
         return Err(Failure::Handshake("Connection must list upgrade"));
     }
-    if req
-        .headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(http::HeaderValue::as_bytes)
-        != Some(b"13")
-    {
+    if req.headers.get("sec-websocket-version") != Some(b"13") {
         return Err(Failure::Handshake("Sec-WebSocket-Version must be 13"));
     }
     let key = req
         .headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(|v| v.as_bytes().trim_ascii())
+        .get("sec-websocket-key")
+        .map(<[u8]>::trim_ascii)
         .ok_or(Failure::Handshake("Sec-WebSocket-Key is missing"))?;
     match base64::engine::general_purpose::STANDARD.decode(key) {
         Ok(raw) if raw.len() == 16 => Ok(key),
@@ -86,16 +80,15 @@ pub struct Relay {
 /// Checks the client's handshake, opens the upstream connection (an HTTP/1.1 upgrade through
 /// the pooled client), then answers the client's upgrade; frames are relayed on the connection.
 pub async fn proxy(
-    req: &Parts,
+    req: &RequestHead,
     client: &upstream::Client,
     relay: Relay,
 ) -> Result<Response, Failure> {
     let client_accept = actix_http::ws::hash_key(client_key(req)?);
     let protocols: Vec<String> = req
         .headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .get_all("sec-websocket-protocol")
+        .filter_map(visible_ascii)
         .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())

@@ -226,7 +226,7 @@ async fn exchange<H: Handler>(
     stop: &watch::Receiver<bool>,
 ) -> Next {
     let wire::Head {
-        parts,
+        request: parts,
         framing,
         keep_alive,
         expects_continue,
@@ -474,7 +474,15 @@ async fn write_response(
         (false, None) => ResponseFraming::Chunked,
     };
     let mut out = BytesMut::new();
-    wire::write_head(&mut out, status, &res.headers, framing, close, &date());
+    wire::write_head(
+        &mut out,
+        status,
+        res.passthrough.as_ref(),
+        &res.headers,
+        framing,
+        close,
+        &date(),
+    );
     let body = match res.body {
         _ if bodiless => return write_all(conn, config, &out).await.map(|()| false),
         Body::Empty => return write_all(conn, config, &out).await.map(|()| false),

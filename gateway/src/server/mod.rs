@@ -9,6 +9,7 @@
 //! strict and pure ([`wire`]), so they are unit-tested and fuzzed apart from the sockets.
 
 mod conn;
+mod headers;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ use http::{HeaderMap, StatusCode};
 
 pub(crate) use conn::read_some;
 pub use conn::{RequestBody, Upgraded};
+pub use headers::RawHeaders;
+pub use wire::RequestHead;
 
 /// An error from a body stream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,8 +34,8 @@ pub type LocalBody = std::pin::Pin<Box<dyn http_body::Body<Data = Bytes, Error =
 
 /// A request as the handler sees it.
 pub struct Request {
-    /// Method, URI, version, headers.
-    pub head: http::request::Parts,
+    /// Method, target, version, headers.
+    pub head: RequestHead,
     /// The client's address.
     pub peer: SocketAddr,
     /// The body, streamed from the connection.
@@ -61,6 +64,9 @@ pub type OnUpgrade = Box<dyn FnOnce(Upgraded) -> LocalBoxFuture<'static, ()>>;
 pub struct Response {
     /// Status.
     pub status: StatusCode,
+    /// Headers passed through from an upstream's answer, written first; a name that `headers`
+    /// also sets is written from `headers` only.
+    pub passthrough: Option<RawHeaders>,
     /// Headers (framing and `Connection` headers are this server's to set, except on a 101).
     pub headers: HeaderMap,
     /// Body.
@@ -74,6 +80,7 @@ impl Response {
     pub fn new(status: StatusCode, body: Body) -> Self {
         Response {
             status,
+            passthrough: None,
             headers: HeaderMap::new(),
             body,
             upgrade: None,

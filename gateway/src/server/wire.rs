@@ -3,8 +3,10 @@
 //! chunked decoder, and the response head. No I/O here: the connection code feeds bytes in.
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+pub use super::headers::{Offsets, RawHeaders, visible_ascii};
 
 /// Most headers a request may carry (more is answered 431).
 pub const MAX_HEADERS: usize = 100;
@@ -20,11 +22,24 @@ pub enum Framing {
     Chunked,
 }
 
-/// A parsed request head.
+/// A request head: method, target, version and the header lines as they came.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Method.
+    pub method: Method,
+    /// Request target.
+    pub uri: Uri,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: Version,
+    /// Header lines, sharing the head's bytes.
+    pub headers: RawHeaders,
+}
+
+/// A parsed request head and what the connection needs to know about it.
 #[derive(Debug)]
 pub struct Head {
-    /// Method, URI, version and headers.
-    pub parts: http::request::Parts,
+    /// Method, target, version and headers.
+    pub request: RequestHead,
     /// How the body is delimited.
     pub framing: Framing,
     /// The client wants the connection kept open after this exchange.
@@ -66,7 +81,7 @@ impl HeadError {
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete (read more, unless
 /// `buf` already holds `max_head` bytes, which is [`HeadError::TooLarge`]). On success the head's
-/// bytes are split off `buf`; header values share them.
+/// bytes are split off `buf`; the target and the header values share them.
 pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
@@ -91,14 +106,14 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
     } else {
         Version::HTTP_11
     };
-    let spans = header_spans(buf, req.headers);
+    let offsets = Offsets::of(buf, req.headers);
     let bytes = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(bytes.slice(path_at..path_at + path_len))
         .map_err(|_| HeadError::Malformed("the request target is not valid"))?;
-    let headers = header_map(&bytes, &spans).map_err(HeadError::Malformed)?;
+    let headers = RawHeaders::new(bytes, offsets);
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (at most one in 1.0); two could be read
     // differently by the gateway and an upstream.
-    match headers.get_all(header::HOST).iter().count() {
+    match headers.get_all("host").count() {
         0 if version == Version::HTTP_11 => {
             return Err(HeadError::Malformed(
                 "an HTTP/1.1 request needs a Host header",
@@ -112,63 +127,26 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
     let expects_continue = framing != Framing::Empty
         && version == Version::HTTP_11
         && headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = version;
-    parts.headers = headers;
+            .get("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
     Ok(Some(Head {
-        parts,
+        request: RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+        },
         framing,
         keep_alive,
         expects_continue,
     }))
 }
 
-/// Where each parsed header's name and value lie in the buffer that was parsed.
-pub struct Spans {
-    items: [(usize, usize, usize, usize); MAX_HEADERS],
-    len: usize,
-}
-
-/// Records the headers `httparse` found in `buf` as offsets, so the buffer can be frozen and the
-/// values shared rather than copied.
-pub fn header_spans(buf: &[u8], headers: &[httparse::Header<'_>]) -> Spans {
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    let mut spans = Spans {
-        items: [(0, 0, 0, 0); MAX_HEADERS],
-        len: 0,
-    };
-    for (span, h) in spans.items.iter_mut().zip(headers) {
-        let (na, nl) = offset(h.name.as_bytes());
-        let (va, vl) = offset(h.value);
-        *span = (na, nl, va, vl);
-        spans.len += 1;
-    }
-    spans
-}
-
-/// The header map of a frozen head; values share its bytes.
-pub fn header_map(bytes: &Bytes, spans: &Spans) -> Result<HeaderMap, &'static str> {
-    let mut headers = HeaderMap::with_capacity(spans.len);
-    for &(na, nl, va, vl) in &spans.items[..spans.len] {
-        let name = HeaderName::from_bytes(&bytes[na..na + nl])
-            .map_err(|_| "a header name is not valid")?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(va..va + vl))
-            .map_err(|_| "a header value is not valid")?;
-        headers.append(name, value);
-    }
-    Ok(headers)
-}
-
 /// The body's framing (RFC 9112 §6.3), strictly: anything two parsers could read differently is
 /// refused rather than resolved.
-fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
-    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
-    let mut cl = headers.get_all(header::CONTENT_LENGTH).iter();
+fn framing(headers: &RawHeaders, version: Version) -> Result<Framing, HeadError> {
+    let mut te = headers.get_all("transfer-encoding");
+    let mut cl = headers.get_all("content-length");
     match (te.next(), cl.next()) {
         (Some(_), Some(_)) => Err(HeadError::Malformed(
             "Content-Length and Transfer-Encoding together",
@@ -182,7 +160,7 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> 
                     "more than one Transfer-Encoding header",
                 ));
             }
-            if trim_ows(v.as_bytes()).eq_ignore_ascii_case(b"chunked") {
+            if trim_ows(v).eq_ignore_ascii_case(b"chunked") {
                 Ok(Framing::Chunked)
             } else {
                 Err(HeadError::Malformed(
@@ -194,7 +172,7 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> 
             if cl.next().is_some() {
                 return Err(HeadError::Malformed("more than one Content-Length header"));
             }
-            match content_length(v.as_bytes()) {
+            match content_length(v) {
                 Some(0) => Ok(Framing::Empty),
                 Some(n) => Ok(Framing::Length(n)),
                 None => Err(HeadError::Malformed("the Content-Length is not valid")),
@@ -222,11 +200,10 @@ pub fn content_length(v: &[u8]) -> Option<u64> {
     Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+fn keep_alive(headers: &RawHeaders, version: Version) -> bool {
     let has = |token: &[u8]| {
-        headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
+        headers.get_all("connection").any(|v| {
+            v.split(|&b| b == b',')
                 .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
         })
     };
@@ -437,12 +414,14 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Writes a response head: status line, headers, then the framing and `Connection` headers this
-/// server decides. `length`: `Some(n)` sets `Content-Length` (unless the status has no body);
-/// `chunked` sets `Transfer-Encoding: chunked`.
+/// Writes a response head: status line, the lines passed through from an upstream (less any
+/// that `headers` sets itself), `headers`, then the framing and `Connection` headers this server
+/// decides. `length`: `Some(n)` sets `Content-Length` (unless the status has no body); `chunked`
+/// sets `Transfer-Encoding: chunked`.
 pub fn write_head(
     out: &mut BytesMut,
     status: StatusCode,
+    passthrough: Option<&RawHeaders>,
     headers: &HeaderMap,
     framing: ResponseFraming,
     close: bool,
@@ -454,24 +433,32 @@ pub fn write_head(
     out.put_u8(b' ');
     out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.put_slice(b"\r\n");
-    for (name, value) in headers {
-        if matches!(
-            *name,
-            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION
-        ) && status != StatusCode::SWITCHING_PROTOCOLS
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    let framing_header = |name: &str| {
+        !upgrade
+            && ["content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|f| name.eq_ignore_ascii_case(f))
+    };
+    let mut dated = headers.contains_key(header::DATE);
+    for (name, value) in passthrough.iter().flat_map(|p| p.iter()) {
+        if framing_header(name)
+            || headers
+                .keys()
+                .any(|k| name.eq_ignore_ascii_case(k.as_str()))
         {
             continue;
         }
-        out.reserve(name.as_str().len() + value.len() + 4);
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
+        dated |= name.eq_ignore_ascii_case("date");
+        put_line(out, name, value);
     }
-    if !headers.contains_key(header::DATE) {
-        out.put_slice(b"date: ");
-        out.put_slice(date);
-        out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        if !framing_header(name.as_str()) {
+            put_line(out, name.as_str(), value.as_bytes());
+        }
+    }
+    if !dated {
+        put_line(out, "date", date);
     }
     match framing {
         ResponseFraming::Length(n) => {
@@ -485,6 +472,15 @@ pub fn write_head(
     if close {
         out.put_slice(b"connection: close\r\n");
     }
+    out.put_slice(b"\r\n");
+}
+
+/// Writes one `name: value` header line.
+pub fn put_line(out: &mut BytesMut, name: &str, value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value);
     out.put_slice(b"\r\n");
 }
 
@@ -536,12 +532,12 @@ mod tests {
             "POST /a/b?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello",
         );
         let h = parse_head(&mut buf, 1024).unwrap().unwrap();
-        assert_eq!(h.parts.method, Method::POST);
-        assert_eq!(h.parts.uri.path(), "/a/b");
-        assert_eq!(h.parts.uri.query(), Some("x=1"));
+        assert_eq!(h.request.method, Method::POST);
+        assert_eq!(h.request.uri.path(), "/a/b");
+        assert_eq!(h.request.uri.query(), Some("x=1"));
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
-        assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(h.request.headers.get_all("x-a").count(), 2);
         assert_eq!(&buf[..], b"hello");
     }
 
@@ -688,6 +684,7 @@ mod tests {
 
     #[test]
     fn response_heads_carry_the_framing_this_server_chose() {
+        use http::HeaderValue;
         let mut out = BytesMut::new();
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));
@@ -699,6 +696,7 @@ mod tests {
         write_head(
             &mut out,
             StatusCode::OK,
+            None,
             &h,
             ResponseFraming::Length(2),
             true,
@@ -707,6 +705,33 @@ mod tests {
         assert_eq!(
             &out[..],
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: D\r\ncontent-length: 2\r\nconnection: close\r\n\r\n"
+        );
+        // Passed-through lines keep their order and spelling; the server's own framing, and
+        // any header this server sets itself, replace theirs; their Date is kept.
+        let upstream = RawHeaders::from_pairs([
+            ("Server", &b"up"[..]),
+            ("X-A", b"upstream"),
+            ("Date", b"U"),
+            ("Content-Length", b"7"),
+            ("Connection", b"keep-alive"),
+            ("Set-Cookie", b"a=1"),
+            ("Set-Cookie", b"b=2"),
+        ]);
+        let mut ours = HeaderMap::new();
+        ours.insert("x-a", HeaderValue::from_static("1"));
+        let mut out = BytesMut::new();
+        write_head(
+            &mut out,
+            StatusCode::OK,
+            Some(&upstream),
+            &ours,
+            ResponseFraming::Length(2),
+            false,
+            b"D",
+        );
+        assert_eq!(
+            &out[..],
+            &b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: U\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"[..]
         );
         let mut line = BytesMut::new();
         put_chunk_line(&mut line, 0x1a2b);
