@@ -102,17 +102,24 @@ impl RawHeaders {
             .map(|s| (self.name_of(s), &self.bytes[range(s.value)]))
     }
 
+    /// Every line as bytes; lookups compare these (no UTF-8 check of each name on the way).
+    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans
+            .iter()
+            .map(|s| (&self.bytes[range(s.name)], &self.bytes[range(s.value)]))
+    }
+
     /// The values of every line named `name` (any case), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        self.lines()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
     /// The first value named `name` (any case).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.lines()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
