@@ -8,7 +8,6 @@ use shared::AccessClaims;
 use shared::headers;
 
 use crate::server::RawHeaders;
-use crate::server::wire::visible_ascii;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -62,20 +61,29 @@ pub fn reserved(name: &str) -> bool {
         || OVERRIDES.iter().any(|o| folds_to(b, o.as_bytes()))
 }
 
-/// Header names listed in `Connection` values (they are hop-by-hop for this message).
-pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+/// Header names listed in `Connection` values (they are hop-by-hop for this message), less
+/// those that are hop-by-hop anyway and `close`: what is left is almost always nothing, so this
+/// rarely allocates.
+pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
     values
         .flat_map(|v| v.split(|&b| b == b','))
-        .filter_map(|t| visible_ascii(t.trim_ascii()))
-        .filter(|t| !t.is_empty())
-        .map(str::to_ascii_lowercase)
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_bytes()))
+        })
         .collect()
 }
 
 /// `name` (any case) is hop-by-hop, or one that `Connection` listed.
-fn hop_by_hop(name: &str, listed: &[String]) -> bool {
+fn hop_by_hop<L: AsRef<[u8]>>(name: &str, listed: &[L]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+        || listed
+            .iter()
+            .any(|l| name.as_bytes().eq_ignore_ascii_case(l.as_ref()))
 }
 
 /// A verified identity with the headers that forward it, built once per token (the verified-token
@@ -160,9 +168,7 @@ impl HeaderSink for HeaderMap {
 /// those its `Connection` names, reserved ones (identity namespace, proxy overrides) and the ones
 /// the gateway sets itself; then the forwarding headers and the verified identity.
 pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl HeaderSink) {
-    let connection = client.get_all("connection");
-    // Nearly every request lists nothing but `keep-alive` or `close`, if anything.
-    let listed = connection_tokens(connection);
+    let listed = connection_tokens(client.get_all("connection"));
     for (n, v) in client.iter() {
         if hop_by_hop(n, &listed)
             || reserved(n)
@@ -223,7 +229,7 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
 
 /// True when an upstream response header (`name`, any case) passes to the client; `listed` are
 /// the names its `Connection` header lists.
-pub fn passes_to_client(name: &str, listed: &[String]) -> bool {
+pub fn passes_to_client<L: AsRef<[u8]>>(name: &str, listed: &[L]) -> bool {
     !hop_by_hop(name, listed) && !name.eq_ignore_ascii_case("content-length")
 }
 

@@ -864,12 +864,15 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
     let body: server::LocalBody =
         Box::pin(incoming.map_err(|e| -> server::BoxError { Box::new(e) }));
     let mut headers = parts.headers;
-    let listed = forwarding::connection_tokens(
+    let listed: Vec<Box<[u8]>> = forwarding::connection_tokens(
         headers
             .get_all(header::CONNECTION)
             .iter()
             .map(HeaderValue::as_bytes),
-    );
+    )
+    .into_iter()
+    .map(Box::from)
+    .collect();
     if headers
         .keys()
         .any(|n| !forwarding::passes_to_client(n.as_str(), &listed))
@@ -894,7 +897,10 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
 /// through as they came, less hop-by-hop ones and those its `Connection` names (the server sets
 /// the framing).
 fn respond(status: StatusCode, mut headers: RawHeaders, body: Body) -> Response {
-    let listed = forwarding::connection_tokens(headers.get_all("connection"));
+    let listed: Vec<Box<[u8]>> = forwarding::connection_tokens(headers.get_all("connection"))
+        .into_iter()
+        .map(Box::from)
+        .collect();
     headers.retain(|n, _| forwarding::passes_to_client(n, &listed));
     let mut res = Response::new(status, body);
     res.passthrough = Some(headers);

@@ -1,11 +1,12 @@
 //! One worker's accept loop and its connections.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
@@ -18,16 +19,62 @@ use tokio::time::Instant;
 use super::wire::{self, Decoded, Decoder, Framing, ResponseFraming};
 use super::{Body, Config, Handler, Request, Response};
 
-/// Connections alive on this worker; the drain after a stop waits for zero.
+/// Connections alive on this worker. A stop sets `stopping` (read on the request path: a plain
+/// flag, not a channel each idle wait would subscribe to) and shuts the read side of the idle
+/// ones, which wakes them to close; the drain then waits for the count to reach zero.
 struct Live {
+    stopping: Cell<bool>,
+    conns: RefCell<HashMap<u64, Weak<Conn>>>,
+    next: Cell<u64>,
     count: Cell<usize>,
     zero: Notify,
 }
 
-struct LiveGuard(Rc<Live>);
+impl Live {
+    fn new() -> Self {
+        Live {
+            stopping: Cell::new(false),
+            conns: RefCell::new(HashMap::new()),
+            next: Cell::new(0),
+            count: Cell::new(0),
+            zero: Notify::new(),
+        }
+    }
+
+    /// Counts a connection in until its guard drops.
+    fn enter(self: &Rc<Self>) -> LiveGuard {
+        self.count.set(self.count.get() + 1);
+        let id = self.next.get();
+        self.next.set(id + 1);
+        LiveGuard(Rc::clone(self), id)
+    }
+
+    /// Stops: connections waiting for a request head are woken (their read side shut) and
+    /// close; the others close after their answer.
+    fn stop(&self) {
+        self.stopping.set(true);
+        for conn in self.conns.borrow().values().filter_map(Weak::upgrade) {
+            if conn.idle.get() {
+                let _ = socket2::SockRef::from(&conn.stream).shutdown(std::net::Shutdown::Read);
+            }
+        }
+    }
+}
+
+struct LiveGuard(Rc<Live>, u64);
+
+impl LiveGuard {
+    fn register(&self, conn: &Rc<Conn>) {
+        self.0
+            .conns
+            .borrow_mut()
+            .insert(self.1, Rc::downgrade(conn));
+    }
+}
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
+        self.0.conns.borrow_mut().remove(&self.1);
         let n = self.0.count.get() - 1;
         self.0.count.set(n);
         if n == 0 {
@@ -51,24 +98,18 @@ pub(super) async fn worker<H: Handler>(
         }
     };
     let config = Rc::new(config);
-    let live = Rc::new(Live {
-        count: Cell::new(0),
-        zero: Notify::new(),
-    });
+    let live = Rc::new(Live::new());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    live.count.set(live.count.get() + 1);
-                    let guard = LiveGuard(Rc::clone(&live));
                     tokio::task::spawn_local(serve(
                         stream,
                         peer,
                         Rc::clone(&handler),
                         Rc::clone(&config),
-                        stop.clone(),
-                        guard,
+                        live.enter(),
                     ));
                 }
                 Err(e) => {
@@ -81,6 +122,7 @@ pub(super) async fn worker<H: Handler>(
         }
     }
     drop(listener);
+    live.stop();
     let drained = async {
         while live.count.get() > 0 {
             let notified = live.zero.notified();
@@ -106,6 +148,8 @@ struct Conn {
     stream: TcpStream,
     buf: RefCell<BytesMut>,
     body: RefCell<BodyState>,
+    /// Waiting for a request head with nothing read of it: a stop closes the connection.
+    idle: Cell<bool>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -125,8 +169,7 @@ async fn serve<H: Handler>(
     peer: SocketAddr,
     handler: Rc<H>,
     config: Rc<Config>,
-    mut stop: watch::Receiver<bool>,
-    _live: LiveGuard,
+    live: LiveGuard,
 ) {
     let conn = Rc::new(Conn {
         stream,
@@ -137,10 +180,13 @@ async fn serve<H: Handler>(
             failed: false,
             continue_pending: None,
         }),
+        idle: Cell::new(false),
     });
+    live.register(&conn);
+    let stopping = &live.0.stopping;
     let mut seq = 0u64;
     loop {
-        let head = match read_head(&conn, &config, &mut stop, seq == 0).await {
+        let head = match read_head(&conn, &config, stopping, seq == 0).await {
             HeadOutcome::Head(h) => h,
             HeadOutcome::Close => break,
             HeadOutcome::Refuse(status, detail) => {
@@ -157,7 +203,11 @@ async fn serve<H: Handler>(
         seq += 1;
         // The exchange is boxed: an idle connection's task then holds only what waiting for
         // the next head needs.
-        match Box::pin(exchange(&conn, *head, seq, peer, &handler, &config, &stop)).await {
+        match Box::pin(exchange(
+            &conn, *head, seq, peer, &handler, &config, stopping,
+        ))
+        .await
+        {
             Next::KeepAlive => {}
             Next::Close => {
                 Box::pin(linger(&conn)).await;
@@ -223,7 +273,7 @@ async fn exchange<H: Handler>(
     peer: SocketAddr,
     handler: &Rc<H>,
     config: &Config,
-    stop: &watch::Receiver<bool>,
+    stopping: &Cell<bool>,
 ) -> Next {
     let wire::Head {
         request: parts,
@@ -269,7 +319,7 @@ async fn exchange<H: Handler>(
         return Next::Gone;
     }
     let body_done = drain_buffered(conn);
-    let close = !keep_alive || !body_done || http10 || *stop.borrow();
+    let close = !keep_alive || !body_done || http10 || stopping.get();
     match write_response(conn, config, response, is_head, close).await {
         Ok(false) if !close => Next::KeepAlive,
         Ok(_) => Next::Close,
@@ -301,7 +351,7 @@ fn drain_buffered(conn: &Rc<Conn>) -> bool {
 async fn read_head(
     conn: &Conn,
     config: &Config,
-    stop: &mut watch::Receiver<bool>,
+    stopping: &Cell<bool>,
     first: bool,
 ) -> HeadOutcome {
     let mut deadline: Option<Instant> = None;
@@ -315,7 +365,7 @@ async fn read_head(
         {
             let mut buf = conn.buf.borrow_mut();
             if buf.is_empty() {
-                if *stop.borrow() {
+                if stopping.get() {
                     return HeadOutcome::Close;
                 }
                 // Idle: hold no buffer while waiting.
@@ -333,25 +383,22 @@ async fn read_head(
         }
         let until = deadline.unwrap_or(idle_until);
         let idle = deadline.is_none();
-        tokio::select! {
-            ready = conn.stream.readable() => {
-                if ready.is_err() {
-                    return HeadOutcome::Close;
-                }
-            }
+        conn.idle.set(idle);
+        let woken = tokio::select! {
+            biased;
+            ready = conn.stream.readable() => ready.is_ok(),
             () = tokio::time::sleep_until(until) => {
+                conn.idle.set(false);
                 return if idle {
                     HeadOutcome::Close
                 } else {
                     HeadOutcome::Refuse(StatusCode::REQUEST_TIMEOUT, "the request head took too long")
                 };
             }
-            changed = stop.changed(), if idle => {
-                if changed.is_err() || *stop.borrow() {
-                    return HeadOutcome::Close;
-                }
-                continue;
-            }
+        };
+        conn.idle.set(false);
+        if !woken {
+            return HeadOutcome::Close;
         }
         let mut buf = conn.buf.borrow_mut();
         if buf.capacity() - buf.len() < 1024 {
@@ -791,6 +838,49 @@ mod tests {
         server.stopped().await;
     }
 
+    /// A stop closes connections that wait for a request (after an answer, or before any) at
+    /// once, not when their keep-alive runs out; the server then ends.
+    #[tokio::test]
+    async fn a_stop_closes_idle_connections_at_once() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let long = Duration::from_secs(60);
+        let server = crate::server::Server::start(
+            listener,
+            Config {
+                workers: 1,
+                max_head: 1024,
+                request_timeout: long,
+                keep_alive: long,
+                write_timeout: long,
+                shutdown_timeout: long,
+            },
+            || Rc::new(Nothing),
+        )
+        .unwrap();
+        let mut used = tokio::net::TcpStream::connect(addr).await.unwrap();
+        used.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let n = used.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
+        let fresh = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.stopper().stop();
+        for mut s in [used, fresh] {
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            assert!(closed && rest.is_empty(), "closed quietly: {rest:?}");
+        }
+        tokio::time::timeout(Duration::from_secs(5), server.stopped())
+            .await
+            .expect("the server ends once its connections have");
+    }
+
     /// What an idle keep-alive connection costs is its task (this future) plus the socket: the
     /// exchange and its buffers are boxed and exist only while a request is under way.
     #[tokio::test]
@@ -799,11 +889,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let live = Rc::new(Live {
-            count: Cell::new(1),
-            zero: Notify::new(),
-        });
-        let (_stop, stop_rx) = watch::channel(false);
+        let live = Rc::new(Live::new());
         let s = Duration::from_secs(1);
         let config = Rc::new(Config {
             workers: 1,
@@ -818,8 +904,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             Rc::new(Nothing),
             config,
-            stop_rx,
-            LiveGuard(live),
+            live.enter(),
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1024, "a connection's task is {size} bytes");
