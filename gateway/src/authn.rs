@@ -184,7 +184,8 @@ impl Authenticator {
             .verify::<AccessClaims>(&snapshot.keys, token, now)
         {
             Err(VerifyError::UnknownKid(kid)) => {
-                if self.keys.refetch_for_unknown_kid(&kid).await {
+                // Boxed: the rare refetch keeps its state off every request's future.
+                if Box::pin(self.keys.refetch_for_unknown_kid(&kid)).await {
                     let fresh = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
                     self.verifier
                         .verify::<AccessClaims>(&fresh.keys, token, now)

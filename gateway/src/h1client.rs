@@ -209,7 +209,7 @@ pub async fn send(
         let fresh = reused.is_none();
         let stream = match reused.take() {
             Some(s) => s,
-            None => connect(authority, pool.connect_timeout).await?,
+            None => Box::pin(connect(authority, pool.connect_timeout)).await?,
         };
         let outcome = match write_all(&stream, head).await {
             Ok(()) => read_answer(stream, method).await,

@@ -7,7 +7,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -74,8 +73,16 @@ impl Worker {
 }
 
 impl server::Handler for Worker {
-    fn call(self: Rc<Self>, req: Request) -> LocalBoxFuture<'static, Response> {
-        Box::pin(handle(req, self))
+    fn call(self: Rc<Self>, req: Request) -> impl std::future::Future<Output = Response> {
+        // Taken apart here, not in `handle`: an `async fn` would hold both the request and its
+        // parts.
+        let Request {
+            head,
+            peer,
+            body,
+            deadline,
+        } = req;
+        handle(head, peer, body, deadline, self)
     }
 
     fn refused(&self, status: StatusCode, detail: &str) -> Response {
@@ -349,76 +356,92 @@ struct Outcome<'a> {
     path: std::borrow::Cow<'a, str>,
 }
 
-/// Runs `fut`; a panic in it (a bug) is logged and becomes `None`.
-async fn unless_panicked<T>(fut: impl std::future::Future<Output = T>, id: &str) -> Option<T> {
-    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(v) => Some(v),
-        Err(_) => {
-            tracing::error!(request_id = %id, "bug: the request handler panicked");
-            None
-        }
-    }
+/// Runs `fut`; a panic in it (a bug) is logged and becomes `None`. (A combinator rather than an
+/// `async fn`, which would hold `fut` twice: as its argument and as the future it polls.)
+fn unless_panicked<'a, T>(
+    fut: impl std::future::Future<Output = T> + 'a,
+    id: &'a str,
+) -> impl std::future::Future<Output = Option<T>> + 'a {
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(move |r| match r {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::error!(request_id = %id, "bug: the request handler panicked");
+                None
+            }
+        })
 }
 
-/// Every request comes here.
-pub async fn handle(request: Request, worker: Rc<Worker>) -> Response {
-    let start = Instant::now();
-    let Request {
-        head: req,
-        peer,
-        body: payload,
-    } = request;
-    let id = request_id(&req, &worker);
-    // A panic is a bug, and must cost its own request a 500, not every connection on this worker.
-    let o = match unless_panicked(route_and_forward(&req, peer, payload, &worker, &id), &id).await {
-        Some(o) => o,
-        None => Outcome {
-            response: problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-                "internal_error",
-            ),
-            route: None,
-            user: None,
-            path: std::borrow::Cow::Borrowed(req.uri.path()),
-        },
-    };
-    let mut res = o.response;
-    // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
-    // included, so a browser page can read why it was refused. Preflights set their own.
-    let is_preflight =
-        req.method == Method::OPTIONS && req.headers.contains("access-control-request-method");
-    if !is_preflight
-        && let Some(cors) = o
-            .route
-            .and_then(|i| worker.gateway.settings.routes.get(i))
-            .and_then(|r| r.cors.as_ref())
-        && let Some(origin) = cors_origin(cors, &req)
-    {
-        add_cors(&mut res, cors, origin);
+/// Every request comes here. (An `async` block rather than an `async fn`, which would copy its
+/// arguments into locals and so hold the request head twice in every request's future.)
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn handle(
+    req: RequestHead,
+    peer: SocketAddr,
+    payload: RequestBody,
+    deadline: Rc<server::Deadline>,
+    worker: Rc<Worker>,
+) -> impl std::future::Future<Output = Response> {
+    async move {
+        let start = Instant::now();
+        let id = request_id(&req, &worker);
+        // A panic is a bug, and must cost its own request a 500, not every connection on this worker.
+        let o = match unless_panicked(
+            route_and_forward(&req, peer, payload, &worker, &id, (start, &deadline)),
+            &id,
+        )
+        .await
+        {
+            Some(o) => o,
+            None => Outcome {
+                response: problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    "internal_error",
+                ),
+                route: None,
+                user: None,
+                path: std::borrow::Cow::Borrowed(req.uri.path()),
+            },
+        };
+        let mut res = o.response;
+        // Every answer on a CORS route carries the CORS headers for an allowed origin, errors
+        // included, so a browser page can read why it was refused. Preflights set their own.
+        let is_preflight =
+            req.method == Method::OPTIONS && req.headers.contains("access-control-request-method");
+        if !is_preflight
+            && let Some(cors) = o
+                .route
+                .and_then(|i| worker.gateway.settings.routes.get(i))
+                .and_then(|r| r.cors.as_ref())
+            && let Some(origin) = cors_origin(cors, &req)
+        {
+            add_cors(&mut res, cors, origin);
+        }
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers
+                .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
+        }
+        let status = res.status.as_u16();
+        worker
+            .gateway
+            .metrics
+            .request(o.route, status, start.elapsed());
+        tracing::info!(
+            target: "access",
+            request_id = %id,
+            method = %req.method,
+            path = %o.path,
+            route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
+            status,
+            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+            user_id = o.user.as_deref(),
+            peer = %peer.ip(),
+            "request"
+        );
+        res
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers
-            .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
-    }
-    let status = res.status.as_u16();
-    worker
-        .gateway
-        .metrics
-        .request(o.route, status, start.elapsed());
-    tracing::info!(
-        target: "access",
-        request_id = %id,
-        method = %req.method,
-        path = %o.path,
-        route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
-        status,
-        latency_ms = start.elapsed().as_secs_f64() * 1000.0,
-        user_id = o.user.as_deref(),
-        peer = %peer.ip(),
-        "request"
-    );
-    res
 }
 
 async fn route_and_forward<'a>(
@@ -427,6 +450,7 @@ async fn route_and_forward<'a>(
     payload: RequestBody,
     worker: &Worker,
     id: &str,
+    (start, deadline): (Instant, &server::Deadline),
 ) -> Outcome<'a> {
     let gw = &worker.gateway;
     let raw_path = req.uri.path();
@@ -644,7 +668,7 @@ async fn route_and_forward<'a>(
             },
             timeout: route.timeout,
         };
-        let response = match crate::websocket::proxy(req, &worker.client, relay).await {
+        let response = match Box::pin(crate::websocket::proxy(req, &worker.client, relay)).await {
             Ok(r) => r,
             Err(crate::websocket::Failure::Handshake(why)) => {
                 problem(StatusCode::BAD_REQUEST, why, "invalid_request")
@@ -676,8 +700,9 @@ async fn route_and_forward<'a>(
         let head = crate::h1client::request_head(&req.method, target, &up.authority, |out| {
             forwarding::upstream_request(&req.headers, &ctx, out);
         });
+        let from = tokio::time::Instant::from_std(start);
         let send = crate::h1client::send(&worker.pool, &up.authority, &req.method, &head);
-        let response = match tokio::time::timeout(route.timeout, send).await {
+        let response = match deadline.within(from, route.timeout, send).await {
             Ok(Ok(a)) => {
                 let body = match a.body {
                     // A HEAD answer keeps the length a GET would have had.
@@ -716,11 +741,44 @@ async fn route_and_forward<'a>(
             path,
         };
     }
+    // Bodies and https: hyper's client. Boxed, so that its larger state is not part of every
+    // request's future (which is moved into a box per request).
+    let response = Box::pin(forward_with_hyper(
+        req,
+        url,
+        forwarded_map(),
+        payload,
+        (declared_len, chunked),
+        route,
+        worker,
+        id,
+    ))
+    .await;
+    Outcome {
+        response,
+        route: Some(index),
+        user,
+        path,
+    }
+}
+
+/// Forwards a request with a body, or to an https upstream, through hyper's client.
+#[allow(clippy::too_many_arguments)] // the request's parts, as route_and_forward split them
+async fn forward_with_hyper(
+    req: &RequestHead,
+    url: String,
+    headers: http::HeaderMap,
+    payload: RequestBody,
+    (declared_len, chunked): (Option<u64>, bool),
+    route: &Route,
+    worker: &Worker,
+    id: &str,
+) -> Response {
     let mut builder = hyper::Request::builder()
         .method(req.method.clone())
         .uri(url.as_str());
     if let Some(h) = builder.headers_mut() {
-        *h = forwarded_map();
+        *h = headers;
     }
     let mut payload = payload;
     // A chunked body's framing is only checked as it is read: read the first chunk before
@@ -730,14 +788,10 @@ async fn route_and_forward<'a>(
     let first = if chunked {
         match tokio::time::timeout(route.timeout, payload.next()).await {
             Ok(Some(Err(_))) => {
-                return fail(
-                    problem(
-                        StatusCode::BAD_REQUEST,
-                        "the request body's chunked framing is malformed",
-                        "invalid_request",
-                    ),
-                    Some(index),
-                    &path,
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "the request body's chunked framing is malformed",
+                    "invalid_request",
                 );
             }
             Ok(first) => first,
@@ -787,14 +841,10 @@ async fn route_and_forward<'a>(
         body
     };
     let Ok(request) = builder.body(body) else {
-        return fail(
-            problem(
-                StatusCode::BAD_REQUEST,
-                "the request cannot be forwarded",
-                "invalid_request",
-            ),
-            Some(index),
-            &path,
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the request cannot be forwarded",
+            "invalid_request",
         );
     };
     // The route's timeout bounds waiting on the upstream, not the client's upload: while a body
@@ -812,7 +862,7 @@ async fn route_and_forward<'a>(
             }
         }
     };
-    let response = match sent {
+    match sent {
         Some(Ok(upstream)) => relay(upstream),
         _ if tripped.get() => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -837,12 +887,6 @@ async fn route_and_forward<'a>(
                 "upstream_unavailable",
             )
         }
-    };
-    Outcome {
-        response,
-        route: Some(index),
-        user,
-        path,
     }
 }
 

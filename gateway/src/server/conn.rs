@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,6 +10,7 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -17,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::wire::{self, Decoded, Decoder, Framing, ResponseFraming};
-use super::{Body, Config, Handler, Request, Response};
+use super::{Body, Config, Deadline, Handler, Request, Response};
 
 /// Connections alive on this worker. A stop sets `stopping` (read on the request path: a plain
 /// flag, not a channel each idle wait would subscribe to) and shuts the read side of the idle
@@ -150,6 +151,8 @@ struct Conn {
     body: RefCell<BodyState>,
     /// Waiting for a request head with nothing read of it: a stop closes the connection.
     idle: Cell<bool>,
+    /// For the keep-alive and request-head timeouts, and the handler's while it runs.
+    deadline: Rc<Deadline>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -181,6 +184,7 @@ async fn serve<H: Handler>(
             continue_pending: None,
         }),
         idle: Cell::new(false),
+        deadline: Rc::new(Deadline::new()),
     });
     live.register(&conn);
     let stopping = &live.0.stopping;
@@ -203,11 +207,9 @@ async fn serve<H: Handler>(
         seq += 1;
         // The exchange is boxed: an idle connection's task then holds only what waiting for
         // the next head needs.
-        match Box::pin(exchange(
-            &conn, *head, seq, peer, &handler, &config, stopping,
-        ))
-        .await
-        {
+        // (Its future is ~1.2 KiB: the handler's and the answer's futures in turn.)
+        let exchange = exchange(&conn, *head, seq, peer, &handler, &config, stopping);
+        match Box::pin(exchange).await {
             Next::KeepAlive => {}
             Next::Close => {
                 Box::pin(linger(&conn)).await;
@@ -265,16 +267,18 @@ async fn linger(conn: &Conn) {
     }
 }
 
-/// One request and its answer.
-async fn exchange<H: Handler>(
-    conn: &Rc<Conn>,
+/// One request and its answer. The handler's future is made before anything is awaited and is
+/// followed by the answer's (`then`): the two never coexist, and nothing is held twice, in the
+/// future that is boxed for each request.
+fn exchange<'a, H: Handler>(
+    conn: &'a Rc<Conn>,
     head: wire::Head,
     seq: u64,
     peer: SocketAddr,
-    handler: &Rc<H>,
-    config: &Config,
-    stopping: &Cell<bool>,
-) -> Next {
+    handler: &'a Rc<H>,
+    config: &'a Config,
+    stopping: &'a Cell<bool>,
+) -> impl Future<Output = Next> + 'a {
     let wire::Head {
         request: parts,
         framing,
@@ -293,13 +297,25 @@ async fn exchange<H: Handler>(
         conn: (framing != Framing::Empty).then(|| Rc::clone(conn)),
         seq,
     };
-    let response = Rc::clone(handler)
-        .call(Request {
-            head: parts,
-            peer,
-            body,
-        })
-        .await;
+    let call = Rc::clone(handler).call(Request {
+        head: parts,
+        peer,
+        body,
+        deadline: Rc::clone(&conn.deadline),
+    });
+    let keep_alive = keep_alive && !http10;
+    call.then(move |response| answer(conn, config, response, is_head, keep_alive, stopping))
+}
+
+/// Writes the handler's answer; after a `101`, hands the connection over.
+async fn answer(
+    conn: &Rc<Conn>,
+    config: &Config,
+    response: Response,
+    is_head: bool,
+    keep_alive: bool,
+    stopping: &Cell<bool>,
+) -> Next {
     if response.status == StatusCode::SWITCHING_PROTOCOLS
         && let Some(upgrade) = response.upgrade
     {
@@ -319,7 +335,7 @@ async fn exchange<H: Handler>(
         return Next::Gone;
     }
     let body_done = drain_buffered(conn);
-    let close = !keep_alive || !body_done || http10 || stopping.get();
+    let close = !keep_alive || !body_done || stopping.get();
     match write_response(conn, config, response, is_head, close).await {
         Ok(false) if !close => Next::KeepAlive,
         Ok(_) => Next::Close,
@@ -354,13 +370,15 @@ async fn read_head(
     stopping: &Cell<bool>,
     first: bool,
 ) -> HeadOutcome {
-    let mut deadline: Option<Instant> = None;
-    let idle_until = Instant::now()
-        + if first {
-            config.request_timeout
-        } else {
-            config.keep_alive
-        };
+    // Until bytes of a head arrive: the keep-alive limit (a new connection gets the head's);
+    // from then on, the time the head has to arrive whole.
+    let idle_for = if first {
+        config.request_timeout
+    } else {
+        config.keep_alive
+    };
+    let mut waiting_idle = false;
+    let mut head_started = false;
     loop {
         {
             let mut buf = conn.buf.borrow_mut();
@@ -372,27 +390,32 @@ async fn read_head(
                 if buf.capacity() > 0 {
                     *buf = BytesMut::new();
                 }
+                if !waiting_idle {
+                    conn.deadline.set(Instant::now() + idle_for);
+                    waiting_idle = true;
+                }
             } else {
-                deadline.get_or_insert_with(|| Instant::now() + config.request_timeout);
                 match wire::parse_head(&mut buf, config.max_head) {
                     Ok(Some(h)) => return HeadOutcome::Head(Box::new(h)),
+                    Ok(None) if !head_started => {
+                        conn.deadline.set(Instant::now() + config.request_timeout);
+                        head_started = true;
+                    }
                     Ok(None) => {}
                     Err(e) => return HeadOutcome::Refuse(e.status(), e.detail()),
                 }
             }
         }
-        let until = deadline.unwrap_or(idle_until);
-        let idle = deadline.is_none();
-        conn.idle.set(idle);
+        conn.idle.set(!head_started);
         let woken = tokio::select! {
             biased;
             ready = conn.stream.readable() => ready.is_ok(),
-            () = tokio::time::sleep_until(until) => {
+            () = conn.deadline.passed() => {
                 conn.idle.set(false);
-                return if idle {
-                    HeadOutcome::Close
-                } else {
+                return if head_started {
                     HeadOutcome::Refuse(StatusCode::REQUEST_TIMEOUT, "the request head took too long")
+                } else {
+                    HeadOutcome::Close
                 };
             }
         };
@@ -434,15 +457,23 @@ pub(crate) fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<us
     }
 }
 
+/// Waits for the client to take more, at most the write timeout.
+async fn writable(conn: &Conn, config: &Config) -> io::Result<()> {
+    conn.deadline
+        .within(Instant::now(), config.write_timeout, conn.stream.writable())
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
 /// Writes `bytes` whole, waiting at most the write timeout for the client each time.
 async fn write_all(conn: &Conn, config: &Config, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match conn.stream.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
+            // Boxed: the wait is rare for answers this size, and its state would otherwise
+            // sit in every exchange's future.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(config.write_timeout, conn.stream.writable())
-                    .await
-                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                Box::pin(writable(conn, config)).await?;
             }
             Err(e) => return Err(e),
         }
@@ -463,9 +494,7 @@ async fn write_two(conn: &Conn, config: &Config, a: &[u8], b: &[u8]) -> io::Resu
                 return write_all(conn, config, b).await;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(config.write_timeout, conn.stream.writable())
-                    .await
-                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                Box::pin(writable(conn, config)).await?;
             }
             Err(e) => return Err(e),
         }
@@ -495,14 +524,15 @@ fn date() -> Bytes {
 const COPY_LIMIT: usize = 16 * 1024;
 
 /// Writes a response. Returns whether the connection must close (a streamed body failed or ends
-/// with the connection).
-async fn write_response(
-    conn: &Conn,
-    config: &Config,
+/// with the connection). The head (and a small body) is put together before the first await, so
+/// the future holds the bytes to write rather than the response.
+fn write_response<'a>(
+    conn: &'a Conn,
+    config: &'a Config,
     res: Response,
     is_head: bool,
     close: bool,
-) -> io::Result<bool> {
+) -> impl Future<Output = io::Result<bool>> + 'a {
     let status = res.status;
     let bodiless = is_head
         || status.is_informational()
@@ -530,19 +560,44 @@ async fn write_response(
         close,
         &date(),
     );
-    let body = match res.body {
-        _ if bodiless => return write_all(conn, config, &out).await.map(|()| false),
-        Body::Empty => return write_all(conn, config, &out).await.map(|()| false),
+    enum Rest {
+        Nothing,
+        Apart(Bytes),
+        Stream(super::LocalBody),
+    }
+    let rest = match res.body {
+        _ if bodiless => Rest::Nothing,
+        Body::Empty => Rest::Nothing,
         Body::Full(b) if b.len() <= COPY_LIMIT => {
             out.extend_from_slice(&b);
-            return write_all(conn, config, &out).await.map(|()| false);
+            Rest::Nothing
         }
-        Body::Full(b) => return write_two(conn, config, &out, &b).await.map(|()| false),
-        Body::Stream { body, .. } => body,
+        Body::Full(b) => Rest::Apart(b),
+        Body::Stream { body, .. } => Rest::Stream(body),
     };
+    async move {
+        match rest {
+            Rest::Nothing => write_all(conn, config, &out).await.map(|()| false),
+            Rest::Apart(b) => write_two(conn, config, &out, &b).await.map(|()| false),
+            // Boxed: streamed bodies are the rarer case, and their loop's state is the larger.
+            Rest::Stream(body) => {
+                Box::pin(write_stream(conn, config, out, body, framing, length)).await
+            }
+        }
+    }
+}
+
+/// Writes a streamed body after its head (in `out`, not yet written).
+async fn write_stream(
+    conn: &Conn,
+    config: &Config,
+    mut out: BytesMut,
+    mut body: super::LocalBody,
+    framing: ResponseFraming,
+    length: Option<u64>,
+) -> io::Result<bool> {
     let chunked = framing == ResponseFraming::Chunked;
     let mut left = length;
-    let mut body = body;
     loop {
         // Gather what the body has ready; write when it has nothing more for now.
         let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
@@ -779,11 +834,8 @@ mod tests {
     struct Nothing;
 
     impl Handler for Nothing {
-        fn call(
-            self: Rc<Self>,
-            _: Request,
-        ) -> futures_util::future::LocalBoxFuture<'static, Response> {
-            Box::pin(async { Response::new(StatusCode::OK, Body::Empty) })
+        async fn call(self: Rc<Self>, _: Request) -> Response {
+            Response::new(StatusCode::OK, Body::Empty)
         }
         fn refused(&self, status: StatusCode, _: &str) -> Response {
             Response::new(status, Body::Empty)

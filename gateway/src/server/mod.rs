@@ -9,6 +9,7 @@
 //! strict and pure ([`wire`]), so they are unit-tested and fuzzed apart from the sockets.
 
 mod conn;
+mod deadline;
 mod headers;
 pub mod wire;
 
@@ -23,6 +24,7 @@ use http::{HeaderMap, StatusCode};
 
 pub(crate) use conn::read_some;
 pub use conn::{RequestBody, Upgraded};
+pub use deadline::{Deadline, Elapsed};
 pub use headers::RawHeaders;
 pub use wire::RequestHead;
 
@@ -40,6 +42,9 @@ pub struct Request {
     pub peer: SocketAddr,
     /// The body, streamed from the connection.
     pub body: RequestBody,
+    /// The connection's deadline, free for the handler's use until it answers (the server sets
+    /// it again for the next request).
+    pub deadline: Rc<Deadline>,
 }
 
 /// A response body.
@@ -90,8 +95,9 @@ impl Response {
 
 /// Answers requests; one per worker thread.
 pub trait Handler: 'static {
-    /// Answers one request.
-    fn call(self: Rc<Self>, req: Request) -> LocalBoxFuture<'static, Response>;
+    /// Answers one request. (A future of a type known to the server, not a boxed one: the
+    /// server holds it in the exchange's own future, which is the one allocation per request.)
+    fn call(self: Rc<Self>, req: Request) -> impl std::future::Future<Output = Response>;
 
     /// The answer to a request head this server refuses before the handler sees it.
     fn refused(&self, status: StatusCode, detail: &str) -> Response;
