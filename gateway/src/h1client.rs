@@ -130,7 +130,11 @@ impl Pool {
     fn checkin(self: &Rc<Self>, authority: &str, stream: TcpStream) {
         self.sweep_later();
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(authority.to_owned()).or_default();
+        // `get_mut` first: the authority is copied only the first time it is seen.
+        let list = match idle.get_mut(authority) {
+            Some(list) => list,
+            None => idle.entry(authority.to_owned()).or_default(),
+        };
         if list.len() >= MAX_IDLE {
             list.remove(0);
         }
@@ -169,19 +173,26 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
-/// A request head without a body for `authority` (`host[:port]`): the request line, `Host`,
+/// A request head without a body for `authority` (`host[:port]`): the request line (the path
+/// in pieces, and the query), `Host`,
 /// the lines `headers` writes (already filtered for forwarding: no `Host`, framing or hop-by-hop
 /// headers), and `Content-Length: 0` for methods that expect a body.
 pub fn request_head(
     method: &Method,
-    target: &str,
+    (path, query): ([&str; 2], Option<&str>),
     authority: &str,
     headers: impl FnOnce(&mut BytesMut),
 ) -> BytesMut {
     let mut head = BytesMut::with_capacity(1024);
     head.put_slice(method.as_str().as_bytes());
     head.put_u8(b' ');
-    head.put_slice(target.as_bytes());
+    for piece in path {
+        head.put_slice(piece.as_bytes());
+    }
+    if let Some(q) = query {
+        head.put_u8(b'?');
+        head.put_slice(q.as_bytes());
+    }
     head.put_slice(b" HTTP/1.1\r\nhost: ");
     head.put_slice(authority.as_bytes());
     head.put_slice(b"\r\n");

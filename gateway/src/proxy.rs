@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{FutureExt as _, StreamExt as _};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use shared::{AccessClaims, Validation};
@@ -352,7 +352,8 @@ fn allows(route: &Route, claims: &AccessClaims) -> Result<(), &'static str> {
 struct Outcome<'a> {
     response: Response,
     route: Option<usize>,
-    user: Option<String>,
+    /// Who made the request (its verified identity), for the log line.
+    user: Option<Arc<forwarding::Identity>>,
     path: std::borrow::Cow<'a, str>,
 }
 
@@ -419,10 +420,7 @@ pub fn handle(
         {
             add_cors(&mut res, cors, origin);
         }
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            res.headers
-                .insert(HeaderName::from_static(shared::headers::REQUEST_ID), v);
-        }
+
         let status = res.status.as_u16();
         worker
             .gateway
@@ -436,10 +434,11 @@ pub fn handle(
             route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
             status,
             latency_ms = start.elapsed().as_secs_f64() * 1000.0,
-            user_id = o.user.as_deref(),
+            user_id = o.user.as_ref().map(|u| u.claims.sub.as_str()),
             peer = %peer.ip(),
             "request"
         );
+        res.request_id = Some(id);
         res
     }
 }
@@ -541,7 +540,7 @@ async fn route_and_forward<'a>(
                         return Outcome {
                             response: forbidden(why),
                             route: Some(index),
-                            user: Some(c.claims.sub.clone()),
+                            user: Some(c),
                             path,
                         };
                     }
@@ -580,7 +579,7 @@ async fn route_and_forward<'a>(
             return Outcome {
                 response,
                 route: Some(index),
-                user: claims.as_ref().map(|c| c.claims.sub.clone()),
+                user: claims.clone(),
                 path,
             };
         }
@@ -616,34 +615,23 @@ async fn route_and_forward<'a>(
     };
     let query = req.uri.query();
     let up = &route.upstream;
-    let mut url = String::with_capacity(
-        up.scheme.len()
-            + 3
-            + up.authority.len()
-            + up.base_path.len()
-            + path.len()
-            + query.map_or(0, |q| q.len() + 1),
-    );
-    url.push_str(&up.scheme);
-    url.push_str("://");
-    url.push_str(&up.authority);
-    routing::push_upstream_path(
-        &mut url,
-        &up.base_path,
-        &route.prefix,
-        &path,
-        route.strip_prefix,
-    );
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
+    let target =
+        routing::upstream_path_parts(&up.base_path, &route.prefix, &path, route.strip_prefix);
+    // The whole URL, for hyper's client (the gateway's own writes the pieces into the request).
+    let url = || {
+        let mut url = format!("{}://{}{}{}", up.scheme, up.authority, target[0], target[1]);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    };
     let forwarded_map = || {
         let mut map = http::HeaderMap::with_capacity(req.headers.len() + 12);
         forwarding::upstream_request(&req.headers, &ctx, &mut map);
         map
     };
-    let user = claims.as_ref().map(|c| c.claims.sub.clone());
+    let user = claims.clone();
     if crate::websocket::is_upgrade(req) {
         if !route.websocket {
             return fail(
@@ -657,7 +645,7 @@ async fn route_and_forward<'a>(
             );
         }
         let relay = crate::websocket::Relay {
-            url,
+            url: url(),
             headers: forwarded_map(),
             close_at: claims
                 .as_ref()
@@ -693,13 +681,10 @@ async fn route_and_forward<'a>(
     if payload.is_empty() && up.scheme == "http" {
         // No body (as the server framed the request), plain http: the worker's own client,
         // inside this task.
-        let target = match &url[up.scheme.len() + 3 + up.authority.len()..] {
-            "" => "/",
-            t => t,
-        };
-        let head = crate::h1client::request_head(&req.method, target, &up.authority, |out| {
-            forwarding::upstream_request(&req.headers, &ctx, out);
-        });
+        let head =
+            crate::h1client::request_head(&req.method, (target, query), &up.authority, |out| {
+                forwarding::upstream_request(&req.headers, &ctx, out)
+            });
         let from = tokio::time::Instant::from_std(start);
         let send = crate::h1client::send(&worker.pool, &up.authority, &req.method, &head);
         let response = match deadline.within(from, route.timeout, send).await {
@@ -745,7 +730,7 @@ async fn route_and_forward<'a>(
     // request's future (which is moved into a box per request).
     let response = Box::pin(forward_with_hyper(
         req,
-        url,
+        url(),
         forwarded_map(),
         payload,
         (declared_len, chunked),

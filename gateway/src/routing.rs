@@ -172,20 +172,25 @@ pub fn longest_match<'a, T>(
 /// The path the upstream receives: the normalised path, with the route prefix removed when
 /// `strip` is set, under the upstream URL's own base path.
 pub fn upstream_path(base: &str, prefix: &str, path: &str, strip: bool) -> String {
-    let mut out = String::with_capacity(base.len() + path.len());
-    push_upstream_path(&mut out, base, prefix, path, strip);
-    out
+    upstream_path_parts(base, prefix, path, strip).concat()
 }
 
-/// [`upstream_path`], appended to `out` (the request path builds the whole URL in one buffer).
-pub fn push_upstream_path(out: &mut String, base: &str, prefix: &str, path: &str, strip: bool) {
+/// [`upstream_path`] as its two pieces (written where they are needed, without a copy).
+pub fn upstream_path_parts<'a>(
+    base: &'a str,
+    prefix: &str,
+    path: &'a str,
+    strip: bool,
+) -> [&'a str; 2] {
     let rest = if strip && prefix != "/" {
         &path[prefix.len()..]
     } else {
         path
     };
-    out.push_str(base.trim_end_matches('/'));
-    out.push_str(if rest.is_empty() { "/" } else { rest });
+    [
+        base.trim_end_matches('/'),
+        if rest.is_empty() { "/" } else { rest },
+    ]
 }
 
 #[cfg(test)]

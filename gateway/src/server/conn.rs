@@ -161,7 +161,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 #[derive(Debug)]
 enum HeadOutcome {
-    Head(Box<wire::Head>),
+    Head(wire::Head),
     /// Closed, idle too long, or stopping: close quietly.
     Close,
     Refuse(StatusCode, &'static str),
@@ -208,7 +208,7 @@ async fn serve<H: Handler>(
         // The exchange is boxed: an idle connection's task then holds only what waiting for
         // the next head needs.
         // (Its future is ~1.2 KiB: the handler's and the answer's futures in turn.)
-        let exchange = exchange(&conn, *head, seq, peer, &handler, &config, stopping);
+        let exchange = exchange(&conn, head, seq, peer, &handler, &config, stopping);
         match Box::pin(exchange).await {
             Next::KeepAlive => {}
             Next::Close => {
@@ -396,7 +396,7 @@ async fn read_head(
                 }
             } else {
                 match wire::parse_head(&mut buf, config.max_head) {
-                    Ok(Some(h)) => return HeadOutcome::Head(Box::new(h)),
+                    Ok(Some(h)) => return HeadOutcome::Head(h),
                     Ok(None) if !head_started => {
                         conn.deadline.set(Instant::now() + config.request_timeout);
                         head_started = true;
@@ -551,15 +551,15 @@ fn write_response<'a>(
         (false, None) => ResponseFraming::Chunked,
     };
     let mut out = BytesMut::new();
-    wire::write_head(
-        &mut out,
-        status,
-        res.passthrough.as_ref(),
-        &res.headers,
-        framing,
-        close,
-        &date(),
-    );
+    let lines = wire::Lines {
+        passthrough: res.passthrough.as_ref(),
+        headers: &res.headers,
+        last: res
+            .request_id
+            .as_deref()
+            .map(|id| ("x-request-id", id.as_bytes())),
+    };
+    wire::write_head(&mut out, status, lines, framing, close, &date());
     enum Rest {
         Nothing,
         Apart(Bytes),

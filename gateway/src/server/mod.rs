@@ -74,6 +74,8 @@ pub struct Response {
     pub passthrough: Option<RawHeaders>,
     /// Headers (framing and `Connection` headers are this server's to set, except on a 101).
     pub headers: HeaderMap,
+    /// Written as `X-Request-Id`, last, replacing any other line of that name.
+    pub request_id: Option<String>,
     /// Body.
     pub body: Body,
     /// With a 101: takes over the connection once the head is written.
@@ -87,6 +89,7 @@ impl Response {
             status,
             passthrough: None,
             headers: HeaderMap::new(),
+            request_id: None,
             body,
             upgrade: None,
         }

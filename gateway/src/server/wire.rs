@@ -414,19 +414,33 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Writes a response head: status line, the lines passed through from an upstream (less any
-/// that `headers` sets itself), `headers`, then the framing and `Connection` headers this server
-/// decides. `length`: `Some(n)` sets `Content-Length` (unless the status has no body); `chunked`
-/// sets `Transfer-Encoding: chunked`.
+/// The header lines of a response, by source.
+#[derive(Debug, Clone, Copy)]
+pub struct Lines<'a> {
+    /// Passed through from an upstream, written first, less any name set below.
+    pub passthrough: Option<&'a RawHeaders>,
+    /// Set by this server.
+    pub headers: &'a HeaderMap,
+    /// One more line set by this server, written last (the request id).
+    pub last: Option<(&'a str, &'a [u8])>,
+}
+
+/// Writes a response head: status line, the header lines, then the framing and `Connection`
+/// headers this server decides. `length`: `Some(n)` sets `Content-Length` (unless the status has
+/// no body); `chunked` sets `Transfer-Encoding: chunked`.
 pub fn write_head(
     out: &mut BytesMut,
     status: StatusCode,
-    passthrough: Option<&RawHeaders>,
-    headers: &HeaderMap,
+    lines: Lines<'_>,
     framing: ResponseFraming,
     close: bool,
     date: &[u8],
 ) {
+    let Lines {
+        passthrough,
+        headers,
+        last,
+    } = lines;
     out.reserve(256);
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(status.as_str().as_bytes());
@@ -440,22 +454,29 @@ pub fn write_head(
                 .iter()
                 .any(|f| name.eq_ignore_ascii_case(f))
     };
+    let set_here = |name: &str| {
+        headers
+            .keys()
+            .any(|k| name.eq_ignore_ascii_case(k.as_str()))
+            || last.is_some_and(|(l, _)| name.eq_ignore_ascii_case(l))
+    };
     let mut dated = headers.contains_key(header::DATE);
     for (name, value) in passthrough.iter().flat_map(|p| p.iter()) {
-        if framing_header(name)
-            || headers
-                .keys()
-                .any(|k| name.eq_ignore_ascii_case(k.as_str()))
-        {
+        if framing_header(name) || set_here(name) {
             continue;
         }
         dated |= name.eq_ignore_ascii_case("date");
         put_line(out, name, value);
     }
     for (name, value) in headers {
-        if !framing_header(name.as_str()) {
+        if !framing_header(name.as_str())
+            && !last.is_some_and(|(l, _)| name.as_str().eq_ignore_ascii_case(l))
+        {
             put_line(out, name.as_str(), value.as_bytes());
         }
+    }
+    if let Some((name, value)) = last {
+        put_line(out, name, value);
     }
     if !dated {
         put_line(out, "date", date);
@@ -693,11 +714,15 @@ mod tests {
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
+        let lines = Lines {
+            passthrough: None,
+            headers: &h,
+            last: None,
+        };
         write_head(
             &mut out,
             StatusCode::OK,
-            None,
-            &h,
+            lines,
             ResponseFraming::Length(2),
             true,
             b"D",
@@ -711,6 +736,7 @@ mod tests {
         let upstream = RawHeaders::from_pairs([
             ("Server", &b"up"[..]),
             ("X-A", b"upstream"),
+            ("X-Request-Id", b"theirs"),
             ("Date", b"U"),
             ("Content-Length", b"7"),
             ("Connection", b"keep-alive"),
@@ -720,18 +746,22 @@ mod tests {
         let mut ours = HeaderMap::new();
         ours.insert("x-a", HeaderValue::from_static("1"));
         let mut out = BytesMut::new();
+        let lines = Lines {
+            passthrough: Some(&upstream),
+            headers: &ours,
+            last: Some(("x-request-id", b"ours")),
+        };
         write_head(
             &mut out,
             StatusCode::OK,
-            Some(&upstream),
-            &ours,
+            lines,
             ResponseFraming::Length(2),
             false,
             b"D",
         );
         assert_eq!(
             &out[..],
-            &b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: U\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"[..]
+            &b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: U\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nx-a: 1\r\nx-request-id: ours\r\ncontent-length: 2\r\n\r\n"[..]
         );
         let mut line = BytesMut::new();
         put_chunk_line(&mut line, 0x1a2b);
