@@ -93,6 +93,8 @@ pub struct Identity {
     /// The verified claims.
     pub claims: AccessClaims,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The same headers as request lines, ready to copy into an upstream request.
+    lines: Box<[u8]>,
 }
 
 impl Identity {
@@ -121,8 +123,16 @@ impl Identity {
                     .ok()
                     .map(|v| (http::HeaderName::from_static(n), v))
             })
-            .collect();
-        Identity { claims, headers }
+            .collect::<Vec<_>>();
+        let mut lines = bytes::BytesMut::new();
+        for (n, v) in &headers {
+            crate::server::wire::put_line(&mut lines, n.as_str(), v.as_bytes());
+        }
+        Identity {
+            claims,
+            headers,
+            lines: lines.as_ref().into(),
+        }
     }
 }
 
@@ -145,11 +155,23 @@ pub struct Context<'a> {
 pub trait HeaderSink {
     /// Adds one line; `name` is a token and `value` a valid field value.
     fn line(&mut self, name: &str, value: &[u8]);
+
+    /// Adds the identity's headers.
+    fn identity(&mut self, identity: &Identity) {
+        for (n, v) in &identity.headers {
+            self.line(n.as_str(), v.as_bytes());
+        }
+    }
 }
 
 impl HeaderSink for bytes::BytesMut {
     fn line(&mut self, name: &str, value: &[u8]) {
         crate::server::wire::put_line(self, name, value);
+    }
+
+    /// One copy of lines rendered when the token was verified.
+    fn identity(&mut self, identity: &Identity) {
+        self.extend_from_slice(&identity.lines);
     }
 }
 
@@ -181,17 +203,8 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
         }
         out.line(n, v);
     }
-    let mut peer = [0u8; 64];
-    let peer = match ctx.peer {
-        Some(p) => {
-            use std::io::Write as _;
-            let mut w = &mut peer[..];
-            let _ = write!(w, "{p}");
-            let left = w.len();
-            &peer[..64 - left]
-        }
-        None => &[][..],
-    };
+    let mut text = [0u8; 64];
+    let peer = ctx.peer.map_or(&[][..], |p| ip_text(p, &mut text));
     let from_trusted = |name: &str| -> Option<&str> {
         if ctx.trusted_peer {
             client.get_str(name).filter(|v| !v.is_empty())
@@ -221,8 +234,39 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
     out.line("x-forwarded-host", host.as_bytes());
     out.line(headers::REQUEST_ID, ctx.request_id.as_bytes());
     if let Some(identity) = ctx.identity {
-        for (n, v) in &identity.headers {
-            out.line(n.as_str(), v.as_bytes());
+        out.identity(identity);
+    }
+}
+
+/// `ip` as text in `buf` (IPv4 without the formatting machinery: it is on every request).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write as _;
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{ip}");
+            let left = w.len();
+            &buf[..64 - left]
         }
     }
 }
@@ -412,6 +456,24 @@ mod tests {
             .map(|(n, _)| n.to_owned())
             .collect();
         assert_eq!(back, vec!["Set-Cookie", "set-cookie"]);
+    }
+
+    #[test]
+    fn addresses_are_written_as_std_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.10.100.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.128",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut buf = [0u8; 64];
+            assert_eq!(ip_text(ip, &mut buf), ip.to_string().as_bytes());
+        }
     }
 
     #[test]

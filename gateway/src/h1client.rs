@@ -335,7 +335,9 @@ async fn read_answer(
                 None => {}
             }
         }
-        stream.readable().await.map_err(Error::Io)?;
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+            .await
+            .map_err(Error::Io)?;
         match read_some(&stream, &mut buf) {
             Ok(0) if buf.is_empty() => return Err(Error::Closed),
             Ok(0) => return Err(Error::Malformed("the answer head is cut short")),

@@ -407,21 +407,24 @@ async fn read_head(
             }
         }
         conn.idle.set(!head_started);
-        let woken = tokio::select! {
-            biased;
-            ready = conn.stream.readable() => ready.is_ok(),
-            () = conn.deadline.passed() => {
-                conn.idle.set(false);
-                return if head_started {
-                    HeadOutcome::Refuse(StatusCode::REQUEST_TIMEOUT, "the request head took too long")
-                } else {
-                    HeadOutcome::Close
-                };
-            }
-        };
+        // `poll_read_ready` keeps the waker in the socket's one reader slot; `readable()` would
+        // link and unlink a waiter on each wait.
+        let woken = poll_fn(|cx| match conn.stream.poll_read_ready(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r.is_ok())),
+            Poll::Pending => conn.deadline.poll_passed(cx).map(|()| None),
+        })
+        .await;
         conn.idle.set(false);
-        if !woken {
-            return HeadOutcome::Close;
+        match woken {
+            Some(true) => {}
+            Some(false) => return HeadOutcome::Close,
+            None if head_started => {
+                return HeadOutcome::Refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request head took too long",
+                );
+            }
+            None => return HeadOutcome::Close,
         }
         let mut buf = conn.buf.borrow_mut();
         if buf.capacity() - buf.len() < 1024 {
