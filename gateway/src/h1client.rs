@@ -60,9 +60,9 @@ pub struct Pool {
 impl Idle {
     /// Still usable: young enough, and nothing to read (a readable idle connection has been
     /// closed by the upstream, or carries bytes nobody asked for).
-    fn usable(&self) -> bool {
+    fn usable(&self, now: Instant) -> bool {
         let mut probe = [0u8; 1];
-        self.since.elapsed() <= IDLE_FOR
+        now.saturating_duration_since(self.since) <= IDLE_FOR
             && matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
@@ -102,32 +102,34 @@ impl Pool {
                 let Some(pool) = pool.upgrade() else {
                     return;
                 };
+                let now = Instant::now();
                 pool.idle.borrow_mut().retain(|_, list| {
-                    list.retain(Idle::usable);
+                    list.retain(|c| c.usable(now));
                     !list.is_empty()
                 });
             }
         });
     }
 
-    /// The most recently used idle connection that is still open and quiet.
-    fn checkout(&self, authority: &str) -> Option<TcpStream> {
+    /// The most recently used idle connection that is still open and quiet. `now`: the
+    /// request's start (close enough for a 30 s limit, and one clock read fewer).
+    fn checkout(&self, authority: &str, now: Instant) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(authority)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() > IDLE_FOR {
+            if now.saturating_duration_since(c.since) > IDLE_FOR {
                 // Older ones are older still.
                 list.clear();
                 return None;
             }
-            if c.usable() {
+            if c.usable(now) {
                 return Some(c.stream);
             }
         }
         None
     }
 
-    fn checkin(self: &Rc<Self>, authority: &str, stream: TcpStream) {
+    fn checkin(self: &Rc<Self>, authority: &str, stream: TcpStream, now: Instant) {
         self.sweep_later();
         let mut idle = self.idle.borrow_mut();
         // `get_mut` first: the authority is copied only the first time it is seen.
@@ -138,10 +140,7 @@ impl Pool {
         if list.len() >= MAX_IDLE {
             list.remove(0);
         }
-        list.push(Idle {
-            stream,
-            since: Instant::now(),
-        });
+        list.push(Idle { stream, since: now });
     }
 }
 
@@ -205,17 +204,18 @@ pub fn request_head(
 }
 
 /// Sends `head` (from [`request_head`]: a request without a body) to `authority` (plain http)
-/// and reads the answer head.
+/// and reads the answer head. `now` is the time the request started.
 pub async fn send(
     pool: &Rc<Pool>,
     authority: &str,
     method: &Method,
     head: &[u8],
+    now: Instant,
 ) -> Result<Answer, Error> {
     // A pooled connection may have been closed by the upstream just as it was reused: then the
     // request goes once more on a new connection, if nothing was answered and the method may be
     // repeated.
-    let mut reused = pool.checkout(authority);
+    let mut reused = pool.checkout(authority, now);
     loop {
         let fresh = reused.is_none();
         let stream = match reused.take() {
@@ -231,7 +231,7 @@ pub async fn send(
             Err(e) => return Err(e),
             Ok((answer, Some(stream))) => {
                 // No body to read: the connection is free again now.
-                pool.checkin(authority, stream);
+                pool.checkin(authority, stream, now);
                 return Ok(answer);
             }
             Ok((mut answer, None)) => {
@@ -457,7 +457,7 @@ impl http_body::Body for AnswerBody {
                             && r.buf.is_empty()
                             && let Some((pool, authority)) = r.pool
                         {
-                            pool.checkin(&authority, r.stream);
+                            pool.checkin(&authority, r.stream, Instant::now());
                         }
                         return Poll::Ready(None);
                     }
@@ -604,8 +604,8 @@ mod tests {
                 let (_kept_peer, _) = listener.accept().await.unwrap();
                 let dropped = TcpStream::connect(&addr).await.unwrap();
                 let (dropped_peer, _) = listener.accept().await.unwrap();
-                pool.checkin(&addr, kept);
-                pool.checkin(&addr, dropped);
+                pool.checkin(&addr, kept, Instant::now());
+                pool.checkin(&addr, dropped, Instant::now());
                 assert_eq!(pool.idle_count(), 2);
                 drop(dropped_peer);
                 for _ in 0..100 {
@@ -615,7 +615,10 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 assert_eq!(pool.idle_count(), 1, "the closed connection is swept");
-                assert!(pool.checkout(&addr).is_some(), "the open one is kept");
+                assert!(
+                    pool.checkout(&addr, Instant::now()).is_some(),
+                    "the open one is kept"
+                );
             })
             .await;
     }

@@ -422,10 +422,8 @@ pub fn handle(
         }
 
         let status = res.status.as_u16();
-        worker
-            .gateway
-            .metrics
-            .request(o.route, status, start.elapsed());
+        let elapsed = start.elapsed();
+        worker.gateway.metrics.request(o.route, status, elapsed);
         tracing::info!(
             target: "access",
             request_id = %id,
@@ -433,7 +431,7 @@ pub fn handle(
             path = %o.path,
             route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
             status,
-            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             user_id = o.user.as_ref().map(|u| u.claims.sub.as_str()),
             peer = %peer.ip(),
             "request"
@@ -686,7 +684,7 @@ async fn route_and_forward<'a>(
                 forwarding::upstream_request(&req.headers, &ctx, out)
             });
         let from = tokio::time::Instant::from_std(start);
-        let send = crate::h1client::send(&worker.pool, &up.authority, &req.method, &head);
+        let send = crate::h1client::send(&worker.pool, &up.authority, &req.method, &head, start);
         let response = match deadline.within(from, route.timeout, send).await {
             Ok(Ok(a)) => {
                 let body = match a.body {
