@@ -277,9 +277,11 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 /// Reads what the socket holds; `Ok(0)` is the end of the stream. A short read clears the
 /// socket's readiness (see [`crate::server::read_some`]), so the quiet-connection check at
 /// checkout costs no `recv` unless the upstream has written or closed since.
-fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// `chunk`: the room to make when less than 1 KiB is left (small for the head, which is
+/// usually all there is; larger for a body being streamed).
+fn read_some(stream: &TcpStream, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(8 * 1024);
+        buf.reserve(chunk);
     }
     crate::server::read_some(stream, buf)
 }
@@ -338,7 +340,7 @@ async fn read_answer(
         std::future::poll_fn(|cx| stream.poll_read_ready(cx))
             .await
             .map_err(Error::Io)?;
-        match read_some(&stream, &mut buf) {
+        match read_some(&stream, &mut buf, 4 * 1024) {
             Ok(0) if buf.is_empty() => return Err(Error::Closed),
             Ok(0) => return Err(Error::Malformed("the answer head is cut short")),
             Ok(_) => {}
@@ -477,7 +479,7 @@ impl http_body::Body for AnswerBody {
                 this.0 = None;
                 return Poll::Ready(Some(Err(Box::new(e))));
             }
-            match read_some(&r.stream, &mut r.buf) {
+            match read_some(&r.stream, &mut r.buf, 16 * 1024) {
                 Ok(0) => {
                     let until_close = matches!(r.framing, BodyFraming::UntilClose);
                     this.0 = None;

@@ -156,8 +156,10 @@ struct Conn {
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-/// How much room a read wants.
-const READ_CHUNK: usize = 8 * 1024;
+/// How much room a read of a request head wants (most heads fit; a larger one grows the buffer).
+const READ_CHUNK: usize = 4 * 1024;
+/// How much room a read of a request body wants.
+const BODY_CHUNK: usize = 16 * 1024;
 
 #[derive(Debug)]
 enum HeadOutcome {
@@ -505,21 +507,26 @@ async fn write_two(conn: &Conn, config: &Config, a: &[u8], b: &[u8]) -> io::Resu
 }
 
 thread_local! {
-    static DATE: RefCell<(u64, Bytes)> = const { RefCell::new((0, Bytes::new())) };
+    static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
 }
 
-/// `Date`, formatted once a second per worker.
-fn date() -> Bytes {
+/// `Date`, formatted once a second per worker (an IMF-fixdate is always 29 bytes).
+fn date() -> [u8; 29] {
     let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     DATE.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.0 != secs || d.1.is_empty() {
-            *d = (secs, Bytes::from(httpdate::fmt_http_date(now)));
+        let (at, text) = d.get();
+        if at == secs {
+            return text;
         }
-        d.1.clone()
+        let mut text = [b' '; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        let n = formatted.len().min(29);
+        text[..n].copy_from_slice(&formatted.as_bytes()[..n]);
+        d.set((secs, text));
+        text
     })
 }
 
@@ -752,7 +759,7 @@ impl futures_util::Stream for RequestBody {
                 return Poll::Ready(Some(Err(BodyError(LOST))));
             }
             if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(2 * READ_CHUNK);
+                buf.reserve(BODY_CHUNK);
             }
             match read_some(&conn.stream, &mut buf) {
                 Ok(0) => {
@@ -891,6 +898,16 @@ mod tests {
         assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 1, "{answer:?}");
         server.stopper().stop();
         server.stopped().await;
+    }
+
+    #[test]
+    fn the_date_is_an_imf_fixdate_of_now() {
+        let before = std::time::SystemTime::now();
+        let text = date();
+        let parsed = httpdate::parse_http_date(std::str::from_utf8(&text).unwrap()).unwrap();
+        let after = std::time::SystemTime::now();
+        assert!(text.ends_with(b" GMT"));
+        assert!(parsed + Duration::from_secs(1) > before && parsed <= after);
     }
 
     /// A stop closes connections that wait for a request (after an answer, or before any) at
