@@ -142,10 +142,16 @@ impl Authenticator {
         }
     }
 
-    /// Verifies `token` at `now`, then checks the revocation replica (on every request, cached
-    /// token or not).
-    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<Identity>, AuthFailure> {
-        let identity = self.verify_signed(token, now).await?;
+    /// Verifies `token` at `now` (seconds since the epoch; `at`, the same moment on the
+    /// monotonic clock, ages the keys), then checks the revocation replica (on every request,
+    /// cached token or not).
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: i64,
+        at: std::time::Instant,
+    ) -> Result<Arc<Identity>, AuthFailure> {
+        let identity = self.verify_signed(token, now, at).await?;
         if let Some(r) = &self.revocations {
             match r.check(&identity.claims) {
                 Check::Pass => {}
@@ -166,9 +172,17 @@ impl Authenticator {
     }
 
     /// Signature and claims. Expiry and `nbf` are checked even for cached tokens.
-    async fn verify_signed(&self, token: &str, now: i64) -> Result<Arc<Identity>, AuthFailure> {
-        let snapshot = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
-        if let Some(identity) = self.cache.get(token, snapshot.generation) {
+    async fn verify_signed(
+        &self,
+        token: &str,
+        now: i64,
+        at: std::time::Instant,
+    ) -> Result<Arc<Identity>, AuthFailure> {
+        let generation = self
+            .keys
+            .generation_at(at)
+            .ok_or(AuthFailure::KeysUnavailable)?;
+        if let Some(identity) = self.cache.get(token, generation) {
             let claims = &identity.claims;
             let leeway = self.verifier.validation().leeway;
             if now >= claims.exp.saturating_add(leeway) {
@@ -179,6 +193,7 @@ impl Authenticator {
             }
             return Ok(identity);
         }
+        let snapshot = self.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
         let result = match self
             .verifier
             .verify::<AccessClaims>(&snapshot.keys, token, now)

@@ -9,7 +9,9 @@ use shared::headers;
 
 use crate::server::RawHeaders;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded. (Looked up by length in
+/// `always_hop_by_hop`; a test keeps the two in step.)
+#[cfg(test)]
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -54,6 +56,10 @@ fn folds_to(name: &[u8], pattern: &[u8]) -> bool {
 /// override proxy facts: only the gateway may set them.
 pub fn reserved(name: &str) -> bool {
     let b = name.as_bytes();
+    // Every reserved name starts with `x` or `f` (most headers a request carries do not).
+    if !matches!(b.first(), Some(b'x' | b'X' | b'f' | b'F')) {
+        return false;
+    }
     let prefixed = |p: &[u8]| b.len() > p.len() && folds_to(&b[..p.len()], p);
     prefixed(b"x-user-")
         || prefixed(b"x-auth-")
@@ -68,19 +74,30 @@ pub fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a 
     values
         .flat_map(|v| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .filter(|t| {
-            !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"close")
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|h| t.eq_ignore_ascii_case(h.as_bytes()))
-        })
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !always_hop_by_hop(t))
         .collect()
+}
+
+/// `name` (any case) is one of [`HOP_BY_HOP`]: compared only with those of its length.
+fn always_hop_by_hop(name: &[u8]) -> bool {
+    let same_length: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive"],
+        16 => &["proxy-connection"],
+        17 => &["transfer-encoding"],
+        18 => &["proxy-authenticate"],
+        19 => &["proxy-authorization"],
+        _ => &[],
+    };
+    same_length
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// `name` (any case) is hop-by-hop, or one that `Connection` listed.
 fn hop_by_hop<L: AsRef<[u8]>>(name: &str, listed: &[L]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    always_hop_by_hop(name.as_bytes())
         || listed
             .iter()
             .any(|l| name.as_bytes().eq_ignore_ascii_case(l.as_ref()))
@@ -456,6 +473,25 @@ mod tests {
             .map(|(n, _)| n.to_owned())
             .collect();
         assert_eq!(back, vec!["Set-Cookie", "set-cookie"]);
+    }
+
+    #[test]
+    fn the_hop_by_hop_lookup_knows_every_name_in_any_case_and_no_other() {
+        for h in HOP_BY_HOP {
+            assert!(always_hop_by_hop(h.as_bytes()), "{h}");
+            assert!(always_hop_by_hop(h.to_ascii_uppercase().as_bytes()), "{h}");
+        }
+        for other in [
+            "host",
+            "tee",
+            "t",
+            "upgrades",
+            "connectio",
+            "content-length",
+            "",
+        ] {
+            assert!(!always_hop_by_hop(other.as_bytes()), "{other}");
+        }
     }
 
     #[test]

@@ -532,7 +532,7 @@ async fn route_and_forward<'a>(
                 }
                 Err(e) => return fail(auth_error(&e, &gw.metrics), Some(index), &path),
             };
-            match worker.auth.verify(token, shared::unix_now()).await {
+            match worker.auth.verify(token, shared::unix_now(), start).await {
                 Ok(c) => {
                     if let Err(why) = allows(route, &c.claims) {
                         return Outcome {

@@ -218,6 +218,16 @@ impl KeyCache {
             .filter(|s| s.fetched_at.elapsed() <= self.config.max_stale)
     }
 
+    /// The generation of the keys [`KeyCache::current`] would give at `now`, without taking a
+    /// reference to them: all that a cache of already-verified tokens needs to know per request.
+    pub fn generation_at(&self, now: Instant) -> Option<u64> {
+        self.snapshot
+            .load()
+            .as_ref()
+            .filter(|s| now.saturating_duration_since(s.fetched_at) <= self.config.max_stale)
+            .map(|s| s.generation)
+    }
+
     /// Age of the last successful fetch.
     pub fn age(&self) -> Option<Duration> {
         self.snapshot
