@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SVC_CPUS="${SVC_CPUS:-0}"; LOAD_CPUS="${LOAD_CPUS:-1}"
-DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"
+DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"  # ROUNDS (default 5) below
 for tool in wrk taskset nginx haproxy curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk nginx-light haproxy curl)"; exit 1; }
 done
@@ -144,50 +144,84 @@ for name_port in "haproxy:$hap_port" "gateway:$gw_port"; do
   [ "$bad" = 401 ] || [ "$bad" = 403 ] || { echo "bench: ${name_port%%:*} accepted a forged token ($bad)"; exit 1; }
 done
 
+# The processes that serve each contender (every thread of them is counted).
+pids_of() {
+  case "$1" in
+    direct) pgrep -P "$(cat "$work/direct.pid")" ;;
+    nginx) pgrep -P "$(cat "$work/proxy.pid")" ;;
+    haproxy) cat "$work/d.pid" ;;
+    gateway) echo "$gw_pid" ;;
+  esac
+}
+# User and kernel CPU ticks (USER_HZ) used so far by these processes.
+cpu_ticks() { for p in "$@"; do cat /proc/"$p"/task/*/stat; done 2>/dev/null | awk '{u += $14; s += $15} END {print u + 0, s + 0}'; }
 run() { # $1 = name, $2 = port
   taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" >/dev/null
   # PERF_OUT=<file>: also sample the gateway's CPU (perf record, call graphs) during its run.
   if [ "$1" = gateway ] && [ -n "${PERF_OUT:-}" ]; then
     perf record -q -F 999 -g -o "$PERF_OUT" -p "$gw_pid" -- sleep "$DURATION" 2>/dev/null &
   fi
+  local pids before after
+  pids=$(pids_of "$1" | tr '\n' ' ')
+  # shellcheck disable=SC2086 # a list of pids
+  before=$(cpu_ticks $pids)
   taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" > "$work/$1.txt"
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $pids)
   wait
   local rps p50 p99 non2xx
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$1.txt")
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/$1.txt")")
   p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/$1.txt")")
   non2xx=$(awk '/Non-2xx/ {print $5}' "$work/$1.txt"); non2xx=${non2xx:-0}
-  echo "$1 $rps $p50 $p99 $non2xx"
+  echo "$1 $rps $p50 $p99 $non2xx $before $after"
 }
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 echo "bench: $ROUNDS rounds × ${DURATION}s per contender, $CONNS connections, contender on CPU $SVC_CPUS, wrk + upstream on CPU $LOAD_CPUS" >&2
 # Rounds interleave the contenders, so a machine that speeds up or slows down mid-run affects
-# all of them alike; ratios are taken within each round.
+# all of them alike; ratios are taken within each round. nginx and the gateway run back to
+# back, and every other round runs the contenders in reverse order, so a steady drift of the
+# shared machine favours neither of them.
+order=(direct nginx gateway haproxy)
+port_of() { case "$1" in direct) echo "$direct_port";; nginx) echo "$ngx_port";; gateway) echo "$gw_port";; haproxy) echo "$hap_port";; esac; }
 results=$(for r in $(seq 1 "$ROUNDS"); do
-  run direct "$direct_port" | sed "s/^/$r /"
-  run nginx "$ngx_port" | sed "s/^/$r /"
-  run haproxy "$hap_port" | sed "s/^/$r /"
-  run gateway "$gw_port" | sed "s/^/$r /"
+  if [ $((r % 2)) = 1 ]; then names=("${order[@]}"); else names=(haproxy gateway nginx direct); fi
+  for name in "${names[@]}"; do
+    run "$name" "$(port_of "$name")" | sed "s/^/$r /"
+  done
 done)
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
-RESULTS="$results" IDLE_OUT="$idle" python3 - <<'PY'
+RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" python3 - <<'PY'
 import os, statistics as st
 rows = {}
+hz = os.sysconf("SC_CLK_TCK")
+duration = float(os.environ["DURATION"])
 for line in os.environ["RESULTS"].strip().splitlines():
-    r, name, rps, p50, p99, bad = line.split()
-    rows.setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad))
+    r, name, rps, p50, p99, bad, u0, s0, u1, s1 = line.split()
+    # CPU per request, in µs: the contender's user and kernel time over the requests it answered.
+    n = float(rps) * duration
+    cpu = ((int(u1) - int(u0)) / hz * 1e6 / n, (int(s1) - int(s0)) / hz * 1e6 / n)
+    rows.setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad), cpu)
 rounds = sorted(rows["gateway"])
 med = lambda name, i: st.median(rows[name][r][i] for r in rounds)
 ratio = lambda a, b: [rows[a][r][0] / rows[b][r][0] for r in rounds]
 names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified"}
 print()
-print(f"| Contender (1 core; median of {len(rounds)} interleaved rounds) | Requests/s | p50 ms | p99 ms | non-2xx | vs nginx (per-round median) | vs HAProxy (per-round median) |")
+print(f"| Contender (1 core; median of {len(rounds)} interleaved rounds) | Requests/s | p50 ms | p99 ms (each round) | non-2xx | vs nginx (per-round median) | vs HAProxy (per-round median) |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for k in ["direct", "nginx", "haproxy", "gateway"]:
     vn, vh = ratio(k, "nginx"), ratio(k, "haproxy")
     rng = lambda v: f"{st.median(v):.2f}× ({min(v):.2f}–{max(v):.2f})"
-    print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} | {sum(rows[k][r][3] for r in rounds)} | {rng(vn)} | {rng(vh)} |")
+    p99s = ", ".join(f"{rows[k][r][2]:.2f}" for r in rounds)
+    print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(rows[k][r][3] for r in rounds)} | {rng(vn)} | {rng(vh)} |")
+print()
+print("| Contender | CPU per request: user µs | kernel µs | total µs |")
+print("| --- | --- | --- | --- |")
+for k in ["direct", "nginx", "haproxy", "gateway"]:
+    u = st.median(rows[k][r][4][0] for r in rounds)
+    s = st.median(rows[k][r][4][1] for r in rounds)
+    print(f"| {names[k]} | {u:.2f} | {s:.2f} | {u + s:.2f} |")
 n, ok, before, soon, later = map(int, os.environ["IDLE_OUT"].split())
 print()
 print(f"Gateway memory: {before/1024:.1f} MiB resident before; holding {n} idle keep-alive connections ({ok} answered 200): {soon/1024:.1f} MiB after 3 s, {later/1024:.1f} MiB after 15 s.")

@@ -560,7 +560,13 @@ fn write_response<'a>(
         (false, None) if close => ResponseFraming::UntilClose,
         (false, None) => ResponseFraming::Chunked,
     };
-    let mut out = BytesMut::new();
+    // Room for a typical head and a body small enough to be copied in, so that neither grows
+    // the buffer.
+    let copied = match &res.body {
+        Body::Full(b) if !bodiless && b.len() <= COPY_LIMIT => b.len(),
+        _ => 0,
+    };
+    let mut out = BytesMut::with_capacity(512 + copied);
     let lines = wire::Lines {
         passthrough: res.passthrough.as_ref(),
         headers: &res.headers,
