@@ -39,6 +39,34 @@ fn flip_signature(token: &str) -> String {
     format!("{head}.{}", b64_encode(bytes))
 }
 
+/// The genuine token with its subject replaced by another of the same length, and its header
+/// and signature kept: the same length and the same last bytes, so a cache of verified tokens
+/// keyed by either (as the gateway's is) would find the genuine token's entry for it. Only
+/// comparing whole tokens tells them apart.
+pub fn same_length_impostor(good: &str) -> String {
+    let mut parts = good.split('.');
+    let (head, payload, sig) = (
+        parts.next().expect("a compact JWS"),
+        parts.next().expect("a compact JWS"),
+        parts.next().expect("a compact JWS"),
+    );
+    let raw = String::from_utf8(b64_decode(payload).expect("base64url")).expect("UTF-8 claims");
+    let claims: Value = serde_json::from_str(&raw).expect("JSON claims");
+    let sub = claims["sub"].as_str().expect("a subject");
+    // Another subject: each hex digit moved one place (a UUID stays a UUID), nothing else.
+    let other: String = sub
+        .chars()
+        .map(|c| match c {
+            '0'..='8' | 'a'..='e' => char::from(c as u8 + 1),
+            '9' => '0',
+            'f' => 'a',
+            c => c,
+        })
+        .collect();
+    let forged = raw.replacen(&format!("\"{sub}\""), &format!("\"{other}\""), 1);
+    format!("{head}.{}.{sig}", b64_encode(forged))
+}
+
 /// An attacker's own RSA key: signs anything, published nowhere.
 fn attacker_signs(header: &Value, claims: &Value) -> (String, Value) {
     let kp = KeyPair::generate(KeySize::Rsa2048).expect("an RSA key");
@@ -135,6 +163,10 @@ pub fn tokens(f: &Forger<'_>) -> Vec<(&'static str, String)> {
                 b64_encode(tampered_claims.to_string()),
                 signed.split('.').nth(2).unwrap_or_default()
             ),
+        ),
+        (
+            "the genuine signature on another subject of the same length",
+            same_length_impostor(good),
         ),
         ("tampered signature", flip_signature(&signed)),
         ("truncated signature", signed[..signed.len() - 4].to_owned()),

@@ -41,6 +41,14 @@ async fn the_attack_table_is_refused_with_401() {
         sign: &sign,
         trap_url: &trap_url,
     });
+    // The genuine token first, so that it is in the verified-token cache: a tampered token that
+    // keeps its signature (and with it the cache's key for the genuine one) must still be
+    // refused, which only a comparison of the whole token decides.
+    assert_eq!(s.get("/api/x", Some(&good)).await.status(), 200);
+    let impostor = attack_table::same_length_impostor(&good);
+    assert_ne!(impostor, good);
+    assert_eq!(impostor.len(), good.len());
+    assert_eq!(impostor[impostor.len() - 8..], good[good.len() - 8..]);
     let before = s.echo.hits();
     for (name, token) in &cases {
         let res = s
