@@ -173,9 +173,9 @@ fn idempotent(method: &Method) -> bool {
 }
 
 /// A request head without a body for `authority` (`host[:port]`): the request line (the path
-/// in pieces, and the query), `Host`,
-/// the lines `headers` writes (already filtered for forwarding: no `Host`, framing or hop-by-hop
-/// headers), and `Content-Length: 0` for methods that expect a body.
+/// in pieces, and the query), `Host`, the lines `headers` writes (already filtered for
+/// forwarding: no `Host`, framing or hop-by-hop headers), and `Content-Length: 0` for methods
+/// that expect a body.
 pub fn request_head(
     method: &Method,
     (path, query): ([&str; 2], Option<&str>),

@@ -212,14 +212,19 @@ fn request_id(req: &RequestHead, worker: &Worker) -> String {
             let mut id = String::with_capacity(worker.id_prefix.len() + 17);
             id.push_str(&worker.id_prefix);
             id.push('-');
-            let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-            for i in (0..digits).rev() {
-                id.push(char::from(
-                    b"0123456789abcdef"[((n >> (i * 4)) & 15) as usize],
-                ));
-            }
+            push_hex(&mut id, n);
             id
         }
+    }
+}
+
+/// Appends `n` in lowercase hexadecimal (as `{n:x}` would, without the formatting machinery).
+fn push_hex(out: &mut String, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(char::from(
+            b"0123456789abcdef"[((n >> (i * 4)) & 15) as usize],
+        ));
     }
 }
 
@@ -387,7 +392,8 @@ pub fn handle(
     async move {
         let start = Instant::now();
         let id = request_id(&req, &worker);
-        // A panic is a bug, and must cost its own request a 500, not every connection on this worker.
+        // A panic is a bug, and must cost its own request a 500, not every connection on this
+        // worker.
         let o = match unless_panicked(
             route_and_forward(&req, peer, payload, &worker, &id, (start, &deadline)),
             &id,
@@ -936,7 +942,16 @@ fn respond(status: StatusCode, mut headers: RawHeaders, body: Body) -> Response 
 
 #[cfg(test)]
 mod tests {
-    use super::unless_panicked;
+    use super::{push_hex, unless_panicked};
+
+    #[test]
+    fn request_id_counters_are_written_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 15, 16, 255, 256, 4095, 0xdead_beef, u64::MAX] {
+            let mut s = String::new();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:x}"));
+        }
+    }
 
     #[tokio::test]
     async fn a_panic_in_a_request_becomes_none_and_the_worker_goes_on() {
