@@ -858,27 +858,32 @@ mod tests {
         }
     }
 
+    /// Settings with every timeout `t`, one worker, 1 KiB heads.
+    fn config(t: Duration) -> Config {
+        Config {
+            workers: 1,
+            max_head: 1024,
+            request_timeout: t,
+            keep_alive: t,
+            write_timeout: t,
+            shutdown_timeout: t,
+        }
+    }
+
+    /// A server answering 200 to everything, with every timeout `t`, and its address.
+    fn server(t: Duration) -> (crate::server::Server, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = crate::server::Server::start(listener, config(t), || Rc::new(Nothing));
+        (server.unwrap(), addr)
+    }
+
     /// The head timeout and the keep-alive limit, with short settings: a partial head gets 408
     /// and the connection closes; an idle connection after an answer is closed quietly.
     #[tokio::test]
     async fn slow_heads_get_408_and_idle_connections_are_closed() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let short = Duration::from_millis(300);
-        let server = crate::server::Server::start(
-            listener,
-            Config {
-                workers: 1,
-                max_head: 1024,
-                request_timeout: short,
-                keep_alive: short,
-                write_timeout: short,
-                shutdown_timeout: short,
-            },
-            || Rc::new(Nothing),
-        )
-        .unwrap();
+        let (server, addr) = server(Duration::from_millis(300));
         let read_all = |mut s: tokio::net::TcpStream| async move {
             let mut out = Vec::new();
             let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
@@ -921,22 +926,7 @@ mod tests {
     #[tokio::test]
     async fn a_stop_closes_idle_connections_at_once() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let long = Duration::from_secs(60);
-        let server = crate::server::Server::start(
-            listener,
-            Config {
-                workers: 1,
-                max_head: 1024,
-                request_timeout: long,
-                keep_alive: long,
-                write_timeout: long,
-                shutdown_timeout: long,
-            },
-            || Rc::new(Nothing),
-        )
-        .unwrap();
+        let (server, addr) = server(Duration::from_secs(60));
         let mut used = tokio::net::TcpStream::connect(addr).await.unwrap();
         used.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -969,14 +959,7 @@ mod tests {
             .unwrap();
         let live = Rc::new(Live::new());
         let s = Duration::from_secs(1);
-        let config = Rc::new(Config {
-            workers: 1,
-            max_head: 1024,
-            request_timeout: s,
-            keep_alive: s,
-            write_timeout: s,
-            shutdown_timeout: s,
-        });
+        let config = Rc::new(config(s));
         let task = serve(
             stream,
             "127.0.0.1:1".parse().unwrap(),
