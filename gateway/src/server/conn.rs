@@ -849,8 +849,14 @@ mod tests {
 
     struct Nothing;
 
+    /// How much `/big` answers: more than loopback sockets buffer.
+    const BIG: usize = 32 << 20;
+
     impl Handler for Nothing {
-        async fn call(self: Rc<Self>, _: Request) -> Response {
+        async fn call(self: Rc<Self>, req: Request) -> Response {
+            if req.head.uri.path() == "/big" {
+                return Response::new(StatusCode::OK, Body::Full(vec![b'x'; BIG].into()));
+            }
             Response::new(StatusCode::OK, Body::Empty)
         }
         fn refused(&self, status: StatusCode, _: &str) -> Response {
@@ -907,6 +913,34 @@ mod tests {
         let answer = read_all(idle).await;
         // One answer, then the connection ends (the client never sent another request).
         assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 1, "{answer:?}");
+        server.stopper().stop();
+        server.stopped().await;
+    }
+
+    /// A client that stops reading an answer is given up on after the write timeout: the
+    /// connection is closed with the answer unfinished.
+    #[tokio::test]
+    async fn a_client_that_does_not_read_is_dropped_after_the_write_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (server, addr) = server(Duration::from_millis(300));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the server closed the connection");
+        assert!(got > 0 && got < BIG, "an unfinished answer: {got} bytes");
         server.stopper().stop();
         server.stopped().await;
     }
