@@ -256,7 +256,7 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
 }
 
 /// `ip` as text in `buf` (IPv4 without the formatting machinery: it is on every request).
-fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     match ip {
         IpAddr::V4(v4) => {
             let mut n = 0;

@@ -1,6 +1,7 @@
 //! The gateway: a reverse proxy that verifies access tokens locally (cached JWKS keys, no
 //! per-request call to the issuer), enforces per-route rules, and forwards the verified identity.
 
+pub mod accesslog;
 pub mod admin;
 pub mod authn;
 pub mod configuration;

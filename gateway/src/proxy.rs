@@ -43,6 +43,8 @@ pub struct Worker {
     pool: Rc<crate::h1client::Pool>,
     id_prefix: String,
     next_id: Cell<u64>,
+    /// This worker's access log, when `RUST_LOG` lets `access` log at `info`.
+    access_log: Option<Rc<crate::accesslog::AccessLog>>,
 }
 
 impl Worker {
@@ -61,6 +63,8 @@ impl Worker {
         let client = crate::upstream::worker_client(tls, std::time::Duration::from_secs(5));
         let pool = crate::h1client::Pool::new(std::time::Duration::from_secs(5));
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let access_log = tracing::enabled!(target: "access", tracing::Level::INFO)
+            .then(crate::accesslog::AccessLog::new);
         Worker {
             gateway,
             auth,
@@ -68,6 +72,7 @@ impl Worker {
             next_id: Cell::new(0),
             client,
             pool,
+            access_log,
         }
     }
 }
@@ -430,18 +435,21 @@ pub fn handle(
         let status = res.status.as_u16();
         let elapsed = start.elapsed();
         worker.gateway.metrics.request(o.route, status, elapsed);
-        tracing::info!(
-            target: "access",
-            request_id = %id,
-            method = %req.method,
-            path = %o.path,
-            route = o.route.and_then(|i| worker.gateway.settings.routes.get(i)).map(|r| r.prefix.as_str()),
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            user_id = o.user.as_ref().map(|u| u.claims.sub.as_str()),
-            peer = %peer.ip(),
-            "request"
-        );
+        if let Some(log) = &worker.access_log {
+            log.log(&crate::accesslog::Entry {
+                request_id: &id,
+                method: req.method.as_str(),
+                path: &o.path,
+                route: o
+                    .route
+                    .and_then(|i| worker.gateway.settings.routes.get(i))
+                    .map(|r| r.prefix.as_str()),
+                status,
+                latency: elapsed,
+                user_id: o.user.as_ref().map(|u| u.claims.sub.as_str()),
+                peer: peer.ip(),
+            });
+        }
         res.request_id = Some(id);
         res
     }

@@ -173,7 +173,13 @@ async fn sigterm_lets_requests_in_flight_finish_closes_idle_connections_and_exit
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let auth = testkit::auth::Auth::start(&[]).await;
     let echo = testkit::echo::start().await;
-    let (mut child, port) = spawn_gateway(&auth, &echo, "warn");
+    let (mut child, port) = spawn_gateway(&auth, &echo, "info");
+    let mut stdout = child.stdout.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = stdout.read_to_string(&mut all).await;
+        all
+    });
     let addr = format!("127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..200 {
@@ -230,5 +236,14 @@ async fn sigterm_lets_requests_in_flight_finish_closes_idle_connections_and_exit
         .expect("the gateway exits within 10 s")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    // The access log is buffered per worker: the line of the request that finished just before
+    // the exit was written out all the same.
+    let log = log.await.unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("\"target\":\"access\"")
+            && l.contains("\"path\":\"/slow\"")
+            && l.contains("\"status\":200")),
+        "{log}"
+    );
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
 }
