@@ -1,4 +1,5 @@
-//! JSON logs on stdout (`RUST_LOG` filters); one `access` line per request.
+//! JSON logs on stdout (`RUST_LOG` filters). The `access` line of each request is written by
+//! [`crate::accesslog`] in the same shape.
 
 use tracing_subscriber::EnvFilter;
 
