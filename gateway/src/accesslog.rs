@@ -198,6 +198,39 @@ mod tests {
         }
     }
 
+    /// A full buffer is written at once; a line on its own waits at most `FLUSH_AFTER`.
+    #[tokio::test(start_paused = true)]
+    async fn lines_are_written_when_16_kib_wait_or_100_ms_after_the_first() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let log = AccessLog::new();
+                let e = Entry {
+                    request_id: "r",
+                    method: "GET",
+                    path: "/",
+                    route: None,
+                    status: 200,
+                    latency: Duration::ZERO,
+                    user_id: None,
+                    peer: "127.0.0.1".parse().unwrap(),
+                };
+                log.log(&e);
+                let one = log.buf.borrow().len();
+                assert!(one > 0 && one < FLUSH_AT);
+                tokio::time::sleep(FLUSH_AFTER + Duration::from_millis(1)).await;
+                assert!(log.buf.borrow().is_empty(), "written within 100 ms");
+                for _ in 0..FLUSH_AT / one + 1 {
+                    log.log(&e);
+                }
+                assert!(
+                    log.buf.borrow().len() < FLUSH_AT,
+                    "written as soon as 16 KiB waited"
+                );
+            })
+            .await;
+    }
+
     #[test]
     fn a_line_is_json_in_the_shape_of_the_other_log_lines() {
         let log = AccessLog::new();

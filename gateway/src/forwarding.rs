@@ -476,6 +476,25 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_lines_keep_the_spelling_they_came_with() {
+        let client = map(&[("X-Custom-Thing", "1"), ("accept", "*/*")]);
+        let ctx = Context {
+            identity: None,
+            forward_token: false,
+            peer: None,
+            trusted_peer: false,
+            request_id: "r",
+        };
+        let mut out = bytes::BytesMut::new();
+        super::upstream_request(&client, &ctx, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("X-Custom-Thing: 1\r\naccept: */*\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_hop_by_hop_lookup_knows_every_name_in_any_case_and_no_other() {
         for h in HOP_BY_HOP {
             assert!(always_hop_by_hop(h.as_bytes()), "{h}");
