@@ -37,11 +37,31 @@ pub struct Tokens {
 impl Auth {
     /// Starts an auth-service whose issuer is its own URL, with a bootstrap admin `root`.
     pub async fn start(extra: &[(&str, &str)]) -> Auth {
-        Self::start_on(crate::free_port(), Resources::create().await, extra).await
+        let resources = Resources::create().await;
+        // A port found free can be taken again before the service binds it (by any socket of the
+        // tests running beside this one, outgoing ones included): then another port is tried.
+        for _ in 0..4 {
+            match Self::try_start_on(crate::free_port(), Arc::clone(&resources), extra).await {
+                Ok(auth) => return auth,
+                Err(e) if address_in_use(&e) => continue,
+                Err(e) => panic!("auth-service starts: {e:#}"),
+            }
+        }
+        Self::start_on(crate::free_port(), resources, extra).await
     }
 
     /// Starts one on `port` with these resources (restarts, replicas).
     pub async fn start_on(port: u16, resources: Arc<Resources>, extra: &[(&str, &str)]) -> Auth {
+        Self::try_start_on(port, resources, extra)
+            .await
+            .unwrap_or_else(|e| panic!("auth-service starts: {e:#}"))
+    }
+
+    async fn try_start_on(
+        port: u16,
+        resources: Arc<Resources>,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Auth> {
         let url = format!("http://127.0.0.1:{port}");
         let mut env: HashMap<String, String> = HashMap::from([
             ("AUTH_DATABASE_URL".into(), url_for_db(&resources.db)),
@@ -67,19 +87,17 @@ impl Auth {
             env.insert((*k).into(), (*v).into());
         }
         let settings = Settings::from_lookup(&|k| env.get(k).cloned()).expect("auth settings");
-        let app = Application::build(settings)
-            .await
-            .expect("auth-service starts");
+        let app = Application::build(settings).await?;
         let state = app.state();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        Auth {
+        Ok(Auth {
             url,
             state,
             handle,
             resources,
             client: reqwest::Client::new(),
-        }
+        })
     }
 
     /// Registers `username` and logs in.
@@ -170,5 +188,28 @@ impl Auth {
     pub async fn stop(&self) {
         self.state.hub.close();
         self.handle.stop(true).await;
+    }
+}
+
+/// The error is a listener's address already taken.
+fn address_in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    #[test]
+    fn a_taken_port_is_recognised_through_the_error_context() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let again = std::net::TcpListener::bind(taken.local_addr().unwrap())
+            .context("cannot listen")
+            .unwrap_err();
+        assert!(super::address_in_use(&again));
+        assert!(!super::address_in_use(&anyhow::anyhow!("other")));
     }
 }
