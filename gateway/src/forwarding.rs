@@ -321,6 +321,17 @@ mod tests {
         m
     }
 
+    /// A public route's context: no identity, no token forwarded, no peer.
+    fn anonymous() -> Context<'static> {
+        Context {
+            identity: None,
+            forward_token: false,
+            peer: None,
+            trusted_peer: false,
+            request_id: "r",
+        }
+    }
+
     fn claims() -> AccessClaims {
         AccessClaims {
             iss: "i".into(),
@@ -405,13 +416,7 @@ mod tests {
     #[test]
     fn public_routes_get_no_identity_and_no_token() {
         let client = map(&[("authorization", "Bearer abc"), ("x-user-id", "admin")]);
-        let ctx = Context {
-            identity: None,
-            forward_token: false,
-            peer: None,
-            trusted_peer: false,
-            request_id: "r",
-        };
+        let ctx = anonymous();
         let out = upstream_request(&client, &ctx);
         assert!(
             names(&out)
@@ -442,13 +447,7 @@ mod tests {
             ("host", "gw"),
             ("x-kept", "yes"),
         ]);
-        let ctx = Context {
-            identity: None,
-            forward_token: false,
-            peer: None,
-            trusted_peer: false,
-            request_id: "r",
-        };
+        let ctx = anonymous();
         let out = upstream_request(&client, &ctx);
         assert_eq!(
             names(&out)
@@ -478,13 +477,7 @@ mod tests {
     #[test]
     fn forwarded_lines_keep_the_spelling_they_came_with() {
         let client = map(&[("X-Custom-Thing", "1"), ("accept", "*/*")]);
-        let ctx = Context {
-            identity: None,
-            forward_token: false,
-            peer: None,
-            trusted_peer: false,
-            request_id: "r",
-        };
+        let ctx = anonymous();
         let mut out = bytes::BytesMut::new();
         super::upstream_request(&client, &ctx, &mut out);
         let text = String::from_utf8_lossy(&out);

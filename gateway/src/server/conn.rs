@@ -884,11 +884,19 @@ mod tests {
         (server.unwrap(), addr)
     }
 
+    /// A connection to `addr` that has sent `bytes`.
+    async fn sent(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+        use tokio::io::AsyncWriteExt as _;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(bytes).await.unwrap();
+        c
+    }
+
     /// The head timeout and the keep-alive limit, with short settings: a partial head gets 408
     /// and the connection closes; an idle connection after an answer is closed quietly.
     #[tokio::test]
     async fn slow_heads_get_408_and_idle_connections_are_closed() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        use tokio::io::AsyncReadExt as _;
         let (server, addr) = server(Duration::from_millis(300));
         let read_all = |mut s: tokio::net::TcpStream| async move {
             let mut out = Vec::new();
@@ -898,18 +906,12 @@ mod tests {
             assert!(ended, "the server closes the connection within 5 s");
             String::from_utf8_lossy(&out).into_owned()
         };
-        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
+        let slow = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n").await;
         let answer = read_all(slow).await;
         assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
         assert!(answer.contains("connection: close"), "{answer:?}");
 
-        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let idle = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let answer = read_all(idle).await;
         // One answer, then the connection ends (the client never sent another request).
         assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 1, "{answer:?}");
@@ -921,12 +923,9 @@ mod tests {
     /// connection is closed with the answer unfinished.
     #[tokio::test]
     async fn a_client_that_does_not_read_is_dropped_after_the_write_timeout() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        use tokio::io::AsyncReadExt as _;
         let (server, addr) = server(Duration::from_millis(300));
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let mut c = sent(addr, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut got = 0usize;
         let mut buf = vec![0u8; 1 << 16];
@@ -959,12 +958,9 @@ mod tests {
     /// once, not when their keep-alive runs out; the server then ends.
     #[tokio::test]
     async fn a_stop_closes_idle_connections_at_once() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        use tokio::io::AsyncReadExt as _;
         let (server, addr) = server(Duration::from_secs(60));
-        let mut used = tokio::net::TcpStream::connect(addr).await.unwrap();
-        used.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let mut used = sent(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let mut answer = [0u8; 256];
         let n = used.read(&mut answer).await.unwrap();
         assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
