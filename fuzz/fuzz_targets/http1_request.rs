@@ -1,11 +1,12 @@
 //! Any bytes a client can send the gateway's HTTP/1.1 server: the head parser and the body
 //! decoders never panic, and they read the same bytes the same way however the network splits
 //! them (a parser whose answer depends on packet boundaries is a request-smuggling parser).
-//! An accepted head has at most one framing header, and a body never yields more than its length.
+//! An accepted head has at most one framing header, ends every line with CRLF, names no framing
+//! header with `_`, carries a valid `host[:port]`, and a body never yields more than its length.
 #![no_main]
 
 use bytes::BytesMut;
-use gateway::server::wire::{Decoded, Decoder, Framing, parse_head};
+use gateway::server::wire::{Decoded, Decoder, Framing, HostPort, parse_head};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_HEAD: usize = 4096;
@@ -84,6 +85,20 @@ fuzz_target!(|data: &[u8]| {
     };
     let h = &head.request.headers;
     assert!(h.get_all("transfer-encoding").count() + h.get_all("content-length").count() <= 1);
+    let head_bytes = &raw[..raw.len() - whole.len()];
+    for (i, _) in head_bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        assert!(i > 0 && head_bytes[i - 1] == b'\r', "a bare LF was accepted");
+    }
+    for (name, _) in h.iter() {
+        let folded = name.to_ascii_lowercase().replace('_', "-");
+        assert!(
+            !(name.contains('_') && (folded == "content-length" || folded == "transfer-encoding")),
+            "{name} was accepted"
+        );
+    }
+    if let Some(host) = h.get("host") {
+        assert!(HostPort::parse(host.trim_ascii()).is_some(), "a bad Host was accepted");
+    }
 
     let rest = whole.to_vec();
     let at_once = decode(head.framing, &rest, rest.len());

@@ -96,6 +96,7 @@ struct RouteFile {
     strip_prefix: Option<bool>,
     timeout: Option<f64>,
     forward_token: Option<bool>,
+    forward_reserved_headers: Option<Vec<String>>,
     websocket: Option<bool>,
     max_body_bytes: Option<u64>,
     cors: Option<CorsFile>,
@@ -183,6 +184,9 @@ pub struct Route {
     pub timeout: Duration,
     /// Forward the `Authorization` header (off by default).
     pub forward_token: bool,
+    /// Client headers in a reserved namespace that this route lets through (lowercase; each
+    /// passes only in exactly this spelling, any case).
+    pub forward_reserved_headers: Vec<Box<str>>,
     /// Allow WebSocket upgrades.
     pub websocket: bool,
     /// Largest request body (`None`: unlimited, streamed).
@@ -450,6 +454,36 @@ fn route(r: RouteFile) -> Result<Route, ConfigError> {
             )))
         })
         .transpose()?;
+    let forward_reserved_headers = r
+        .forward_reserved_headers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| {
+            let name = h.trim().to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^`|~".contains(&b));
+            if !token {
+                return err(format!(
+                    "{what}: forward_reserved_headers: {h:?} is not a header name in its `-` spelling (`_` spellings never pass)"
+                ));
+            }
+            if crate::forwarding::SET_BY_GATEWAY.contains(&name.as_str())
+                || name.starts_with("x-user-")
+            {
+                return err(format!(
+                    "{what}: forward_reserved_headers: {h:?} is set by the gateway itself and can never come from a client"
+                ));
+            }
+            if !crate::forwarding::reserved(&name) {
+                return err(format!(
+                    "{what}: forward_reserved_headers: {h:?} is not reserved, and passes anyway"
+                ));
+            }
+            Ok(name.into_boxed_str())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Route {
         prefix: r.prefix,
         upstream,
@@ -458,6 +492,7 @@ fn route(r: RouteFile) -> Result<Route, ConfigError> {
         strip_prefix: r.strip_prefix.unwrap_or(false),
         timeout: Duration::from_secs_f64(timeout),
         forward_token: r.forward_token.unwrap_or(false),
+        forward_reserved_headers,
         websocket: r.websocket.unwrap_or(false),
         max_body_bytes: r.max_body_bytes,
         cors,
@@ -735,6 +770,7 @@ impl Settings {
                 "strip_prefix": r.strip_prefix,
                 "websocket": r.websocket,
                 "forward_token": r.forward_token,
+                "forward_reserved_headers": r.forward_reserved_headers,
             })).collect::<Vec<_>>(),
         })
     }

@@ -24,22 +24,77 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Headers a client could use to impersonate a proxy or rewrite the request upstream.
-const OVERRIDES: [&str; 14] = [
+/// Namespaces (name prefixes) that carry identity or routing facts between proxies: ours
+/// (`X-User-*`, `X-Auth-*`), the whole `X-Forwarded-*` family (`-For`, `-Proto` and `-Host` are
+/// then set by the gateway itself; `-User`, `-Email`, `-Groups`, `-Access-Token` and
+/// `-Preferred-Username` are how oauth2-proxy hands over a user, `-Client-Cert` how Envoy hands
+/// over a client certificate), and those of other authentication proxies and load balancers an
+/// upstream may once have sat behind. Every name in them is the gateway's to set or to drop.
+pub const RESERVED_PREFIXES: [&str; 19] = [
+    "x-user-",
+    "x-auth-",
+    "x-forwarded-",
+    "x-original-",
+    "x-remote-",
+    "remote-",
+    "x-authenticated-",
+    "x-webauth-",
+    "x-amzn-oidc-",
+    "x-goog-authenticated-user-",
+    "x-goog-iap-",
+    "cf-access-",
+    "x-ms-client-principal-",
+    "x-consumer-",
+    "x-credential-",
+    "x-pomerium-",
+    "x-envoy-",
+    "x-ssl-client-",
+    "x-client-cert-",
+];
+
+/// Single names with the same role: `Forwarded` (RFC 7239), client addresses as CDNs and load
+/// balancers set them, remote-user names of authentication proxies and web servers, client
+/// certificates as TLS terminators forward them, and request rewrites.
+pub const RESERVED_NAMES: [&str; 25] = [
     "forwarded",
+    "x-session-id",
     "x-real-ip",
-    "x-original-url",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-proxyuser-ip",
+    "x-user",
+    "x-username",
+    "x-email",
+    "x-preferred-username",
+    "x-ms-client-principal",
+    "x-anonymous-consumer",
+    "x-client-cert",
+    "x-ssl-cert",
+    "ssl-client-cert",
+    "x-arr-clientcert",
     "x-rewrite-url",
-    "x-original-uri",
-    "x-original-host",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-host",
+    "x-forwarded",
+];
+
+/// Names the gateway sets itself: never let through from a client, whatever a route says.
+pub const SET_BY_GATEWAY: [&str; 10] = [
+    "x-user-id",
+    "x-user-roles",
+    "x-user-scopes",
+    "x-session-id",
+    "x-auth-principal",
+    "x-auth-client-id",
     "x-forwarded-for",
-    "x-forwarded-host",
     "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
+    "x-forwarded-host",
+    "x-request-id",
 ];
 
 /// Compares a header name as an upstream might read it (any case, `_` as `-`, as CGI-style
@@ -52,19 +107,26 @@ fn folds_to(name: &[u8], pattern: &[u8]) -> bool {
         })
 }
 
-/// True for headers in the identity namespace (`X-User-*`, `X-Auth-*`, `X-Session-Id`) or that
-/// override proxy facts: only the gateway may set them.
+/// True for headers in a reserved namespace ([`RESERVED_PREFIXES`], [`RESERVED_NAMES`]) in any
+/// spelling an upstream may fold to it: only the gateway may set them.
 pub fn reserved(name: &str) -> bool {
     let b = name.as_bytes();
-    // Every reserved name starts with `x` or `f` (most headers a request carries do not).
-    if !matches!(b.first(), Some(b'x' | b'X' | b'f' | b'F')) {
+    // Every reserved name starts with one of these letters (most headers a request carries do
+    // not: Host, Accept, Authorization, Content-*, Cookie, User-Agent).
+    if !matches!(
+        b.first().map(u8::to_ascii_lowercase),
+        Some(b'x' | b'f' | b'r' | b't' | b'c' | b's')
+    ) {
         return false;
     }
-    let prefixed = |p: &[u8]| b.len() > p.len() && folds_to(&b[..p.len()], p);
-    prefixed(b"x-user-")
-        || prefixed(b"x-auth-")
-        || folds_to(b, headers::SESSION_ID.as_bytes())
-        || OVERRIDES.iter().any(|o| folds_to(b, o.as_bytes()))
+    let first = b[0].to_ascii_lowercase();
+    let prefixed = |p: &str| {
+        p.as_bytes()[0] == first && b.len() > p.len() && folds_to(&b[..p.len()], p.as_bytes())
+    };
+    RESERVED_PREFIXES.iter().any(|p| prefixed(p))
+        || RESERVED_NAMES
+            .iter()
+            .any(|n| n.as_bytes()[0] == first && folds_to(b, n.as_bytes()))
 }
 
 /// Header names listed in `Connection` values (they are hop-by-hop for this message), less
@@ -90,9 +152,8 @@ fn always_hop_by_hop(name: &[u8]) -> bool {
         19 => &["proxy-authorization"],
         _ => &[],
     };
-    same_length
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    // `Keep_Alive` or `Transfer_Encoding` are the same header to an upstream that folds `_`.
+    same_length.iter().any(|h| folds_to(name, h.as_bytes()))
 }
 
 /// `name` (any case) is hop-by-hop, or one that `Connection` listed.
@@ -166,6 +227,19 @@ pub struct Context<'a> {
     pub trusted_peer: bool,
     /// This request's id.
     pub request_id: &'a str,
+    /// Reserved names the route lets through from the client (lowercase, `-` spelling; the
+    /// route's `forward_reserved_headers`).
+    pub pass_reserved: &'a [Box<str>],
+}
+
+impl Context<'_> {
+    /// A reserved header the route lets through: named exactly (any case), never in another
+    /// spelling, so `X_Forwarded_Client_Cert` does not ride on `X-Forwarded-Client-Cert`.
+    fn passes_reserved(&self, name: &str) -> bool {
+        self.pass_reserved
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p))
+    }
 }
 
 /// Where forwarded header lines go: the upstream client's request head, or `hyper`'s header map.
@@ -210,10 +284,10 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
     let listed = connection_tokens(client.get_all("connection"));
     for (n, v) in client.iter() {
         if hop_by_hop(n, &listed)
-            || reserved(n)
+            || (reserved(n) && !ctx.passes_reserved(n))
             || ["host", "content-length", "expect", headers::REQUEST_ID]
                 .iter()
-                .any(|s| n.eq_ignore_ascii_case(s))
+                .any(|s| folds_to(n.as_bytes(), s.as_bytes()))
             || (!ctx.forward_token && n.eq_ignore_ascii_case("authorization"))
         {
             continue;
@@ -229,30 +303,42 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
             None
         }
     };
-    match client.get_str("x-forwarded-for").map(str::trim) {
-        Some(prior) if ctx.trusted_peer && !prior.is_empty() => {
+    // What a trusted proxy says is passed on only when it is well formed: a list of addresses,
+    // `http` or `https`, a host[:port]. Anything else is replaced by what the gateway knows.
+    match client
+        .get_str("x-forwarded-for")
+        .map(str::trim)
+        .filter(|chain| ctx.trusted_peer && address_list(chain))
+    {
+        Some(prior) => {
             let mut chain = Vec::with_capacity(prior.len() + 2 + peer.len());
             chain.extend_from_slice(prior.as_bytes());
             chain.extend_from_slice(b", ");
             chain.extend_from_slice(peer);
             out.line("x-forwarded-for", &chain);
         }
-        _ => out.line("x-forwarded-for", peer),
+        None => out.line("x-forwarded-for", peer),
     }
-    out.line(
-        "x-forwarded-proto",
-        from_trusted("x-forwarded-proto")
-            .unwrap_or("http")
-            .as_bytes(),
-    );
+    let proto = match from_trusted("x-forwarded-proto").map(str::trim) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    out.line("x-forwarded-proto", proto.as_bytes());
     let host = from_trusted("x-forwarded-host")
-        .or_else(|| client.get_str("host"))
+        .map(str::trim)
+        .filter(|h| crate::server::wire::HostPort::parse(h.as_bytes()).is_some())
+        .or_else(|| client.get_str("host").map(str::trim))
         .unwrap_or("");
     out.line("x-forwarded-host", host.as_bytes());
     out.line(headers::REQUEST_ID, ctx.request_id.as_bytes());
     if let Some(identity) = ctx.identity {
         out.identity(identity);
     }
+}
+
+/// A non-empty `X-Forwarded-For` list of IP addresses (`1.2.3.4, 2001:db8::1`).
+fn address_list(chain: &str) -> bool {
+    !chain.is_empty() && chain.split(',').all(|a| a.trim().parse::<IpAddr>().is_ok())
 }
 
 /// `ip` as text in `buf` (IPv4 without the formatting machinery: it is on every request).
@@ -329,6 +415,7 @@ mod tests {
             peer: None,
             trusted_peer: false,
             request_id: "r",
+            pass_reserved: &[],
         }
     }
 
@@ -382,6 +469,7 @@ mod tests {
             peer: "10.1.1.1".parse().ok(),
             trusted_peer: false,
             request_id: "r1",
+            pass_reserved: &[],
         };
         let out = upstream_request(&client, &ctx);
         assert_eq!(get(&out, "x-user-id"), vec!["user-1"]);
@@ -411,6 +499,183 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    /// Every way an upstream may spell `name`: as listed, upper case, title case, and with `_`
+    /// for each `-` (in each of those cases).
+    fn spellings(name: &str) -> Vec<String> {
+        let title: String = name
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("-");
+        let mut out = Vec::new();
+        for n in [name.to_owned(), name.to_ascii_uppercase(), title] {
+            out.push(n.replace('-', "_"));
+            out.push(n);
+        }
+        out
+    }
+
+    #[test]
+    fn every_reserved_namespace_is_stripped_in_every_spelling() {
+        let mut sent: Vec<String> = RESERVED_NAMES.iter().map(|n| (*n).to_owned()).collect();
+        for p in RESERVED_PREFIXES {
+            sent.push(format!("{p}anything"));
+        }
+        // The names other proxies use, spelled out (each is in a namespace above).
+        sent.extend(
+            [
+                "x-forwarded-user",
+                "x-forwarded-email",
+                "x-forwarded-groups",
+                "x-forwarded-preferred-username",
+                "x-forwarded-access-token",
+                "x-forwarded-client-cert",
+                "x-forwarded-port",
+                "x-forwarded-prefix",
+                "x-forwarded-server",
+                "x-forwarded-scheme",
+                "x-forwarded-ssl",
+                "x-forwarded-uri",
+                "x-forwarded-method",
+                "x-auth-request-user",
+                "x-auth-request-email",
+                "remote-user",
+                "remote-groups",
+                "remote-email",
+                "remote-name",
+                "x-remote-user",
+                "x-remote-group",
+                "x-remote-extra-scopes",
+                "x-webauth-user",
+                "x-authenticated-userid",
+                "x-amzn-oidc-identity",
+                "x-amzn-oidc-data",
+                "x-goog-authenticated-user-email",
+                "x-goog-iap-jwt-assertion",
+                "cf-access-authenticated-user-email",
+                "cf-access-jwt-assertion",
+                "x-ms-client-principal-name",
+                "x-consumer-username",
+                "x-credential-identifier",
+                "x-original-uri",
+                "x-original-method",
+                "x-envoy-original-path",
+                "x-ssl-client-s-dn",
+            ]
+            .map(str::to_owned),
+        );
+        let mut pairs = Vec::new();
+        for name in &sent {
+            for spelling in spellings(name) {
+                pairs.push((spelling, "spoofed".to_owned()));
+            }
+        }
+        let client = RawHeaders::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+        let c = Identity::new(claims());
+        let ctx = Context {
+            identity: Some(&c),
+            forward_token: false,
+            peer: "10.1.1.1".parse().ok(),
+            trusted_peer: false,
+            request_id: "r1",
+            pass_reserved: &[],
+        };
+        let out = upstream_request(&client, &ctx);
+        for (n, v) in &out {
+            assert_ne!(v.to_str().unwrap(), "spoofed", "{n} passed");
+        }
+        for (name, _) in &pairs {
+            assert!(reserved(name), "{name} is not reserved");
+        }
+        // What the gateway sets itself is there once, with its own values.
+        assert_eq!(get(&out, "x-forwarded-for"), vec!["10.1.1.1"]);
+        assert_eq!(get(&out, "x-forwarded-proto"), vec!["http"]);
+        assert_eq!(get(&out, "x-user-id"), vec!["user-1"]);
+        // Names merely resembling a namespace pass.
+        for fine in [
+            "x-forwardedx",
+            "x-users",
+            "remote",
+            "x-request-start",
+            "cfaccess",
+        ] {
+            assert!(!reserved(fine), "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_route_lets_named_reserved_headers_through_in_their_exact_spelling_only() {
+        let client = map(&[
+            ("X-Forwarded-Client-Cert", "by=a"),
+            ("x_forwarded_client_cert", "smuggled"),
+            ("X-Amzn-Oidc-Data", "jwt"),
+            ("x-forwarded-user", "spoofed"),
+        ]);
+        let passes: Vec<Box<str>> =
+            vec!["x-forwarded-client-cert".into(), "x-amzn-oidc-data".into()];
+        let ctx = Context {
+            pass_reserved: &passes,
+            ..anonymous()
+        };
+        let out = upstream_request(&client, &ctx);
+        assert_eq!(get(&out, "x-forwarded-client-cert"), vec!["by=a"]);
+        assert_eq!(get(&out, "x-amzn-oidc-data"), vec!["jwt"]);
+        assert!(get(&out, "x-forwarded-user").is_empty());
+        assert!(
+            names(&out).iter().all(|n| !n.contains('_')),
+            "{:?}",
+            names(&out)
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxys_forwarding_headers_pass_only_when_well_formed() {
+        let ctx = |client: &RawHeaders| {
+            let ctx = Context {
+                peer: "10.0.0.2".parse().ok(),
+                trusted_peer: true,
+                ..anonymous()
+            };
+            upstream_request(client, &ctx)
+        };
+        for (xff, xfp, xfh) in [
+            ("evil", "javascript", "evil.com/path"),
+            ("1.2.3.4, <script>", "https, http", "a b"),
+            ("", "", ""),
+            ("1.2.3.4 1.2.3.5", "ftp", "user@evil.com"),
+            ("1.2.3.4,", "http:", "[::1"),
+        ] {
+            let client = map(&[
+                ("host", "gw.example"),
+                ("x-forwarded-for", xff),
+                ("x-forwarded-proto", xfp),
+                ("x-forwarded-host", xfh),
+            ]);
+            let out = ctx(&client);
+            assert_eq!(get(&out, "x-forwarded-for"), vec!["10.0.0.2"], "{xff:?}");
+            assert_eq!(get(&out, "x-forwarded-proto"), vec!["http"], "{xfp:?}");
+            assert_eq!(get(&out, "x-forwarded-host"), vec!["gw.example"], "{xfh:?}");
+        }
+        let client = map(&[
+            ("host", "gw.example"),
+            ("x-forwarded-for", "203.0.113.7, 2001:db8::1"),
+            ("x-forwarded-proto", "HTTPS"),
+            ("x-forwarded-host", "app.example.com:8443"),
+        ]);
+        let out = ctx(&client);
+        assert_eq!(
+            get(&out, "x-forwarded-for"),
+            vec!["203.0.113.7, 2001:db8::1, 10.0.0.2"]
+        );
+        assert_eq!(get(&out, "x-forwarded-proto"), vec!["https"]);
+        assert_eq!(get(&out, "x-forwarded-host"), vec!["app.example.com:8443"]);
     }
 
     #[test]
@@ -493,6 +758,9 @@ mod tests {
             assert!(always_hop_by_hop(h.as_bytes()), "{h}");
             assert!(always_hop_by_hop(h.to_ascii_uppercase().as_bytes()), "{h}");
         }
+        for folded in ["Keep_Alive", "TRANSFER_ENCODING", "proxy_connection"] {
+            assert!(always_hop_by_hop(folded.as_bytes()), "{folded}");
+        }
         for other in [
             "host",
             "tee",
@@ -537,6 +805,7 @@ mod tests {
             peer: "10.0.0.2".parse().ok(),
             trusted_peer: true,
             request_id: "r",
+            pass_reserved: &[],
         };
         let out = upstream_request(&client, &ctx);
         assert_eq!(get(&out, "x-forwarded-for"), vec!["203.0.113.7, 10.0.0.2"]);

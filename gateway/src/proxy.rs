@@ -624,6 +624,7 @@ async fn route_and_forward<'a>(
         peer,
         trusted_peer,
         request_id: id,
+        pass_reserved: &route.forward_reserved_headers,
     };
     let query = req.uri.query();
     let up = &route.upstream;

@@ -204,3 +204,89 @@ pub fn smuggling_cases() -> Vec<Smuggle> {
         },
     ]
 }
+
+/// Cases only the gateway's own HTTP/1.1 parser promises to refuse (the auth-service sits behind
+/// it): a bare LF ending a line anywhere in the head, a framing header's name spelled with `_`
+/// (an upstream that folds `_` to `-` would frame the body by it), a `Host` that is not a valid
+/// `host[:port]`, and absolute-form targets that name another scheme or authority than `Host`.
+/// Each is followed by a smuggled request.
+pub fn strict_head_cases() -> Vec<Smuggle> {
+    let smuggled = "GET {path}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let case = |name: &'static str, head: &str| Smuggle {
+        name,
+        raw: format!("{head}{smuggled}"),
+    };
+    let host = |name: &'static str, value: &str| {
+        case(
+            name,
+            &format!("GET {{path}} HTTP/1.1\r\nHost: {value}\r\n\r\n"),
+        )
+    };
+    vec![
+        case(
+            "a request line ending with a bare LF",
+            "GET {path} HTTP/1.1\nHost: x\r\n\r\n",
+        ),
+        case(
+            "a header line ending with a bare LF",
+            "GET {path} HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",
+        ),
+        case(
+            "a head ending with a bare LF",
+            "GET {path} HTTP/1.1\r\nHost: x\r\n\n",
+        ),
+        case(
+            "every line ending with a bare LF",
+            "GET {path} HTTP/1.1\nHost: x\n\n",
+        ),
+        case(
+            "a bare LF hiding a Content-Length",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nX-A: 1\nContent-Length: 5\r\n\r\nhello",
+        ),
+        case(
+            "Transfer_Encoding beside Content-Length",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        case(
+            "Content_Length beside Content-Length",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent_Length: 5\r\n\r\nhello",
+        ),
+        case(
+            "a lone CONTENT_LENGTH",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nCONTENT_LENGTH: 5\r\n\r\nhello",
+        ),
+        case(
+            "a lone transfer_encoding",
+            "POST {path} HTTP/1.1\r\nHost: x\r\ntransfer_encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        host("an empty Host", ""),
+        host("a Host with a path", "evil.example/x"),
+        host("a Host with userinfo", "user@evil.example"),
+        host("a Host with a space", "evil.example gw"),
+        host("a Host list", "evil.example,gw"),
+        host("a Host with a bad port", "gw:http"),
+        host("a Host with a port over 65535", "gw:65536"),
+        host("a Host with an open bracket", "[::1"),
+        host("a Host of angle brackets", "<gw>"),
+        case(
+            "an absolute-form target naming another host",
+            "GET http://evil.example{path} HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        case(
+            "an absolute-form target naming another port",
+            "GET http://x:8080{path} HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        case(
+            "an absolute-form target of another scheme",
+            "GET ftp://x{path} HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        case(
+            "an absolute-form target with userinfo",
+            "GET http://u@x{path} HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        case(
+            "an authority-form target",
+            "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+        ),
+    ]
+}

@@ -96,6 +96,20 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
         Err(httparse::Error::Version) => return Err(HeadError::Version),
         Err(_) => return Err(HeadError::Malformed("the request head is malformed")),
     };
+    // httparse accepts a bare LF as a line end (RFC 9112 §2.2 allows it); an upstream or a
+    // front proxy may not, so two parsers could disagree on where a line ends: refused.
+    if memchr::memchr_iter(b'\n', &buf[..len]).any(|i| i == 0 || buf[i - 1] != b'\r') {
+        return Err(HeadError::Malformed(
+            "a line ends with a bare LF: lines end with CRLF",
+        ));
+    }
+    for h in req.headers.iter() {
+        if folds_to_framing(h.name.as_bytes()) {
+            return Err(HeadError::Malformed(
+                "a Content-Length or Transfer-Encoding name spelled with an underscore",
+            ));
+        }
+    }
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
@@ -122,6 +136,13 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, H
         0 | 1 => {}
         _ => return Err(HeadError::Malformed("more than one Host header")),
     }
+    let host = match headers.get("host") {
+        Some(v) => Some(HostPort::parse(trim_ows(v)).ok_or(HeadError::Malformed(
+            "the Host header is not a valid host[:port]",
+        ))?),
+        None => None,
+    };
+    check_target(&uri, host)?;
     let framing = framing(&headers, version)?;
     let keep_alive = keep_alive(&headers, version);
     let expects_continue = framing != Framing::Empty
@@ -179,6 +200,165 @@ fn framing(headers: &RawHeaders, version: Version) -> Result<Framing, HeadError>
             }
         }
         (None, None) => Ok(Framing::Empty),
+    }
+}
+
+/// A header name that an upstream folding case and `_` (as CGI-style servers do) would read as
+/// `Content-Length` or `Transfer-Encoding`, though it is not spelled so: such a line would frame
+/// the body for the upstream while the gateway framed it otherwise.
+fn folds_to_framing(name: &[u8]) -> bool {
+    let folds = |pattern: &[u8]| {
+        name.len() == pattern.len()
+            && name.contains(&b'_')
+            && name.iter().zip(pattern).all(|(&c, &p)| {
+                let c = c.to_ascii_lowercase();
+                c == p || (c == b'_' && p == b'-')
+            })
+    };
+    match name.len() {
+        14 => folds(b"content-length"),
+        17 => folds(b"transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// A checked `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2–3.2.3), the form of `Host`,
+/// an absolute-form target's authority and a trusted proxy's `X-Forwarded-Host`.
+///
+/// Stricter than RFC 3986 on purpose: a registered name is unreserved characters and
+/// percent-escapes only (no sub-delims such as `,` or `;`, which no DNS name holds and which
+/// upstreams may read as list or parameter separators), a port is 1 to 5 digits up to 65535
+/// (not empty), and nothing is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPort<'a> {
+    /// The host as sent (compare without regard to case).
+    pub host: &'a [u8],
+    /// The port, when one is given.
+    pub port: Option<u16>,
+}
+
+impl<'a> HostPort<'a> {
+    /// Parses `uri-host [ ":" port ]`; `None` when it is not one.
+    pub fn parse(v: &'a [u8]) -> Option<Self> {
+        let (host, port) = if v.first() == Some(&b'[') {
+            let close = v.iter().position(|&b| b == b']')?;
+            let literal = std::str::from_utf8(&v[1..close]).ok()?;
+            if !ip_literal(literal) {
+                return None;
+            }
+            let rest = &v[close + 1..];
+            let port = match rest {
+                [] => None,
+                [b':', port @ ..] => Some(port),
+                _ => return None,
+            };
+            (&v[..=close], port)
+        } else {
+            let (host, port) = match v.iter().position(|&b| b == b':') {
+                Some(i) => (&v[..i], Some(&v[i + 1..])),
+                None => (v, None),
+            };
+            if host.is_empty() || !reg_name(host) {
+                return None;
+            }
+            (host, port)
+        };
+        let port = match port {
+            None => None,
+            Some(p) if (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit) => {
+                let n = p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+                Some(u16::try_from(n).ok()?)
+            }
+            Some(_) => return None,
+        };
+        Some(HostPort { host, port })
+    }
+
+    /// The same host and port, a missing port standing for `default_port`.
+    pub fn same_as(&self, other: &HostPort<'_>, default_port: u16) -> bool {
+        self.host.eq_ignore_ascii_case(other.host)
+            && self.port.unwrap_or(default_port) == other.port.unwrap_or(default_port)
+    }
+}
+
+/// RFC 3986 `reg-name` restricted to unreserved characters and percent-escapes (see
+/// [`HostPort`]); IPv4 addresses are of this shape too.
+fn reg_name(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' => {
+                if i + 2 >= v.len()
+                    || !v[i + 1].is_ascii_hexdigit()
+                    || !v[i + 2].is_ascii_hexdigit()
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The inside of an RFC 3986 `IP-literal`: an IPv6 address or `IPvFuture`.
+fn ip_literal(v: &str) -> bool {
+    if let Some(future) = v.strip_prefix(['v', 'V']) {
+        let Some((version, rest)) = future.split_once('.') else {
+            return false;
+        };
+        return !version.is_empty()
+            && version.bytes().all(|b| b.is_ascii_hexdigit())
+            && !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    v.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// The request target must be origin-form, absolute-form (`http` or `https`, no userinfo, its
+/// authority the same host and port as `Host`), or `*`. The gateway is not a forward proxy:
+/// an absolute-form target naming another authority than `Host` would make the gateway and
+/// whatever reads `Host` before or after it disagree about the host, so it is refused rather
+/// than resolved (RFC 9112 §3.2.2 would let the target's authority win).
+fn check_target(uri: &Uri, host: Option<HostPort<'_>>) -> Result<(), HeadError> {
+    let Some(scheme) = uri.scheme_str() else {
+        if uri.authority().is_some() {
+            return Err(HeadError::Malformed(
+                "an authority-form target (CONNECT) is not served here",
+            ));
+        }
+        return Ok(());
+    };
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        return Err(HeadError::Malformed(
+            "an absolute-form target must be http or https",
+        ));
+    };
+    let authority = uri
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err(HeadError::Malformed(
+            "a request target must not carry userinfo",
+        ));
+    }
+    let target = HostPort::parse(authority.as_bytes()).ok_or(HeadError::Malformed(
+        "the request target's authority is not a valid host[:port]",
+    ))?;
+    match host {
+        Some(h) if !h.same_as(&target, default_port) => Err(HeadError::Malformed(
+            "the request target's authority and the Host header differ",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -623,6 +803,169 @@ mod tests {
             assert!(matches!(head(bad), Err(HeadError::Malformed(_))), "{bad:?}");
         }
         assert!(head("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn lines_end_with_crlf_and_a_bare_lf_anywhere_in_the_head_is_refused() {
+        for bad in [
+            "GET / HTTP/1.1\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\n\n",
+            "GET / HTTP/1.1\nHost: h\n\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\nContent-Length: 5\r\n\r\n",
+            "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(
+                head(bad).map(|h| h.map(|h| h.framing)),
+                Err(HeadError::Malformed(
+                    "a line ends with a bare LF: lines end with CRLF"
+                )),
+                "{bad:?}"
+            );
+        }
+        // One empty line before the request line is tolerated (RFC 9112 §2.2), as a CRLF.
+        assert!(
+            head("\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn framing_names_spelled_with_underscores_are_refused_in_any_case() {
+        for name in [
+            "Content_Length",
+            "content_length",
+            "CONTENT_LENGTH",
+            "Transfer_Encoding",
+            "transfer_encoding",
+            "Transfer-Encoding_".trim_end_matches('_'),
+        ]
+        .into_iter()
+        .filter(|n| n.contains('_'))
+        {
+            for value in ["5", "chunked"] {
+                let r = head(&format!(
+                    "POST / HTTP/1.1\r\nHost: h\r\n{name}: {value}\r\n\r\n"
+                ));
+                assert!(matches!(r, Err(HeadError::Malformed(_))), "{name}: {r:?}");
+                let r = head(&format!(
+                    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n{name}: {value}\r\n\r\n"
+                ));
+                assert!(matches!(r, Err(HeadError::Malformed(_))), "{name}: {r:?}");
+            }
+        }
+        for fine in [
+            "X_Custom",
+            "Content-Type",
+            "Content_Type",
+            "Content-Length-X",
+        ] {
+            assert!(
+                head(&format!("GET / HTTP/1.1\r\nHost: h\r\n{fine}: 1\r\n\r\n"))
+                    .unwrap()
+                    .is_some(),
+                "{fine}"
+            );
+        }
+        assert!(folds_to_framing(b"Content_Length") && folds_to_framing(b"TRANSFER_ENCODING"));
+        assert!(!folds_to_framing(b"Content-Length") && !folds_to_framing(b"Content_Lengthx"));
+    }
+
+    #[test]
+    fn host_is_a_valid_host_and_port_or_the_request_is_refused() {
+        for good in [
+            "example.com",
+            "Example.COM:8080",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "localhost:1",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]:443",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "under_score.local",
+            "a%2Eb",
+        ] {
+            assert!(HostPort::parse(good.as_bytes()).is_some(), "{good}");
+            assert!(
+                head(&format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n"))
+                    .unwrap()
+                    .is_some(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "",
+            " ",
+            ":80",
+            "example.com:",
+            "example.com:http",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:-1",
+            "example.com:80:80",
+            "a b",
+            "a,b",
+            "a;b",
+            "evil.com/path",
+            "evil.com?x",
+            "evil.com#x",
+            "user@evil.com",
+            "evil.com\\x",
+            "<script>",
+            "[::1",
+            "::1",
+            "[::1]x",
+            "[::1]:",
+            "[not-an-ip]",
+            "[::1%25eth0]",
+            "a%zz",
+            "a%4",
+            "é.example",
+        ] {
+            assert!(HostPort::parse(bad.as_bytes()).is_none(), "{bad:?}");
+            let r = head(&format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n"));
+            assert!(matches!(r, Err(HeadError::Malformed(_))), "{bad:?}: {r:?}");
+        }
+        // HTTP/1.0 may leave Host out; when it sends one, it is checked all the same.
+        assert!(head("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+        assert!(head("GET / HTTP/1.0\r\nHost: a b\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn an_absolute_form_target_must_name_the_host_it_is_sent_to() {
+        let ok = |raw: &str| {
+            let h = head(raw).unwrap().unwrap();
+            h.request.uri.path().to_owned()
+        };
+        assert_eq!(
+            ok("GET http://gw.example/a?b HTTP/1.1\r\nHost: gw.example\r\n\r\n"),
+            "/a"
+        );
+        assert_eq!(
+            ok("GET HTTP://GW.example:80/a HTTP/1.1\r\nHost: gw.example\r\n\r\n"),
+            "/a"
+        );
+        assert_eq!(
+            ok("GET https://gw.example/a HTTP/1.1\r\nHost: gw.example:443\r\n\r\n"),
+            "/a"
+        );
+        assert_eq!(ok("GET http://gw.example/a HTTP/1.0\r\n\r\n"), "/a");
+        for bad in [
+            "GET http://evil.example/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "GET http://gw.example:8080/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "GET https://gw.example/a HTTP/1.1\r\nHost: gw.example:80\r\n\r\n",
+            "GET ftp://gw.example/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "GET ws://gw.example/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "GET http://user@gw.example/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "GET http://a,b/a HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "CONNECT gw.example:443 HTTP/1.1\r\nHost: gw.example:443\r\n\r\n",
+        ] {
+            let r = head(bad);
+            assert!(matches!(r, Err(HeadError::Malformed(_))), "{bad:?}: {r:?}");
+        }
     }
 
     #[test]

@@ -68,6 +68,158 @@ async fn a_valid_token_forwards_the_verified_identity_and_no_spoofs() {
     }
 }
 
+/// Spellings an upstream may fold to one name: as given, upper case, title case, each with
+/// `_` for `-`.
+fn spellings(name: &str) -> Vec<String> {
+    let title: String = name
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-");
+    let mut out = Vec::new();
+    for n in [name.to_owned(), name.to_ascii_uppercase(), title] {
+        out.push(n.replace('-', "_"));
+        out.push(n);
+    }
+    out
+}
+
+/// Identity and routing names of other authentication proxies, CDNs and load balancers, and
+/// the whole `X-Forwarded-*` family: an upstream once set up behind one of them trusts these.
+const NAMESPACE_SPOOFS: [&str; 40] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-forwarded-client-cert",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-uri",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-for",
+    "forwarded",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "remote-user",
+    "remote-groups",
+    "remote-email",
+    "x-remote-user",
+    "x-remote-group",
+    "x-webauth-user",
+    "x-authenticated-userid",
+    "x-amzn-oidc-identity",
+    "x-goog-authenticated-user-email",
+    "cf-access-authenticated-user-email",
+    "x-ms-client-principal-name",
+    "x-consumer-username",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-user-id",
+    "x-session-id",
+];
+
+#[actix_web::test]
+async fn identity_and_forwarding_namespaces_are_stripped_in_every_spelling() {
+    let s = Stack::start().await;
+    let t = s.auth.user("nora").await;
+    let lines: Vec<String> = NAMESPACE_SPOOFS
+        .iter()
+        .flat_map(|n| spellings(n))
+        .map(|spelling| format!("{spelling}: spoofed\r\n"))
+        .collect();
+    // The gateway takes at most 100 header lines a request: several requests carry them all.
+    for batch in lines.chunks(90) {
+        let head = format!(
+            "GET /api/x HTTP/1.1\r\nHost: gw.example\r\nAuthorization: Bearer {}\r\nConnection: close\r\n{}X-Kept: yes\r\n\r\n",
+            t.access_token,
+            batch.concat()
+        );
+        let res = testkit::raw::send(&s.addr, &head, b"").await;
+        assert_eq!(res.status, 200, "{res:?}");
+        let echo: Value = serde_json::from_str(&res.body).unwrap();
+        let headers = echo["headers"].as_object().unwrap();
+        for (name, values) in headers {
+            assert!(
+                !values.to_string().contains("spoofed"),
+                "{name} reached the upstream: {values}"
+            );
+        }
+        assert_eq!(headers["x-kept"][0], "yes");
+        assert_eq!(headers["x-forwarded-host"][0], "gw.example");
+        assert_eq!(headers["x-forwarded-for"][0], "127.0.0.1");
+        assert_eq!(headers["x-user-id"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[actix_web::test]
+async fn a_route_may_let_named_reserved_headers_through() {
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let toml = format!(
+        r#"
+issuer = "{issuer}"
+audiences = ["api"]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+workers = 1
+
+[[routes]]
+prefix = "/mtls"
+upstream = "{up}"
+auth = "public"
+forward_reserved_headers = ["X-Forwarded-Client-Cert"]
+"#,
+        issuer = auth.url,
+        up = echo.url
+    );
+    let gw = crate::helpers::start_ready_gateway(&toml, &[]).await;
+    let head = "GET /mtls/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nX-Forwarded-Client-Cert: By=spiffe://a\r\nx_forwarded_client_cert: smuggled\r\nX-Forwarded-User: spoofed\r\n\r\n";
+    let res = testkit::raw::send(&gw.addr, head, b"").await;
+    assert_eq!(res.status, 200, "{res:?}");
+    let echo: Value = serde_json::from_str(&res.body).unwrap();
+    let headers = echo["headers"].as_object().unwrap();
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        json!(["By=spiffe://a"]),
+        "{headers:?}"
+    );
+    assert!(!echo.to_string().contains("smuggled") && !echo.to_string().contains("spoofed"));
+    // Names the gateway sets itself can never be let through.
+    for name in [
+        "X-User-Id",
+        "x-forwarded-for",
+        "X-Session-Id",
+        "x-request-id",
+        "x-user-email",
+    ] {
+        let bad = toml.replace("X-Forwarded-Client-Cert", name);
+        let mut map = std::collections::HashMap::new();
+        map.insert("GATEWAY_CONFIG_TOML".to_owned(), bad);
+        map.insert(
+            "GATEWAY_FEED_TOKEN".to_owned(),
+            testkit::FEED_TOKEN.to_owned(),
+        );
+        let e = gateway::configuration::Settings::load(&|k| map.get(k).cloned()).unwrap_err();
+        assert!(e.to_string().contains("set by the gateway"), "{name}: {e}");
+    }
+}
+
 #[actix_web::test]
 async fn public_routes_forward_no_identity_even_with_a_token() {
     let s = Stack::start().await;

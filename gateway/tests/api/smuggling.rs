@@ -38,6 +38,49 @@ async fn ambiguous_framing_is_refused_and_never_reaches_the_upstream() {
 }
 
 #[actix_web::test]
+async fn bare_lf_underscored_framing_names_and_bad_hosts_are_refused() {
+    let s = Stack::start().await;
+    let mut failures = Vec::new();
+    for case in testkit::raw::strict_head_cases() {
+        let before = s.echo.hits();
+        let raw = case.raw.replace("{path}", "/public/x");
+        let answers =
+            testkit::raw::exchange(&s.addr, raw.as_bytes(), Duration::from_millis(500)).await;
+        let status = testkit::raw::first_status(&answers);
+        let reached = s.echo.hits() - before;
+        if status != 400 || answers.len() != 1 || reached != 0 {
+            failures.push(format!(
+                "{}: answers {answers:?}, {reached} reached the upstream",
+                case.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[actix_web::test]
+async fn an_absolute_form_target_for_this_host_is_served_in_origin_form() {
+    let s = Stack::start().await;
+    for (target, host) in [
+        ("http://gw.example/public/a/../b?q=1", "gw.example"),
+        ("HTTP://GW.EXAMPLE:80/public/b?q=1", "gw.example"),
+        ("https://gw.example/public/b?q=1", "gw.example:443"),
+    ] {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let res = testkit::raw::send(&s.addr, &head, b"").await;
+        assert_eq!(res.status, 200, "{target}: {res:?}");
+        let echo: serde_json::Value = serde_json::from_str(&res.body).unwrap();
+        assert_eq!(echo["path"], "/public/b", "{target}");
+        assert_eq!(echo["query"], "q=1");
+        assert_eq!(echo["headers"]["x-forwarded-host"][0], host);
+        assert_eq!(
+            echo["headers"]["x-forwarded-proto"][0], "http",
+            "the connection is plain"
+        );
+    }
+}
+
+#[actix_web::test]
 async fn oversized_headers_are_refused_with_431() {
     let s = Stack::start().await;
     let before = s.echo.hits();
