@@ -23,8 +23,8 @@ const BATCH: usize = 1000;
 /// What the hub tells every connection.
 #[derive(Debug, Clone)]
 pub enum HubMessage {
-    /// A new event, its `data` already serialised.
-    Event(StreamId, Arc<str>),
+    /// A new event: its SSE name, its `data` already serialised.
+    Event(StreamId, &'static str, Arc<str>),
     /// The stream was read successfully at this time (Unix ms).
     Heartbeat(i64),
     /// The stream's epoch changed (the store lost it): every connection starts over.
@@ -76,8 +76,15 @@ impl Hub {
 
     /// Follows the stream forever: blocking reads of up to `heartbeat`, then a heartbeat (after
     /// confirming the stream's epoch) at most once per `heartbeat`. While the store is
-    /// unreachable no heartbeat is sent, so gateways see the feed's staleness grow.
-    pub async fn run(self, store: Arc<dyn RevocationFeed>, heartbeat: Duration) {
+    /// unreachable no heartbeat is sent, so gateways see the feed's staleness grow. Every
+    /// revoked key it reads is handed to `on_key_revoked` (this process's own keys), whether or
+    /// not any gateway is connected.
+    pub async fn run(
+        self,
+        store: Arc<dyn RevocationFeed>,
+        heartbeat: Duration,
+        on_key_revoked: impl Fn(&str, i64) + Send,
+    ) {
         let mut follower: Option<Box<dyn FeedFollower>> = None;
         let mut at: Option<(String, StreamId)> = None;
         let mut checked = Instant::now();
@@ -85,7 +92,14 @@ impl Hub {
         let mut failing = false;
         loop {
             let step = self
-                .step(&*store, &mut follower, &mut at, &mut checked, heartbeat)
+                .step(
+                    &*store,
+                    &mut follower,
+                    &mut at,
+                    &mut checked,
+                    heartbeat,
+                    &on_key_revoked,
+                )
                 .await;
             match step {
                 Ok(()) => {
@@ -114,6 +128,7 @@ impl Hub {
         at: &mut Option<(String, StreamId)>,
         checked: &mut Instant,
         heartbeat: Duration,
+        on_key_revoked: &(impl Fn(&str, i64) + Send),
     ) -> Result<(), StoreError> {
         let (epoch, position) = match at {
             Some(p) => p,
@@ -129,11 +144,14 @@ impl Hub {
         };
         let events = reader.wait_after(*position, heartbeat, BATCH).await?;
         for (id, event) in events {
+            if let Some(kid) = event.kid() {
+                on_key_revoked(kid, event.exp());
+            }
             let data: Arc<str> = serde_json::to_string(&event)
                 .map_err(|e| StoreError::Other(e.into()))?
                 .into();
             *position = id;
-            self.send(HubMessage::Event(id, data));
+            self.send(HubMessage::Event(id, event_name(&event), data));
         }
         if checked.elapsed() >= heartbeat {
             let state = store.feed_state().await?;
@@ -149,6 +167,15 @@ impl Hub {
             }
         }
         Ok(())
+    }
+}
+
+/// The SSE event name an entry travels under: `key_revoked` for a key, `revoke` for the rest.
+fn event_name(event: &RevocationEvent) -> &'static str {
+    if event.kid().is_some() {
+        feed::KEY_REVOKED
+    } else {
+        feed::REVOKE
     }
 }
 
@@ -207,9 +234,9 @@ impl Connection {
         }
     }
 
-    async fn revoke(&mut self, id: StreamId, data: &str) -> Result<(), Stop> {
+    async fn revoke(&mut self, id: StreamId, name: &str, data: &str) -> Result<(), Stop> {
         self.last = id;
-        let f = frame(feed::REVOKE, Some(&self.position()), data);
+        let f = frame(name, Some(&self.position()), data);
         self.send(f).await
     }
 
@@ -219,7 +246,7 @@ impl Connection {
             let events = self.store.events_after(self.last, BATCH).await?;
             let done = events.len() < BATCH;
             for (id, event) in events {
-                self.revoke(id, &json(&event)?).await?;
+                self.revoke(id, event_name(&event), &json(&event)?).await?;
             }
             if done {
                 return Ok(());
@@ -282,9 +309,9 @@ impl Connection {
                 _ = closing.wait_for(|c| *c) => return Err(Stop::Gone),
             };
             match message {
-                Ok(HubMessage::Event(id, data)) => {
+                Ok(HubMessage::Event(id, name, data)) => {
                     if id > self.last {
-                        self.revoke(id, &data).await?;
+                        self.revoke(id, name, &data).await?;
                     }
                 }
                 Ok(HubMessage::Heartbeat(time_ms)) => {

@@ -144,8 +144,9 @@ enum KeysCommand {
     /// Publish a new signing key now; it starts signing after AUTH_KEY_ROTATION_LEAD, and the
     /// previous key stays published until every token it signed has expired.
     Rotate {
-        /// Sign with the new key at once (a compromised key): gateways find it through their
-        /// unknown-kid refetch instead of ahead of time.
+        /// The compromise response: a new key signs at once, and every older key is withdrawn
+        /// from the JWKS and revoked at every gateway and replica within a second (the tokens
+        /// it signed, refresh tokens included, are refused from then on).
         #[arg(long)]
         now: bool,
     },
@@ -226,16 +227,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Keys {
-            command: KeysCommand::Rotate { now },
+            command: KeysCommand::Rotate { now: true },
+        } => {
+            let state = state::AppState::init(settings).await?;
+            let (kid, revoked) = state.replace_compromised_keys("cli").await?;
+            println!("{kid}");
+            eprintln!(
+                "new signing key {kid}: signing at once; revoked and withdrawn everywhere: {}",
+                if revoked.is_empty() {
+                    "none".to_owned()
+                } else {
+                    revoked.join(", ")
+                }
+            );
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { now: false },
         } => {
             let store = state::key_store(&settings).await?;
             let kek = state::key_encryption(&settings)?;
             let t = shared::unix_now();
-            let at = if now {
-                t
-            } else {
-                t + settings.key_rotation_lead
-            };
+            let at = t + settings.key_rotation_lead;
             let Some(kid) =
                 KeyManager::rotate(store.as_ref(), settings.rsa_key_bits, &kek, at).await?
             else {
@@ -245,15 +257,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store
                 .advance(t, settings.access_ttl + settings.leeway + reload)
                 .await?;
-            tracing::info!(target: "audit", kind = "key_rotation", actor = "cli", kid = %kid, activates_at = at, immediately = now, "audit");
+            tracing::info!(target: "audit", kind = "key_rotation", actor = "cli", kid = %kid, activates_at = at, "audit");
             println!("{kid}");
             eprintln!(
-                "new signing key {kid}: published now, signing {}; replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
-                if now {
-                    "at once".to_owned()
-                } else {
-                    format!("from {at} (in {} s)", settings.key_rotation_lead)
-                }
+                "new signing key {kid}: published now, signing from {at} (in {} s); replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
+                settings.key_rotation_lead
             );
         }
         Command::Keys {

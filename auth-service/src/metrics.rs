@@ -31,7 +31,7 @@ pub const THROTTLE_LIMITS: [&str; 3] = ["client", "account_client", "account"];
 /// Refresh outcomes.
 pub const REFRESH_OUTCOMES: [&str; 4] = ["rotated", "grace", "reuse_detected", "invalid"];
 /// Access-token verification failure reasons (the shared verifier's, and `revoked`).
-pub const VERIFY_REASONS: [&str; 12] = shared::verifier::FAILURE_REASONS;
+pub const VERIFY_REASONS: [&str; 13] = shared::verifier::FAILURE_REASONS;
 
 #[derive(Default)]
 struct RouteStats {

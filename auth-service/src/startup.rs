@@ -130,13 +130,27 @@ impl Application {
                 }
             }
         });
-        // The feed's hub follows the event stream on this (otherwise idle) thread.
-        let hub = (!self.state.settings.feed_tokens.is_empty()).then(|| {
-            tokio::spawn(self.state.hub.clone().run(
-                std::sync::Arc::clone(&self.state.feed),
-                self.state.settings.feed_heartbeat,
-            ))
-        });
+        // The hub follows the event stream on this (otherwise idle) thread: for the feed's
+        // connections, and, feed or not, for keys other replicas (or the CLI) revoked.
+        let keys = std::sync::Arc::clone(&self.state.keys);
+        let leeway = self.state.settings.leeway;
+        let hub = Some(tokio::spawn(self.state.hub.clone().run(
+            std::sync::Arc::clone(&self.state.feed),
+            self.state.settings.feed_heartbeat,
+            move |kid, exp| {
+                if keys.is_revoked(kid) {
+                    return;
+                }
+                tracing::warn!(kid, "a signing key was revoked (compromise rotation): refusing it");
+                keys.revoke(kid, exp.saturating_add(leeway));
+                let keys = std::sync::Arc::clone(&keys);
+                tokio::spawn(async move {
+                    if let Err(e) = keys.reload().await {
+                        tracing::warn!(error = %e, "reloading the signing keys after a revocation failed");
+                    }
+                });
+            },
+        )));
         // SIGTERM/SIGINT: end the feed's streams so that they do not hold up the graceful stop
         // (actix handles the signals for the server itself).
         let hub_for_signals = self.state.hub.clone();

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use shared::{AccessClaims, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
 
 use crate::configuration::Settings;
 use crate::crypto::kek::KeyEncryption;
-use crate::crypto::keys::KeyManager;
+use crate::crypto::keys::{KeyManager, SigningKey};
 use crate::crypto::password::Hasher;
 use crate::domain::{NewPassword, Role, Username};
 use crate::error::{ApiError, BearerError};
@@ -58,6 +59,8 @@ pub struct AppState {
     access_verifier: Verifier,
     refresh_verifier: Verifier,
     backend: Backend,
+    /// Whether the live key revocations have been read since the start.
+    revoked_keys_read: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Which stores back the state.
@@ -258,10 +261,47 @@ impl AppState {
             access_verifier: Verifier::new(access),
             refresh_verifier: Verifier::new(refresh),
             backend,
+            revoked_keys_read: Arc::default(),
             settings: Arc::new(settings),
         };
+        state.refuse_revoked_keys().await?;
         state.bootstrap_admin().await?;
         Ok(state)
+    }
+
+    /// Applies the live key revocations (compromise rotations) to the loaded keys. The store no
+    /// longer holds a revoked key unless it was restored from before the compromise: then the
+    /// revoked key must not sign again, and the compromise rotation is run anew. When the
+    /// revocation list cannot be read (Redis refusing us: readiness says why), start anyway and
+    /// try again at each key reload ([`AppState::key_tick`]).
+    async fn refuse_revoked_keys(&self) -> anyhow::Result<()> {
+        let now = shared::unix_now();
+        let leeway = self.settings.leeway;
+        let entries = match self.feed.live_entries(now).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the key revocations yet; trying again at the next key reload");
+                return Ok(());
+            }
+        };
+        self.revoked_keys_read
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for e in &entries {
+            if let Some(kid) = e.kid() {
+                self.keys.revoke(kid, e.exp().saturating_add(leeway));
+            }
+        }
+        let signing = self.keys.ring().signing().kid().to_owned();
+        if self.keys.is_revoked(&signing) {
+            tracing::error!(
+                kid = %signing,
+                "the current signing key was revoked by a compromise rotation (a key store restored from before it?): replacing every key"
+            );
+            self.replace_compromised_keys("startup").await?;
+        } else if entries.iter().any(|e| e.kid().is_some()) {
+            self.keys.reload().await?;
+        }
+        Ok(())
     }
 
     /// A copy for one HTTP worker, with store connections of its own that open on the worker's
@@ -428,9 +468,17 @@ impl AppState {
         let claims: AccessClaims =
             self.verify(&self.access_verifier, token)
                 .await
-                .map_err(|e| {
-                    self.metrics.verify_failure(e.reason());
-                    ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
+                .map_err(|e| match e {
+                    VerifyError::UnknownKid(kid) if self.keys.is_revoked(&kid) => {
+                        self.metrics.verify_failure("revoked_key");
+                        ApiError::Unauthorized(BearerError::InvalidToken(
+                            "the token has been revoked",
+                        ))
+                    }
+                    e => {
+                        self.metrics.verify_failure(e.reason());
+                        ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
+                    }
                 })?;
         if self.revocations.is_revoked(&claims).await? {
             self.metrics.verify_failure("revoked");
@@ -466,15 +514,78 @@ impl AppState {
         self.settings.access_ttl + self.settings.leeway + reload
     }
 
-    /// Schedules a rotation (`immediately`: the new key signs at once, for a compromised key;
-    /// gateways then find it through their unknown-`kid` refetch). `None` if one is pending.
+    /// Until when a compromised key stays revoked: until every token it could have signed
+    /// legitimately has expired (refresh tokens live longest), counting replicas that signed
+    /// with it until they heard of the revocation.
+    pub fn key_revocation_until(&self, now: i64) -> i64 {
+        let s = &self.settings;
+        let reload = i64::try_from(s.key_reload_interval.as_secs()).unwrap_or(0);
+        now + s.access_ttl.max(s.refresh_ttl.min(s.session_max_ttl)) + reload
+    }
+
+    /// The compromise response: a new key signs at once, and every key stored before it
+    /// (current, retired, a pending next one) is deleted and revoked. Each revocation is a `kid`
+    /// entry on the feed, so gateways, replicas and downstream verifiers following it refuse
+    /// every token those keys signed within a second, and no JWKS fetched later brings them
+    /// back. Tokens of those keys, refresh tokens included, are refused from then on: their
+    /// signatures can no longer tell our tokens from forged ones. Returns the new key's id and
+    /// the revoked ones.
+    pub async fn replace_compromised_keys(
+        &self,
+        actor: &str,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        let bits = self.settings.rsa_key_bits;
+        let new = tokio::task::spawn_blocking(move || SigningKey::generate(bits)).await??;
+        let kid = new.kid.clone();
+        let removed = self
+            .key_store
+            .replace_all(SigningKey::seal(new, self.keys.kek())?)
+            .await?;
+        let now = shared::unix_now();
+        let until = self.key_revocation_until(now);
+        // This process refuses them at once; the others through the revocation stream. (Should
+        // writing a revocation fail, the keys are already gone from the store: replicas drop
+        // them at their next reload and gateways at their next JWKS fetch.)
+        for old in &removed {
+            self.keys.revoke(old, until + self.settings.leeway);
+        }
+        self.keys.reload().await?;
+        for old in &removed {
+            self.revocations
+                .revoke(
+                    &shared::RevocationEvent::Kid {
+                        value: old.clone(),
+                        exp: until,
+                    },
+                    now,
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "key {kid} signs and key {old} is withdrawn from the JWKS, but its revocation could not be published (gateways drop it at their next JWKS fetch)"
+                    )
+                })?;
+        }
+        tracing::warn!(
+            target: "audit",
+            kind = "key_compromise_rotation",
+            actor,
+            kid = %kid,
+            revoked = ?removed,
+            "audit"
+        );
+        Ok((kid, removed))
+    }
+
+    /// Schedules a rotation (`immediately`: the compromise response of
+    /// [`AppState::replace_compromised_keys`]). `None` if a plain rotation is pending.
     pub async fn rotate_keys(&self, immediately: bool) -> anyhow::Result<Option<(String, i64)>> {
         let now = shared::unix_now();
-        let at = if immediately {
-            now
-        } else {
-            now + self.settings.key_rotation_lead
-        };
+        if immediately {
+            let (kid, _) = self.replace_compromised_keys("api").await?;
+            return Ok(Some((kid, now)));
+        }
+        let at = now + self.settings.key_rotation_lead;
         let kid = KeyManager::rotate(
             self.key_store.as_ref(),
             self.settings.rsa_key_bits,
@@ -510,6 +621,12 @@ impl AppState {
         }
         self.keys.advance(now, self.retire_for()).await?;
         self.keys.reload().await?;
+        if !self
+            .revoked_keys_read
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.refuse_revoked_keys().await?;
+        }
         Ok(())
     }
 
@@ -529,7 +646,7 @@ impl AppState {
         refresh_exp: i64,
         now: i64,
     ) -> Result<TokenPair, StoreError> {
-        let key = self.keys.ring();
+        let key = self.keys.signing_ring().await?;
         let key = key.signing();
         let expires_in = access.exp - now;
         let scope = access.scope.clone();

@@ -55,8 +55,9 @@ pub async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
         .body({
             let mut text = gw.metrics.render(gw.keys.age());
             crate::metrics::render_key_ages(&mut text, &gw.keys.key_ages());
+            crate::metrics::render_revoked_keys(&mut text, &gw.keys.revoked_keys());
             if let Some(r) = &gw.revocations {
-                r.render_metrics(&mut text);
+                crate::revocation::render_metrics(r, &mut text);
             }
             text
         })

@@ -12,7 +12,7 @@ use crate::forwarding::Identity;
 use crate::server::RawHeaders;
 
 use crate::keys::KeyManager;
-use crate::revocation::{Check, Revocations};
+use shared::replica::{Check, RevocationReplica};
 
 /// Why a request is not authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub enum AuthFailure {
     KeysUnavailable,
     /// A valid token that the revocation list covers.
     Revoked,
+    /// A token signed by a key the issuer revoked (compromised): refused whatever it claims.
+    RevokedKey,
     /// The revocation list has not loaded yet, or is older than the allowed staleness.
     RevocationsUnavailable(&'static str),
 }
@@ -122,7 +124,7 @@ impl VerifiedCache {
 pub struct Authenticator {
     verifier: Verifier,
     keys: Arc<KeyManager>,
-    revocations: Option<Arc<Revocations>>,
+    revocations: Option<Arc<RevocationReplica>>,
     cache: VerifiedCache,
 }
 
@@ -131,7 +133,7 @@ impl Authenticator {
     pub fn new(
         validation: Validation,
         keys: Arc<KeyManager>,
-        revocations: Option<Arc<Revocations>>,
+        revocations: Option<Arc<RevocationReplica>>,
         cache_capacity: usize,
     ) -> Self {
         Authenticator {
@@ -198,6 +200,9 @@ impl Authenticator {
             .verifier
             .verify::<AccessClaims>(&snapshot.keys, token, now)
         {
+            Err(VerifyError::UnknownKid(kid)) if self.keys.is_revoked_key(&kid) => {
+                return Err(AuthFailure::RevokedKey);
+            }
             Err(VerifyError::UnknownKid(kid)) => {
                 // Boxed: the rare refetch keeps its state off every request's future.
                 if Box::pin(self.keys.refetch_for_unknown_kid(&kid)).await {

@@ -239,6 +239,29 @@ impl Metrics {
     }
 }
 
+/// `gateway_jwks_revoked_keys`, and `gateway_jwks_revoked_key{kid}` for each key the issuer
+/// revoked (a compromise) that this gateway refuses.
+pub fn render_revoked_keys(out: &mut String, kids: &[String]) {
+    let _ = writeln!(
+        out,
+        "# HELP gateway_jwks_revoked_keys Keys the issuer revoked (compromised) that this gateway refuses."
+    );
+    let _ = writeln!(out, "# TYPE gateway_jwks_revoked_keys gauge");
+    let _ = writeln!(out, "gateway_jwks_revoked_keys {}", kids.len());
+    let _ = writeln!(
+        out,
+        "# HELP gateway_jwks_revoked_key A key the issuer revoked, refused here (1 while refused)."
+    );
+    let _ = writeln!(out, "# TYPE gateway_jwks_revoked_key gauge");
+    for kid in kids {
+        let kid = kid
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(out, "gateway_jwks_revoked_key{{kid=\"{kid}\"}} 1");
+    }
+}
+
 /// `gateway_jwks_key_age_seconds{kid}`: how long each held key has been known here (a rotation
 /// shows as a new, young kid; a removed key disappears).
 pub fn render_key_ages(out: &mut String, ages: &[(String, Duration)]) {

@@ -32,7 +32,7 @@ pub struct Gateway {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The revocation replica (`None` when revocation is switched off).
-    pub revocations: Option<Arc<crate::revocation::Revocations>>,
+    pub revocations: Option<Arc<shared::RevocationReplica>>,
 }
 
 /// One HTTP worker's state: its upstream connection pool and verified-token cache.
@@ -162,8 +162,12 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> Response {
             );
             r
         }
-        AuthFailure::Revoked => {
-            metrics.verify_failure("revoked");
+        AuthFailure::Revoked | AuthFailure::RevokedKey => {
+            metrics.verify_failure(if matches!(f, AuthFailure::Revoked) {
+                "revoked"
+            } else {
+                "revoked_key"
+            });
             let desc = "the token has been revoked";
             let mut r = problem(StatusCode::UNAUTHORIZED, desc, "invalid_token");
             if let Ok(v) = HeaderValue::from_str(&challenge(Some(("invalid_token", desc)))) {
@@ -664,7 +668,16 @@ async fn route_and_forward<'a>(
                 .as_ref()
                 .map(|c| c.claims.exp.saturating_add(gw.settings.leeway)),
             watch: match (&gw.revocations, &claims) {
-                (Some(r), Some(c)) => Some((Arc::clone(r), Arc::clone(c))),
+                (Some(r), Some(c)) => Some(crate::websocket::Watch {
+                    list: Arc::clone(r),
+                    identity: Arc::clone(c),
+                    keys: Arc::clone(&gw.keys),
+                    kid: crate::authn::bearer(&req.headers)
+                        .ok()
+                        .flatten()
+                        .and_then(|t| shared::jws::split(t).ok())
+                        .and_then(|p| p.header.kid),
+                }),
                 _ => None,
             },
             timeout: route.timeout,

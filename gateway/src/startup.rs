@@ -60,9 +60,8 @@ impl Application {
         let workers = settings.workers;
         let shutdown = settings.shutdown_timeout;
         let revocations = settings.revocation.enabled.then(|| {
-            Arc::new(crate::revocation::Revocations::new(
-                &settings.revocation,
-                settings.leeway,
+            Arc::new(shared::RevocationReplica::new(
+                crate::revocation::replica_config(&settings.revocation, settings.leeway),
             ))
         });
         if revocations.is_none() {
@@ -131,17 +130,15 @@ impl Application {
         if let (Some(r), Some(token)) =
             (&self.gateway.revocations, &self.gateway.settings.feed_token)
         {
-            let follower = crate::revocation::Follower::new(
+            let follower = shared::ReplicaFollower::new(
                 Arc::clone(r),
                 Arc::clone(&self.gateway.keys),
-                token.clone(),
-                &self.gateway.settings.revocation,
+                secrecy::ExposeSecret::expose_secret(token).to_owned(),
             );
             followers.push(actix_web::rt::spawn(follower.run()));
-            followers.push(actix_web::rt::spawn(crate::revocation::sweep_forever(
-                Arc::clone(r),
-                self.gateway.settings.revocation.sweep_interval,
-            )));
+            followers.push(actix_web::rt::spawn(
+                Arc::clone(r).sweep_forever(self.gateway.settings.revocation.sweep_interval),
+            ));
         }
         // On SIGINT/SIGTERM both servers stop taking connections; requests in flight get the
         // shutdown timeout.

@@ -60,6 +60,28 @@ fn client_key(req: &RequestHead) -> Result<&[u8], Failure> {
     }
 }
 
+/// What a relayed connection watches for: its token revoked, or the key that signed it.
+pub struct Watch {
+    /// The revocation replica.
+    pub list: std::sync::Arc<shared::RevocationReplica>,
+    /// The connection's verified identity.
+    pub identity: std::sync::Arc<crate::forwarding::Identity>,
+    /// The key cache, and the `kid` that signed the token.
+    pub keys: std::sync::Arc<shared::KeyCache>,
+    /// The token's `kid`.
+    pub kid: Option<String>,
+}
+
+impl Watch {
+    fn revoked(&self) -> bool {
+        self.list.covers(&self.identity.claims)
+            || self
+                .kid
+                .as_deref()
+                .is_some_and(|k| self.keys.is_revoked_key(k))
+    }
+}
+
 /// What the relay needs to know.
 pub struct Relay {
     /// Upstream URL (`http(s)://…`).
@@ -69,10 +91,7 @@ pub struct Relay {
     /// Close the connection at this time (token `exp` + leeway), seconds since the epoch.
     pub close_at: Option<i64>,
     /// Close the connection when the revocation list comes to cover this identity's token.
-    pub watch: Option<(
-        std::sync::Arc<crate::revocation::Revocations>,
-        std::sync::Arc<crate::forwarding::Identity>,
-    )>,
+    pub watch: Option<Watch>,
     /// Timeout for the upstream handshake.
     pub timeout: Duration,
 }
@@ -255,9 +274,9 @@ where
     tokio::pin!(expiry);
     let revoked = async {
         match relay.watch {
-            Some((list, identity)) => {
-                let mut changes = list.changes();
-                while !list.covers(&identity.claims) {
+            Some(watch) => {
+                let mut changes = watch.list.changes();
+                while !watch.revoked() {
                     if changes.changed().await.is_err() {
                         std::future::pending::<()>().await;
                     }

@@ -121,7 +121,10 @@ impl ResponseError for AuthError {
         if let Some(challenge) = self.challenge() {
             res.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
-        if matches!(self, AuthError::KeysUnavailable) {
+        if matches!(
+            self,
+            AuthError::KeysUnavailable | AuthError::RevocationsUnavailable(_)
+        ) {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
         res.body(self.problem())

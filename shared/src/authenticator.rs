@@ -2,16 +2,19 @@
 //! with the issuer's cached keys (the gateway's rules), or, when explicitly configured, trust the
 //! identity headers the gateway forwards.
 //!
-//! Local verification has no revocation replica: a token revoked at the auth-service stays valid
-//! here until it expires (15 minutes by default). A service that must honour revocation at once
-//! sits behind the gateway (which follows the revocation feed) or asks the auth-service's
-//! `POST /v1/introspect` per token.
+//! Revocation: with [`Authenticator::with_revocations`], a local replica of the revocation list,
+//! kept current by the issuer's feed ([`crate::replica`]), is checked on every request, as the
+//! gateway does: a revoked token (logout, password change, disabled user, a compromised signing
+//! key) is refused within about a millisecond of its revocation. Without it, a revoked token
+//! stays valid here until it expires (15 minutes by default), except for a compromised key's,
+//! which the issuer also withdraws from its JWKS.
 
 use std::sync::Arc;
 
 use crate::claims::AccessClaims;
 use crate::identity::{Identity, IdentityError, bearer_token};
 use crate::keys::KeyCache;
+use crate::replica::{Check, RevocationReplica};
 use crate::verifier::{Validation, Verifier, VerifyError};
 
 /// Why a request is not authenticated.
@@ -29,9 +32,16 @@ pub enum AuthError {
     /// Header-trust mode: the gateway's identity headers are absent or invalid (401).
     #[error("no identity from the gateway: {0}")]
     NoGatewayIdentity(IdentityError),
+    /// The token verifies, but it, its session, its user or its signing key has been revoked
+    /// (401 `invalid_token`).
+    #[error("the token has been revoked")]
+    Revoked,
     /// No usable keys yet, or only keys older than the maximum staleness (503).
     #[error("token verification keys are not available yet")]
     KeysUnavailable,
+    /// The revocation list has not loaded yet, or is older than the allowed staleness (503).
+    #[error("{0}")]
+    RevocationsUnavailable(&'static str),
     /// A programming error (500): claims asked of an authenticator that trusts the gateway's
     /// headers and never sees a token, or no authenticator where the framework looks for one.
     #[error("misconfigured: {0}")]
@@ -45,8 +55,10 @@ impl AuthError {
             AuthError::Missing => "missing",
             AuthError::InvalidRequest => "invalid_request",
             AuthError::InvalidToken(e) => e.reason(),
+            AuthError::Revoked => "revoked",
             AuthError::NoGatewayIdentity(_) => "no_gateway_identity",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::RevocationsUnavailable(_) => "revocations_unavailable",
             AuthError::Misconfigured(_) => "misconfigured",
         }
     }
@@ -54,11 +66,12 @@ impl AuthError {
     /// The HTTP status this failure answers with.
     pub fn status(&self) -> u16 {
         match self {
-            AuthError::Missing | AuthError::InvalidToken(_) | AuthError::NoGatewayIdentity(_) => {
-                401
-            }
+            AuthError::Missing
+            | AuthError::InvalidToken(_)
+            | AuthError::Revoked
+            | AuthError::NoGatewayIdentity(_) => 401,
             AuthError::InvalidRequest => 400,
-            AuthError::KeysUnavailable => 503,
+            AuthError::KeysUnavailable | AuthError::RevocationsUnavailable(_) => 503,
             AuthError::Misconfigured(_) => 500,
         }
     }
@@ -71,8 +84,10 @@ impl AuthError {
             AuthError::InvalidToken(VerifyError::Expired) => "the token has expired",
             AuthError::InvalidToken(VerifyError::NotYetValid) => "the token is not valid yet",
             AuthError::InvalidToken(_) => "the token is not valid",
+            AuthError::Revoked => "the token has been revoked",
             AuthError::NoGatewayIdentity(_) => "the request carries no authenticated identity",
             AuthError::KeysUnavailable => "token verification keys are not available yet",
+            AuthError::RevocationsUnavailable(why) => why,
             AuthError::Misconfigured(_) => "the service is misconfigured",
         }
     }
@@ -82,8 +97,9 @@ impl AuthError {
         match self {
             AuthError::Missing | AuthError::NoGatewayIdentity(_) => "unauthorized",
             AuthError::InvalidRequest => "invalid_request",
-            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::InvalidToken(_) | AuthError::Revoked => "invalid_token",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::RevocationsUnavailable(_) => "revocations_unavailable",
             AuthError::Misconfigured(_) => "internal",
         }
     }
@@ -93,11 +109,13 @@ impl AuthError {
         match self {
             AuthError::Missing | AuthError::NoGatewayIdentity(_) => Some("Bearer".to_owned()),
             AuthError::InvalidRequest => Some("Bearer error=\"invalid_request\"".to_owned()),
-            AuthError::InvalidToken(_) => Some(format!(
+            AuthError::InvalidToken(_) | AuthError::Revoked => Some(format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
                 self.detail()
             )),
-            AuthError::KeysUnavailable | AuthError::Misconfigured(_) => None,
+            AuthError::KeysUnavailable
+            | AuthError::RevocationsUnavailable(_)
+            | AuthError::Misconfigured(_) => None,
         }
     }
 
@@ -121,6 +139,7 @@ enum Mode {
     Verify {
         keys: Arc<KeyCache>,
         verifier: Verifier,
+        revocations: Option<Arc<RevocationReplica>>,
     },
     TrustGateway,
 }
@@ -140,7 +159,33 @@ impl Authenticator {
             mode: Mode::Verify {
                 keys,
                 verifier: Verifier::new(validation),
+                revocations: None,
             },
+        }
+    }
+
+    /// Also checks every verified token against `replica` (keep it current with a
+    /// [`crate::ReplicaFollower`] sharing this authenticator's key cache): revoked tokens get
+    /// 401, and until the first snapshot has loaded (or once the list is older than its
+    /// `max_staleness`) every token gets 503, never a pass. No effect in header-trust mode.
+    ///
+    /// ```text
+    /// let replica = Arc::new(RevocationReplica::new(ReplicaConfig::default()));
+    /// ReplicaFollower::new(Arc::clone(&replica), Arc::clone(&keys), feed_token).spawn();
+    /// let auth = Authenticator::new(keys, validation).with_revocations(replica);
+    /// ```
+    pub fn with_revocations(mut self, replica: Arc<RevocationReplica>) -> Self {
+        if let Mode::Verify { revocations, .. } = &mut self.mode {
+            *revocations = Some(replica);
+        }
+        self
+    }
+
+    /// The revocation replica, when one is checked.
+    pub fn revocations(&self) -> Option<&Arc<RevocationReplica>> {
+        match &self.mode {
+            Mode::Verify { revocations, .. } => revocations.as_ref(),
+            Mode::TrustGateway => None,
         }
     }
 
@@ -193,24 +238,46 @@ impl Authenticator {
     /// Verifies an access token: signature with a known key (an unknown `kid` refetches the JWKS
     /// at most once per cool-down, one fetch however many requests wait), then the claims.
     /// Refresh tokens are refused by their `typ`.
+    /// A token signed by a key the issuer revoked is refused as revoked, without a refetch.
+    /// With a revocation replica, the verified claims are then checked against it.
     pub async fn verify_token(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        let Mode::Verify { keys, verifier } = &self.mode else {
+        let Mode::Verify {
+            keys,
+            verifier,
+            revocations,
+        } = &self.mode
+        else {
             return Err(AuthError::Misconfigured(NOT_VERIFYING));
         };
         let now = crate::unix_now();
         let snapshot = keys.current().ok_or(AuthError::KeysUnavailable)?;
-        match verifier.verify::<AccessClaims>(&snapshot.keys, token, now) {
+        let claims = match verifier.verify::<AccessClaims>(&snapshot.keys, token, now) {
+            Err(VerifyError::UnknownKid(kid)) if keys.is_revoked_key(&kid) => {
+                Err(AuthError::Revoked)
+            }
             Err(VerifyError::UnknownKid(kid)) => {
                 if keys.refetch_for_unknown_kid(&kid).await {
                     let fresh = keys.current().ok_or(AuthError::KeysUnavailable)?;
                     verifier
                         .verify::<AccessClaims>(&fresh.keys, token, now)
                         .map_err(AuthError::InvalidToken)
+                } else if keys.is_revoked_key(&kid) {
+                    Err(AuthError::Revoked)
                 } else {
                     Err(AuthError::InvalidToken(VerifyError::UnknownKid(kid)))
                 }
             }
             other => other.map_err(AuthError::InvalidToken),
+        }?;
+        match revocations.as_ref().map(|r| r.check(&claims)) {
+            None | Some(Check::Pass) => Ok(claims),
+            Some(Check::Revoked) => Err(AuthError::Revoked),
+            Some(Check::NotLoaded) => Err(AuthError::RevocationsUnavailable(
+                "the revocation list has not loaded yet",
+            )),
+            Some(Check::Stale) => Err(AuthError::RevocationsUnavailable(
+                "the revocation list is out of date",
+            )),
         }
     }
 
@@ -275,8 +342,10 @@ mod tests {
             AuthError::InvalidRequest,
             AuthError::InvalidToken(VerifyError::Expired),
             AuthError::InvalidToken(VerifyError::BadSignature),
+            AuthError::Revoked,
             AuthError::NoGatewayIdentity(IdentityError::Missing("x-user-id")),
             AuthError::KeysUnavailable,
+            AuthError::RevocationsUnavailable("the revocation list has not loaded yet"),
             AuthError::Misconfigured(NOT_VERIFYING),
         ];
         for e in &all {

@@ -3,7 +3,8 @@
 //!
 //! Events, each an SSE event whose `data` is one JSON document:
 //! - `snapshot` (`id` = the position it covers): [`Snapshot`], every live entry;
-//! - `revoke` (`id` = its position): one [`RevocationEvent`];
+//! - `revoke` (`id` = its position): one [`RevocationEvent`] of a token, session or user;
+//! - `key_revoked` (`id` = its position): one [`RevocationEvent::Kid`], a compromised signing key;
 //! - `heartbeat` (no `id`): [`Heartbeat`], sent every few seconds while the server can read the
 //!   event stream, so that a quiet feed and a dead one can be told apart;
 //! - `reset` (no `id`): [`Reset`], the requested `Last-Event-ID` cannot be resumed (trimmed, or
@@ -23,6 +24,10 @@ use crate::RevocationEvent;
 pub const SNAPSHOT: &str = "snapshot";
 /// SSE event name of one revocation.
 pub const REVOKE: &str = "revoke";
+/// SSE event name of a key revocation: data is a [`RevocationEvent::Kid`] entry. (Key entries
+/// are sent under their own name so that a follower that cannot apply them notices, rather than
+/// taking them for one more `revoke`.)
+pub const KEY_REVOKED: &str = "key_revoked";
 /// SSE event name of a heartbeat.
 pub const HEARTBEAT: &str = "heartbeat";
 /// SSE event name of a reset.

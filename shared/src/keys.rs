@@ -2,6 +2,10 @@
 //! is ready, refreshed in the background within `Cache-Control` bounds, refetched (single-flight,
 //! at most once per cool-down) when a token names an unknown `kid`, and kept while the JWKS
 //! endpoint is down, up to a maximum age. The gateway and downstream services share this cache.
+//!
+//! A key revoked by the issuer (a compromised key: the revocation feed's `key_revoked`) leaves the
+//! cache at once, and no JWKS fetched afterwards brings it back while the revocation lives: a
+//! stale copy of the JWKS (a cache in front of the issuer) cannot resurrect it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,6 +105,10 @@ pub trait KeyEvents: Send + Sync {
     }
     /// A token's unknown `kid` started a refetch.
     fn unknown_kid_refetch(&self) {}
+    /// The issuer revoked a key; `held` tells whether this cache held it.
+    fn key_revoked(&self, held: bool) {
+        let _ = held;
+    }
     /// A fetch succeeded and this many keys are now held.
     fn keys_held(&self, count: usize) {
         let _ = count;
@@ -155,6 +163,9 @@ pub struct KeyCache {
     /// When each held key was first seen (for key-age metrics).
     first_seen: Mutex<HashMap<String, SystemTime>>,
     last_error: Mutex<Option<String>>,
+    /// Revoked key ids and until when (Unix seconds) they stay refused. Also held while a new
+    /// snapshot is stored, so that a fetch racing a revocation cannot store the revoked key.
+    revoked: Mutex<HashMap<String, i64>>,
     events: Arc<dyn KeyEvents>,
     client: Client,
 }
@@ -201,6 +212,7 @@ impl KeyCache {
             generation: AtomicU64::new(0),
             first_seen: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
+            revoked: Mutex::new(HashMap::new()),
             events,
             client,
         }
@@ -244,6 +256,61 @@ impl KeyCache {
             .collect();
         ages.sort_by_key(|(_, age)| *age);
         ages
+    }
+
+    /// Refuses the key `kid` from now until `until` (Unix seconds): it leaves the current keys at
+    /// once (a new generation, so caches of verified tokens drop what it verified), and fetches
+    /// until then skip it. True if the cache held it.
+    pub fn revoke_key(&self, kid: &str, until: i64) -> bool {
+        let held = {
+            let mut revoked = lock(&self.revoked);
+            let entry = revoked.entry(kid.to_owned()).or_insert(until);
+            *entry = (*entry).max(until);
+            let current = self.snapshot.load_full();
+            match current {
+                Some(s) if s.keys.get(kid).is_some() => {
+                    let mut keys = s.keys.clone();
+                    keys.remove(kid);
+                    let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.snapshot.store(Some(Arc::new(KeySnapshot {
+                        keys,
+                        generation,
+                        fetched_at: s.fetched_at,
+                    })));
+                    lock(&self.first_seen).remove(kid);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if held {
+            tracing::warn!(
+                kid,
+                "signing key revoked by the issuer: dropped, and refused from now on"
+            );
+        }
+        self.events.key_revoked(held);
+        held
+    }
+
+    /// True while `kid` is revoked.
+    pub fn is_revoked_key(&self, kid: &str) -> bool {
+        let now = crate::unix_now();
+        lock(&self.revoked)
+            .get(kid)
+            .is_some_and(|until| *until >= now)
+    }
+
+    /// The revoked key ids still refused.
+    pub fn revoked_keys(&self) -> Vec<String> {
+        let now = crate::unix_now();
+        let mut kids: Vec<String> = lock(&self.revoked)
+            .iter()
+            .filter(|(_, until)| **until >= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        kids.sort();
+        kids
     }
 
     /// The last fetch error, if the last fetch failed.
@@ -398,9 +465,19 @@ impl KeyCache {
         );
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| FetchError::Invalid(format!("JWKS is not a JWK set: {e}")))?;
-        let (keys, skipped) = KeySet::from_jwks(&set);
+        let (mut keys, skipped) = KeySet::from_jwks(&set);
         for (kid, why) in &skipped {
             tracing::debug!(kid = ?kid, reason = %why, "JWKS key skipped");
+        }
+        // Held until the snapshot is stored: a revocation either happened before (and its key
+        // is skipped here) or comes after (and removes it from what is stored).
+        let mut revoked = lock(&self.revoked);
+        let now = crate::unix_now();
+        revoked.retain(|_, until| *until >= now);
+        for kid in revoked.keys() {
+            if keys.remove(kid) {
+                tracing::warn!(kid = %kid, "the JWKS still publishes a revoked key: skipped");
+            }
         }
         if keys.is_empty() {
             return Err(FetchError::Invalid("the JWKS holds no usable key".into()));
@@ -429,12 +506,16 @@ impl KeyCache {
             generation,
             fetched_at: Instant::now(),
         })));
+        drop(revoked);
         Ok(self.config.refresh_interval(cache))
     }
 
     /// A token named `kid`, which we do not hold: refetch, at most once per cool-down, with one
     /// fetch in flight however many requests ask. True if the key is known afterwards.
     pub async fn refetch_for_unknown_kid(&self, kid: &str) -> bool {
+        if self.is_revoked_key(kid) {
+            return false;
+        }
         let mut last = self.refetch.lock().await;
         if self.current().is_some_and(|s| s.keys.get(kid).is_some()) {
             return true;

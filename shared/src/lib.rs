@@ -9,8 +9,9 @@
 //! - `jwks-client`: `keys::KeyCache`, the issuer's keys over HTTP (metadata discovery, JWKS
 //!   fetched and refreshed within `Cache-Control` bounds, unknown-`kid` refetch single-flight
 //!   once per cool-down, last good keys kept up to a maximum age), the very code the gateway
-//!   runs; and `authenticator::Authenticator`, which applies the gateway's rules in any
-//!   framework. Adds tokio and hyper with rustls (aws-lc), as the gateway uses them.
+//!   runs; `replica`, the gateway's revocation replica and its feed follower; and
+//!   `authenticator::Authenticator`, which applies the gateway's rules in any framework. Adds
+//!   tokio and hyper with rustls (aws-lc), as the gateway uses them.
 //! - `actix`: actix-web extractors ([`Identity`], `actix::Verified`) on top of `jwks-client`.
 //!
 //! # Verifying tokens in a downstream service
@@ -29,10 +30,13 @@
 //!    gateway can reach (network policy, a private listener): the gateway strips these headers
 //!    from clients, but a client that reaches the service directly can write any identity.
 //!
-//! **Revocation.** Local verification has no revocation replica: a token revoked at the
-//! auth-service (logout, password change, disabled user) stays valid here until it expires. A
-//! service that must honour revocation at once sits behind the gateway (which follows the
-//! revocation feed; mode 2 then inherits it) or asks the auth-service's `POST /v1/introspect`.
+//! **Revocation.** A service verifying tokens itself can hold the gateway's own replica of the
+//! revocation list (`replica::RevocationReplica`, kept current from the auth-service's feed by a
+//! `replica::ReplicaFollower`, which needs a feed token) and check it on every request
+//! (`Authenticator::with_revocations`): tokens revoked at the auth-service (logout, password
+//! change, disabled user) and keys revoked by a compromise rotation are refused within about a
+//! millisecond. Without a replica, a revoked token stays valid until it expires: sit behind the
+//! gateway (mode 2 then inherits its replica) or ask the auth-service's `POST /v1/introspect`.
 //!
 //! With actix-web (`features = ["actix"]`), the whole service side is:
 //!
@@ -72,6 +76,8 @@ pub mod authenticator;
 pub mod http_client;
 #[cfg(feature = "jwks-client")]
 pub mod keys;
+#[cfg(feature = "jwks-client")]
+pub mod replica;
 
 pub use claims::{AccessClaims, Audience, Principal, RefreshClaims, TokenClaims};
 pub use identity::{Denied, Identity, IdentityError};
@@ -84,6 +90,8 @@ pub use verifier::{KeySet, Validation, Verifier, VerifyError, VerifyingKey};
 pub use authenticator::{AuthError, Authenticator};
 #[cfg(feature = "jwks-client")]
 pub use keys::{KeyCache, KeyCacheConfig};
+#[cfg(feature = "jwks-client")]
+pub use replica::{ReplicaConfig, ReplicaFollower, RevocationReplica};
 
 /// Milliseconds since the Unix epoch (feed times, lag).
 pub fn unix_now_ms() -> i64 {

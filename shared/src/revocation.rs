@@ -33,6 +33,15 @@ pub enum RevocationEvent {
         /// When the last token it covers expires.
         exp: i64,
     },
+    /// Every token signed by a compromised key, whatever it claims (an immediate rotation):
+    /// verifiers drop the key at once and never take it back from a JWKS while the entry lives.
+    Kid {
+        /// The key id.
+        value: String,
+        /// Until when the entry is kept (the longest lifetime of a token the key could have
+        /// signed legitimately).
+        exp: i64,
+    },
 }
 
 impl RevocationEvent {
@@ -41,11 +50,21 @@ impl RevocationEvent {
         match self {
             RevocationEvent::Jti { exp, .. }
             | RevocationEvent::Sid { exp, .. }
-            | RevocationEvent::Sub { exp, .. } => *exp,
+            | RevocationEvent::Sub { exp, .. }
+            | RevocationEvent::Kid { exp, .. } => *exp,
         }
     }
 
-    /// The event as stored: (`jti`|`sid`|`sub`, value, `exp`, `iat_before` (0 unless `sub`)).
+    /// The key id of a [`RevocationEvent::Kid`] entry.
+    pub fn kid(&self) -> Option<&str> {
+        match self {
+            RevocationEvent::Kid { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The event as stored: (`jti`|`sid`|`sub`|`kid`, value, `exp`, `iat_before` (0 unless
+    /// `sub`)).
     pub fn parts(&self) -> (&'static str, &str, i64, i64) {
         match self {
             RevocationEvent::Jti { value, exp } => ("jti", value, *exp, 0),
@@ -55,6 +74,7 @@ impl RevocationEvent {
                 iat_before,
                 exp,
             } => ("sub", value, *exp, *iat_before),
+            RevocationEvent::Kid { value, exp } => ("kid", value, *exp, 0),
         }
     }
 
@@ -68,11 +88,13 @@ impl RevocationEvent {
                 iat_before,
                 exp,
             },
+            "kid" => RevocationEvent::Kid { value, exp },
             _ => return None,
         })
     }
 
-    /// True when this event revokes the token with these claims.
+    /// True when this event revokes the token with these claims. A [`RevocationEvent::Kid`]
+    /// entry names a key, which claims do not carry: verifiers apply it to their keys instead.
     pub fn applies_to(&self, claims: &AccessClaims) -> bool {
         match self {
             RevocationEvent::Jti { value, .. } => *value == claims.jti,
@@ -80,6 +102,7 @@ impl RevocationEvent {
             RevocationEvent::Sub {
                 value, iat_before, ..
             } => *value == claims.sub && claims.iat < *iat_before,
+            RevocationEvent::Kid { .. } => false,
         }
     }
 }
@@ -116,6 +139,15 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"type":"sub","value":"u1","iat_before":10,"exp":20}"#
         );
+        let k = RevocationEvent::Kid {
+            value: "k1".into(),
+            exp: 9,
+        };
+        assert_eq!(
+            serde_json::to_string(&k).unwrap(),
+            r#"{"type":"kid","value":"k1","exp":9}"#
+        );
+        assert_eq!(k.kid(), Some("k1"));
         let j: RevocationEvent =
             serde_json::from_str(r#"{"type":"jti","value":"j1","exp":5}"#).unwrap();
         assert_eq!(
@@ -142,6 +174,10 @@ mod tests {
                 value: "u".into(),
                 iat_before: 3,
                 exp: 4,
+            },
+            RevocationEvent::Kid {
+                value: "k".into(),
+                exp: 5,
             },
         ] {
             let (t, v, exp, ib) = e.parts();

@@ -68,8 +68,9 @@ impl VerifyError {
 }
 
 /// Every [`VerifyError::reason`], in a fixed order (metrics label values), then `revoked`, the
-/// reason services add when a valid token is on the revocation list.
-pub const FAILURE_REASONS: [&str; 12] = [
+/// reason services add when a valid token is on the revocation list, and `revoked_key`, when it
+/// was signed by a key the issuer revoked.
+pub const FAILURE_REASONS: [&str; 13] = [
     "malformed",
     "algorithm",
     "missing_kid",
@@ -82,6 +83,7 @@ pub const FAILURE_REASONS: [&str; 12] = [
     "wrong_audience",
     "invalid_claim",
     "revoked",
+    "revoked_key",
 ];
 
 /// Why a JWK could not become a verifying key.
@@ -221,6 +223,11 @@ impl KeySet {
     /// Adds or replaces a key.
     pub fn insert(&mut self, key: VerifyingKey) {
         self.keys.insert(key.kid.clone(), Arc::new(key));
+    }
+
+    /// Removes the key with this id; true if it was there.
+    pub fn remove(&mut self, kid: &str) -> bool {
+        self.keys.remove(kid).is_some()
     }
 
     /// The key with this id.

@@ -205,13 +205,39 @@ impl KeyRing {
         &self.etag
     }
 
+    /// The same ring without key `kid` (it still signs if it was the signing key: see
+    /// [`KeyManager::signing_ring`]).
+    fn without(&self, kid: &str) -> anyhow::Result<KeyRing> {
+        let mut verifying = self.verifying.clone();
+        verifying.remove(kid);
+        let mut set: JwkSet = serde_json::from_slice(&self.jwks)?;
+        set.keys.retain(|k| k.kid.as_deref() != Some(kid));
+        let jwks = serde_json::to_vec(&set)?;
+        let mut parsed = self.parsed.clone();
+        parsed.remove(kid);
+        Ok(KeyRing {
+            signing: Arc::clone(&self.signing),
+            verifying,
+            etag: etag(&jwks),
+            jwks,
+            parsed,
+        })
+    }
+
     fn build(
         stored: &[StoredKey],
         previous: Option<&KeyRing>,
         kek: &KeyEncryption,
+        revoked: &HashMap<String, i64>,
     ) -> anyhow::Result<KeyRing> {
+        // A revoked key (a compromise) neither signs, verifies nor is published, whatever the
+        // store still says (another replica's compromise rotation may not be visible yet).
+        let stored: Vec<&StoredKey> = stored
+            .iter()
+            .filter(|k| !revoked.contains_key(&k.kid))
+            .collect();
         let mut parsed = HashMap::new();
-        for key in stored {
+        for key in stored.iter().copied() {
             let sk = match previous.and_then(|p| p.parsed.get(&key.kid)) {
                 Some(k) => Arc::clone(k),
                 None => Arc::new(SigningKey::from_stored(key, kek)?),
@@ -227,7 +253,7 @@ impl KeyRing {
             .ok_or_else(|| anyhow::anyhow!("no current signing key in the store"))?;
         let mut verifying = KeySet::default();
         let mut set = JwkSet::default();
-        for key in stored {
+        for key in stored.iter().copied() {
             if let Some(sk) = parsed.get(&key.kid) {
                 verifying.insert(
                     VerifyingKey::from_jwk(sk.jwk())
@@ -237,18 +263,22 @@ impl KeyRing {
             }
         }
         let jwks = serde_json::to_vec(&set)?;
-        let etag = format!(
-            "\"{}\"",
-            &jws::b64_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &jwks))[..27]
-        );
         Ok(KeyRing {
             signing,
             verifying,
+            etag: etag(&jwks),
             jwks,
-            etag,
             parsed,
         })
     }
+}
+
+/// Strong ETag of a JWKS document.
+fn etag(jwks: &[u8]) -> String {
+    format!(
+        "\"{}\"",
+        &jws::b64_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwks))[..27]
+    )
 }
 
 /// Holds the current key ring and keeps it in step with the store.
@@ -256,6 +286,8 @@ pub struct KeyManager {
     store: Arc<dyn KeyStore>,
     kek: Arc<KeyEncryption>,
     ring: RwLock<Arc<KeyRing>>,
+    /// Revoked (compromised) key ids and until when they stay refused (Unix seconds).
+    revoked: RwLock<HashMap<String, i64>>,
     refetch: tokio::sync::Mutex<Option<Instant>>,
     cooldown: Duration,
 }
@@ -285,11 +317,12 @@ impl KeyManager {
         }
         Self::seal_at_rest(store.as_ref(), &kek).await?;
         let stored = store.load().await?;
-        let ring = KeyRing::build(&stored, None, &kek)?;
+        let ring = KeyRing::build(&stored, None, &kek, &HashMap::new())?;
         Ok(KeyManager {
             store,
             kek,
             ring: RwLock::new(Arc::new(ring)),
+            revoked: RwLock::new(HashMap::new()),
             refetch: tokio::sync::Mutex::new(None),
             cooldown: Duration::from_secs(5),
         })
@@ -343,12 +376,71 @@ impl KeyManager {
         )
     }
 
+    /// Refuses the key `kid` until `until` (Unix seconds): it no longer verifies at once, and
+    /// the next [`KeyManager::reload`] leaves it out of the ring whatever the store says.
+    pub fn revoke(&self, kid: &str, until: i64) {
+        let mut revoked = self
+            .revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = shared::unix_now();
+        revoked.retain(|_, u| *u >= now);
+        let entry = revoked.entry(kid.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+        drop(revoked);
+        // Out of the ring at once: it verifies nothing and is no longer published, before any
+        // reload from the store.
+        let mut ring = self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.verifying.get(kid).is_some() {
+            match ring.without(kid) {
+                Ok(r) => *ring = Arc::new(r),
+                Err(e) => tracing::error!(error = %e, kid, "could not drop a revoked key"),
+            }
+        }
+    }
+
+    /// True while `kid` is revoked.
+    pub fn is_revoked(&self, kid: &str) -> bool {
+        let revoked = self
+            .revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !revoked.is_empty() && revoked.get(kid).is_some_and(|u| *u >= shared::unix_now())
+    }
+
+    /// The key ring to sign with: if its signing key was revoked meanwhile (another replica's
+    /// compromise rotation, heard through the revocation stream), the keys are reloaded first,
+    /// so that nothing is signed with a revoked key.
+    pub async fn signing_ring(&self) -> Result<Arc<KeyRing>, StoreError> {
+        let ring = self.ring();
+        if !self.is_revoked(ring.signing().kid()) {
+            return Ok(ring);
+        }
+        self.reload().await?;
+        let ring = self.ring();
+        if self.is_revoked(ring.signing().kid()) {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "the signing key {} is revoked and the store holds no other",
+                ring.signing().kid()
+            )));
+        }
+        Ok(ring)
+    }
+
     /// Re-reads the keys from the store.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let stored = self.store.load().await?;
         let previous = self.ring();
-        let ring =
-            KeyRing::build(&stored, Some(&previous), &self.kek).map_err(StoreError::Other)?;
+        let revoked = self
+            .revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let ring = KeyRing::build(&stored, Some(&previous), &self.kek, &revoked)
+            .map_err(StoreError::Other)?;
         if ring.etag != previous.etag || ring.signing.kid != previous.signing.kid {
             tracing::info!(
                 signing_kid = ring.signing.kid(),
@@ -366,6 +458,9 @@ impl KeyManager {
     /// A token named a kid we do not hold: another replica may have rotated. Reloads at most once
     /// per cool-down; concurrent callers wait for the one reload instead of starting their own.
     pub async fn reload_for_unknown_kid(&self, kid: &str) -> bool {
+        if self.is_revoked(kid) {
+            return false;
+        }
         let mut last = self.refetch.lock().await;
         if self.ring().verifying.get(kid).is_some() {
             return true;
@@ -439,7 +534,8 @@ mod tests {
     fn generated_keys_sign_tokens_the_shared_verifier_accepts() {
         let new = SigningKey::generate(2048).unwrap();
         assert_eq!(new.kid, thumbprint(&new.public_jwk));
-        let ring = KeyRing::build(&[stored(&new, "current")], None, &kek()).unwrap();
+        let ring =
+            KeyRing::build(&[stored(&new, "current")], None, &kek(), &HashMap::new()).unwrap();
         let claims = serde_json::json!({"iss":"i","sub":"u","aud":"api","client_id":"c","exp":2_000_000_000i64,
             "iat":1,"nbf":1,"jti":"j","sid":"s","roles":["user"]});
         let token = ring.signing().sign("at+jwt", &claims).unwrap();
@@ -459,21 +555,38 @@ mod tests {
             &[stored(&new, "current"), stored(&old, "retired")],
             None,
             &kek(),
+            &HashMap::new(),
         )
         .unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
         assert_eq!(ring.verifying().len(), 2);
-        assert!(KeyRing::build(&[stored(&old, "retired")], None, &kek()).is_err());
+        assert!(KeyRing::build(&[stored(&old, "retired")], None, &kek(), &HashMap::new()).is_err());
         // A next key is published but does not sign.
         let next = SigningKey::generate(2048).unwrap();
         let ring = KeyRing::build(
             &[stored(&next, "next"), stored(&new, "current")],
             None,
             &kek(),
+            &HashMap::new(),
         )
         .unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
         assert!(ring.verifying().get(&next.kid).is_some());
+    }
+
+    #[test]
+    fn a_revoked_key_neither_signs_verifies_nor_is_published() {
+        let old = SigningKey::generate(2048).unwrap();
+        let new = SigningKey::generate(2048).unwrap();
+        let both = [stored(&new, "current"), stored(&old, "retired")];
+        let revoked = HashMap::from([(old.kid.clone(), i64::MAX)]);
+        let ring = KeyRing::build(&both, None, &kek(), &revoked).unwrap();
+        assert_eq!(ring.signing().kid(), new.kid);
+        assert!(ring.verifying().get(&old.kid).is_none());
+        assert!(!String::from_utf8_lossy(ring.jwks()).contains(&old.kid));
+        // A revoked current key leaves no key to sign with: the ring is refused, not built.
+        let revoked = HashMap::from([(new.kid.clone(), i64::MAX)]);
+        assert!(KeyRing::build(&both, None, &kek(), &revoked).is_err());
     }
 
     #[test]

@@ -313,10 +313,12 @@ struct RotateQuery {
 }
 
 /// `POST /v1/admin/keys/rotate[?immediately=true]`: publishes a new key now, signing after the
-/// lead time (or at once). 409 when a rotation is already pending.
+/// lead time; 409 when a rotation is already pending. `immediately`: the compromise response
+/// (a new key signs at once; every older key is withdrawn and revoked everywhere, listed in
+/// `revoked_kids`), never refused.
 #[utoipa::path(
     post, path = "/v1/admin/keys/rotate", tag = "admin", security(("bearer" = []), ("password" = [])),
-    params(("immediately" = Option<bool>, Query, description = "Sign with the new key at once (compromised key)")),
+    params(("immediately" = Option<bool>, Query, description = "Compromise response: a new key signs at once, and every older key is withdrawn from the JWKS and revoked at every gateway within a second (their tokens, refresh tokens included, are refused)")),
     responses((status = 202, description = "Accepted", body = super::openapi::Object), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 409, description = "A rotation is pending", body = super::openapi::Problem))
 )]
@@ -328,7 +330,13 @@ pub async fn rotate_keys(
     let q: RotateQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let immediately = q.immediately.unwrap_or(false);
-    match state.rotate_keys(immediately).await? {
+    if immediately {
+        let now = shared::unix_now();
+        let (kid, revoked) = state.replace_compromised_keys(&admin.0.claims.sub).await?;
+        return Ok(HttpResponse::Accepted()
+            .json(json!({"kid": kid, "activates_at": now, "revoked_kids": revoked})));
+    }
+    match state.rotate_keys(false).await? {
         Some((kid, at)) => {
             state
                 .audit(

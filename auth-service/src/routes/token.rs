@@ -154,7 +154,8 @@ async fn client_credentials(
     };
     let token = state
         .keys
-        .ring()
+        .signing_ring()
+        .await?
         .signing()
         .sign(shared::claims::ACCESS_TOKEN_TYPE, &claims)
         .map_err(OAuthError::Unexpected)?;

@@ -271,6 +271,10 @@ pub trait KeyStore: Send + Sync {
     /// becomes `current` and the current one `retired` until `now + retire_for`; retired keys
     /// past their time are deleted. True if anything changed.
     async fn advance(&self, now: i64, retire_for: i64) -> Result<bool, StoreError>;
+    /// The compromise response, atomically and under the store's lock: every stored key (current,
+    /// retired, and a pending next one) is deleted, and `key` becomes the only key, current at
+    /// once. Returns the ids of the keys deleted.
+    async fn replace_all(&self, key: NewKey) -> Result<Vec<String>, StoreError>;
     /// Replaces a key's stored private bytes (sealing it, or re-sealing it under another
     /// key-encryption key) if they are still `old`; true if replaced.
     async fn reseal(

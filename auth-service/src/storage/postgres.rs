@@ -782,6 +782,23 @@ impl KeyStore for PgStore {
         Ok(changed || removed > 0)
     }
 
+    async fn replace_all(&self, key: NewKey) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEYS])
+            .await?;
+        let rows = tx
+            .query("DELETE FROM signing_keys RETURNING kid", &[])
+            .await?;
+        let removed = rows
+            .iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_key(&tx, &key, "current").await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     async fn reseal(
         &self,
         kid: &str,

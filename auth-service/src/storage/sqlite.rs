@@ -929,6 +929,21 @@ impl KeyStore for SqliteStore {
         .await
     }
 
+    async fn replace_all(&self, key: NewKey) -> Result<Vec<String>, StoreError> {
+        self.tx(move |tx| {
+            let removed = {
+                let mut stmt = tx
+                    .prepare("DELETE FROM signing_keys RETURNING kid")
+                    .map_err(db)?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
+            };
+            insert_key(tx, &key, "current")?;
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn reseal(
         &self,
         kid: &str,
@@ -1337,7 +1352,12 @@ async fn read_after(
         .await
 }
 
-/// Waits for new events: they are written by this process, which signals each commit.
+/// How often a follower looks for events another process wrote (the CLI's revocations and
+/// key rotations, which this process is not told of).
+const OTHER_WRITERS_POLL: Duration = Duration::from_millis(250);
+
+/// Waits for new events: those this process writes are signalled at each commit; those another
+/// process writes (the CLI) are found by reading again every [`OTHER_WRITERS_POLL`].
 struct SqliteFollower {
     store: SqliteStore,
     changes: tokio::sync::watch::Receiver<u64>,
@@ -1358,9 +1378,14 @@ impl FeedFollower for SqliteFollower {
             if !events.is_empty() {
                 return Ok(events);
             }
-            match tokio::time::timeout_at(deadline, self.changes.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let wake = (now + OTHER_WRITERS_POLL).min(deadline);
+            match tokio::time::timeout_at(wake, self.changes.changed()).await {
+                Ok(Ok(())) | Err(_) => continue,
+                Ok(Err(_)) => return Ok(Vec::new()),
             }
         }
     }

@@ -296,8 +296,9 @@ async fn a_lost_stream_resets_connected_gateways() {
 
 #[tokio::test]
 async fn expired_entries_are_not_in_the_snapshot() {
+    // Two seconds: a token issued late in a second still lives when its logout comes.
     let app = TestApp::builder()
-        .env("AUTH_ACCESS_TOKEN_TTL", "1")
+        .env("AUTH_ACCESS_TOKEN_TTL", "2")
         .env("AUTH_LEEWAY", "0")
         .spawn()
         .await;
@@ -308,7 +309,7 @@ async fn expired_entries_are_not_in_the_snapshot() {
         .ok()
         .unwrap();
     assert_eq!(snapshot(&mut c).await.1.entries.len(), 1);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let mut c = FeedClient::connect(&app.address, None, None)
         .await
         .ok()
@@ -491,5 +492,63 @@ async fn a_stopping_service_ends_its_feed_streams() {
     assert!(
         started.elapsed() < Duration::from_secs(40),
         "the stream ended with the service"
+    );
+}
+
+/// An immediate rotation revokes the old key on the feed: a `key_revoked` event to connected
+/// gateways (resumable like any other, by its id), and an entry in every later snapshot while
+/// the key's tokens could live. The API answers with the revoked key ids.
+#[tokio::test]
+async fn a_compromise_rotation_is_a_key_revoked_event_and_a_snapshot_entry() {
+    let app = TestApp::builder().with_admin().spawn().await;
+    let admin = app.admin_tokens().await;
+    let old_kid = crate::helpers::header(&admin.access_token)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut live = FeedClient::connect(&app.address, Some(testkit::FEED_TOKEN), None)
+        .await
+        .map_err(|r| r.status())
+        .unwrap();
+    let (first, _) = snapshot(&mut live).await;
+    let res = app
+        .post_form(
+            "/v1/admin/keys/rotate?immediately=true",
+            &[],
+            Some(&admin.access_token),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["revoked_kids"], json!([old_kid]));
+    let e = live.next_non_heartbeat().await;
+    assert_eq!(e.event, feed::KEY_REVOKED, "{e:?}");
+    let entry: RevocationEvent = serde_json::from_str(&e.data).unwrap();
+    let RevocationEvent::Kid { value, exp } = &entry else {
+        panic!("{entry:?}");
+    };
+    assert_eq!(value, &old_kid);
+    // Kept as long as a refresh token the key signed could live (7 days by default).
+    let now = shared::unix_now();
+    assert!(
+        *exp >= now + 7 * 86_400 - 5 && *exp <= now + 7 * 86_400 + 120,
+        "{exp}"
+    );
+    // A new connection's snapshot holds it; one resuming from before gets the event again.
+    let mut fresh = FeedClient::connect(&app.address, Some(testkit::FEED_TOKEN), None)
+        .await
+        .map_err(|r| r.status())
+        .unwrap();
+    let (_, s) = snapshot(&mut fresh).await;
+    assert!(s.entries.contains(&entry), "{s:?}");
+    let mut resumed =
+        FeedClient::connect(&app.address, Some(testkit::FEED_TOKEN), first.id.as_deref())
+            .await
+            .map_err(|r| r.status())
+            .unwrap();
+    let again = resumed.next_non_heartbeat().await;
+    assert_eq!(
+        (again.event.as_str(), again.id.clone()),
+        (feed::KEY_REVOKED, e.id.clone())
     );
 }

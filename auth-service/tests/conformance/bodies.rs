@@ -279,6 +279,51 @@ pub async fn keys_move_from_next_to_current_to_retired_to_removed(s: &Stores) {
     );
 }
 
+pub async fn a_compromise_replaces_every_key_with_one_current_key(s: &Stores) {
+    let now = shared::unix_now();
+    let first = SigningKey::generate(2048).unwrap();
+    let first_kid = first.kid.clone();
+    assert!(s.keys.insert_if_no_current(first).await.unwrap());
+    let second = SigningKey::generate(2048).unwrap();
+    let second_kid = second.kid.clone();
+    assert!(s.keys.add_next(second, now).await.unwrap());
+    assert!(s.keys.advance(now, 600).await.unwrap());
+    let pending = SigningKey::generate(2048).unwrap();
+    let pending_kid = pending.kid.clone();
+    assert!(s.keys.add_next(pending, now + 600).await.unwrap());
+    // current, retired and a pending next key: all go, the new key is the only one, current.
+    let fresh = SigningKey::generate(2048).unwrap();
+    let fresh_kid = fresh.kid.clone();
+    let mut removed = s.keys.replace_all(fresh).await.unwrap();
+    removed.sort();
+    let mut expected = vec![first_kid, second_kid, pending_kid];
+    expected.sort();
+    assert_eq!(removed, expected);
+    let keys = s.keys.load().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        (keys[0].kid.as_str(), keys[0].state.as_str()),
+        (fresh_kid.as_str(), "current")
+    );
+    assert!(keys[0].times.activated_at.is_some());
+    // A plain rotation works from there as before.
+    assert!(
+        s.keys
+            .add_next(SigningKey::generate(2048).unwrap(), now + 10)
+            .await
+            .unwrap()
+    );
+    // A key revocation is an entry and an event like the others.
+    let e = RevocationEvent::Kid {
+        value: expected[0].clone(),
+        exp: now + 600,
+    };
+    s.revocations.revoke(&e, now).await.unwrap();
+    assert!(s.feed.live_entries(now).await.unwrap().contains(&e));
+    let events = s.feed.events_after(StreamId::default(), 100).await.unwrap();
+    assert!(events.iter().any(|(_, got)| *got == e));
+}
+
 pub async fn refresh_rotation_reuse_and_grace(s: &Stores) {
     let now = shared::unix_now();
     s.sessions

@@ -126,6 +126,7 @@ conformance!(
     changes_that_revoke_raise_tokens_not_before,
     users_are_listed_in_creation_order_by_keyset_pages,
     keys_move_from_next_to_current_to_retired_to_removed,
+    a_compromise_replaces_every_key_with_one_current_key,
     refresh_rotation_reuse_and_grace,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
     the_absolute_session_limit_is_never_extended,

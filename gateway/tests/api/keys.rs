@@ -34,7 +34,8 @@ async fn a_new_signing_key_is_picked_up_through_the_unknown_kid_path() {
         &s.metrics().await,
         "gateway_jwks_unknown_kid_refetches_total",
     );
-    // An immediate (emergency) rotation: the gateway has never seen the key.
+    // An immediate rotation (the compromise response): the gateway has never seen the new key,
+    // and drops the old one at once.
     let (new_kid, _) = s.auth.state.rotate_keys(true).await.unwrap().unwrap();
     let fresh = s.auth.login("judy").await;
     let header: serde_json::Value = serde_json::from_slice(
@@ -55,10 +56,10 @@ async fn a_new_signing_key_is_picked_up_through_the_unknown_kid_path() {
     );
     assert_eq!(
         s.get("/api/x", Some(&old.access_token)).await.status(),
-        200,
-        "the old key stays published"
+        401,
+        "the old key is revoked"
     );
-    assert_eq!(metric(&s.metrics().await, "gateway_jwks_keys"), 2.0);
+    assert_eq!(metric(&s.metrics().await, "gateway_jwks_keys"), 1.0);
 }
 
 #[actix_web::test]

@@ -8,6 +8,7 @@
 
 mod attacks;
 mod clients;
+mod compromise;
 mod connections;
 mod cors;
 mod errors;

@@ -138,3 +138,55 @@ async fn metadata_naming_another_issuer_is_refused() {
     assert!(keys.current().is_none());
     assert_eq!(issuer.jwks_hits(), 0);
 }
+
+/// A key the issuer revoked (a compromise) leaves the cache at once, with a new generation; a
+/// JWKS that still publishes it (a stale copy) does not bring it back; its tokens are refused as
+/// revoked without a refetch, whatever they claim; the other keys keep working.
+#[actix_web::test]
+async fn a_revoked_key_leaves_at_once_and_no_later_jwks_brings_it_back() {
+    let issuer = Issuer::start().await;
+    let other = Signer::new("k2");
+    issuer.publish(&other);
+    let (auth, keys) = issuer.authenticator().await;
+    let app = test::init_service(App::new().app_data(auth).configure(routes)).await;
+    let stolen = issuer.token();
+    let kept = other.sign("at+jwt", &issuer.claims());
+    assert_eq!(
+        send(&app, get("/me", Some(&stolen)).to_request())
+            .await
+            .status,
+        200
+    );
+    let generation = keys.current().unwrap().generation;
+    assert!(keys.revoke_key("k1", shared::unix_now() + 600));
+    let now = keys.current().unwrap();
+    assert!(now.keys.get("k1").is_none() && now.keys.get("k2").is_some());
+    assert!(
+        now.generation > generation,
+        "caches of verified tokens drop it"
+    );
+    assert_eq!(keys.revoked_keys(), vec!["k1".to_owned()]);
+    // The issuer still publishes k1 (a cache in front kept the old JWKS): fetched, and skipped.
+    keys.fetch().await.unwrap();
+    assert!(keys.current().unwrap().keys.get("k1").is_none());
+    let before = issuer.jwks_hits();
+    let mut forged_claims = issuer.claims();
+    forged_claims["exp"] = json!(shared::unix_now() + 365 * 86_400);
+    forged_claims["roles"] = json!(["admin"]);
+    for token in [stolen, issuer.signer.sign("at+jwt", &forged_claims)] {
+        let r = send(&app, get("/me", Some(&token)).to_request()).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.header("www-authenticate").contains("invalid_token"));
+        assert_eq!(r.body["detail"], "the token has been revoked");
+    }
+    assert_eq!(issuer.jwks_hits(), before, "no refetch for a revoked kid");
+    assert_eq!(
+        send(&app, get("/me", Some(&kept)).to_request())
+            .await
+            .status,
+        200
+    );
+    // Expired revocations stop mattering: the key is fetched again once its entry is over.
+    assert!(!keys.revoke_key("k9", shared::unix_now() - 1));
+    assert!(!keys.is_revoked_key("k9"));
+}
