@@ -1,6 +1,7 @@
 //! The auth-service: users, logins, RS256 access and refresh tokens with rotation and reuse
 //! detection, revocation, and the public keys to verify them.
 
+pub mod audit;
 pub mod browser;
 pub mod cli;
 pub mod clients;
@@ -12,6 +13,7 @@ pub mod extract;
 pub mod feed;
 pub mod metrics;
 pub mod routes;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod storage;

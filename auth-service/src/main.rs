@@ -219,11 +219,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     cli::revoke_sessions(&state, &user).await?
                 }
             };
+            state.audit_writer.flush().await;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Clients { command } => {
             let state = state::AppState::init(settings).await?;
             let out = clients_command(&state, command).await?;
+            state.audit_writer.flush().await;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Keys {

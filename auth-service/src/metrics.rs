@@ -76,6 +76,8 @@ pub struct Gauges {
     pub keys: Vec<(String, String, i64)>,
     /// Gateways connected to the revocation feed.
     pub feed_connections: usize,
+    /// Audit events logged but not stored (the writer's queue was full).
+    pub audit_dropped: u64,
 }
 
 impl Metrics {
@@ -317,6 +319,13 @@ impl Metrics {
             "auth_revocation_feed_connections {}",
             g.feed_connections
         );
+        head(
+            &mut out,
+            "auth_audit_events_dropped_total",
+            "counter",
+            "Audit events written to the log but not stored among the user's recent events (the store writer's queue was full).",
+        );
+        let _ = writeln!(out, "auth_audit_events_dropped_total {}", g.audit_dropped);
         out
     }
 }

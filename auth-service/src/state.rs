@@ -54,8 +54,10 @@ pub struct AppState {
     pub throttle: crate::throttle::Throttle,
     /// Prometheus counters.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Recent audit events per user.
+    /// Recent audit events per user (read here; written through `audit_writer`).
     pub audit_store: Arc<dyn AuditStore>,
+    /// Stores audit events off the request path, in order.
+    pub audit_writer: crate::audit::AuditWriter,
     access_verifier: Verifier,
     refresh_verifier: Verifier,
     backend: Backend,
@@ -82,14 +84,21 @@ impl std::fmt::Debug for AppState {
 }
 
 /// The stores other than the key store, as one backend provides them.
-struct Stores {
-    audit: Arc<dyn AuditStore>,
-    users: Arc<dyn UserStore>,
-    clients: Arc<dyn ClientStore>,
-    sessions: Arc<dyn SessionStore>,
-    revocations: Arc<dyn RevocationStore>,
-    feed: Arc<dyn RevocationFeed>,
-    rate_limits: Arc<dyn RateLimitStore>,
+pub struct Stores {
+    /// Recent audit events per user.
+    pub audit: Arc<dyn AuditStore>,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Registered clients.
+    pub clients: Arc<dyn ClientStore>,
+    /// Sessions and refresh tokens.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The revocation list.
+    pub revocations: Arc<dyn RevocationStore>,
+    /// The revocation event stream.
+    pub feed: Arc<dyn RevocationFeed>,
+    /// Rate-limit counters.
+    pub rate_limits: Arc<dyn RateLimitStore>,
 }
 
 /// Retries `f` until it succeeds or `deadline` passes (stores may start after us in compose).
@@ -220,6 +229,16 @@ impl AppState {
         .await
     }
 
+    /// A state over stores the caller built (tests wrap the real ones to watch what a request
+    /// does to them). Every worker shares them.
+    pub async fn from_stores(
+        settings: Settings,
+        key_store: Arc<dyn KeyStore>,
+        stores: Stores,
+    ) -> anyhow::Result<AppState> {
+        Self::assemble(settings, key_store, stores, Backend::Embedded).await
+    }
+
     async fn assemble(
         settings: Settings,
         key_store: Arc<dyn KeyStore>,
@@ -252,6 +271,7 @@ impl AppState {
                 Arc::clone(&metrics),
             ),
             rate_limits: stores.rate_limits,
+            audit_writer: crate::audit::AuditWriter::start(Arc::clone(&stores.audit)),
             audit_store: stores.audit,
             metrics,
             hub: crate::feed::Hub::default(),
@@ -392,9 +412,10 @@ impl AppState {
         Ok(())
     }
 
-    /// Records an audit event: always on the `audit` log target (the full trail), and among the
-    /// user's recent events when it concerns a user. A store failure is logged, not returned:
-    /// the action it describes has already happened.
+    /// Records an audit event: on the `audit` log target at once (the full trail), and queued for
+    /// the user's recent events (stored off the request path; see [`crate::audit`]). The same
+    /// work whether or not it concerns a user. A store failure is logged, not returned: the
+    /// action it describes has already happened.
     pub async fn audit(
         &self,
         user: Option<&str>,
@@ -403,7 +424,6 @@ impl AppState {
         detail: serde_json::Value,
     ) {
         tracing::info!(target: "audit", kind, user_id = user, actor, detail = %detail, "audit");
-        let Some(user) = user else { return };
         let event = AuditEvent {
             at_ms: i64::try_from(
                 std::time::SystemTime::now()
@@ -416,9 +436,7 @@ impl AppState {
             actor: actor.map(str::to_owned),
             detail,
         };
-        if let Err(e) = self.audit_store.record(user, &event).await {
-            tracing::warn!(error = %e, kind, "could not store an audit event");
-        }
+        self.audit_writer.record(user, event);
     }
 
     /// The Prometheus text of this process's metrics.
@@ -439,6 +457,7 @@ impl AppState {
             argon2_verifications: self.hasher.verifications(),
             keys,
             feed_connections: self.hub.connections(),
+            audit_dropped: self.audit_writer.dropped(),
         })
     }
 

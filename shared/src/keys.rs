@@ -288,6 +288,11 @@ impl KeyCache {
                 kid,
                 "signing key revoked by the issuer: dropped, and refused from now on"
             );
+            // The issuer signs with a new key now: the first token naming it may refetch at once,
+            // whatever unknown kids came before.
+            if let Ok(mut last) = self.refetch.try_lock() {
+                *last = None;
+            }
         }
         self.events.key_revoked(held);
         held

@@ -476,12 +476,16 @@ impl ReplicaFollower {
         }
     }
 
-    /// Hands a revoked key to the key cache, for as long as its entry lives.
+    /// Hands a revoked key to the key cache, for as long as its entry lives; when the cache held
+    /// it, the JWKS is fetched again at once for the key that replaced it.
     fn revoke_key(&self, event: &RevocationEvent) {
         if let Some(kid) = event.kid() {
             let until = event.exp().saturating_add(self.replica.config.leeway);
-            if until >= crate::unix_now() {
-                self.keys.revoke_key(kid, until);
+            if until >= crate::unix_now() && self.keys.revoke_key(kid, until) {
+                let keys = Arc::clone(&self.keys);
+                tokio::spawn(async move {
+                    let _ = keys.fetch().await;
+                });
             }
         }
     }

@@ -375,6 +375,8 @@ pub async fn user_audit(
     let q: AuditQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let id = user_id(&path)?;
+    // This process's events are written off the request path: let them land first.
+    state.audit_writer.flush().await;
     let events = state
         .audit_store
         .recent(&id.to_string(), q.limit.unwrap_or(50))

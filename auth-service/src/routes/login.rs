@@ -5,9 +5,10 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::domain::{LoginPassword, Username};
+use crate::domain::LoginPassword;
 use crate::error::OAuthError;
 use crate::extract::{Accept, parse_body};
+use crate::services::login::{SignedIn, check_password};
 use crate::state::AppState;
 use crate::tokens::{allowed_scopes, grant_scope};
 
@@ -23,10 +24,8 @@ struct LoginRequest {
     token_delivery: Option<String>,
 }
 
-const BAD_CREDENTIALS: &str = "invalid username or password";
-
-/// Unknown user, wrong password and disabled user get the same answer, after the same work: a
-/// missing user is verified against a dummy hash.
+/// Unknown user, wrong password and disabled user get the same answer, after the same work
+/// ([`crate::services::login`]).
 #[utoipa::path(
     post, path = "/v1/login", tag = "tokens",
     request_body(content = super::openapi::LoginForm, content_type = "application/x-www-form-urlencoded"),
@@ -87,53 +86,17 @@ async fn attempt(
     let now = shared::unix_now();
     let password = LoginPassword::parse(&body.password, &state.settings.password_policy)
         .map_err(|e| OAuthError::InvalidRequest(e.message))?;
-    // Counted before the password is checked, keyed by the name as sent: unknown and existing
-    // accounts are throttled alike, and concurrent guesses cannot slip past the count.
     let client = state.throttle.client(&req);
-    state.throttle.before_login(&body.username, &client).await?;
-    let found = match Username::parse(&body.username) {
-        Ok(u) => state.users.find_by_username(u.as_str()).await?,
-        Err(_) => None,
-    };
-    let verified = state
-        .hasher
-        .verify(password.secret(), found.as_ref().map(|(_, h)| h.as_str()))
-        .await?;
     let peer = req
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    if !(verified.ok && found.as_ref().is_some_and(|(u, _)| !u.disabled)) {
-        state.throttle.login_failed(&body.username).await?;
-    }
-    let Some((user, stored_hash)) = found else {
-        state
-            .audit(
-                None,
-                "login_failed",
-                None,
-                json!({"reason": "unknown_user", "peer": peer}),
-            )
-            .await;
-        return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
-    };
-    if !verified.ok || user.disabled {
-        let reason = if user.disabled {
-            "disabled"
-        } else {
-            "bad_password"
-        };
-        state
-            .audit(
-                Some(&user.id.to_string()),
-                "login_failed",
-                None,
-                json!({"reason": reason, "peer": peer}),
-            )
-            .await;
-        return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
-    }
-    if verified.needs_rehash {
+    let SignedIn {
+        user,
+        stored_hash,
+        needs_rehash,
+    } = check_password(state, &body.username, password.secret(), &client, &peer).await?;
+    if needs_rehash {
         let state = state.clone();
         let secret = password.secret().clone();
         let id = user.id;

@@ -14,6 +14,7 @@ mod browser;
 mod cli;
 mod clients;
 mod concurrency;
+mod constant_work;
 mod discovery;
 mod embedded;
 mod feed;

@@ -337,6 +337,32 @@ async fn a_websocket_is_closed_when_its_token_is_revoked() {
     assert_eq!(reason.description.as_deref(), Some("token revoked"));
 }
 
+/// The same for its signing key: a compromise rotation closes every WebSocket the old key's
+/// tokens opened.
+#[actix_web::test]
+async fn a_websocket_is_closed_when_its_signing_key_is_revoked() {
+    let s = Stack::start().await;
+    let t = s.auth.user("mia").await;
+    let (_, mut ws) = awc::Client::new()
+        .ws(format!("ws://{}/live/ws", s.addr))
+        .bearer_auth(&t.access_token)
+        .connect()
+        .await
+        .unwrap();
+    let _ = ws.next().await; // the echo's handshake report
+    s.auth.state.rotate_keys(true).await.unwrap();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Frame::Close(reason)))) => break reason,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let reason = closed.unwrap();
+    assert_eq!(reason.code, CloseCode::Policy);
+    assert_eq!(reason.description.as_deref(), Some("token revoked"));
+}
+
 /// Redis with AOF (`everysec`) shut down cleanly and started again: no refresh token and no
 /// revocation is lost, and the gateway resynchronises by itself (same stream, no reset).
 #[actix_web::test]

@@ -1,0 +1,41 @@
+//! Benchmark tooling (not part of the service): prints N distinct access tokens, one per line,
+//! each for its own user and session, signed by the running service's current key (read from the
+//! stores the `AUTH_*` variables name, as the service itself reads them). The gateway benchmark
+//! sends them in its token mixes: many users, many tokens, as a gateway in front of real traffic
+//! sees them. `cargo run --release -p auth-service --example mint_tokens -- 100000 > tokens.txt`
+
+use auth_service::configuration::Settings;
+use auth_service::state::AppState;
+use serde_json::json;
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let ttl: i64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3600);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let state = runtime.block_on(AppState::init(Settings::from_env()?))?;
+    let ring = state.keys.ring();
+    let key = ring.signing();
+    let now = shared::unix_now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..n {
+        let claims = json!({
+            "iss": state.settings.issuer, "sub": uuid::Uuid::new_v4(), "aud": state.settings.audience,
+            "client_id": state.settings.default_client_id(), "exp": now + ttl, "iat": now, "nbf": now,
+            "jti": uuid::Uuid::new_v4().simple().to_string(), "sid": uuid::Uuid::new_v4().simple().to_string(),
+            "roles": ["user"], "scope": "",
+        });
+        let token = key.sign(shared::claims::ACCESS_TOKEN_TYPE, &claims)?;
+        std::io::Write::write_all(&mut out, token.as_bytes())?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}

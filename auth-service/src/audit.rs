@@ -1,0 +1,95 @@
+//! The audit trail's writer. Every event goes to the `audit` log target at once (the full trail),
+//! and to the store, off the request path: one task per process writes them in order from a
+//! bounded queue. An event about a user joins that user's recent events; one about no user (a
+//! failed login at an unknown account) joins the recent events of [`NO_USER`]. So a failed login
+//! costs the same whether or not the account exists, on the request path (one log line, one
+//! queued event) and after it (one store write, which on a busy core competes with the next
+//! answers alike), and a slow store never holds up an answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::{AuditEvent, AuditStore};
+
+/// Whose recent events hold the events about no user (failed logins at unknown accounts): not a
+/// user id (those are UUIDs), so no user's list.
+pub const NO_USER: &str = "unknown-account";
+
+/// Events waiting to be stored, at most (beyond it they are dropped from the store, counted and
+/// logged; the log line of each was written already).
+const QUEUE: usize = 8192;
+
+enum Job {
+    Record(Option<String>, AuditEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Queues audit events for the store. Cheap to clone; every clone feeds the one writer task.
+#[derive(Clone)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<Job>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter").finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current runtime, storing into `store`.
+    pub fn start(store: Arc<dyn AuditStore>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Record(user, event) => {
+                        let user = user.as_deref().unwrap_or(NO_USER);
+                        if let Err(e) = store.record(user, &event).await {
+                            tracing::warn!(error = %e, kind = %event.kind, "could not store an audit event");
+                        }
+                    }
+                    Job::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        AuditWriter {
+            tx,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Queues `event` for `user`'s recent events (`None`: [`NO_USER`]'s). Never waits.
+    pub fn record(&self, user: Option<&str>, event: AuditEvent) {
+        if self
+            .tx
+            .try_send(Job::Record(user.map(str::to_owned), event))
+            .is_err()
+        {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                dropped = n,
+                "the audit queue is full: an event was logged but not stored"
+            );
+        }
+    }
+
+    /// Waits until every event queued before this call is stored (or failed): a reader of the
+    /// store then sees this process's events.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Job::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
