@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Gateway benchmark (not run in CI). One run, the same load generator for every contender:
 #   direct upstream · nginx as a plain reverse proxy · HAProxy 2.6 verifying RS256 (jwt_verify)
-#   · our gateway verifying the same token.
+#   · our gateway verifying the same tokens,
+# in token mixes (MIXES, all by default), each for every contender in the same run:
+#   one   one token, over and over: the gateway's best case (a hit in its verified-token cache)
+#   fit   5,000 tokens in turn: a working set that fits the cache (10,000 per worker)
+#   over  60,000 tokens in turn: more distinct tokens than the cache holds
+#   zipf  100,000 tokens drawn from a Zipf distribution (exponent 1.0): many users, a few of
+#         them far busier than the rest, as real traffic is
+# The tokens are distinct access tokens of distinct users and sessions, signed by the running
+# auth-service's key (auth-service/examples/mint_tokens.rs). Requests are formatted once, before
+# the measured loop (scripts/bench/mix.lua). HAProxy checks the signature of every request; nginx
+# checks nothing (the plain-proxy reference); the gateway verifies, caches, and checks revocation.
 # Each contender gets SVC_CPUS (one worker/thread); wrk and the upstream run on LOAD_CPUS.
 # Also: the gateway's resident memory holding 10k idle keep-alive connections. See BENCHMARKS.md.
+# REF_GATEWAY=<path to another gateway binary> adds it as a contender ("gateway_ref", e.g. an
+# earlier commit's build), so that a change is measured against what it changes in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SVC_CPUS="${SVC_CPUS:-0}"; LOAD_CPUS="${LOAD_CPUS:-1}"
-DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"  # ROUNDS (default 5) below
+DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"  # ROUNDS (default 3) below
+MIXES="${MIXES:-one fit over zipf}"
 for tool in wrk taskset nginx haproxy curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk nginx-light haproxy curl)"; exit 1; }
 done
@@ -17,7 +30,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 to_ms() { python3 -c "import re,sys; m=re.match(r'([0-9.]+)(us|ms|s)', sys.argv[1]); v=float(m[1]); print(round(v/1000 if m[2]=='us' else v*1000 if m[2]=='s' else v, 3))" "$1"; }
 
 eval "$(bash scripts/services.sh)"
-cargo build --release -q -p auth-service -p gateway --bins
+cargo build --release -q -p auth-service -p gateway --bins --example mint_tokens
 [ -x target/interop-venv/bin/python ] || { python3 -m venv target/interop-venv; target/interop-venv/bin/pip install -q 'pyjwt[crypto]==2.10.1'; }
 
 work=$(mktemp -d /tmp/gwbench.XXXXXX); chmod 755 "$work"
@@ -33,12 +46,17 @@ trap cleanup EXIT
 # The auth-service only issues the token and serves the JWKS; it is idle during the runs.
 auth_port=$(free_port); auth="http://127.0.0.1:$auth_port"
 psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS gwbench WITH (FORCE)" -c "CREATE DATABASE gwbench" >/dev/null
-AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/gwbench" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="gwbench:" \
-AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_ACCESS_TOKEN_TTL=3600 RUST_LOG=warn AUTH_THROTTLE=off \
-AUTH_FEED_TOKEN=bench-feed-token-0123456789abcdef AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
-  taskset -c "$LOAD_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
+export AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/gwbench" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="gwbench:" \
+  AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_ACCESS_TOKEN_TTL=3600 RUST_LOG=warn AUTH_THROTTLE=off \
+  AUTH_FEED_TOKEN=bench-feed-token-0123456789abcdef AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)"
+taskset -c "$LOAD_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "$auth/readyz" >/dev/null && break; sleep 0.2; done
+# 100,000 distinct tokens (each its own user and session), signed with the service's key.
+ntokens=100000
+for m in $MIXES; do case "$m" in one) ;; fit) ;; over) ;; zipf) ;; *) echo "bench: unknown mix $m"; exit 1 ;; esac; done
+./target/release/examples/mint_tokens "$ntokens" 7200 > "$work/tokens.txt"
+[ "$(wc -l < "$work/tokens.txt")" = "$ntokens" ] || { echo "bench: minting tokens failed"; exit 1; }
 curl -sf -X POST "$auth/v1/users" -H 'content-type: application/json' -d '{"username":"bench","password":"correct horse battery staple"}' >/dev/null
 token=$(curl -sf -X POST "$auth/v1/login" -d username=bench --data-urlencode "password=correct horse battery staple" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
 curl -sf "$auth/.well-known/jwks.json" | target/interop-venv/bin/python -c '
@@ -125,12 +143,24 @@ TOML
 GATEWAY_CONFIG="$work/gateway.toml" GATEWAY_FEED_TOKEN=bench-feed-token-0123456789abcdef RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/gateway > "$work/gateway.log" 2>&1 &
 gw_pid=$!; pids+=($gw_pid)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gw_admin/readyz" >/dev/null && break; sleep 0.2; done
+contenders="nginx:$ngx_port haproxy:$hap_port gateway:$gw_port"
+if [ -n "${REF_GATEWAY:-}" ]; then
+  ref_port=$(free_port); ref_admin=$(free_port)
+  sed -e "s/127.0.0.1:$gw_port/127.0.0.1:$ref_port/" -e "s/127.0.0.1:$gw_admin/127.0.0.1:$ref_admin/" \
+    "$work/gateway.toml" > "$work/gateway_ref.toml"
+  GATEWAY_CONFIG="$work/gateway_ref.toml" GATEWAY_FEED_TOKEN=bench-feed-token-0123456789abcdef RUST_LOG=warn taskset -c "$SVC_CPUS" "$REF_GATEWAY" > "$work/gateway_ref.log" 2>&1 &
+  ref_pid=$!; pids+=($ref_pid)
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$ref_admin/readyz" >/dev/null && break; sleep 0.2; done
+  contenders="$contenders gateway_ref:$ref_port"
+fi
 
 # Every contender must accept the token and refuse a bad one before it is measured.
-for name_port in "nginx:$ngx_port" "haproxy:$hap_port" "gateway:$gw_port"; do
+for name_port in $contenders; do
   p=${name_port#*:}
-  ok=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $token" "http://127.0.0.1:$p/x")
-  [ "$ok" = 200 ] || { echo "bench: ${name_port%%:*} answered $ok to a valid token"; exit 1; }
+  for t in "$token" "$(head -n1 "$work/tokens.txt")" "$(tail -n1 "$work/tokens.txt")"; do
+    ok=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $t" "http://127.0.0.1:$p/x")
+    [ "$ok" = 200 ] || { echo "bench: ${name_port%%:*} answered $ok to a valid token"; exit 1; }
+  done
 done
 forged=$(python3 -c '
 import base64, sys
@@ -138,7 +168,8 @@ h, p, sig = sys.argv[1].split(".")
 raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
 raw[100] ^= 1
 print(h + "." + p + "." + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="))' "$token")
-for name_port in "haproxy:$hap_port" "gateway:$gw_port"; do
+for name_port in $contenders; do
+  [ "${name_port%%:*}" = nginx ] && continue
   p=${name_port#*:}
   bad=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $forged" "http://127.0.0.1:$p/x")
   [ "$bad" = 401 ] || [ "$bad" = 403 ] || { echo "bench: ${name_port%%:*} accepted a forged token ($bad)"; exit 1; }
@@ -151,12 +182,25 @@ pids_of() {
     nginx) pgrep -P "$(cat "$work/proxy.pid")" ;;
     haproxy) cat "$work/d.pid" ;;
     gateway) echo "$gw_pid" ;;
+    gateway_ref) echo "$ref_pid" ;;
   esac
 }
 # User and kernel CPU ticks (USER_HZ) used so far by these processes.
 cpu_ticks() { for p in "$@"; do cat /proc/"$p"/task/*/stat; done 2>/dev/null | awk '{u += $14; s += $15} END {print u + 0, s + 0}'; }
-run() { # $1 = name, $2 = port
-  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" >/dev/null
+# The wrk arguments of a mix: how many tokens, and in which order.
+mix_args() {
+  case "$1" in
+    one) echo "$work/tokens.txt 1 rr" ;;
+    fit) echo "$work/tokens.txt 5000 rr" ;;
+    over) echo "$work/tokens.txt 60000 rr" ;;
+    zipf) echo "$work/tokens.txt $ntokens zipf" ;;
+  esac
+}
+run() { # $1 = name, $2 = port, $3 = mix
+  local mix_arg
+  mix_arg=$(mix_args "$3")
+  # shellcheck disable=SC2086 # the mix's arguments
+  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d2s -s scripts/bench/mix.lua "http://127.0.0.1:$2/x" -- $mix_arg >/dev/null
   # PERF_OUT=<file>: also sample the gateway's CPU (perf record, call graphs) during its run.
   if [ "$1" = gateway ] && [ -n "${PERF_OUT:-}" ]; then
     perf record -q -F 999 -g -o "$PERF_OUT" -p "$gw_pid" -- sleep "$DURATION" 2>/dev/null &
@@ -165,7 +209,8 @@ run() { # $1 = name, $2 = port
   pids=$(pids_of "$1" | tr '\n' ' ')
   # shellcheck disable=SC2086 # a list of pids
   before=$(cpu_ticks $pids)
-  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$2/x" > "$work/$1.txt"
+  # shellcheck disable=SC2086
+  taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s scripts/bench/mix.lua "http://127.0.0.1:$2/x" -- $mix_arg > "$work/$1.txt"
   # shellcheck disable=SC2086
   after=$(cpu_ticks $pids)
   wait
@@ -174,54 +219,62 @@ run() { # $1 = name, $2 = port
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/$1.txt")")
   p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/$1.txt")")
   non2xx=$(awk '/Non-2xx/ {print $5}' "$work/$1.txt"); non2xx=${non2xx:-0}
-  echo "$1 $rps $p50 $p99 $non2xx $before $after"
+  echo "$3 $1 $rps $p50 $p99 $non2xx $before $after"
 }
-ROUNDS="${ROUNDS:-5}"
-echo "bench: $ROUNDS rounds × ${DURATION}s per contender, $CONNS connections, contender on CPU $SVC_CPUS, wrk + upstream on CPU $LOAD_CPUS" >&2
+ROUNDS="${ROUNDS:-3}"
+echo "bench: $ROUNDS rounds × ${DURATION}s per contender and mix ($MIXES), $CONNS connections, contender on CPU $SVC_CPUS, wrk + upstream on CPU $LOAD_CPUS" >&2
 # Rounds interleave the contenders, so a machine that speeds up or slows down mid-run affects
-# all of them alike; ratios are taken within each round. nginx and the gateway run back to
-# back, and every other round runs the contenders in reverse order, so a steady drift of the
-# shared machine favours neither of them.
+# all of them alike; ratios are taken within each round and mix. nginx and the gateway run back
+# to back, and every other round runs the contenders in reverse order, so a steady drift of the
+# shared machine favours neither of them. The upstream alone ("direct") is measured in the first
+# mix only: it reads no token.
 order=(direct nginx gateway haproxy)
-port_of() { case "$1" in direct) echo "$direct_port";; nginx) echo "$ngx_port";; gateway) echo "$gw_port";; haproxy) echo "$hap_port";; esac; }
+[ -n "${REF_GATEWAY:-}" ] && order=(direct nginx gateway gateway_ref haproxy)
+port_of() { case "$1" in direct) echo "$direct_port";; nginx) echo "$ngx_port";; gateway) echo "$gw_port";; gateway_ref) echo "$ref_port";; haproxy) echo "$hap_port";; esac; }
+first_mix=${MIXES%% *}
 results=$(for r in $(seq 1 "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then names=("${order[@]}"); else names=(haproxy gateway nginx direct); fi
-  for name in "${names[@]}"; do
-    run "$name" "$(port_of "$name")" | sed "s/^/$r /"
+  for mix in $MIXES; do
+    names=("${order[@]}")
+    if [ $((r % 2)) = 0 ]; then for ((i = ${#order[@]} - 1, j = 0; i >= 0; i--, j++)); do names[j]=${order[i]}; done; fi
+    for name in "${names[@]}"; do
+      [ "$name" = direct ] && [ "$mix" != "$first_mix" ] && continue
+      run "$name" "$(port_of "$name")" "$mix" | sed "s/^/$r /"
+    done
   done
 done)
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
-RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" python3 - <<'PY'
+RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
 import os, statistics as st
 rows = {}
 hz = os.sysconf("SC_CLK_TCK")
 duration = float(os.environ["DURATION"])
 for line in os.environ["RESULTS"].strip().splitlines():
-    r, name, rps, p50, p99, bad, u0, s0, u1, s1 = line.split()
+    r, mix, name, rps, p50, p99, bad, u0, s0, u1, s1 = line.split()
     # CPU per request, in µs: the contender's user and kernel time over the requests it answered.
-    n = float(rps) * duration
+    n = max(float(rps) * duration, 1.0)
     cpu = ((int(u1) - int(u0)) / hz * 1e6 / n, (int(s1) - int(s0)) / hz * 1e6 / n)
-    rows.setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad), cpu)
-rounds = sorted(rows["gateway"])
-med = lambda name, i: st.median(rows[name][r][i] for r in rounds)
-ratio = lambda a, b: [rows[a][r][0] / rows[b][r][0] for r in rounds]
-names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified"}
-print()
-print(f"| Contender (1 core; median of {len(rounds)} interleaved rounds) | Requests/s | p50 ms | p99 ms (each round) | non-2xx | vs nginx (per-round median) | vs HAProxy (per-round median) |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for k in ["direct", "nginx", "haproxy", "gateway"]:
-    vn, vh = ratio(k, "nginx"), ratio(k, "haproxy")
+    rows.setdefault(mix, {}).setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad), cpu)
+names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified", "gateway_ref": "REF_GATEWAY (the reference build)"}
+mixes = {"one": "one token (the gateway's best case: a verified-token cache hit)", "fit": "5,000 tokens in turn (fit the cache)", "over": "60,000 tokens in turn (more than the cache holds)", "zipf": "100,000 tokens, Zipf (exponent 1.0)"}
+for mix in os.environ["MIXES"].split():
+    m = rows[mix]
+    rounds = sorted(m["gateway"])
+    med = lambda name, i: st.median(m[name][r][i] for r in rounds)
+    ratio = lambda a, b: [m[a][r][0] / m[b][r][0] for r in rounds]
     rng = lambda v: f"{st.median(v):.2f}× ({min(v):.2f}–{max(v):.2f})"
-    p99s = ", ".join(f"{rows[k][r][2]:.2f}" for r in rounds)
-    print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(rows[k][r][3] for r in rounds)} | {rng(vn)} | {rng(vh)} |")
-print()
-print("| Contender | CPU per request: user µs | kernel µs | total µs |")
-print("| --- | --- | --- | --- |")
-for k in ["direct", "nginx", "haproxy", "gateway"]:
-    u = st.median(rows[k][r][4][0] for r in rounds)
-    s = st.median(rows[k][r][4][1] for r in rounds)
-    print(f"| {names[k]} | {u:.2f} | {s:.2f} | {u + s:.2f} |")
+    print()
+    print(f"Mix: {mixes[mix]}")
+    print()
+    print(f"| Contender (1 core; median of {len(rounds)} interleaved rounds) | Requests/s | p50 ms | p99 ms (each round) | non-2xx | vs nginx | vs HAProxy | CPU µs/request (user + kernel) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for k in ["direct", "nginx", "haproxy", "gateway", "gateway_ref"]:
+        if k not in m:
+            continue
+        p99s = ", ".join(f"{m[k][r][2]:.2f}" for r in rounds)
+        u = st.median(m[k][r][4][0] for r in rounds)
+        s = st.median(m[k][r][4][1] for r in rounds)
+        print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(m[k][r][3] for r in rounds)} | {rng(ratio(k, 'nginx'))} | {rng(ratio(k, 'haproxy'))} | {u:.2f} + {s:.2f} |")
 n, ok, before, soon, later = map(int, os.environ["IDLE_OUT"].split())
 print()
 print(f"Gateway memory: {before/1024:.1f} MiB resident before; holding {n} idle keep-alive connections ({ok} answered 200): {soon/1024:.1f} MiB after 3 s, {later/1024:.1f} MiB after 15 s.")

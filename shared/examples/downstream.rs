@@ -12,15 +12,21 @@
 //! `DOWNSTREAM_TRUST_GATEWAY=true` to read the gateway's identity headers instead of verifying
 //! tokens, which is safe only when nothing but the gateway can reach the service.
 //!
-//! Revocation: verifying locally, a revoked token stays valid here until it expires; behind the
-//! gateway (which follows the revocation feed) it does not.
+//! Revocation: with `DOWNSTREAM_FEED_TOKEN` (one of the auth-service's `AUTH_FEED_TOKEN` values)
+//! the service follows the revocation feed into a replica of its own, as the gateway does: revoked
+//! tokens and keys are refused within about a millisecond, and requests get 503 until the first
+//! snapshot has loaded. Without it, verifying locally, a revoked token stays valid here until it
+//! expires; behind the gateway (which follows the feed) it does not.
 
 use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::json;
 use shared::actix::Verified;
-use shared::{Authenticator, Denied, Identity, KeyCache, KeyCacheConfig, Principal, Validation};
+use shared::{
+    Authenticator, Denied, Identity, KeyCache, KeyCacheConfig, Principal, ReplicaConfig,
+    ReplicaFollower, RevocationReplica, Validation,
+};
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -53,9 +59,11 @@ async fn billing(who: Identity) -> Result<HttpResponse, Denied> {
     Ok(HttpResponse::Ok().json(json!({"client": who.client_id})))
 }
 
-/// Ready once the keys are loaded (always, when trusting the gateway).
+/// Ready once the keys (and, when followed, the first revocation snapshot) are loaded; always,
+/// when trusting the gateway.
 async fn readyz(auth: web::Data<Authenticator>) -> HttpResponse {
-    let ready = auth.keys().is_none_or(|k| k.current().is_some());
+    let ready = auth.keys().is_none_or(|k| k.current().is_some())
+        && auth.revocations().is_none_or(|r| r.loaded());
     if ready {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {
@@ -75,7 +83,15 @@ async fn main() -> std::io::Result<()> {
         let keys = Arc::new(KeyCache::new(KeyCacheConfig::new(&issuer)));
         // Fetches at once, then keeps the keys fresh; until then requests get 503.
         refresher = Some(keys.spawn_refresher());
-        Authenticator::new(keys, Validation::new(issuer, vec![audience]))
+        let auth = Authenticator::new(Arc::clone(&keys), Validation::new(issuer, vec![audience]));
+        match std::env::var("DOWNSTREAM_FEED_TOKEN") {
+            Ok(token) if !token.is_empty() => {
+                let replica = Arc::new(RevocationReplica::new(ReplicaConfig::default()));
+                let _tasks = ReplicaFollower::new(Arc::clone(&replica), keys, token).spawn();
+                auth.with_revocations(replica)
+            }
+            _ => auth,
+        }
     };
     let auth = web::Data::new(auth);
     println!("listening on http://{listen}");

@@ -823,6 +823,15 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // A request line split otherwise than by single spaces is refused too.
+        for bad in [
+            "GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
+            "GET\t/\tHTTP/1.1\r\nHost: h\r\n\r\n",
+            " GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(head(bad).is_err(), "{bad:?}");
+        }
         // One empty line before the request line is tolerated (RFC 9112 §2.2), as a CRLF.
         assert!(
             head("\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
