@@ -1,10 +1,9 @@
 //! The audit trail's writer. Every event goes to the `audit` log target at once (the full trail),
-//! and to the store, off the request path: one task per process writes them in order from a
-//! bounded queue. An event about a user joins that user's recent events; one about no user (a
-//! failed login at an unknown account) joins the recent events of [`NO_USER`]. So a failed login
-//! costs the same whether or not the account exists, on the request path (one log line, one
-//! queued event) and after it (one store write, which on a busy core competes with the next
-//! answers alike), and a slow store never holds up an answer.
+//! and, when it concerns a user, to the store, off the request path: one task per process writes
+//! them in order from a bounded queue, so a slow store never holds up an answer. A failed login
+//! at an unknown account is stored too, among the recent events of [`NO_USER`]: it then costs
+//! what one at an existing account costs, on the request path (one log line, one queued event)
+//! and after it (one store write, which on a busy core competes with the next answers alike).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::storage::{AuditEvent, AuditStore};
 
-/// Whose recent events hold the events about no user (failed logins at unknown accounts): not a
-/// user id (those are UUIDs), so no user's list.
+/// Whose recent events hold the failed logins at unknown accounts: not a user id (those are
+/// UUIDs), so no user's list.
 pub const NO_USER: &str = "unknown-account";
 
 /// Events waiting to be stored, at most (beyond it they are dropped from the store, counted and
@@ -46,12 +45,13 @@ impl AuditWriter {
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 match job {
-                    Job::Record(user, event) => {
-                        let user = user.as_deref().unwrap_or(NO_USER);
-                        if let Err(e) = store.record(user, &event).await {
+                    Job::Record(Some(user), event) => {
+                        if let Err(e) = store.record(&user, &event).await {
                             tracing::warn!(error = %e, kind = %event.kind, "could not store an audit event");
                         }
                     }
+                    // About no user (a client, a key): the log line is the record.
+                    Job::Record(None, _) => {}
                     Job::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -64,7 +64,7 @@ impl AuditWriter {
         }
     }
 
-    /// Queues `event` for `user`'s recent events (`None`: [`NO_USER`]'s). Never waits.
+    /// Queues `event` for `user`'s recent events (`None`: stored nowhere). Never waits.
     pub fn record(&self, user: Option<&str>, event: AuditEvent) {
         if self
             .tx

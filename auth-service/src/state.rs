@@ -424,19 +424,20 @@ impl AppState {
         detail: serde_json::Value,
     ) {
         tracing::info!(target: "audit", kind, user_id = user, actor, detail = %detail, "audit");
-        let event = AuditEvent {
-            at_ms: i64::try_from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0),
-            )
-            .unwrap_or(0),
-            kind: kind.to_owned(),
-            actor: actor.map(str::to_owned),
-            detail,
-        };
-        self.audit_writer.record(user, event);
+        self.audit_writer
+            .record(user, audit_event(kind, actor, detail));
+    }
+
+    /// Records a failed login: as [`AppState::audit`], and stored for an unknown account too
+    /// (as [`crate::audit::NO_USER`]'s), so that an unknown account costs what an existing one
+    /// does.
+    pub fn audit_failed_login(&self, user: Option<&str>, detail: serde_json::Value) {
+        let kind = "login_failed";
+        tracing::info!(target: "audit", kind, user_id = user, detail = %detail, "audit");
+        self.audit_writer.record(
+            Some(user.unwrap_or(crate::audit::NO_USER)),
+            audit_event(kind, None, detail),
+        );
     }
 
     /// The Prometheus text of this process's metrics.
@@ -585,14 +586,13 @@ impl AppState {
                     )
                 })?;
         }
-        tracing::warn!(
-            target: "audit",
-            kind = "key_compromise_rotation",
-            actor,
-            kid = %kid,
-            revoked = ?removed,
-            "audit"
-        );
+        self.audit(
+            None,
+            "key_compromise_rotation",
+            Some(actor),
+            serde_json::json!({"kid": kid, "revoked": removed}),
+        )
+        .await;
         Ok((kid, removed))
     }
 
@@ -737,6 +737,16 @@ impl AppState {
         self.sessions
             .end_all(sub, now, not_before, self.revoke_until(now))
             .await
+    }
+}
+
+/// An audit event of now.
+fn audit_event(kind: &str, actor: Option<&str>, detail: serde_json::Value) -> AuditEvent {
+    AuditEvent {
+        at_ms: shared::unix_now_ms(),
+        kind: kind.to_owned(),
+        actor: actor.map(str::to_owned),
+        detail,
     }
 }
 

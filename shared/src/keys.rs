@@ -105,10 +105,6 @@ pub trait KeyEvents: Send + Sync {
     }
     /// A token's unknown `kid` started a refetch.
     fn unknown_kid_refetch(&self) {}
-    /// The issuer revoked a key; `held` tells whether this cache held it.
-    fn key_revoked(&self, held: bool) {
-        let _ = held;
-    }
     /// A fetch succeeded and this many keys are now held.
     fn keys_held(&self, count: usize) {
         let _ = count;
@@ -294,7 +290,6 @@ impl KeyCache {
                 *last = None;
             }
         }
-        self.events.key_revoked(held);
         held
     }
 

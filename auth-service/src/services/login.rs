@@ -2,7 +2,8 @@
 //! today). It does the same work for every username: a throttle check keyed by the name as sent,
 //! one lookup, one Argon2 verification (against a dummy hash when there is no such user), and on
 //! failure one failure count, one audit log line and one queued audit event, whether the account
-//! exists, is disabled, or the password is wrong. Only a success does more.
+//! exists, is disabled, or the password is wrong (the event of an unknown account is stored too,
+//! under a name of its own: [`crate::audit::NO_USER`]). Only a success does more.
 
 use secrecy::SecretString;
 use serde_json::json;
@@ -57,14 +58,7 @@ pub async fn check_password(
         // From here on, the same steps for every kind of failure: whether the account exists
         // must not show in how long the answer takes.
         state.throttle.login_failed(username).await?;
-        state
-            .audit(
-                user.as_deref(),
-                "login_failed",
-                None,
-                json!({"reason": reason, "peer": peer}),
-            )
-            .await;
+        state.audit_failed_login(user.as_deref(), json!({"reason": reason, "peer": peer}));
         return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
     }
     let Some((user, stored_hash)) = found else {
