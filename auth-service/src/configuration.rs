@@ -608,6 +608,22 @@ impl Settings {
         Ok(())
     }
 
+    /// How long a retired key stays published (in the JWKS, verifying access tokens): until
+    /// every access token it signed has expired, counting replicas that may sign with it until
+    /// their next key reload.
+    pub fn key_published_after_retirement(&self) -> i64 {
+        let reload = i64::try_from(self.key_reload_interval.as_secs()).unwrap_or(0);
+        self.access_ttl + self.leeway + reload
+    }
+
+    /// How long a retired key is kept: until every refresh token it signed has expired too (it
+    /// verifies them, unpublished, after it has left the JWKS), then it is deleted.
+    pub fn key_kept_after_retirement(&self) -> i64 {
+        let reload = i64::try_from(self.key_reload_interval.as_secs()).unwrap_or(0);
+        let refresh = self.refresh_ttl.min(self.session_max_ttl) + self.leeway + reload;
+        self.key_published_after_retirement().max(refresh)
+    }
+
     /// The accepted client id used when a request names none (or an unknown one).
     pub fn default_client_id(&self) -> &str {
         self.client_ids.first().map_or("app", String::as_str)

@@ -255,9 +255,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             else {
                 anyhow::bail!("a rotation is already pending (auth-service keys list shows it)");
             };
-            let reload = i64::try_from(settings.key_reload_interval.as_secs()).unwrap_or(0);
             store
-                .advance(t, settings.access_ttl + settings.leeway + reload)
+                .advance(t, settings.key_kept_after_retirement())
                 .await?;
             tracing::info!(target: "audit", kind = "key_rotation", actor = "cli", kid = %kid, activates_at = at, "audit");
             println!("{kid}");
@@ -270,11 +269,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: KeysCommand::List,
         } => {
             let store = state::key_store(&settings).await?;
+            let (now, window) = (
+                shared::unix_now(),
+                Some(settings.key_published_after_retirement()),
+            );
             let keys: Vec<_> = store
                 .load()
                 .await?
                 .into_iter()
-                .map(|k| serde_json::json!({"kid": k.kid, "state": k.state, "format": k.format_version, "times": k.times}))
+                .map(|k| {
+                    let published = auth_service::crypto::keys::published(&k, now, window);
+                    serde_json::json!({"kid": k.kid, "state": k.state, "published": published, "format": k.format_version, "times": k.times})
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&keys)?);
         }

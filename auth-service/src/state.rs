@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use shared::{AccessClaims, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
+use shared::{AccessClaims, KeySet, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
 
 use crate::configuration::Settings;
 use crate::crypto::kek::KeyEncryption;
-use crate::crypto::keys::{KeyManager, SigningKey};
+use crate::crypto::keys::{KeyManager, KeyRing, SigningKey};
 use crate::crypto::password::Hasher;
 use crate::domain::{NewPassword, Role, Username};
 use crate::error::{ApiError, BearerError};
@@ -246,7 +246,13 @@ impl AppState {
         backend: Backend,
     ) -> anyhow::Result<AppState> {
         let kek = key_encryption(&settings)?;
-        let keys = KeyManager::start(Arc::clone(&key_store), settings.rsa_key_bits, kek).await?;
+        let keys = KeyManager::start(
+            Arc::clone(&key_store),
+            settings.rsa_key_bits,
+            kek,
+            settings.key_published_after_retirement(),
+        )
+        .await?;
         let hasher = Hasher::new(&settings.hashing).await?;
         let issuance = Issuance {
             issuer: settings.issuer.clone(),
@@ -467,17 +473,19 @@ impl AppState {
         matches!(self.backend, Backend::Embedded)
     }
 
-    /// Verifies a token, reloading keys once (rate-limited) when its `kid` is unknown: another
-    /// replica may have rotated.
+    /// Verifies a token with the keys `keys` picks from the ring (the published ones for access
+    /// tokens, every held one for refresh tokens), reloading keys once (rate-limited) when its
+    /// `kid` is unknown: another replica may have rotated.
     async fn verify<C: TokenClaims>(
         &self,
         verifier: &Verifier,
         token: &str,
+        keys: fn(&KeyRing) -> &KeySet,
     ) -> Result<C, VerifyError> {
         let now = shared::unix_now();
-        match verifier.verify::<C>(self.keys.ring().verifying(), token, now) {
+        match verifier.verify::<C>(keys(&self.keys.ring()), token, now) {
             Err(VerifyError::UnknownKid(kid)) if self.keys.reload_for_unknown_kid(&kid).await => {
-                verifier.verify::<C>(self.keys.ring().verifying(), token, now)
+                verifier.verify::<C>(keys(&self.keys.ring()), token, now)
             }
             other => other,
         }
@@ -485,21 +493,19 @@ impl AppState {
 
     /// Verifies an access token and checks the revocation list.
     pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        let claims: AccessClaims =
-            self.verify(&self.access_verifier, token)
-                .await
-                .map_err(|e| match e {
-                    VerifyError::UnknownKid(kid) if self.keys.is_revoked(&kid) => {
-                        self.metrics.verify_failure("revoked_key");
-                        ApiError::Unauthorized(BearerError::InvalidToken(
-                            "the token has been revoked",
-                        ))
-                    }
-                    e => {
-                        self.metrics.verify_failure(e.reason());
-                        ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
-                    }
-                })?;
+        let claims: AccessClaims = self
+            .verify(&self.access_verifier, token, KeyRing::verifying)
+            .await
+            .map_err(|e| match e {
+                VerifyError::UnknownKid(kid) if self.keys.is_revoked(&kid) => {
+                    self.metrics.verify_failure("revoked_key");
+                    ApiError::Unauthorized(BearerError::InvalidToken("the token has been revoked"))
+                }
+                e => {
+                    self.metrics.verify_failure(e.reason());
+                    ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
+                }
+            })?;
         if self.revocations.is_revoked(&claims).await? {
             self.metrics.verify_failure("revoked");
             return Err(ApiError::Unauthorized(BearerError::InvalidToken(
@@ -511,12 +517,14 @@ impl AppState {
 
     /// Verifies an access token's signature and claims only (no revocation check).
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        self.verify(&self.access_verifier, token).await
+        self.verify(&self.access_verifier, token, KeyRing::verifying)
+            .await
     }
 
     /// Verifies a refresh token's signature and claims (its store record is checked on rotation).
     pub async fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, VerifyError> {
-        self.verify(&self.refresh_verifier, token).await
+        self.verify(&self.refresh_verifier, token, KeyRing::refresh_verifying)
+            .await
     }
 
     /// The `client_id` to put in tokens: the requested one if configured, else the default.
@@ -527,11 +535,10 @@ impl AppState {
             .to_owned()
     }
 
-    /// How long a retired key stays published: until every token it signed has expired, counting
-    /// replicas that may sign with it until their next key reload.
+    /// How long a retired key is kept: published while its access tokens may live, then
+    /// unpublished while its refresh tokens may ([`Settings::key_kept_after_retirement`]).
     pub fn retire_for(&self) -> i64 {
-        let reload = i64::try_from(self.settings.key_reload_interval.as_secs()).unwrap_or(0);
-        self.settings.access_ttl + self.settings.leeway + reload
+        self.settings.key_kept_after_retirement()
     }
 
     /// Until when a compromised key stays revoked: until every token it could have signed

@@ -179,6 +179,7 @@ pub fn thumbprint(jwk: &Jwk) -> String {
 pub struct KeyRing {
     signing: Arc<SigningKey>,
     verifying: KeySet,
+    refresh_verifying: KeySet,
     jwks: Vec<u8>,
     etag: String,
     parsed: HashMap<String, Arc<SigningKey>>,
@@ -190,9 +191,16 @@ impl KeyRing {
         &self.signing
     }
 
-    /// Every published key, for verifying our own tokens.
+    /// Every published key, for verifying our own access tokens.
     pub fn verifying(&self) -> &KeySet {
         &self.verifying
+    }
+
+    /// Every key held, published or not: a retired key leaves the JWKS once the access tokens
+    /// it signed have expired, but verifies the refresh tokens it signed (which only this
+    /// service reads) until they have expired too.
+    pub fn refresh_verifying(&self) -> &KeySet {
+        &self.refresh_verifying
     }
 
     /// The serialised JWKS.
@@ -210,6 +218,8 @@ impl KeyRing {
     fn without(&self, kid: &str) -> anyhow::Result<KeyRing> {
         let mut verifying = self.verifying.clone();
         verifying.remove(kid);
+        let mut refresh_verifying = self.refresh_verifying.clone();
+        refresh_verifying.remove(kid);
         let mut set: JwkSet = serde_json::from_slice(&self.jwks)?;
         set.keys.retain(|k| k.kid.as_deref() != Some(kid));
         let jwks = serde_json::to_vec(&set)?;
@@ -218,18 +228,24 @@ impl KeyRing {
         Ok(KeyRing {
             signing: Arc::clone(&self.signing),
             verifying,
+            refresh_verifying,
             etag: etag(&jwks),
             jwks,
             parsed,
         })
     }
 
+    /// The ring of the stored keys less the revoked ones. A retired key is published (and
+    /// verifies access tokens) for `published_after_retirement` seconds after it retired (`None`:
+    /// as long as it is stored), and verifies refresh tokens as long as it is stored.
     fn build(
         stored: &[StoredKey],
         previous: Option<&KeyRing>,
         kek: &KeyEncryption,
         revoked: &HashMap<String, i64>,
+        published_after_retirement: Option<i64>,
     ) -> anyhow::Result<KeyRing> {
+        let now = shared::unix_now();
         // A revoked key (a compromise) neither signs, verifies nor is published, whatever the
         // store still says (another replica's compromise rotation may not be visible yet).
         let stored: Vec<&StoredKey> = stored
@@ -252,24 +268,43 @@ impl KeyRing {
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("no current signing key in the store"))?;
         let mut verifying = KeySet::default();
+        let mut refresh_verifying = KeySet::default();
         let mut set = JwkSet::default();
         for key in stored.iter().copied() {
             if let Some(sk) = parsed.get(&key.kid) {
-                verifying.insert(
+                let vk = || {
                     VerifyingKey::from_jwk(sk.jwk())
-                        .map_err(|e| anyhow::anyhow!("key {}: {e}", key.kid))?,
-                );
-                set.keys.push(sk.jwk().clone());
+                        .map_err(|e| anyhow::anyhow!("key {}: {e}", key.kid))
+                };
+                refresh_verifying.insert(vk()?);
+                if published(key, now, published_after_retirement) {
+                    verifying.insert(vk()?);
+                    set.keys.push(sk.jwk().clone());
+                }
             }
         }
         let jwks = serde_json::to_vec(&set)?;
         Ok(KeyRing {
             signing,
             verifying,
+            refresh_verifying,
             etag: etag(&jwks),
             jwks,
             parsed,
         })
+    }
+}
+
+/// Whether a stored key is published at `now`: `next` and `current` keys always, a `retired`
+/// one until `published_after_retirement` seconds after it retired (`None`: always).
+pub fn published(key: &StoredKey, now: i64, published_after_retirement: Option<i64>) -> bool {
+    match (
+        key.state.as_str(),
+        key.times.retired_at,
+        published_after_retirement,
+    ) {
+        ("retired", Some(at), Some(window)) => now < at.saturating_add(window),
+        _ => true,
     }
 }
 
@@ -288,6 +323,8 @@ pub struct KeyManager {
     ring: RwLock<Arc<KeyRing>>,
     /// Revoked (compromised) key ids and until when they stay refused (Unix seconds).
     revoked: RwLock<HashMap<String, i64>>,
+    /// How long a retired key stays published (seconds after it retired).
+    published_after_retirement: Option<i64>,
     refetch: tokio::sync::Mutex<Option<Instant>>,
     cooldown: Duration,
 }
@@ -300,11 +337,13 @@ impl std::fmt::Debug for KeyManager {
 
 impl KeyManager {
     /// Makes sure a signing key exists (generating one under the store's lock if not) and loads
-    /// every published key.
+    /// the keys; a retired key is published for `published_after_retirement` seconds after it
+    /// retired ([`crate::configuration::Settings::key_published_after_retirement`]).
     pub async fn start(
         store: Arc<dyn KeyStore>,
         rsa_bits: usize,
         kek: Arc<KeyEncryption>,
+        published_after_retirement: i64,
     ) -> anyhow::Result<Self> {
         if !store.has_current().await? {
             let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
@@ -317,10 +356,12 @@ impl KeyManager {
         }
         Self::seal_at_rest(store.as_ref(), &kek).await?;
         let stored = store.load().await?;
-        let ring = KeyRing::build(&stored, None, &kek, &HashMap::new())?;
+        let window = Some(published_after_retirement);
+        let ring = KeyRing::build(&stored, None, &kek, &HashMap::new(), window)?;
         Ok(KeyManager {
             store,
             kek,
+            published_after_retirement: window,
             ring: RwLock::new(Arc::new(ring)),
             revoked: RwLock::new(HashMap::new()),
             refetch: tokio::sync::Mutex::new(None),
@@ -439,8 +480,14 @@ impl KeyManager {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let ring = KeyRing::build(&stored, Some(&previous), &self.kek, &revoked)
-            .map_err(StoreError::Other)?;
+        let ring = KeyRing::build(
+            &stored,
+            Some(&previous),
+            &self.kek,
+            &revoked,
+            self.published_after_retirement,
+        )
+        .map_err(StoreError::Other)?;
         if ring.etag != previous.etag || ring.signing.kid != previous.signing.kid {
             tracing::info!(
                 signing_kid = ring.signing.kid(),
@@ -534,8 +581,14 @@ mod tests {
     fn generated_keys_sign_tokens_the_shared_verifier_accepts() {
         let new = SigningKey::generate(2048).unwrap();
         assert_eq!(new.kid, thumbprint(&new.public_jwk));
-        let ring =
-            KeyRing::build(&[stored(&new, "current")], None, &kek(), &HashMap::new()).unwrap();
+        let ring = KeyRing::build(
+            &[stored(&new, "current")],
+            None,
+            &kek(),
+            &HashMap::new(),
+            None,
+        )
+        .unwrap();
         let claims = serde_json::json!({"iss":"i","sub":"u","aud":"api","client_id":"c","exp":2_000_000_000i64,
             "iat":1,"nbf":1,"jti":"j","sid":"s","roles":["user"]});
         let token = ring.signing().sign("at+jwt", &claims).unwrap();
@@ -556,11 +609,21 @@ mod tests {
             None,
             &kek(),
             &HashMap::new(),
+            None,
         )
         .unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
         assert_eq!(ring.verifying().len(), 2);
-        assert!(KeyRing::build(&[stored(&old, "retired")], None, &kek(), &HashMap::new()).is_err());
+        assert!(
+            KeyRing::build(
+                &[stored(&old, "retired")],
+                None,
+                &kek(),
+                &HashMap::new(),
+                None
+            )
+            .is_err()
+        );
         // A next key is published but does not sign.
         let next = SigningKey::generate(2048).unwrap();
         let ring = KeyRing::build(
@@ -568,10 +631,37 @@ mod tests {
             None,
             &kek(),
             &HashMap::new(),
+            None,
         )
         .unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
         assert!(ring.verifying().get(&next.kid).is_some());
+    }
+
+    #[test]
+    fn a_retired_key_leaves_the_jwks_after_its_access_tokens_but_verifies_refresh_tokens() {
+        let old = SigningKey::generate(2048).unwrap();
+        let new = SigningKey::generate(2048).unwrap();
+        let now = shared::unix_now();
+        let mut retired = stored(&old, "retired");
+        retired.times.retired_at = Some(now - 100);
+        let keys = [stored(&new, "current"), retired];
+        // Within the window: published, verifying both kinds.
+        let ring = KeyRing::build(&keys, None, &kek(), &HashMap::new(), Some(101)).unwrap();
+        assert!(ring.verifying().get(&old.kid).is_some());
+        assert!(String::from_utf8_lossy(ring.jwks()).contains(&old.kid));
+        // Past it: out of the JWKS and of access-token verification, still verifying refresh
+        // tokens (which only this service reads) until the key is deleted.
+        let ring = KeyRing::build(&keys, None, &kek(), &HashMap::new(), Some(100)).unwrap();
+        assert!(ring.verifying().get(&old.kid).is_none());
+        assert!(!String::from_utf8_lossy(ring.jwks()).contains(&old.kid));
+        assert!(ring.refresh_verifying().get(&old.kid).is_some());
+        assert!(ring.refresh_verifying().get(&new.kid).is_some());
+        assert!(!published(&keys[1], now, Some(100)) && published(&keys[1], now, None));
+        assert!(
+            published(&keys[0], now, Some(0)),
+            "a current key is always published"
+        );
     }
 
     #[test]
@@ -580,13 +670,13 @@ mod tests {
         let new = SigningKey::generate(2048).unwrap();
         let both = [stored(&new, "current"), stored(&old, "retired")];
         let revoked = HashMap::from([(old.kid.clone(), i64::MAX)]);
-        let ring = KeyRing::build(&both, None, &kek(), &revoked).unwrap();
+        let ring = KeyRing::build(&both, None, &kek(), &revoked, None).unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
         assert!(ring.verifying().get(&old.kid).is_none());
         assert!(!String::from_utf8_lossy(ring.jwks()).contains(&old.kid));
         // A revoked current key leaves no key to sign with: the ring is refused, not built.
         let revoked = HashMap::from([(new.kid.clone(), i64::MAX)]);
-        assert!(KeyRing::build(&both, None, &kek(), &revoked).is_err());
+        assert!(KeyRing::build(&both, None, &kek(), &revoked, None).is_err());
     }
 
     #[test]

@@ -295,12 +295,19 @@ pub async fn list_keys(
     _admin: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let (now, window) = (
+        shared::unix_now(),
+        Some(state.settings.key_published_after_retirement()),
+    );
     let keys: Vec<_> = state
         .key_store
         .load()
         .await?
         .into_iter()
-        .map(|k| json!({"kid": k.kid, "state": k.state, "times": k.times}))
+        .map(|k| {
+            let published = crate::crypto::keys::published(&k, now, window);
+            json!({"kid": k.kid, "state": k.state, "published": published, "times": k.times})
+        })
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))

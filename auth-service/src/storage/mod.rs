@@ -234,6 +234,8 @@ pub struct KeyTimes {
     pub activated_at: Option<i64>,
     /// A `next` key becomes `current` at (or after) this time.
     pub activate_after: Option<i64>,
+    /// Stopped signing (became `retired`).
+    pub retired_at: Option<i64>,
     /// A `retired` key is removed at (or after) this time.
     pub remove_after: Option<i64>,
 }
@@ -248,7 +250,8 @@ pub struct StoredKey {
     /// Private key in that format.
     pub private: SecretSlice<u8>,
     /// `next` (published, not signing yet), `current` (signing) or `retired` (published until
-    /// every token it signed has expired).
+    /// every access token it signed has expired, then kept unpublished to verify the refresh
+    /// tokens it signed until they have expired too).
     pub state: String,
     /// Its lifecycle times.
     pub times: KeyTimes,

@@ -698,7 +698,8 @@ impl KeyStore for PgStore {
                 .query(
                     "SELECT kid, format_version, private_key, state, activate_after, remove_after,
                        extract(epoch FROM created_at)::bigint AS created,
-                       extract(epoch FROM activated_at)::bigint AS activated
+                       extract(epoch FROM activated_at)::bigint AS activated,
+                       extract(epoch FROM retired_at)::bigint AS retired
                      FROM signing_keys ORDER BY created_at DESC, kid",
                     &[],
                 )
@@ -714,6 +715,7 @@ impl KeyStore for PgStore {
                             created_at: r.try_get("created")?,
                             activated_at: r.try_get("activated")?,
                             activate_after: r.try_get("activate_after")?,
+                            retired_at: r.try_get("retired")?,
                             remove_after: r.try_get("remove_after")?,
                         },
                     })

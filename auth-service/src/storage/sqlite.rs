@@ -845,7 +845,7 @@ impl KeyStore for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT kid, format_version, private_key, state, created_at_us, activated_at_us,
-                       activate_after, remove_after
+                       activate_after, remove_after, retired_at_us
                      FROM signing_keys ORDER BY created_at_us DESC, kid",
                 )
                 .map_err(db)?;
@@ -860,6 +860,7 @@ impl KeyStore for SqliteStore {
                             created_at: r.get::<_, i64>(4)? / 1_000_000,
                             activated_at: r.get::<_, Option<i64>>(5)?.map(|us| us / 1_000_000),
                             activate_after: r.get(6)?,
+                            retired_at: r.get::<_, Option<i64>>(8)?.map(|us| us / 1_000_000),
                             remove_after: r.get(7)?,
                         },
                     })

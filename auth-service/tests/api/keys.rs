@@ -321,7 +321,7 @@ async fn a_rotation_publishes_before_use_and_removes_the_old_key_after_its_token
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(signing, new_kid);
-    // The old key stays published while its tokens may live, then is removed.
+    // The old key stays published while its access tokens may live, then leaves the JWKS.
     let mut published = kids(&app).await;
     for _ in 0..60 {
         published = kids(&app).await;
@@ -330,7 +330,37 @@ async fn a_rotation_publishes_before_use_and_removes_the_old_key_after_its_token
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert_eq!(published, vec![new_kid]);
+    assert_eq!(published, vec![new_kid.clone()]);
+    // Its refresh tokens live longer (7 days here): one it signed still rotates, into the new
+    // key, after the key has left the JWKS. (Only this service reads refresh tokens.)
+    let res = app.refresh(&t.refresh_token).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a rotation logged a session out"
+    );
+    let pair: Value = res.json().await.unwrap();
+    assert_eq!(
+        header(pair["access_token"].as_str().unwrap())["kid"],
+        new_kid.as_str()
+    );
+    // The admin API lists it as retired, unpublished, with when it is deleted.
+    let fresh = app.login("root", crate::helpers::PASSWORD).await;
+    let listed: Value = app
+        .get("/v1/admin/keys", Some(&fresh.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let old = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == old_kid.as_str())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(old["state"], "retired");
+    assert_eq!(old["published"], false);
+    assert!(old["times"]["remove_after"].as_i64().unwrap() >= shared::unix_now() + 7 * 86_400 - 60);
 }
 
 /// With AUTH_KEY_ROTATION_INTERVAL, replicas rotate by themselves: a next key is published once
