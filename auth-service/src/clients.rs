@@ -16,7 +16,7 @@ use shared::RevocationEvent;
 use crate::domain::{DomainError, valid_scope_token};
 use crate::error::{ApiError, OAuthError};
 use crate::state::AppState;
-use crate::storage::{Client, ClientSecrets, ClientUpdate, CreateClientError, NewClient};
+use crate::storage::{ClientSecrets, ClientUpdate, CreateClientError, NewClient, RegisteredClient};
 
 /// Longest client id.
 pub const MAX_ID_LEN: usize = 64;
@@ -77,7 +77,12 @@ fn digest_of(secret: &str) -> Vec<u8> {
 
 /// True when `given` is the client's current secret, or its previous one before that expires.
 /// Both digests are always compared, in constant time.
-pub fn secret_matches(given: &str, client: &Client, secrets: &ClientSecrets, now: i64) -> bool {
+pub fn secret_matches(
+    given: &str,
+    client: &RegisteredClient,
+    secrets: &ClientSecrets,
+    now: i64,
+) -> bool {
     let given = digest_of(given);
     let current = verify_slices_are_equal(&given, &secrets.current).is_ok();
     let previous_live = client.previous_secret_expires_at.is_some_and(|t| now < t);
@@ -167,7 +172,10 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
 }
 
 /// Authenticates a client: the registered, enabled client whose secret was presented.
-pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<Client, OAuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    creds: &Credentials,
+) -> Result<RegisteredClient, OAuthError> {
     const FAILED: &str = "client authentication failed";
     let now = shared::unix_now();
     let found = if creds.id.len() <= MAX_ID_LEN {
@@ -188,7 +196,7 @@ pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<Clien
 
 /// A client to register (the admin API's body, and the CLI's arguments).
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct Registration {
+pub struct ClientRegistration {
     /// Client id.
     pub client_id: String,
     /// Name (default: empty).
@@ -257,9 +265,9 @@ async fn revoke_tokens(
 /// Registers a client; its secret is returned this once.
 pub async fn register(
     state: &AppState,
-    reg: Registration,
+    reg: ClientRegistration,
     actor: &str,
-) -> Result<(Client, SecretString), ApiError> {
+) -> Result<(RegisteredClient, SecretString), ApiError> {
     let id = parse_id(&reg.client_id).map_err(|e| invalid("invalid_client_id", e))?;
     let taken = || ApiError::Conflict {
         code: "client_id_taken",
@@ -306,7 +314,7 @@ pub async fn register(
 }
 
 /// A client by id.
-pub async fn get(state: &AppState, id: &str) -> Result<Client, ApiError> {
+pub async fn get(state: &AppState, id: &str) -> Result<RegisteredClient, ApiError> {
     if id.len() > MAX_ID_LEN {
         return Err(not_found());
     }
@@ -321,7 +329,7 @@ pub async fn update(
     id: &str,
     patch: Patch,
     actor: &str,
-) -> Result<Client, ApiError> {
+) -> Result<RegisteredClient, ApiError> {
     let current = get(state, id).await?;
     let scopes = patch
         .scopes
@@ -377,7 +385,7 @@ pub async fn rotate_secret(
     id: &str,
     overlap: i64,
     actor: &str,
-) -> Result<(Client, SecretString), ApiError> {
+) -> Result<(RegisteredClient, SecretString), ApiError> {
     if !(0..=MAX_OVERLAP).contains(&overlap) {
         return Err(invalid(
             "invalid_overlap",
@@ -431,8 +439,8 @@ pub async fn delete(state: &AppState, id: &str, actor: &str) -> Result<(), ApiEr
 mod tests {
     use super::*;
 
-    fn client(previous_until: Option<i64>) -> Client {
-        Client {
+    fn client(previous_until: Option<i64>) -> RegisteredClient {
+        RegisteredClient {
             client_id: "svc".into(),
             name: String::new(),
             scopes: vec![],

@@ -20,7 +20,7 @@ pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
 
 /// Whether anyone may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registration {
+pub enum RegistrationMode {
     /// `POST /v1/users` is open to anyone.
     Open,
     /// Only admins create users (registration answers 403).
@@ -86,7 +86,7 @@ pub struct Settings {
     /// `AUTH_LEEWAY`, seconds of clock skew allowed on `exp`/`nbf`.
     pub leeway: i64,
     /// `AUTH_REGISTRATION`.
-    pub registration: Registration,
+    pub registration: RegistrationMode,
     /// `AUTH_PRODUCTION`.
     pub production: bool,
     /// `AUTH_BOOTSTRAP_ADMIN_USERNAME` + `_PASSWORD`.
@@ -348,10 +348,10 @@ impl Settings {
             .map(|v| v.to_ascii_lowercase())
             .as_deref()
         {
-            Some("open") => Registration::Open,
-            Some("closed") => Registration::Closed,
-            None if production => Registration::Closed,
-            None => Registration::Open,
+            Some("open") => RegistrationMode::Open,
+            Some("closed") => RegistrationMode::Closed,
+            None if production => RegistrationMode::Closed,
+            None => RegistrationMode::Open,
             Some(v) => {
                 return err(format!(
                     "AUTH_REGISTRATION: expected open or closed, got {v:?}"
@@ -807,7 +807,7 @@ mod tests {
         assert_eq!(s.issuer, "http://127.0.0.1:8081");
         assert_eq!(s.audience, "api");
         assert_eq!(s.access_ttl, 900);
-        assert_eq!(s.registration, Registration::Open);
+        assert_eq!(s.registration, RegistrationMode::Open);
         assert_eq!(s.hashing.memory_kib, 19_456);
         assert_eq!(s.password_policy.min_chars, 15);
         assert_eq!(s.password_policy.max_bytes, 1024);
@@ -989,7 +989,7 @@ mod tests {
         assert_eq!(s.feed_tokens.len(), 2);
         assert!(!s.redacted().to_string().contains("feed-token-"));
         assert_eq!(s.issuer, "https://auth.example.com");
-        assert_eq!(s.registration, Registration::Closed);
+        assert_eq!(s.registration, RegistrationMode::Closed);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::state::AppState;
 
 /// Why a body could not be read.
 #[derive(Debug)]
-pub enum BodyError {
+pub enum BodyParseError {
     /// Not a content type this endpoint reads.
     UnsupportedMediaType(&'static str),
     /// Over the limit.
@@ -22,22 +22,22 @@ pub enum BodyError {
     Malformed(String),
 }
 
-impl From<BodyError> for ApiError {
-    fn from(e: BodyError) -> Self {
+impl From<BodyParseError> for ApiError {
+    fn from(e: BodyParseError) -> Self {
         match e {
-            BodyError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
-            BodyError::TooLarge(n) => ApiError::PayloadTooLarge(n),
-            BodyError::Malformed(m) => ApiError::BadRequest(m),
+            BodyParseError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+            BodyParseError::TooLarge(n) => ApiError::PayloadTooLarge(n),
+            BodyParseError::Malformed(m) => ApiError::BadRequest(m),
         }
     }
 }
 
-impl From<BodyError> for OAuthError {
-    fn from(e: BodyError) -> Self {
+impl From<BodyParseError> for OAuthError {
+    fn from(e: BodyParseError) -> Self {
         match e {
-            BodyError::UnsupportedMediaType(m) => OAuthError::UnsupportedMediaType(m),
-            BodyError::TooLarge(n) => OAuthError::PayloadTooLarge(n),
-            BodyError::Malformed(m) => OAuthError::InvalidRequest(m),
+            BodyParseError::UnsupportedMediaType(m) => OAuthError::UnsupportedMediaType(m),
+            BodyParseError::TooLarge(n) => OAuthError::PayloadTooLarge(n),
+            BodyParseError::Malformed(m) => OAuthError::InvalidRequest(m),
         }
     }
 }
@@ -68,7 +68,7 @@ pub async fn parse_body<T: DeserializeOwned>(
     mut payload: web::Payload,
     limit: usize,
     accept: Accept,
-) -> Result<T, BodyError> {
+) -> Result<T, BodyParseError> {
     let expected = match accept {
         Accept::Json => "application/json",
         Accept::JsonOrForm => "application/json or application/x-www-form-urlencoded",
@@ -78,7 +78,7 @@ pub async fn parse_body<T: DeserializeOwned>(
         mt == "application/json" || (mt.starts_with("application/") && mt.ends_with("+json"));
     let is_form = mt == "application/x-www-form-urlencoded" && accept == Accept::JsonOrForm;
     if !is_json && !is_form {
-        return Err(BodyError::UnsupportedMediaType(expected));
+        return Err(BodyParseError::UnsupportedMediaType(expected));
     }
     let declared = req
         .headers()
@@ -86,23 +86,23 @@ pub async fn parse_body<T: DeserializeOwned>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge(limit));
+        return Err(BodyParseError::TooLarge(limit));
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| BodyError::Malformed(format!("could not read the body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| BodyParseError::Malformed(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge(limit));
+            return Err(BodyParseError::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }
     if is_json {
         serde_json::from_slice(&body)
-            .map_err(|e| BodyError::Malformed(format!("invalid JSON body: {e}")))
+            .map_err(|e| BodyParseError::Malformed(format!("invalid JSON body: {e}")))
     } else {
         serde_urlencoded::from_bytes(&body)
-            .map_err(|e| BodyError::Malformed(format!("invalid form body: {e}")))
+            .map_err(|e| BodyParseError::Malformed(format!("invalid form body: {e}")))
     }
 }
 

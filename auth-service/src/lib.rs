@@ -10,7 +10,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod extract;
-pub mod feed;
+pub mod feed_server;
 pub mod metrics;
 pub mod routes;
 pub mod services;

@@ -295,7 +295,8 @@ async fn clients_command(
     use auth_service::clients;
     use secrecy::ExposeSecret as _;
     let fail = |e: auth_service::error::ApiError| anyhow::anyhow!("{e}");
-    let with_secret = |client: &auth_service::storage::Client, secret: &secrecy::SecretString| {
+    let with_secret = |client: &auth_service::storage::RegisteredClient,
+                       secret: &secrecy::SecretString| {
         let mut v = serde_json::to_value(client).unwrap_or_default();
         v["client_secret"] = serde_json::json!(secret.expose_secret());
         v
@@ -314,7 +315,7 @@ async fn clients_command(
             scopes,
             audiences,
         } => {
-            let reg = clients::Registration {
+            let reg = clients::ClientRegistration {
                 client_id,
                 name,
                 scopes: Some(scopes),

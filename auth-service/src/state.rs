@@ -41,7 +41,7 @@ pub struct AppState {
     /// The revocation event stream behind the feed.
     pub feed: Arc<dyn RevocationFeed>,
     /// Fans the event stream out to the feed's connections (one per process).
-    pub hub: crate::feed::Hub,
+    pub hub: crate::feed_server::Hub,
     /// Loaded keys.
     pub keys: Arc<KeyManager>,
     /// Password hashing.
@@ -280,7 +280,7 @@ impl AppState {
             audit_writer: crate::audit::AuditWriter::start(Arc::clone(&stores.audit)),
             audit_store: stores.audit,
             metrics,
-            hub: crate::feed::Hub::default(),
+            hub: crate::feed_server::Hub::default(),
             keys: Arc::new(keys),
             hasher: Arc::new(hasher),
             issuance,

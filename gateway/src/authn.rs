@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use shared::{AccessClaims, Validation, Verifier, VerifyError};
 
-use crate::forwarding::Identity;
+use crate::forwarding::ForwardedIdentity;
 use crate::server::RawHeaders;
 
-use crate::keys::KeyManager;
+use crate::keys::KeyCache;
 use shared::replica::{Check, RevocationReplica};
 
 /// Why a request is not authenticated.
@@ -50,7 +50,7 @@ pub fn bearer(headers: &RawHeaders) -> Result<Option<&str>, AuthFailure> {
 struct Entry {
     /// The whole token: a hit is a token equal to this one, compared in constant time.
     token: Box<[u8]>,
-    identity: Arc<Identity>,
+    identity: Arc<ForwardedIdentity>,
     generation: u64,
 }
 
@@ -84,7 +84,7 @@ impl VerifiedCache {
         u64::from_le_bytes(tail) ^ (b.len() as u64).rotate_left(48)
     }
 
-    fn get(&self, token: &str, generation: u64) -> Option<Arc<Identity>> {
+    fn get(&self, token: &str, generation: u64) -> Option<Arc<ForwardedIdentity>> {
         let map = self.map.borrow();
         map.get(&Self::key(token))
             .filter(|e| {
@@ -95,7 +95,7 @@ impl VerifiedCache {
             .map(|e| Arc::clone(&e.identity))
     }
 
-    fn put(&self, token: &str, identity: Arc<Identity>, generation: u64, now: i64) {
+    fn put(&self, token: &str, identity: Arc<ForwardedIdentity>, generation: u64, now: i64) {
         if self.capacity == 0 {
             return;
         }
@@ -121,22 +121,22 @@ impl VerifiedCache {
 }
 
 /// Verifies access tokens for one worker.
-pub struct Authenticator {
+pub struct WorkerAuthenticator {
     verifier: Verifier,
-    keys: Arc<KeyManager>,
+    keys: Arc<KeyCache>,
     revocations: Option<Arc<RevocationReplica>>,
     cache: VerifiedCache,
 }
 
-impl Authenticator {
+impl WorkerAuthenticator {
     /// An authenticator with its own cache.
     pub fn new(
         validation: Validation,
-        keys: Arc<KeyManager>,
+        keys: Arc<KeyCache>,
         revocations: Option<Arc<RevocationReplica>>,
         cache_capacity: usize,
     ) -> Self {
-        Authenticator {
+        WorkerAuthenticator {
             verifier: Verifier::new(validation),
             keys,
             revocations,
@@ -152,7 +152,7 @@ impl Authenticator {
         token: &str,
         now: i64,
         at: std::time::Instant,
-    ) -> Result<Arc<Identity>, AuthFailure> {
+    ) -> Result<Arc<ForwardedIdentity>, AuthFailure> {
         let identity = self.verify_signed(token, now, at).await?;
         if let Some(r) = &self.revocations {
             match r.check(&identity.claims) {
@@ -179,7 +179,7 @@ impl Authenticator {
         token: &str,
         now: i64,
         at: std::time::Instant,
-    ) -> Result<Arc<Identity>, AuthFailure> {
+    ) -> Result<Arc<ForwardedIdentity>, AuthFailure> {
         let generation = self
             .keys
             .generation_at(at)
@@ -218,7 +218,7 @@ impl Authenticator {
         };
         match result {
             Ok((claims, generation)) => {
-                let identity = Arc::new(Identity::new(claims));
+                let identity = Arc::new(ForwardedIdentity::new(claims));
                 self.cache
                     .put(token, Arc::clone(&identity), generation, now);
                 Ok(identity)
@@ -232,8 +232,8 @@ impl Authenticator {
 mod tests {
     use super::*;
 
-    fn identity(sub: &str) -> Arc<Identity> {
-        Arc::new(Identity::new(AccessClaims {
+    fn identity(sub: &str) -> Arc<ForwardedIdentity> {
+        Arc::new(ForwardedIdentity::new(AccessClaims {
             iss: "i".into(),
             sub: sub.into(),
             aud: shared::Audience::One("api".into()),

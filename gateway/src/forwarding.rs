@@ -167,7 +167,7 @@ fn hop_by_hop<L: AsRef<[u8]>>(name: &str, listed: &[L]) -> bool {
 /// A verified identity with the headers that forward it, built once per token (the verified-token
 /// cache keeps it) rather than on every request.
 #[derive(Debug)]
-pub struct Identity {
+pub struct ForwardedIdentity {
     /// The verified claims.
     pub claims: AccessClaims,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -175,7 +175,7 @@ pub struct Identity {
     lines: Box<[u8]>,
 }
 
-impl Identity {
+impl ForwardedIdentity {
     /// Builds `X-User-Id`, `X-User-Roles`, `X-User-Scopes` (comma-separated), `X-Session-Id`
     /// (user tokens only), `X-Auth-Principal` (`user` or `client`) and `X-Auth-Client-Id`.
     pub fn new(claims: AccessClaims) -> Self {
@@ -206,7 +206,7 @@ impl Identity {
         for (n, v) in &headers {
             crate::server::wire::put_line(&mut lines, n.as_str(), v.as_bytes());
         }
-        Identity {
+        ForwardedIdentity {
             claims,
             headers,
             lines: lines.as_ref().into(),
@@ -218,7 +218,7 @@ impl Identity {
 #[derive(Debug)]
 pub struct Context<'a> {
     /// Verified identity (`None` on public routes).
-    pub identity: Option<&'a Identity>,
+    pub identity: Option<&'a ForwardedIdentity>,
     /// Forward `Authorization` (the route's `forward_token`).
     pub forward_token: bool,
     /// The TCP peer.
@@ -248,7 +248,7 @@ pub trait HeaderSink {
     fn line(&mut self, name: &str, value: &[u8]);
 
     /// Adds the identity's headers.
-    fn identity(&mut self, identity: &Identity) {
+    fn identity(&mut self, identity: &ForwardedIdentity) {
         for (n, v) in &identity.headers {
             self.line(n.as_str(), v.as_bytes());
         }
@@ -261,7 +261,7 @@ impl HeaderSink for bytes::BytesMut {
     }
 
     /// One copy of lines rendered when the token was verified.
-    fn identity(&mut self, identity: &Identity) {
+    fn identity(&mut self, identity: &ForwardedIdentity) {
         self.extend_from_slice(&identity.lines);
     }
 }
@@ -462,7 +462,7 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("accept", "text/html"),
         ]);
-        let c = Identity::new(claims());
+        let c = ForwardedIdentity::new(claims());
         let ctx = Context {
             identity: Some(&c),
             forward_token: false,
@@ -578,7 +578,7 @@ mod tests {
             }
         }
         let client = RawHeaders::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-        let c = Identity::new(claims());
+        let c = ForwardedIdentity::new(claims());
         let ctx = Context {
             identity: Some(&c),
             forward_token: false,

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use crate::configuration::Settings;
 use crate::metrics::Metrics;
 
-pub use shared::keys::{FetchError, KeySnapshot};
-
-/// The gateway's key cache.
-pub type KeyManager = shared::keys::KeyCache;
+pub use shared::keys::{FetchError, KeyCache, KeySnapshot};
 
 /// The cache's settings, from the gateway's.
 pub fn cache_config(settings: &Settings) -> shared::keys::KeyCacheConfig {
@@ -27,13 +24,13 @@ pub fn cache_config(settings: &Settings) -> shared::keys::KeyCacheConfig {
     config
 }
 
-/// A key manager with no keys yet, counting its fetches in `metrics`.
-pub fn manager(
+/// The gateway's key cache, with no keys yet, counting its fetches in `metrics`.
+pub fn key_cache(
     settings: &Settings,
     metrics: Arc<Metrics>,
     tls: Arc<rustls::ClientConfig>,
-) -> KeyManager {
-    KeyManager::with_parts(cache_config(settings), tls, metrics)
+) -> KeyCache {
+    KeyCache::with_parts(cache_config(settings), tls, metrics)
 }
 
 impl shared::keys::KeyEvents for Metrics {

@@ -13,14 +13,14 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use shared::{AccessClaims, Validation};
 
-use crate::authn::{AuthFailure, Authenticator, bearer};
+use crate::authn::{AuthFailure, WorkerAuthenticator, bearer};
 use crate::configuration::{AuthRule, Cors, Route, Settings};
 use crate::forwarding::{self, Context};
-use crate::keys::KeyManager;
+use crate::keys::KeyCache;
 use crate::metrics::Metrics;
 use crate::routing;
 use crate::server::wire::visible_ascii;
-use crate::server::{self, Body, RawHeaders, Request, RequestBody, RequestHead, Response};
+use crate::server::{self, RawHeaders, Request, RequestBody, RequestHead, Response, ResponseBody};
 
 /// What every worker shares.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ pub struct Gateway {
     /// Settings.
     pub settings: Settings,
     /// Keys.
-    pub keys: Arc<KeyManager>,
+    pub keys: Arc<KeyCache>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The revocation replica (`None` when revocation is switched off).
@@ -38,7 +38,7 @@ pub struct Gateway {
 /// One HTTP worker's state: its upstream connection pool and verified-token cache.
 pub struct Worker {
     gateway: Arc<Gateway>,
-    auth: Authenticator,
+    auth: WorkerAuthenticator,
     client: crate::upstream::Client,
     pool: Rc<crate::h1client::Pool>,
     id_prefix: String,
@@ -54,7 +54,7 @@ impl Worker {
         let mut validation = Validation::new(s.issuer.clone(), s.audiences.clone());
         validation.leeway = s.leeway;
         validation.algorithms = s.algorithms.clone();
-        let auth = Authenticator::new(
+        let auth = WorkerAuthenticator::new(
             validation,
             Arc::clone(&gateway.keys),
             gateway.revocations.clone(),
@@ -103,7 +103,7 @@ impl server::Handler for Worker {
 fn problem(status: StatusCode, detail: &str, code: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
     let body = shared::problem::body(status.as_u16(), title, detail, Some(code));
-    let mut res = Response::new(status, Body::Full(body.into()));
+    let mut res = Response::new(status, ResponseBody::Full(body.into()));
     res.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(shared::problem::CONTENT_TYPE),
@@ -317,7 +317,7 @@ fn preflight(req: &RequestHead, cors: &Cors) -> Response {
             "cors_refused",
         );
     }
-    let mut res = Response::new(StatusCode::NO_CONTENT, Body::Empty);
+    let mut res = Response::new(StatusCode::NO_CONTENT, ResponseBody::Empty);
     add_cors(&mut res, cors, origin);
     let h = &mut res.headers;
     if let Ok(v) = HeaderValue::from_str(&cors.allowed_methods.join(", ")) {
@@ -367,7 +367,7 @@ struct Outcome<'a> {
     response: Response,
     route: Option<usize>,
     /// Who made the request (its verified identity), for the log line.
-    user: Option<Arc<forwarding::Identity>>,
+    user: Option<Arc<forwarding::ForwardedIdentity>>,
     path: std::borrow::Cow<'a, str>,
 }
 
@@ -718,13 +718,13 @@ async fn route_and_forward<'a>(
                 let body = match a.body {
                     // A HEAD answer keeps the length a GET would have had.
                     crate::h1client::Payload::Whole(b) if req.method != Method::HEAD => {
-                        Body::Full(b)
+                        ResponseBody::Full(b)
                     }
-                    crate::h1client::Payload::Whole(_) => Body::Stream {
+                    crate::h1client::Payload::Whole(_) => ResponseBody::Stream {
                         len: a.len,
                         body: Box::pin(http_body_util::Empty::new().map_err(|e| match e {})),
                     },
-                    crate::h1client::Payload::Streamed(b) => Body::Stream {
+                    crate::h1client::Payload::Streamed(b) => ResponseBody::Stream {
                         len: a.len,
                         body: Box::pin(b),
                     },
@@ -943,7 +943,7 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
             }
         }
     }
-    let mut res = Response::new(parts.status, Body::Stream { len, body });
+    let mut res = Response::new(parts.status, ResponseBody::Stream { len, body });
     res.headers = headers;
     res
 }
@@ -951,7 +951,7 @@ fn relay(upstream: hyper::Response<hyper::body::Incoming>) -> Response {
 /// An upstream's answer (from the gateway's own client) for the client: its header lines passed
 /// through as they came, less hop-by-hop ones and those its `Connection` names (the server sets
 /// the framing).
-fn respond(status: StatusCode, mut headers: RawHeaders, body: Body) -> Response {
+fn respond(status: StatusCode, mut headers: RawHeaders, body: ResponseBody) -> Response {
     let listed: Vec<Box<[u8]>> = forwarding::connection_tokens(headers.get_all("connection"))
         .into_iter()
         .map(Box::from)

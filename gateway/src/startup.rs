@@ -42,7 +42,7 @@ impl Application {
             settings.routes.iter().map(|r| r.prefix.clone()).collect(),
         ));
         let tls = crate::upstream::tls_config();
-        let keys = Arc::new(crate::keys::manager(
+        let keys = Arc::new(crate::keys::key_cache(
             &settings,
             Arc::clone(&metrics),
             Arc::clone(&tls),

@@ -11,7 +11,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use http::header;
 
 use crate::server::wire::visible_ascii;
-use crate::server::{Body, RequestHead, Response, Upgraded};
+use crate::server::{RequestHead, Response, ResponseBody, Upgraded};
 use crate::upstream;
 
 /// True for `Upgrade: websocket` requests.
@@ -65,7 +65,7 @@ pub struct Watch {
     /// The revocation replica.
     pub list: std::sync::Arc<shared::RevocationReplica>,
     /// The connection's verified identity.
-    pub identity: std::sync::Arc<crate::forwarding::Identity>,
+    pub identity: std::sync::Arc<crate::forwarding::ForwardedIdentity>,
     /// The key cache, and the `kid` that signed the token.
     pub keys: std::sync::Arc<shared::KeyCache>,
     /// The token's `kid`.
@@ -181,7 +181,7 @@ pub async fn proxy(
         hyper_util::rt::TokioIo::new(upgraded),
         Codec::new().client_mode(),
     );
-    let mut res = Response::new(http::StatusCode::SWITCHING_PROTOCOLS, Body::Empty);
+    let mut res = Response::new(http::StatusCode::SWITCHING_PROTOCOLS, ResponseBody::Empty);
     res.headers
         .insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
     res.headers.insert(

@@ -32,7 +32,7 @@ pub enum HashError {
 
 /// Result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
+pub struct PasswordCheck {
     /// The password matches.
     pub ok: bool,
     /// The stored hash uses other parameters than the current ones: rehash after login.
@@ -143,7 +143,7 @@ impl Hasher {
         &self,
         password: &SecretString,
         stored: Option<&str>,
-    ) -> Result<Verified, HashError> {
+    ) -> Result<PasswordCheck, HashError> {
         let real = stored.is_some();
         let phc = stored.unwrap_or(&self.dummy).to_owned();
         let pw = password.clone();
@@ -152,7 +152,7 @@ impl Hasher {
         let outcome = self
             .run(move |blocks| {
                 let Ok(hash) = PasswordHash::new(&phc) else {
-                    return Ok(Verified {
+                    return Ok(PasswordCheck {
                         ok: false,
                         needs_rehash: false,
                     });
@@ -164,13 +164,13 @@ impl Hasher {
                             && p.t_cost() == current.t_cost()
                             && p.p_cost() == current.p_cost()
                     });
-                Ok(Verified {
+                Ok(PasswordCheck {
                     ok,
                     needs_rehash: ok && !same_params,
                 })
             })
             .await?;
-        Ok(Verified {
+        Ok(PasswordCheck {
             ok: outcome.ok && real,
             needs_rehash: outcome.needs_rehash && real,
         })
@@ -314,7 +314,7 @@ mod tests {
         assert!(h.verify(&pw, Some(&theirs)).await.unwrap().ok);
         assert_eq!(
             h.verify(&pw, Some(&phc)).await.unwrap(),
-            Verified {
+            PasswordCheck {
                 ok: true,
                 needs_rehash: false
             }
@@ -341,7 +341,7 @@ mod tests {
         let current = Hasher::new(&settings(1, 8)).await.unwrap();
         assert_eq!(
             current.verify(&pw, Some(&phc)).await.unwrap(),
-            Verified {
+            PasswordCheck {
                 ok: true,
                 needs_rehash: true
             }

@@ -80,7 +80,7 @@ pub async fn list_users(
 #[utoipa::path(
     get, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, description = "OK", body = super::openapi::User), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
+    responses((status = 200, description = "OK", body = super::openapi::UserDoc), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
 )]
 pub async fn get_user(
     _admin: Admin,
@@ -107,7 +107,7 @@ struct UserUpdate {
     patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
     params(("id" = String, Path, description = "User id")),
     request_body(content = super::openapi::UserUpdate, content_type = "application/json"),
-    responses((status = 200, description = "OK", body = super::openapi::User), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem),
+    responses((status = 200, description = "OK", body = super::openapi::UserDoc), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem), (status = 409, description = "Conflict", body = super::openapi::Problem),
         (status = 422, description = "Invalid values", body = super::openapi::Problem))
 )]

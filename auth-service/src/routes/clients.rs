@@ -8,16 +8,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::clients::{self, Patch, Registration};
+use crate::clients::{self, ClientRegistration, Patch};
 use crate::error::ApiError;
 use crate::extract::{Accept, Admin, parse_body};
 use crate::state::AppState;
-use crate::storage::Client;
+use crate::storage::RegisteredClient;
 
 /// A client and its new secret, `Cache-Control: no-store`.
 fn with_secret(
     status: actix_web::http::StatusCode,
-    client: &Client,
+    client: &RegisteredClient,
     secret: &SecretString,
 ) -> HttpResponse {
     let mut body = serde_json::to_value(client).unwrap_or_default();
@@ -31,7 +31,7 @@ fn with_secret(
 /// `POST /v1/admin/clients`: registers a client; the answer holds its secret, shown this once.
 #[utoipa::path(
     post, path = "/v1/admin/clients", tag = "admin", security(("bearer" = []), ("password" = [])),
-    request_body(content = super::openapi::ClientRegistration, content_type = "application/json"),
+    request_body(content = super::openapi::ClientRegistrationDoc, content_type = "application/json"),
     responses((status = 201, description = "Registered; `client_secret` is shown this once", body = super::openapi::ClientWithSecret),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 409, description = "The client id is taken", body = super::openapi::Problem),
@@ -43,7 +43,7 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: Registration =
+    let body: ClientRegistration =
         parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?;
     let (client, secret) = clients::register(&state, body, &admin.0.claims.sub).await?;
     let mut res = with_secret(actix_web::http::StatusCode::CREATED, &client, &secret);
@@ -69,7 +69,7 @@ pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpRespo
 #[utoipa::path(
     get, path = "/v1/admin/clients/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
     params(("id" = String, Path, description = "Client id")),
-    responses((status = 200, description = "OK", body = super::openapi::Client),
+    responses((status = 200, description = "OK", body = super::openapi::ClientDoc),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "Not found", body = super::openapi::Problem))
 )]
@@ -86,8 +86,8 @@ pub async fn get(
 #[utoipa::path(
     patch, path = "/v1/admin/clients/{id}", tag = "admin", security(("bearer" = []), ("password" = [])),
     params(("id" = String, Path, description = "Client id")),
-    request_body(content = super::openapi::ClientUpdate, content_type = "application/json"),
-    responses((status = 200, description = "OK", body = super::openapi::Client),
+    request_body(content = super::openapi::ClientUpdateDoc, content_type = "application/json"),
+    responses((status = 200, description = "OK", body = super::openapi::ClientDoc),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "Not found", body = super::openapi::Problem),
         (status = 422, description = "Invalid values", body = super::openapi::Problem))

@@ -30,10 +30,10 @@ struct IntrospectRequest {
     post, path = "/v1/introspect", tag = "tokens", security(("basic" = [])),
     request_body(content = super::openapi::IntrospectForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "OK (`active` false for any token that is not an active access token)", body = super::openapi::Introspection),
-        (status = 400, description = "Bad request", body = super::openapi::OAuthError),
-        (status = 401, description = "invalid_client: client authentication failed (`WWW-Authenticate: Basic`)", body = super::openapi::OAuthError),
-        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError),
-        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError))
+        (status = 400, description = "Bad request", body = super::openapi::OAuthErrorDoc),
+        (status = 401, description = "invalid_client: client authentication failed (`WWW-Authenticate: Basic`)", body = super::openapi::OAuthErrorDoc),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthErrorDoc),
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthErrorDoc))
 )]
 pub async fn introspect(
     req: HttpRequest,

@@ -30,10 +30,10 @@ struct LoginRequest {
     post, path = "/v1/login", tag = "tokens",
     request_body(content = super::openapi::LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "OK", body = super::openapi::TokenResponse),
-        (status = 400, description = "invalid_grant (bad credentials) or invalid_request", body = super::openapi::OAuthError),
-        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
-        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError),
-        (status = 403, description = "access_denied: browser mode without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthError))
+        (status = 400, description = "invalid_grant (bad credentials) or invalid_request", body = super::openapi::OAuthErrorDoc),
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthErrorDoc),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthErrorDoc),
+        (status = 403, description = "access_denied: browser mode without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthErrorDoc))
 )]
 pub async fn login(
     req: HttpRequest,

@@ -2,11 +2,11 @@
 
 mod admin;
 mod clients;
-mod feed;
 pub mod health;
 mod introspect;
 mod login;
 pub mod openapi;
+mod revocations;
 mod revoke;
 mod token;
 mod users;
@@ -49,7 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/revoke").route(post().to(revoke::revoke)))
         .service(resource("/v1/introspect").route(post().to(introspect::introspect)))
         .service(resource("/v1/logout").route(post().to(revoke::logout)))
-        .service(resource("/v1/revocations").route(get().to(feed::revocations)))
+        .service(resource("/v1/revocations").route(get().to(revocations::revocations)))
         .service(resource("/v1/users/me").route(get().to(users::me)))
         .service(resource("/v1/users/me/password").route(post().to(users::change_password)))
         .service(resource("/v1/users/me/sessions").route(get().to(users::my_sessions)))

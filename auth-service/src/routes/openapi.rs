@@ -36,7 +36,8 @@ pub struct LoginForm {
 
 /// `POST /v1/users` body (JSON or form).
 #[derive(ToSchema)]
-pub struct Registration {
+#[schema(as = Registration)]
+pub struct RegistrationDoc {
     /// 3–64 characters: letters, digits, `.`, `_`, `-`.
     username: String,
     /// 15–1024 bytes (NIST SP 800-63B, counted after NFKC).
@@ -123,7 +124,8 @@ pub struct Introspection {
 
 /// `POST /v1/admin/clients` body.
 #[derive(ToSchema)]
-pub struct ClientRegistration {
+#[schema(as = ClientRegistration)]
+pub struct ClientRegistrationDoc {
     /// 2–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit; not a
     /// UUID.
     client_id: String,
@@ -138,7 +140,8 @@ pub struct ClientRegistration {
 /// `PATCH /v1/admin/clients/{id}` body: any of these. Disabling, or changing scopes or
 /// audiences, revokes the client's tokens.
 #[derive(ToSchema)]
-pub struct ClientUpdate {
+#[schema(as = ClientUpdate)]
+pub struct ClientUpdateDoc {
     /// Name.
     name: Option<String>,
     /// Allowed scopes.
@@ -158,7 +161,8 @@ pub struct SecretRotation {
 
 /// A registered client (times in Unix seconds).
 #[derive(ToSchema)]
-pub struct Client {
+#[schema(as = Client)]
+pub struct ClientDoc {
     /// Client id.
     client_id: String,
     /// Name.
@@ -184,7 +188,7 @@ pub struct Client {
 pub struct ClientWithSecret {
     /// The client.
     #[serde(flatten)]
-    client: Client,
+    client: ClientDoc,
     /// The secret: shown this once, stored only as a digest.
     #[schema(format = Password)]
     client_secret: String,
@@ -194,7 +198,7 @@ pub struct ClientWithSecret {
 #[derive(ToSchema)]
 pub struct ClientList {
     /// By id.
-    clients: Vec<Client>,
+    clients: Vec<ClientDoc>,
 }
 
 /// `POST /v1/revoke` form (RFC 7009).
@@ -247,7 +251,8 @@ pub struct TokenResponse {
 
 /// A user.
 #[derive(ToSchema)]
-pub struct User {
+#[schema(as = User)]
+pub struct UserDoc {
     /// Server-chosen id.
     id: uuid::Uuid,
     /// Username.
@@ -270,7 +275,7 @@ pub struct User {
 #[derive(ToSchema)]
 pub struct UserPage {
     /// Users in creation order.
-    users: Vec<User>,
+    users: Vec<UserDoc>,
     /// Pass as `cursor` for the next page; absent on the last.
     next_cursor: Option<String>,
 }
@@ -318,7 +323,8 @@ pub struct Problem {
 
 /// RFC 6749 §5.2 error.
 #[derive(ToSchema)]
-pub struct OAuthError {
+#[schema(as = OAuthError)]
+pub struct OAuthErrorDoc {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `invalid_scope`,
     /// `invalid_target`, `unsupported_grant_type`, `unauthorized_client`, `slow_down`,
     /// `access_denied`, `temporarily_unavailable`.
@@ -395,7 +401,7 @@ impl Modify for Security {
         super::clients::delete,
         super::admin::list_keys,
         super::admin::rotate_keys,
-        super::feed::revocations,
+        super::revocations::revocations,
         super::well_known::metadata_oauth,
         super::well_known::metadata_openid,
         super::well_known::jwks,

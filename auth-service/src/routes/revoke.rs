@@ -23,8 +23,8 @@ struct RevokeRequest {
 #[utoipa::path(
     post, path = "/v1/revoke", tag = "tokens",
     request_body(content = super::openapi::RevokeForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked (or unknown: RFC 7009)"), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
-        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError))
+    responses((status = 200, description = "Revoked (or unknown: RFC 7009)"), (status = 400, description = "Bad request", body = super::openapi::OAuthErrorDoc),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthErrorDoc))
 )]
 pub async fn revoke(
     req: HttpRequest,

@@ -33,11 +33,11 @@ const INVALID: &str = "the refresh token is invalid, expired or revoked";
 #[utoipa::path(
     post, path = "/v1/token", tag = "tokens", security((), ("basic" = [])),
     request_body(content = super::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "OK", body = super::openapi::TokenResponse), (status = 400, description = "Bad request", body = super::openapi::OAuthError),
-        (status = 401, description = "invalid_client: client authentication failed (`WWW-Authenticate: Basic`)", body = super::openapi::OAuthError),
-        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthError),
-        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthError),
-        (status = 403, description = "access_denied: the cookie without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthError))
+    responses((status = 200, description = "OK", body = super::openapi::TokenResponse), (status = 400, description = "Bad request", body = super::openapi::OAuthErrorDoc),
+        (status = 401, description = "invalid_client: client authentication failed (`WWW-Authenticate: Basic`)", body = super::openapi::OAuthErrorDoc),
+        (status = 503, description = "Unavailable; retry", body = super::openapi::OAuthErrorDoc),
+        (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::OAuthErrorDoc),
+        (status = 403, description = "access_denied: the cookie without an allowed Origin or the X-Requested-With header", body = super::openapi::OAuthErrorDoc))
 )]
 pub async fn token(
     req: HttpRequest,

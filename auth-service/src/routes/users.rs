@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::UserView;
-use crate::configuration::Registration;
+use crate::configuration::RegistrationMode;
 use crate::domain::{Email, Username};
 use crate::error::{ApiError, BearerError};
 use crate::extract::{Accept, Authenticated, parse_body};
@@ -25,8 +25,8 @@ struct RegisterRequest {
 /// `POST /v1/users`.
 #[utoipa::path(
     post, path = "/v1/users", tag = "users",
-    request_body(content = super::openapi::Registration, content_type = "application/json"),
-    responses((status = 201, description = "Created", body = super::openapi::User),
+    request_body(content = super::openapi::RegistrationDoc, content_type = "application/json"),
+    responses((status = 201, description = "Created", body = super::openapi::UserDoc),
         (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 403, description = "Registration is closed", body = super::openapi::Problem),
         (status = 409, description = "Username taken", body = super::openapi::Problem), (status = 422, description = "Invalid values", body = super::openapi::Problem),
         (status = 429, description = "Too many attempts: retry after `Retry-After` seconds", body = super::openapi::Problem))
@@ -36,7 +36,7 @@ pub async fn register(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state.settings.registration == Registration::Closed {
+    if state.settings.registration == RegistrationMode::Closed {
         return Err(ApiError::Refused {
             code: "registration_closed",
             detail: "registration is closed".into(),
@@ -89,7 +89,7 @@ pub async fn register(
 /// `GET /v1/users/me`.
 #[utoipa::path(
     get, path = "/v1/users/me", tag = "users", security(("bearer" = []), ("password" = [])),
-    responses((status = 200, description = "OK", body = super::openapi::User), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
+    responses((status = 200, description = "OK", body = super::openapi::UserDoc), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
 )]
 pub async fn me(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let user = state

@@ -121,7 +121,7 @@ pub trait UserStore: Send + Sync {
 /// A registered client: a service that authenticates with a secret (client credentials,
 /// introspection). Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Client {
+pub struct RegisteredClient {
     /// Chosen at registration; also the `sub` of the client's own tokens.
     pub client_id: String,
     /// What the client is, for people.
@@ -197,19 +197,25 @@ pub enum CreateClientError {
 pub trait ClientStore: Send + Sync {
     /// Registers a client. Its `tokens_not_before` is at least `now + 1` and never below a
     /// deleted predecessor's, so the revocation that deletion left never covers its tokens.
-    async fn create_client(&self, client: NewClient, now: i64)
-    -> Result<Client, CreateClientError>;
+    async fn create_client(
+        &self,
+        client: NewClient,
+        now: i64,
+    ) -> Result<RegisteredClient, CreateClientError>;
     /// A client and its secrets' digests.
-    async fn find_client(&self, id: &str) -> Result<Option<(Client, ClientSecrets)>, StoreError>;
+    async fn find_client(
+        &self,
+        id: &str,
+    ) -> Result<Option<(RegisteredClient, ClientSecrets)>, StoreError>;
     /// Every client, by id.
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
     /// Applies `update`; `None` if there is no such client.
     async fn update_client(
         &self,
         id: &str,
         update: &ClientUpdate,
         now: i64,
-    ) -> Result<Option<Client>, StoreError>;
+    ) -> Result<Option<RegisteredClient>, StoreError>;
     /// Replaces the secret. The old one keeps working until `previous_until` (none if that is
     /// not after `now`).
     async fn rotate_client_secret(
@@ -218,7 +224,7 @@ pub trait ClientStore: Send + Sync {
         secret_hash: &[u8],
         previous_until: i64,
         now: i64,
-    ) -> Result<Option<Client>, StoreError>;
+    ) -> Result<Option<RegisteredClient>, StoreError>;
     /// Deletes a client (it stays as a tombstone without a secret) and raises its
     /// `tokens_not_before` past `now`; returns that value (`None`: no such client). Tokens
     /// issued before it must be revoked.

@@ -11,8 +11,9 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{
-    Client, ClientSecrets, ClientStore, ClientUpdate, CreateClientError, CreateUserError, KeyStore,
-    KeyTimes, NewClient, NewUser, StoreError, StoredKey, User, UserCursor, UserStore,
+    ClientSecrets, ClientStore, ClientUpdate, CreateClientError, CreateUserError, KeyStore,
+    KeyTimes, NewClient, NewUser, RegisteredClient, StoreError, StoredKey, User, UserCursor,
+    UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -118,8 +119,8 @@ fn user_from_row(row: &Row) -> Result<User, StoreError> {
     })
 }
 
-fn client_from_row(row: &Row) -> Result<Client, StoreError> {
-    Ok(Client {
+fn client_from_row(row: &Row) -> Result<RegisteredClient, StoreError> {
+    Ok(RegisteredClient {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
         scopes: row.try_get("scopes")?,
@@ -508,7 +509,11 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl ClientStore for PgStore {
-    async fn create_client(&self, c: NewClient, now: i64) -> Result<Client, CreateClientError> {
+    async fn create_client(
+        &self,
+        c: NewClient,
+        now: i64,
+    ) -> Result<RegisteredClient, CreateClientError> {
         // A tombstone of the id is taken over, keeping the larger `tokens_not_before`.
         let sql = format!(
             "INSERT INTO clients (client_id, name, secret_hash, scopes, audiences, tokens_not_before, created_at, updated_at)
@@ -546,7 +551,10 @@ impl ClientStore for PgStore {
         }
     }
 
-    async fn find_client(&self, id: &str) -> Result<Option<(Client, ClientSecrets)>, StoreError> {
+    async fn find_client(
+        &self,
+        id: &str,
+    ) -> Result<Option<(RegisteredClient, ClientSecrets)>, StoreError> {
         let sql = format!(
             "SELECT {CLIENT_COLUMNS}, secret_hash, previous_secret_hash FROM clients WHERE client_id = $1 AND NOT deleted"
         );
@@ -565,7 +573,7 @@ impl ClientStore for PgStore {
         .await
     }
 
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+    async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
         let sql =
             format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE NOT deleted ORDER BY client_id");
         self.timed(async {
@@ -580,7 +588,7 @@ impl ClientStore for PgStore {
         id: &str,
         u: &ClientUpdate,
         now: i64,
-    ) -> Result<Option<Client>, StoreError> {
+    ) -> Result<Option<RegisteredClient>, StoreError> {
         let sql = format!(
             "UPDATE clients SET name = COALESCE($2::text, name), scopes = COALESCE($3::text[], scopes),
              audiences = COALESCE($4::text[], audiences), disabled = COALESCE($5::boolean, disabled),
@@ -615,7 +623,7 @@ impl ClientStore for PgStore {
         secret_hash: &[u8],
         previous_until: i64,
         now: i64,
-    ) -> Result<Option<Client>, StoreError> {
+    ) -> Result<Option<RegisteredClient>, StoreError> {
         let sql = format!(
             "UPDATE clients SET
              previous_secret_hash = CASE WHEN $3::bigint > $4::bigint THEN secret_hash END,

@@ -20,10 +20,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, Client, ClientSecrets, ClientStore, ClientUpdate,
+    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, ClientSecrets, ClientStore, ClientUpdate,
     CreateClientError, CreateUserError, FeedFollower, FeedState, KeyStore, KeyTimes, NewClient,
-    NewSession, NewUser, RateLimitStore, RevocationFeed, RevocationStore, Rotation, SessionInfo,
-    SessionStore, StoreError, StoredKey, User, UserCursor, UserStore,
+    NewSession, NewUser, RateLimitStore, RegisteredClient, RevocationFeed, RevocationStore,
+    Rotation, SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -449,7 +449,7 @@ fn sweep(conn: &Connection) -> rusqlite::Result<()> {
 
 const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at, secret_hash, previous_secret_hash";
 
-fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Client, ClientSecrets)> {
+fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RegisteredClient, ClientSecrets)> {
     let list = |i: usize| -> rusqlite::Result<Vec<String>> {
         let text: String = row.get(i)?;
         serde_json::from_str(&text).map_err(|e| {
@@ -457,7 +457,7 @@ fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Client, ClientS
         })
     };
     Ok((
-        Client {
+        RegisteredClient {
             client_id: row.get(0)?,
             name: row.get(1)?,
             scopes: list(2)?,
@@ -475,7 +475,10 @@ fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Client, ClientS
     ))
 }
 
-fn get_client(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<(Client, ClientSecrets)>> {
+fn get_client(
+    tx: &Transaction<'_>,
+    id: &str,
+) -> rusqlite::Result<Option<(RegisteredClient, ClientSecrets)>> {
     tx.query_row(
         &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?1 AND deleted = 0"),
         [id],
@@ -490,7 +493,11 @@ fn json_list(list: &[String]) -> String {
 
 #[async_trait]
 impl ClientStore for SqliteStore {
-    async fn create_client(&self, c: NewClient, now: i64) -> Result<Client, CreateClientError> {
+    async fn create_client(
+        &self,
+        c: NewClient,
+        now: i64,
+    ) -> Result<RegisteredClient, CreateClientError> {
         let created = self
             .tx(move |tx| {
                 // A tombstone of the id is taken over, keeping the larger `tokens_not_before`.
@@ -520,12 +527,15 @@ impl ClientStore for SqliteStore {
         }
     }
 
-    async fn find_client(&self, id: &str) -> Result<Option<(Client, ClientSecrets)>, StoreError> {
+    async fn find_client(
+        &self,
+        id: &str,
+    ) -> Result<Option<(RegisteredClient, ClientSecrets)>, StoreError> {
         let id = id.to_owned();
         self.tx(move |tx| get_client(tx, &id).map_err(db)).await
     }
 
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+    async fn list_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
         self.tx(|tx| {
             let mut stmt = tx
                 .prepare(&format!(
@@ -545,7 +555,7 @@ impl ClientStore for SqliteStore {
         id: &str,
         u: &ClientUpdate,
         now: i64,
-    ) -> Result<Option<Client>, StoreError> {
+    ) -> Result<Option<RegisteredClient>, StoreError> {
         let (id, u) = (id.to_owned(), u.clone());
         self.tx(move |tx| {
             tx.execute(
@@ -575,7 +585,7 @@ impl ClientStore for SqliteStore {
         secret_hash: &[u8],
         previous_until: i64,
         now: i64,
-    ) -> Result<Option<Client>, StoreError> {
+    ) -> Result<Option<RegisteredClient>, StoreError> {
         let (id, hash) = (id.to_owned(), secret_hash.to_vec());
         self.tx(move |tx| {
             tx.execute(

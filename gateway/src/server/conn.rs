@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::wire::{self, Decoded, Decoder, Framing, ResponseFraming};
-use super::{Body, Config, Deadline, Handler, Request, Response};
+use super::{Config, Deadline, Handler, Request, Response, ResponseBody};
 
 /// Connections alive on this worker. A stop sets `stopping` (read on the request path: a plain
 /// flag, not a channel each idle wait would subscribe to) and shuts the read side of the idle
@@ -549,9 +549,9 @@ fn write_response<'a>(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let length = match &res.body {
-        Body::Empty => Some(0),
-        Body::Full(b) => Some(b.len() as u64),
-        Body::Stream { len, .. } => *len,
+        ResponseBody::Empty => Some(0),
+        ResponseBody::Full(b) => Some(b.len() as u64),
+        ResponseBody::Stream { len, .. } => *len,
     };
     let framing = match (bodiless, length) {
         (true, Some(n)) if is_head => ResponseFraming::Length(n),
@@ -563,7 +563,7 @@ fn write_response<'a>(
     // Room for a typical head and a body small enough to be copied in, so that neither grows
     // the buffer.
     let copied = match &res.body {
-        Body::Full(b) if !bodiless && b.len() <= COPY_LIMIT => b.len(),
+        ResponseBody::Full(b) if !bodiless && b.len() <= COPY_LIMIT => b.len(),
         _ => 0,
     };
     let mut out = BytesMut::with_capacity(512 + copied);
@@ -583,13 +583,13 @@ fn write_response<'a>(
     }
     let rest = match res.body {
         _ if bodiless => Rest::Nothing,
-        Body::Empty => Rest::Nothing,
-        Body::Full(b) if b.len() <= COPY_LIMIT => {
+        ResponseBody::Empty => Rest::Nothing,
+        ResponseBody::Full(b) if b.len() <= COPY_LIMIT => {
             out.extend_from_slice(&b);
             Rest::Nothing
         }
-        Body::Full(b) => Rest::Apart(b),
-        Body::Stream { body, .. } => Rest::Stream(body),
+        ResponseBody::Full(b) => Rest::Apart(b),
+        ResponseBody::Stream { body, .. } => Rest::Stream(body),
     };
     async move {
         match rest {
@@ -684,17 +684,17 @@ enum Step {
 
 /// Why a request body could not be read.
 #[derive(Debug)]
-pub struct BodyError(&'static str);
+pub struct RequestBodyError(&'static str);
 
-impl std::fmt::Display for BodyError {
+impl std::fmt::Display for RequestBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.0)
     }
 }
 
-impl std::error::Error for BodyError {}
+impl std::error::Error for RequestBodyError {}
 
-impl BodyError {
+impl RequestBodyError {
     /// True when the client's framing was malformed (rather than the connection lost).
     pub fn is_malformed(&self) -> bool {
         self.0 != LOST
@@ -717,7 +717,7 @@ impl RequestBody {
 }
 
 impl futures_util::Stream for RequestBody {
-    type Item = Result<Bytes, BodyError>;
+    type Item = Result<Bytes, RequestBodyError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let seq = self.seq;
@@ -727,7 +727,7 @@ impl futures_util::Stream for RequestBody {
         loop {
             let mut state = conn.body.borrow_mut();
             if state.seq != seq {
-                return Poll::Ready(Some(Err(BodyError(LOST))));
+                return Poll::Ready(Some(Err(RequestBodyError(LOST))));
             }
             if state.failed {
                 return Poll::Ready(None);
@@ -740,12 +740,12 @@ impl futures_util::Stream for RequestBody {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if ready!(conn.stream.poll_write_ready(cx)).is_err() {
                             state.failed = true;
-                            return Poll::Ready(Some(Err(BodyError(LOST))));
+                            return Poll::Ready(Some(Err(RequestBodyError(LOST))));
                         }
                     }
                     Err(_) => {
                         state.failed = true;
-                        return Poll::Ready(Some(Err(BodyError(LOST))));
+                        return Poll::Ready(Some(Err(RequestBodyError(LOST))));
                     }
                 }
                 continue;
@@ -757,12 +757,12 @@ impl futures_util::Stream for RequestBody {
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => {
                     state.failed = true;
-                    return Poll::Ready(Some(Err(BodyError(e.0))));
+                    return Poll::Ready(Some(Err(RequestBodyError(e.0))));
                 }
             }
             if ready!(conn.stream.poll_read_ready(cx)).is_err() {
                 state.failed = true;
-                return Poll::Ready(Some(Err(BodyError(LOST))));
+                return Poll::Ready(Some(Err(RequestBodyError(LOST))));
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(BODY_CHUNK);
@@ -770,13 +770,13 @@ impl futures_util::Stream for RequestBody {
             match read_some(&conn.stream, &mut buf) {
                 Ok(0) => {
                     state.failed = true;
-                    return Poll::Ready(Some(Err(BodyError(LOST))));
+                    return Poll::Ready(Some(Err(RequestBodyError(LOST))));
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {
                     state.failed = true;
-                    return Poll::Ready(Some(Err(BodyError(LOST))));
+                    return Poll::Ready(Some(Err(RequestBodyError(LOST))));
                 }
             }
         }
@@ -855,12 +855,12 @@ mod tests {
     impl Handler for Nothing {
         async fn call(self: Rc<Self>, req: Request) -> Response {
             if req.head.uri.path() == "/big" {
-                return Response::new(StatusCode::OK, Body::Full(vec![b'x'; BIG].into()));
+                return Response::new(StatusCode::OK, ResponseBody::Full(vec![b'x'; BIG].into()));
             }
-            Response::new(StatusCode::OK, Body::Empty)
+            Response::new(StatusCode::OK, ResponseBody::Empty)
         }
         fn refused(&self, status: StatusCode, _: &str) -> Response {
-            Response::new(status, Body::Empty)
+            Response::new(status, ResponseBody::Empty)
         }
     }
 

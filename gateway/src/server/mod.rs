@@ -28,8 +28,8 @@ pub use deadline::{Deadline, Elapsed};
 pub use headers::RawHeaders;
 pub use wire::RequestHead;
 
-/// An error from a body stream.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// An error from a body stream (the one the shared HTTP client's bodies carry too).
+pub use shared::http_client::BoxError;
 
 /// A streamed body; it lives on its worker's thread, so it need not be `Send`.
 pub type LocalBody = std::pin::Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError>>>;
@@ -48,7 +48,7 @@ pub struct Request {
 }
 
 /// A response body.
-pub enum Body {
+pub enum ResponseBody {
     /// None.
     Empty,
     /// In memory.
@@ -77,14 +77,14 @@ pub struct Response {
     /// Written as `X-Request-Id`, last, replacing any other line of that name.
     pub request_id: Option<String>,
     /// Body.
-    pub body: Body,
+    pub body: ResponseBody,
     /// With a 101: takes over the connection once the head is written.
     pub upgrade: Option<OnUpgrade>,
 }
 
 impl Response {
     /// A response with a status and body, no headers yet.
-    pub fn new(status: StatusCode, body: Body) -> Self {
+    pub fn new(status: StatusCode, body: ResponseBody) -> Self {
         Response {
             status,
             passthrough: None,

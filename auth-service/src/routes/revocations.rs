@@ -1,5 +1,5 @@
 //! `GET /v1/revocations`: the revocation feed for gateways (Server-Sent Events; see
-//! `shared::feed` for the events and `crate::feed` for how they are produced).
+//! `shared::feed` for the events and `crate::feed_server` for how they are produced).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -64,11 +64,11 @@ pub async fn revocations(
     let store = std::sync::Arc::clone(&state.feed);
     let hub = state.hub.clone();
     actix_web::rt::spawn(async move {
-        crate::feed::serve(store, &hub, rx, feed_state, resume, tx).await;
+        crate::feed_server::serve(store, &hub, rx, feed_state, resume, tx).await;
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(crate::feed::Body(body)))
+        .streaming(crate::feed_server::FeedBody(body)))
 }

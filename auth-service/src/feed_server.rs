@@ -364,9 +364,9 @@ pub async fn serve(
 }
 
 /// The response body: frames from the connection's task.
-pub struct Body(pub mpsc::Receiver<Bytes>);
+pub struct FeedBody(pub mpsc::Receiver<Bytes>);
 
-impl futures_util::Stream for Body {
+impl futures_util::Stream for FeedBody {
     type Item = Result<Bytes, std::convert::Infallible>;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
