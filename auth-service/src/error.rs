@@ -127,6 +127,36 @@ impl From<HashError> for ApiError {
     }
 }
 
+impl From<crate::services::users::UserError> for ApiError {
+    fn from(e: crate::services::users::UserError) -> Self {
+        use crate::services::users::UserError;
+        match e {
+            UserError::NotFound => ApiError::NotFound("no such user".into()),
+            UserError::UsernameTaken => ApiError::Conflict {
+                code: "username_taken",
+                detail: "that username is taken".into(),
+            },
+            UserError::SelfLockout(detail) => ApiError::Conflict {
+                code: "self_lockout",
+                detail: detail.into(),
+            },
+            UserError::NothingToChange => ApiError::BadRequest(e.to_string()),
+            UserError::Invalid(d) => ApiError::Invalid(d),
+            UserError::Hash(h) => h.into(),
+            UserError::RegistrationClosed => ApiError::Refused {
+                code: "registration_closed",
+                detail: "registration is closed".into(),
+            },
+            UserError::WrongPassword => ApiError::Refused {
+                code: "invalid_current_password",
+                detail: "the current password is not correct".into(),
+            },
+            UserError::Store(s) => s.into(),
+            UserError::Unexpected(e) => ApiError::Unexpected(e),
+        }
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         ApiError::Invalid(e)

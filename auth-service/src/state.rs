@@ -11,14 +11,13 @@ use crate::configuration::Settings;
 use crate::crypto::kek::KeyEncryption;
 use crate::crypto::keys::{KeyManager, KeyRing, SigningKey};
 use crate::crypto::password::Hasher;
-use crate::domain::{NewPassword, Role, Username};
 use crate::error::{ApiError, BearerError};
 use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
-    AuditEvent, AuditStore, ClientStore, CreateUserError, KeyStore, NewSession, NewUser,
-    RateLimitStore, RevocationFeed, RevocationStore, SessionStore, StoreError, User, UserStore,
+    AuditEvent, AuditStore, ClientStore, KeyStore, NewSession, RateLimitStore, RevocationFeed,
+    RevocationStore, SessionStore, StoreError, User, UserStore,
 };
 use crate::tokens::{Grant, Issuance, TokenPair};
 
@@ -291,7 +290,7 @@ impl AppState {
             settings: Arc::new(settings),
         };
         state.refuse_revoked_keys().await?;
-        state.bootstrap_admin().await?;
+        crate::services::users::bootstrap_admin(&state).await?;
         Ok(state)
     }
 
@@ -359,63 +358,6 @@ impl AppState {
             backend: Backend::Shared { pg, redis },
             ..self.clone()
         })
-    }
-
-    /// Checks a new password against the policy (`context`: the username, then other values
-    /// the user gave) on a blocking thread: the guessability estimate takes milliseconds.
-    pub async fn new_password(
-        &self,
-        raw: &secrecy::SecretString,
-        context: Vec<String>,
-    ) -> Result<NewPassword, ApiError> {
-        let raw = raw.clone();
-        let policy = self.settings.password_policy;
-        actix_web::web::block(move || {
-            let context: Vec<&str> = context.iter().map(String::as_str).collect();
-            NewPassword::parse(&raw, &policy, &context)
-        })
-        .await
-        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("password check: {e}")))?
-        .map_err(ApiError::Invalid)
-    }
-
-    async fn bootstrap_admin(&self) -> anyhow::Result<()> {
-        let Some(admin) = &self.settings.bootstrap_admin else {
-            return Ok(());
-        };
-        let username = Username::parse(&admin.username)
-            .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_ADMIN_USERNAME: {e}"))?;
-        let password = self
-            .new_password(&admin.password, vec![admin.username.clone()])
-            .await
-            .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
-        let mut roles = self.settings.default_roles.clone();
-        roles.push(Role::parse(crate::domain::ADMIN_ROLE)?);
-        roles.sort();
-        roles.dedup();
-        let hash = self.hasher.hash(password.secret()).await?;
-        match self
-            .users
-            .create_bootstrap_admin(NewUser {
-                username,
-                email: None,
-                password_hash: hash,
-                roles,
-            })
-            .await
-        {
-            Ok(Some(user)) => {
-                tracing::info!(user_id = %user.id, username = %user.username, "created the bootstrap admin")
-            }
-            Ok(None) => tracing::info!(
-                "bootstrap admin not created: the user table is not empty or it was created before"
-            ),
-            Err(CreateUserError::UsernameTaken) => tracing::info!("bootstrap admin already exists"),
-            Err(CreateUserError::Store(e)) => {
-                return Err(anyhow::anyhow!(e).context("creating the bootstrap admin"));
-            }
-        }
-        Ok(())
     }
 
     /// Records an audit event: on the `audit` log target at once (the full trail), and queued for

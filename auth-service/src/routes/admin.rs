@@ -4,14 +4,14 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use shared::RevocationEvent;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::UserView;
-use crate::domain::{ADMIN_ROLE, Role};
+use crate::domain::Role;
 use crate::error::ApiError;
 use crate::extract::{Accept, Admin, parse_body};
+use crate::services::users::{self, Actor, UserChange};
 use crate::state::AppState;
 use crate::storage::UserCursor;
 
@@ -87,11 +87,7 @@ pub async fn get_user(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = state
-        .users
-        .find_by_id(user_id(&path)?)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    let user = users::get(&state, user_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
@@ -121,79 +117,11 @@ pub async fn update_user(
     let id = user_id(&path)?;
     let body: UserUpdate =
         parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?;
-    let roles = body.roles.as_deref().map(Role::parse_list).transpose()?;
-    if roles.is_none() && body.disabled.is_none() {
-        return Err(ApiError::BadRequest(
-            "nothing to change: send roles and/or disabled".into(),
-        ));
-    }
-    let is_self = admin.0.claims.sub == id.to_string();
-    if is_self
-        && (body.disabled == Some(true)
-            || roles
-                .as_ref()
-                .is_some_and(|r| !r.iter().any(|r| r.as_str() == ADMIN_ROLE)))
-    {
-        return Err(ApiError::Conflict {
-            code: "self_lockout",
-            detail: "admins cannot disable themselves or drop their own admin role".into(),
-        });
-    }
-    let now = shared::unix_now();
-    let mut user = None;
-    if let Some(roles) = &roles {
-        let u = state
-            .users
-            .set_roles(id, roles, now)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-        let event = RevocationEvent::Sub {
-            value: id.to_string(),
-            iat_before: u.tokens_not_before,
-            exp: state.revoke_until(now),
-        };
-        state.revocations.revoke(&event, now).await?;
-        state
-            .audit(
-                Some(&id.to_string()),
-                "roles_changed",
-                Some(&admin.0.claims.sub),
-                json!({"roles": u.roles}),
-            )
-            .await;
-        user = Some(u);
-    }
-    if let Some(disabled) = body.disabled {
-        let u = state
-            .users
-            .set_disabled(id, disabled, now)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-        if disabled {
-            let ended = state
-                .revoke_user(&id.to_string(), u.tokens_not_before, now)
-                .await?;
-            state
-                .audit(
-                    Some(&id.to_string()),
-                    "disabled",
-                    Some(&admin.0.claims.sub),
-                    json!({"sessions_ended": ended}),
-                )
-                .await;
-        } else {
-            state
-                .audit(
-                    Some(&id.to_string()),
-                    "enabled",
-                    Some(&admin.0.claims.sub),
-                    json!({}),
-                )
-                .await;
-        }
-        user = Some(u);
-    }
-    let user = user.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    let change = UserChange {
+        roles: body.roles.as_deref().map(Role::parse_list).transpose()?,
+        disabled: body.disabled,
+    };
+    let user = users::change(&state, id, change, Actor::Account(&admin.0.claims.sub)).await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
@@ -210,30 +138,7 @@ pub async fn delete_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    if admin.0.claims.sub == id.to_string() {
-        return Err(ApiError::Conflict {
-            code: "self_lockout",
-            detail: "admins cannot delete themselves".into(),
-        });
-    }
-    if state.users.find_by_id(id).await?.is_none() {
-        return Err(ApiError::NotFound("no such user".into()));
-    }
-    let now = shared::unix_now();
-    // Revoke first: if deleting then fails, the user can retry; the other order could leave a
-    // deleted user's tokens alive.
-    state.revoke_user(&id.to_string(), now + 1, now).await?;
-    if !state.users.delete(id).await? {
-        return Err(ApiError::NotFound("no such user".into()));
-    }
-    state
-        .audit(
-            Some(&id.to_string()),
-            "user_deleted",
-            Some(&admin.0.claims.sub),
-            json!({}),
-        )
-        .await;
+    users::delete(&state, id, Actor::Account(&admin.0.claims.sub)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -248,11 +153,7 @@ pub async fn user_sessions(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
-    let sessions = state
-        .sessions
-        .list(&id.to_string(), shared::unix_now())
-        .await?;
+    let sessions = users::sessions(&state, user_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
 }
 
@@ -268,21 +169,7 @@ pub async fn end_user_sessions(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let now = shared::unix_now();
-    let nb = state
-        .users
-        .bump_tokens_not_before(id, now)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    let ended = state.revoke_user(&id.to_string(), nb, now).await?;
-    state
-        .audit(
-            Some(&id.to_string()),
-            "sessions_revoked",
-            Some(&admin.0.claims.sub),
-            json!({"sessions_ended": ended}),
-        )
-        .await;
+    let ended = users::end_sessions(&state, id, Actor::Account(&admin.0.claims.sub)).await?;
     Ok(HttpResponse::Ok().json(json!({"sessions_ended": ended})))
 }
 

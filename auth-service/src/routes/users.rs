@@ -10,8 +10,8 @@ use crate::configuration::RegistrationMode;
 use crate::domain::{Email, Username};
 use crate::error::{ApiError, BearerError};
 use crate::extract::{Accept, Authenticated, parse_body};
+use crate::services::users::{self, NewAccount, UserError};
 use crate::state::AppState;
-use crate::storage::{CreateUserError, NewUser};
 use crate::tokens::{allowed_scopes, grant_scope};
 
 /// Only these fields are read: an `id`, `roles` or `is_admin` sent along is ignored.
@@ -37,10 +37,8 @@ pub async fn register(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if state.settings.registration == RegistrationMode::Closed {
-        return Err(ApiError::Refused {
-            code: "registration_closed",
-            detail: "registration is closed".into(),
-        });
+        // Before the body is read or the throttle counts: a closed door says so at once.
+        return Err(UserError::RegistrationClosed.into());
     }
     let body: RegisterRequest = parse_body(
         &req,
@@ -54,36 +52,20 @@ pub async fn register(
         .throttle
         .before_register(&body.username, &client)
         .await?;
-    let username = Username::parse(&body.username)?;
-    let email = body
-        .email
-        .as_deref()
-        .filter(|e| !e.is_empty())
-        .map(Email::parse)
-        .transpose()?;
-    let context = [Some(body.username.clone()), body.email.clone()]
-        .into_iter()
-        .flatten()
-        .collect();
-    let password = state.new_password(&body.password, context).await?;
-    let password_hash = state.hasher.hash(password.secret()).await?;
-    let new = NewUser {
-        username,
-        email,
-        password_hash,
-        roles: state.settings.default_roles.clone(),
+    let account = NewAccount {
+        username: Username::parse(&body.username)?,
+        email: body
+            .email
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .map(Email::parse)
+            .transpose()?,
+        password: &body.password,
+        roles: None,
+        admin: false,
     };
-    match state.users.create(new).await {
-        Ok(user) => {
-            tracing::info!(user_id = %user.id, "user registered");
-            Ok(HttpResponse::Created().json(UserView::from(user)))
-        }
-        Err(CreateUserError::UsernameTaken) => Err(ApiError::Conflict {
-            code: "username_taken",
-            detail: "that username is taken".into(),
-        }),
-        Err(CreateUserError::Store(e)) => Err(e.into()),
-    }
+    let user = users::register(&state, account).await?;
+    Ok(HttpResponse::Created().json(UserView::from(user)))
 }
 
 /// `GET /v1/users/me`.
@@ -133,48 +115,14 @@ pub async fn change_password(
     )
     .await?;
     let id = auth.user_id()?;
-    let account = state
-        .users
-        .find_by_id(id)
-        .await?
-        .ok_or(ApiError::Unauthorized(BearerError::InvalidToken(
-            "the user no longer exists",
-        )))?;
-    let context = [Some(account.username), account.email]
-        .into_iter()
-        .flatten()
-        .collect();
-    let new = state.new_password(&body.new_password, context).await?;
-    let current = crate::domain::LoginPassword::parse(
-        &body.current_password,
-        &state.settings.password_policy,
-    )
-    .map_err(|_| wrong_password())?;
-    let stored = state.users.password_hash(id).await?;
-    if !state
-        .hasher
-        .verify(current.secret(), stored.as_deref())
-        .await?
-        .ok
-    {
-        return Err(wrong_password());
-    }
-    let hash = state.hasher.hash(new.secret()).await?;
-    let now = shared::unix_now();
-    let not_before =
-        state
-            .users
-            .set_password(id, &hash, now)
-            .await?
-            .ok_or(ApiError::Unauthorized(BearerError::InvalidToken(
-                "the user no longer exists",
-            )))?;
-    let ended = state.revoke_user(&auth.claims.sub, not_before, now).await?;
-    let user = state
-        .users
-        .find_by_id(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let (user, _) = users::change_password(&state, id, &body.current_password, &body.new_password)
+        .await
+        .map_err(|e| match e {
+            UserError::NotFound => {
+                ApiError::Unauthorized(BearerError::InvalidToken("the user no longer exists"))
+            }
+            other => other.into(),
+        })?;
     let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
     let scope = grant_scope(&allowed, None, None).map_err(ApiError::BadRequest)?;
     let pair = state
@@ -183,18 +131,10 @@ pub async fn change_password(
             &auth.claims.client_id,
             scope,
             &super::user_agent(&req),
-            now,
+            shared::unix_now(),
         )
         .await?;
-    tracing::info!(user_id = %id, sessions_ended = ended, "password changed");
     Ok(pair.response())
-}
-
-fn wrong_password() -> ApiError {
-    ApiError::Refused {
-        code: "invalid_current_password",
-        detail: "the current password is not correct".into(),
-    }
 }
 
 /// `GET /v1/users/me/sessions`.
