@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use auth_service::configuration::Settings;
-use auth_service::crypto::keys::KeyManager;
+use auth_service::services::{Actor, keys};
 use auth_service::startup::Application;
 use auth_service::{cli, state, telemetry};
 use clap::{Parser, Subcommand};
@@ -232,7 +232,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: KeysCommand::Rotate { now: true },
         } => {
             let state = state::AppState::init(settings).await?;
-            let (kid, revoked) = state.replace_compromised_keys("cli").await?;
+            let (kid, revoked) = keys::replace_compromised(&state, Actor::Cli).await?;
+            state.audit_writer.flush().await;
             println!("{kid}");
             eprintln!(
                 "new signing key {kid}: signing at once; revoked and withdrawn everywhere: {}",
@@ -246,43 +247,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate { now: false },
         } => {
-            let store = state::key_store(&settings).await?;
-            let kek = state::key_encryption(&settings)?;
-            let t = shared::unix_now();
-            let at = t + settings.key_rotation_lead;
-            let Some(kid) =
-                KeyManager::rotate(store.as_ref(), settings.rsa_key_bits, &kek, at).await?
-            else {
+            let state = state::AppState::init(settings).await?;
+            let Some(r) = keys::rotate(&state, Actor::Cli).await? else {
                 anyhow::bail!("a rotation is already pending (auth-service keys list shows it)");
             };
-            store
-                .advance(t, settings.key_kept_after_retirement())
-                .await?;
-            tracing::info!(target: "audit", kind = "key_rotation", actor = "cli", kid = %kid, activates_at = at, "audit");
-            println!("{kid}");
+            state.audit_writer.flush().await;
+            println!("{}", r.kid);
             eprintln!(
-                "new signing key {kid}: published now, signing from {at} (in {} s); replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
-                settings.key_rotation_lead
+                "new signing key {}: published now, signing from {} (in {} s); replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
+                r.kid, r.activates_at, state.settings.key_rotation_lead
             );
         }
         Command::Keys {
             command: KeysCommand::List,
         } => {
-            let store = state::key_store(&settings).await?;
-            let (now, window) = (
-                shared::unix_now(),
-                Some(settings.key_published_after_retirement()),
+            let state = state::AppState::init(settings).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&keys::list(&state).await?)?
             );
-            let keys: Vec<_> = store
-                .load()
-                .await?
-                .into_iter()
-                .map(|k| {
-                    let published = auth_service::crypto::keys::published(&k, now, window);
-                    serde_json::json!({"kid": k.kid, "state": k.state, "published": published, "format": k.format_version, "times": k.times})
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&keys)?);
         }
     }
     Ok(())

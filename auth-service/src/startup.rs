@@ -125,7 +125,7 @@ impl Application {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = state.key_tick().await {
+                if let Err(e) = crate::services::keys::tick(&state).await {
                     tracing::warn!(error = %format!("{e:#}"), "periodic key work failed; keeping the loaded keys");
                 }
             }

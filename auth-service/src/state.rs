@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use shared::{AccessClaims, KeySet, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
 
 use crate::configuration::Settings;
 use crate::crypto::kek::KeyEncryption;
-use crate::crypto::keys::{KeyManager, KeyRing, SigningKey};
+use crate::crypto::keys::{KeyManager, KeyRing};
 use crate::crypto::password::Hasher;
 use crate::error::{ApiError, BearerError};
 use crate::storage::postgres::PgStore;
@@ -61,7 +60,7 @@ pub struct AppState {
     refresh_verifier: Verifier,
     backend: Backend,
     /// Whether the live key revocations have been read since the start.
-    revoked_keys_read: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) revoked_keys_read: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Which stores back the state.
@@ -148,19 +147,6 @@ pub fn key_encryption(settings: &Settings) -> anyhow::Result<Arc<KeyEncryption>>
         "AUTH_KEY_ENCRYPTION_KEY is not set: signing keys are sealed with a development key kept in this file (production refuses to start without AUTH_KEY_ENCRYPTION_KEY)"
     );
     Ok(Arc::new(kek))
-}
-
-/// The key store the configuration names (for CLI commands).
-pub async fn key_store(settings: &Settings) -> anyhow::Result<Arc<dyn KeyStore>> {
-    if settings.database_url.is_none() {
-        let path = settings.data_dir.join("auth.db");
-        return Ok(Arc::new(SqliteStore::open(
-            &path,
-            settings.leeway,
-            settings.feed_retention,
-        )?));
-    }
-    Ok(Arc::new(connect_postgres(settings).await?))
 }
 
 impl AppState {
@@ -289,44 +275,9 @@ impl AppState {
             revoked_keys_read: Arc::default(),
             settings: Arc::new(settings),
         };
-        state.refuse_revoked_keys().await?;
+        crate::services::keys::refuse_revoked(&state).await?;
         crate::services::users::bootstrap_admin(&state).await?;
         Ok(state)
-    }
-
-    /// Applies the live key revocations (compromise rotations) to the loaded keys. The store no
-    /// longer holds a revoked key unless it was restored from before the compromise: then the
-    /// revoked key must not sign again, and the compromise rotation is run anew. When the
-    /// revocation list cannot be read (Redis refusing us: readiness says why), start anyway and
-    /// try again at each key reload ([`AppState::key_tick`]).
-    async fn refuse_revoked_keys(&self) -> anyhow::Result<()> {
-        let now = shared::unix_now();
-        let leeway = self.settings.leeway;
-        let entries = match self.feed.live_entries(now).await {
-            Ok(entries) => entries,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the key revocations yet; trying again at the next key reload");
-                return Ok(());
-            }
-        };
-        self.revoked_keys_read
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        for e in &entries {
-            if let Some(kid) = e.kid() {
-                self.keys.revoke(kid, e.exp().saturating_add(leeway));
-            }
-        }
-        let signing = self.keys.ring().signing().kid().to_owned();
-        if self.keys.is_revoked(&signing) {
-            tracing::error!(
-                kid = %signing,
-                "the current signing key was revoked by a compromise rotation (a key store restored from before it?): replacing every key"
-            );
-            self.replace_compromised_keys("startup").await?;
-        } else if entries.iter().any(|e| e.kid().is_some()) {
-            self.keys.reload().await?;
-        }
-        Ok(())
     }
 
     /// A copy for one HTTP worker, with store connections of its own that open on the worker's
@@ -477,125 +428,17 @@ impl AppState {
             .to_owned()
     }
 
-    /// How long a retired key is kept: published while its access tokens may live, then
-    /// unpublished while its refresh tokens may ([`Settings::key_kept_after_retirement`]).
-    pub fn retire_for(&self) -> i64 {
-        self.settings.key_kept_after_retirement()
-    }
-
-    /// Until when a compromised key stays revoked: until every token it could have signed
-    /// legitimately has expired (refresh tokens live longest), counting replicas that signed
-    /// with it until they heard of the revocation.
-    pub fn key_revocation_until(&self, now: i64) -> i64 {
-        let s = &self.settings;
-        let reload = i64::try_from(s.key_reload_interval.as_secs()).unwrap_or(0);
-        now + s.access_ttl.max(s.refresh_ttl.min(s.session_max_ttl)) + reload
-    }
-
-    /// The compromise response: a new key signs at once, and every key stored before it
-    /// (current, retired, a pending next one) is deleted and revoked. Each revocation is a `kid`
-    /// entry on the feed, so gateways, replicas and downstream verifiers following it refuse
-    /// every token those keys signed within a second, and no JWKS fetched later brings them
-    /// back. Tokens of those keys, refresh tokens included, are refused from then on: their
-    /// signatures can no longer tell our tokens from forged ones. Returns the new key's id and
-    /// the revoked ones.
-    pub async fn replace_compromised_keys(
-        &self,
-        actor: &str,
-    ) -> anyhow::Result<(String, Vec<String>)> {
-        let bits = self.settings.rsa_key_bits;
-        let new = tokio::task::spawn_blocking(move || SigningKey::generate(bits)).await??;
-        let kid = new.kid.clone();
-        let removed = self
-            .key_store
-            .replace_all(SigningKey::seal(new, self.keys.kek())?)
-            .await?;
-        let now = shared::unix_now();
-        let until = self.key_revocation_until(now);
-        // This process refuses them at once; the others through the revocation stream. (Should
-        // writing a revocation fail, the keys are already gone from the store: replicas drop
-        // them at their next reload and gateways at their next JWKS fetch.)
-        for old in &removed {
-            self.keys.revoke(old, until + self.settings.leeway);
-        }
-        self.keys.reload().await?;
-        for old in &removed {
-            self.revocations
-                .revoke(
-                    &shared::RevocationEvent::Kid {
-                        value: old.clone(),
-                        exp: until,
-                    },
-                    now,
-                )
-                .await
-                .with_context(|| {
-                    format!(
-                        "key {kid} signs and key {old} is withdrawn from the JWKS, but its revocation could not be published (gateways drop it at their next JWKS fetch)"
-                    )
-                })?;
-        }
-        self.audit(
-            None,
-            "key_compromise_rotation",
-            Some(actor),
-            serde_json::json!({"kid": kid, "revoked": removed}),
-        )
-        .await;
-        Ok((kid, removed))
-    }
-
-    /// Schedules a rotation (`immediately`: the compromise response of
-    /// [`AppState::replace_compromised_keys`]). `None` if a plain rotation is pending.
+    /// Schedules a plain rotation, or (`immediately`) runs the compromise response; see
+    /// [`crate::services::keys`]. `None` if a plain rotation is pending.
     pub async fn rotate_keys(&self, immediately: bool) -> anyhow::Result<Option<(String, i64)>> {
-        let now = shared::unix_now();
+        use crate::services::{keys, users::Actor};
         if immediately {
-            let (kid, _) = self.replace_compromised_keys("api").await?;
-            return Ok(Some((kid, now)));
+            let (kid, _) = keys::replace_compromised(self, Actor::Cli).await?;
+            return Ok(Some((kid, shared::unix_now())));
         }
-        let at = now + self.settings.key_rotation_lead;
-        let kid = KeyManager::rotate(
-            self.key_store.as_ref(),
-            self.settings.rsa_key_bits,
-            self.keys.kek(),
-            at,
-        )
-        .await?;
-        if kid.is_some() {
-            self.keys.advance(now, self.retire_for()).await?;
-            self.keys.reload().await?;
-        }
-        Ok(kid.map(|k| (k, at)))
-    }
-
-    /// The periodic key work of every replica: a scheduled rotation when due (one replica wins
-    /// it), the lifecycle moved on, and a reload to see what other replicas did.
-    pub async fn key_tick(&self) -> anyhow::Result<()> {
-        let now = shared::unix_now();
-        if let Some(every) = self.settings.key_rotation_interval {
-            let stored = self.key_store.load().await?;
-            let pending = stored.iter().any(|k| k.state == "next");
-            let due = stored
-                .iter()
-                .find(|k| k.state == "current")
-                .map(|k| k.times.activated_at.unwrap_or(k.times.created_at))
-                .is_some_and(|since| now - since >= every);
-            if due
-                && !pending
-                && let Some((kid, at)) = self.rotate_keys(false).await?
-            {
-                tracing::info!(kid = %kid, activates_at = at, "scheduled key rotation: new key published");
-            }
-        }
-        self.keys.advance(now, self.retire_for()).await?;
-        self.keys.reload().await?;
-        if !self
-            .revoked_keys_read
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            self.refuse_revoked_keys().await?;
-        }
-        Ok(())
+        Ok(keys::rotate(self, Actor::Cli)
+            .await?
+            .map(|r| (r.kid, r.activates_at)))
     }
 
     /// When revocation entries for tokens issued up to now can be dropped.

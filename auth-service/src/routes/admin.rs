@@ -11,6 +11,7 @@ use super::UserView;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::extract::{Accept, Admin, parse_body};
+use crate::services::keys;
 use crate::services::users::{self, Actor, UserChange};
 use crate::state::AppState;
 use crate::storage::UserCursor;
@@ -182,19 +183,12 @@ pub async fn list_keys(
     _admin: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (now, window) = (
-        shared::unix_now(),
-        Some(state.settings.key_published_after_retirement()),
-    );
-    let keys: Vec<_> = state
-        .key_store
-        .load()
+    let keys: Vec<_> = keys::list(&state)
         .await?
         .into_iter()
-        .map(|k| {
-            let published = crate::crypto::keys::published(&k, now, window);
-            json!({"kid": k.kid, "state": k.state, "published": published, "times": k.times})
-        })
+        .map(
+            |k| json!({"kid": k.kid, "state": k.state, "published": k.published, "times": k.times}),
+        )
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
@@ -223,25 +217,17 @@ pub async fn rotate_keys(
 ) -> Result<HttpResponse, ApiError> {
     let q: RotateQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
-    let immediately = q.immediately.unwrap_or(false);
-    if immediately {
+    let actor = Actor::Account(&admin.0.claims.sub);
+    if q.immediately.unwrap_or(false) {
         let now = shared::unix_now();
-        let (kid, revoked) = state.replace_compromised_keys(&admin.0.claims.sub).await?;
+        let (kid, revoked) = keys::replace_compromised(&state, actor).await?;
         return Ok(HttpResponse::Accepted()
             .json(json!({"kid": kid, "activates_at": now, "revoked_kids": revoked})));
     }
-    match state.rotate_keys(false).await? {
-        Some((kid, at)) => {
-            state
-                .audit(
-                    None,
-                    "key_rotation",
-                    Some(&admin.0.claims.sub),
-                    json!({"kid": kid, "activates_at": at, "immediately": immediately}),
-                )
-                .await;
-            Ok(HttpResponse::Accepted().json(json!({"kid": kid, "activates_at": at})))
-        }
+    match keys::rotate(&state, actor).await? {
+        Some(r) => Ok(
+            HttpResponse::Accepted().json(json!({"kid": r.kid, "activates_at": r.activates_at}))
+        ),
         None => Err(ApiError::Conflict {
             code: "rotation_pending",
             detail: "a new key is already published and waiting to sign".into(),

@@ -9,33 +9,10 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
+pub use super::Actor;
 use crate::domain::{ADMIN_ROLE, DomainError, Email, NewPassword, Role, Username};
 use crate::state::AppState;
 use crate::storage::{CreateUserError, NewUser, SessionInfo, StoreError, User};
-
-/// Who acts on a user: an account through the API (an admin, or the user themself), or the
-/// operator's CLI. Named in the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Actor<'a> {
-    /// A signed-in account, by its user id (`sub`).
-    Account(&'a str),
-    /// The `auth-service` command line.
-    Cli,
-}
-
-impl Actor<'_> {
-    /// How the audit trail names it.
-    pub fn audit_name(&self) -> &str {
-        match self {
-            Actor::Account(id) => id,
-            Actor::Cli => "cli",
-        }
-    }
-
-    fn is(&self, id: Uuid) -> bool {
-        matches!(self, Actor::Account(sub) if *sub == id.to_string())
-    }
-}
 
 /// Why a user operation did not happen.
 #[derive(Debug, thiserror::Error)]
