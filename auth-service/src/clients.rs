@@ -256,7 +256,7 @@ async fn revoke_tokens(
     let event = RevocationEvent::Sub {
         value: client_id.to_owned(),
         iat_before,
-        exp: state.revoke_until(now),
+        exp: crate::services::sessions::revoke_until(state, now),
     };
     state.revocations.revoke(&event, now).await?;
     Ok(())

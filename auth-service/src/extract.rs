@@ -167,7 +167,7 @@ impl FromRequest for Authenticated {
             let token = token
                 .map_err(ApiError::Unauthorized)?
                 .ok_or(ApiError::Unauthorized(BearerError::Missing))?;
-            let claims = state.authenticate(&token).await?;
+            let claims = crate::services::tokens::authenticate(&state, &token).await?;
             let sid = claims.sid.clone().ok_or_else(|| ApiError::Refused {
                 code: "user_token_required",
                 detail: "this endpoint acts for a user: a client's own token cannot use it".into(),

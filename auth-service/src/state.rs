@@ -4,21 +4,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::{AccessClaims, KeySet, RefreshClaims, TokenClaims, Validation, Verifier, VerifyError};
+use shared::{Validation, Verifier};
 
 use crate::configuration::Settings;
 use crate::crypto::kek::KeyEncryption;
-use crate::crypto::keys::{KeyManager, KeyRing};
+use crate::crypto::keys::KeyManager;
 use crate::crypto::password::Hasher;
-use crate::error::{ApiError, BearerError};
 use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
-    AuditEvent, AuditStore, ClientStore, KeyStore, NewSession, RateLimitStore, RevocationFeed,
-    RevocationStore, SessionStore, StoreError, User, UserStore,
+    AuditEvent, AuditStore, ClientStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore,
+    SessionStore, UserStore,
 };
-use crate::tokens::{Grant, Issuance, TokenPair};
+use crate::tokens::Issuance;
 
 /// Everything a request handler may use. Each HTTP worker gets its own copy with its own store
 /// connections (see [`AppState::for_worker`]); the rest is shared.
@@ -56,8 +55,10 @@ pub struct AppState {
     pub audit_store: Arc<dyn AuditStore>,
     /// Stores audit events off the request path, in order.
     pub audit_writer: crate::audit::AuditWriter,
-    access_verifier: Verifier,
-    refresh_verifier: Verifier,
+    /// Access-token rules (this issuer, the configured audience).
+    pub(crate) access_verifier: Verifier,
+    /// Refresh-token rules (this issuer as audience).
+    pub(crate) refresh_verifier: Verifier,
     backend: Backend,
     /// Whether the live key revocations have been read since the start.
     pub(crate) revoked_keys_read: Arc<std::sync::atomic::AtomicBool>,
@@ -366,68 +367,6 @@ impl AppState {
         matches!(self.backend, Backend::Embedded)
     }
 
-    /// Verifies a token with the keys `keys` picks from the ring (the published ones for access
-    /// tokens, every held one for refresh tokens), reloading keys once (rate-limited) when its
-    /// `kid` is unknown: another replica may have rotated.
-    async fn verify<C: TokenClaims>(
-        &self,
-        verifier: &Verifier,
-        token: &str,
-        keys: fn(&KeyRing) -> &KeySet,
-    ) -> Result<C, VerifyError> {
-        let now = shared::unix_now();
-        match verifier.verify::<C>(keys(&self.keys.ring()), token, now) {
-            Err(VerifyError::UnknownKid(kid)) if self.keys.reload_for_unknown_kid(&kid).await => {
-                verifier.verify::<C>(keys(&self.keys.ring()), token, now)
-            }
-            other => other,
-        }
-    }
-
-    /// Verifies an access token and checks the revocation list.
-    pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        let claims: AccessClaims = self
-            .verify(&self.access_verifier, token, KeyRing::verifying)
-            .await
-            .map_err(|e| match e {
-                VerifyError::UnknownKid(kid) if self.keys.is_revoked(&kid) => {
-                    self.metrics.verify_failure("revoked_key");
-                    ApiError::Unauthorized(BearerError::InvalidToken("the token has been revoked"))
-                }
-                e => {
-                    self.metrics.verify_failure(e.reason());
-                    ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
-                }
-            })?;
-        if self.revocations.is_revoked(&claims).await? {
-            self.metrics.verify_failure("revoked");
-            return Err(ApiError::Unauthorized(BearerError::InvalidToken(
-                "the token has been revoked",
-            )));
-        }
-        Ok(claims)
-    }
-
-    /// Verifies an access token's signature and claims only (no revocation check).
-    pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        self.verify(&self.access_verifier, token, KeyRing::verifying)
-            .await
-    }
-
-    /// Verifies a refresh token's signature and claims (its store record is checked on rotation).
-    pub async fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, VerifyError> {
-        self.verify(&self.refresh_verifier, token, KeyRing::refresh_verifying)
-            .await
-    }
-
-    /// The `client_id` to put in tokens: the requested one if configured, else the default.
-    pub fn client_id(&self, requested: Option<&str>) -> String {
-        requested
-            .filter(|c| self.settings.client_ids.iter().any(|k| k == c))
-            .unwrap_or(self.settings.default_client_id())
-            .to_owned()
-    }
-
     /// Schedules a plain rotation, or (`immediately`) runs the compromise response; see
     /// [`crate::services::keys`]. `None` if a plain rotation is pending.
     pub async fn rotate_keys(&self, immediately: bool) -> anyhow::Result<Option<(String, i64)>> {
@@ -440,96 +379,6 @@ impl AppState {
             .await?
             .map(|r| (r.kid, r.activates_at)))
     }
-
-    /// When revocation entries for tokens issued up to now can be dropped.
-    pub fn revoke_until(&self, now: i64) -> i64 {
-        now + self.settings.access_ttl
-    }
-
-    /// Signs both tokens. On the worker, deliberately: two RS256 signatures through a pre-parsed
-    /// aws-lc key are ~0.5 ms of bounded CPU, less than what handing them to the blocking pool
-    /// and back cost in context switches (measured: +5% refreshes/s, kernel time 20% → 13%; see
-    /// BENCHMARKS.md). Argon2 (~13 ms) stays off the workers.
-    pub async fn sign_pair(
-        &self,
-        access: AccessClaims,
-        refresh: RefreshClaims,
-        refresh_exp: i64,
-        now: i64,
-    ) -> Result<TokenPair, StoreError> {
-        let key = self.keys.signing_ring().await?;
-        let key = key.signing();
-        let expires_in = access.exp - now;
-        let scope = access.scope.clone();
-        let access_token = key
-            .sign(shared::claims::ACCESS_TOKEN_TYPE, &access)
-            .map_err(StoreError::Other)?;
-        let refresh_token = key
-            .sign(shared::claims::REFRESH_TOKEN_TYPE, &refresh)
-            .map_err(StoreError::Other)?;
-        self.metrics.issued_pair();
-        Ok(TokenPair {
-            access_token,
-            token_type: "Bearer",
-            expires_in,
-            refresh_token,
-            refresh_expires_in: refresh_exp - now,
-            scope,
-        })
-    }
-
-    /// Opens a session for `user` (after a login or a password change) and issues its first pair.
-    pub async fn open_session(
-        &self,
-        user: &User,
-        client_id: &str,
-        scope: String,
-        user_agent: &str,
-        now: i64,
-    ) -> Result<TokenPair, StoreError> {
-        let s = &self.settings;
-        let sid = crate::crypto::random_id();
-        let jti = crate::crypto::random_id();
-        let abs_exp = now + s.session_max_ttl;
-        let refresh_exp = (now + s.refresh_ttl).min(abs_exp);
-        let session = NewSession {
-            sid: sid.clone(),
-            sub: user.id.to_string(),
-            refresh_jti: jti.clone(),
-            auth_time: now,
-            abs_exp,
-            refresh_exp,
-            client_id: client_id.to_owned(),
-            scope: scope.clone(),
-            user_agent: user_agent.chars().take(200).collect(),
-        };
-        self.sessions.create(&session, now).await?;
-        let grant = Grant {
-            sid: &sid,
-            client_id,
-            scope: &scope,
-        };
-        let refresh = self
-            .issuance
-            .refresh_claims(user, &grant, &jti, now, refresh_exp);
-        let access = self
-            .issuance
-            .access_claims(user, &grant, scope.clone(), now, abs_exp);
-        self.sign_pair(access, refresh, refresh_exp, now).await
-    }
-
-    /// Ends every session of a user and revokes every token issued so far. `not_before` must be
-    /// the user's new `tokens_not_before` (tokens issued from now on carry `iat ≥` it).
-    pub async fn revoke_user(
-        &self,
-        sub: &str,
-        not_before: i64,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        self.sessions
-            .end_all(sub, now, not_before, self.revoke_until(now))
-            .await
-    }
 }
 
 /// An audit event of now.
@@ -539,22 +388,6 @@ fn audit_event(kind: &str, actor: Option<&str>, detail: serde_json::Value) -> Au
         kind: kind.to_owned(),
         actor: actor.map(str::to_owned),
         detail,
-    }
-}
-
-/// A client-facing description of a verification failure (no internals).
-pub fn describe(e: &VerifyError) -> &'static str {
-    match e {
-        VerifyError::Expired => "the token has expired",
-        VerifyError::NotYetValid => "the token is not valid yet",
-        VerifyError::WrongType => "wrong token type",
-        VerifyError::WrongIssuer => "the token was issued by someone else",
-        VerifyError::WrongAudience => "the token is not meant for this service",
-        VerifyError::UnknownKid(_) | VerifyError::MissingKid => {
-            "the token was signed by an unknown key"
-        }
-        VerifyError::BadSignature | VerifyError::Algorithm => "the token signature is invalid",
-        VerifyError::Malformed(_) | VerifyError::InvalidClaim(_) => "the token is malformed",
     }
 }
 

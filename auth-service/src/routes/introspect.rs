@@ -83,7 +83,7 @@ async fn answer(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
     let inactive = json!({ "active": false });
-    let Ok(claims) = state.verify_access(token).await else {
+    let Ok(claims) = crate::services::tokens::verify_access(state, token).await else {
         return Ok(inactive);
     };
     if state.revocations.is_revoked(&claims).await? {

@@ -118,10 +118,16 @@ async fn attempt(
     let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
     let scope =
         grant_scope(&allowed, body.scope.as_deref(), None).map_err(OAuthError::InvalidScope)?;
-    let client_id = state.client_id(body.client_id.as_deref());
-    let pair = state
-        .open_session(&user, &client_id, scope, &super::user_agent(&req), now)
-        .await?;
+    let client_id = crate::services::sessions::client_id(state, body.client_id.as_deref());
+    let pair = crate::services::sessions::open(
+        state,
+        &user,
+        &client_id,
+        scope,
+        &super::user_agent(&req),
+        now,
+    )
+    .await?;
     state
         .audit(
             Some(&user.id.to_string()),

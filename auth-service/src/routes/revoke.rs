@@ -49,8 +49,7 @@ async fn attempt(
     let caller = match bearer_token(req) {
         Ok(None) => None,
         Ok(Some(t)) => Some(
-            state
-                .authenticate(&t)
+            crate::services::tokens::authenticate(state, &t)
                 .await
                 .map_err(|_| OAuthError::InvalidClient("the bearer credential is invalid"))?,
         ),
@@ -93,7 +92,7 @@ async fn attempt(
         ["access", "refresh"]
     } {
         if kind == "access" {
-            if let Ok(claims) = state.verify_access(token).await {
+            if let Ok(claims) = crate::services::tokens::verify_access(state, token).await {
                 owned(&claims.sub, &claims.client_id)?;
                 state
                     .revocations
@@ -108,11 +107,16 @@ async fn attempt(
                 tracing::info!(user_id = %claims.sub, "access token revoked");
                 return Ok(true);
             }
-        } else if let Ok(claims) = state.verify_refresh(token).await {
+        } else if let Ok(claims) = crate::services::tokens::verify_refresh(state, token).await {
             owned(&claims.sub, &claims.client_id)?;
             state
                 .sessions
-                .end(&claims.sub, &claims.sid, now, state.revoke_until(now))
+                .end(
+                    &claims.sub,
+                    &claims.sid,
+                    now,
+                    crate::services::sessions::revoke_until(state, now),
+                )
                 .await?;
             tracing::info!(user_id = %claims.sub, sid = %claims.sid, "session revoked by refresh token");
             return Ok(true);
@@ -168,7 +172,7 @@ pub async fn logout(
                 code: "cross_site",
                 detail: d.to_owned(),
             })?;
-            match state.verify_refresh(&cookie).await {
+            match crate::services::tokens::verify_refresh(&state, &cookie).await {
                 Ok(c) => (c.sub, c.sid),
                 // Nothing left to end: the cookie is removed all the same.
                 Err(_) => return Ok(res.finish()),
@@ -194,11 +198,16 @@ pub async fn logout(
             .bump_tokens_not_before(user_id, now)
             .await?
             .unwrap_or(now + 1);
-        let n = state.revoke_user(&sub, nb, now).await?;
+        let n = crate::services::sessions::end_all(&state, &sub, nb, now).await?;
         tracing::info!(user_id = %sub, sessions = n, "logged out everywhere");
     } else if !state
         .sessions
-        .end(&sub, &sid, now, state.revoke_until(now))
+        .end(
+            &sub,
+            &sid,
+            now,
+            crate::services::sessions::revoke_until(&state, now),
+        )
         .await?
     {
         // The session record is already gone (ended elsewhere): still revoke its access tokens.
@@ -207,7 +216,7 @@ pub async fn logout(
             .revoke(
                 &RevocationEvent::Sid {
                     value: sid.clone(),
-                    exp: state.revoke_until(now),
+                    exp: crate::services::sessions::revoke_until(&state, now),
                 },
                 now,
             )

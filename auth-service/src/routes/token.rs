@@ -10,9 +10,7 @@ use crate::domain::valid_scope_token;
 use crate::error::OAuthError;
 use crate::extract::{Accept, parse_body};
 use crate::state::AppState;
-use crate::storage::Rotation;
 use crate::throttle::Action;
-use crate::tokens::{Grant, allowed_scopes, grant_scope};
 use shared::{AccessClaims, Audience};
 
 #[derive(Deserialize)]
@@ -24,8 +22,6 @@ struct TokenRequest {
     client_secret: Option<SecretString>,
     audience: Option<String>,
 }
-
-const INVALID: &str = "the refresh token is invalid, expired or revoked";
 
 /// `refresh_token`: rotates the refresh token: the presented one is spent and a new pair issued,
 /// re-reading the user's roles and disabled flag; a spent token presented again revokes the
@@ -225,93 +221,16 @@ async fn refresh(
             cookie.as_str()
         }
     };
-    // Everything that can refuse the request without spending the token comes first.
-    let now = shared::unix_now();
-    let claims = state
-        .verify_refresh(token)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant(INVALID))?;
-    if body
-        .client_id
-        .as_deref()
-        .is_some_and(|c| c != claims.client_id)
-    {
-        return Err(OAuthError::InvalidGrant(
-            "the refresh token was issued to another client",
-        ));
-    }
-    let user_id: uuid::Uuid = claims
-        .sub
-        .parse()
-        .map_err(|_| OAuthError::InvalidGrant(INVALID))?;
-    let user = match state.users.find_by_id(user_id).await? {
-        Some(u) if !u.disabled => u,
-        _ => return Err(OAuthError::InvalidGrant(INVALID)),
-    };
-    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
-    let scope = grant_scope(&allowed, body.scope.as_deref(), Some(&claims.scope))
-        .map_err(OAuthError::InvalidScope)?;
-
-    let new_jti = crate::crypto::random_id();
-    let s = &state.settings;
-    match state
-        .sessions
-        .rotate(
-            &claims.jti,
-            &new_jti,
-            now,
-            s.refresh_reuse_grace,
-            s.refresh_ttl,
-            state.revoke_until(now),
-        )
-        .await?
-    {
-        Rotation::Rotated {
-            sid,
-            refresh_exp,
-            abs_exp,
-        } => {
-            state.metrics.refresh("rotated");
-            let grant = Grant {
-                sid: &sid,
-                client_id: &claims.client_id,
-                scope: &claims.scope,
-            };
-            let refresh = state
-                .issuance
-                .refresh_claims(&user, &grant, &new_jti, now, refresh_exp);
-            let access = state
-                .issuance
-                .access_claims(&user, &grant, scope, now, abs_exp);
-            let pair = state.sign_pair(access, refresh, refresh_exp, now).await?;
-            Ok(if *browser {
-                pair.browser_response()
-            } else {
-                pair.response()
-            })
-        }
-        Rotation::Grace => {
-            state.metrics.refresh("grace");
-            Err(OAuthError::InvalidGrant(
-                "the refresh token was already used",
-            ))
-        }
-        Rotation::Reused { sid } => {
-            state.metrics.refresh("reuse_detected");
-            tracing::warn!(user_id = %user.id, sid = %sid, "refresh token reuse: session revoked");
-            state
-                .audit(
-                    Some(&user.id.to_string()),
-                    "refresh_reuse",
-                    None,
-                    serde_json::json!({"sid": sid}),
-                )
-                .await;
-            Err(OAuthError::InvalidGrant(INVALID))
-        }
-        Rotation::Invalid => {
-            state.metrics.refresh("invalid");
-            Err(OAuthError::InvalidGrant(INVALID))
-        }
-    }
+    let pair = crate::services::sessions::refresh(
+        state,
+        token,
+        body.scope.as_deref(),
+        body.client_id.as_deref(),
+    )
+    .await?;
+    Ok(if *browser {
+        pair.browser_response()
+    } else {
+        pair.response()
+    })
 }

@@ -125,15 +125,15 @@ pub async fn change_password(
         })?;
     let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
     let scope = grant_scope(&allowed, None, None).map_err(ApiError::BadRequest)?;
-    let pair = state
-        .open_session(
-            &user,
-            &auth.claims.client_id,
-            scope,
-            &super::user_agent(&req),
-            shared::unix_now(),
-        )
-        .await?;
+    let pair = crate::services::sessions::open(
+        &state,
+        &user,
+        &auth.claims.client_id,
+        scope,
+        &super::user_agent(&req),
+        shared::unix_now(),
+    )
+    .await?;
     Ok(pair.response())
 }
 
@@ -180,7 +180,12 @@ pub async fn end_my_session(
     if sid.len() > 64
         || !state
             .sessions
-            .end(&auth.claims.sub, &sid, now, state.revoke_until(now))
+            .end(
+                &auth.claims.sub,
+                &sid,
+                now,
+                crate::services::sessions::revoke_until(&state, now),
+            )
             .await?
     {
         return Err(ApiError::NotFound("no such session".into()));

@@ -4,6 +4,8 @@
 
 pub mod keys;
 pub mod login;
+pub mod sessions;
+pub mod tokens;
 pub mod users;
 
 /// Who acts: an account through the API (an admin, or the user themself), the operator's CLI, or

@@ -164,7 +164,7 @@ pub async fn change_password(
         .set_password(id, &hash, now)
         .await?
         .ok_or(UserError::NotFound)?;
-    let ended = state.revoke_user(&id.to_string(), not_before, now).await?;
+    let ended = crate::services::sessions::end_all(state, &id.to_string(), not_before, now).await?;
     let user = get(state, id).await?;
     tracing::info!(user_id = %id, sessions_ended = ended, "password changed");
     Ok((user, ended))
@@ -271,7 +271,7 @@ pub async fn change(
         let event = shared::RevocationEvent::Sub {
             value: id.to_string(),
             iat_before: u.tokens_not_before,
-            exp: state.revoke_until(now),
+            exp: crate::services::sessions::revoke_until(state, now),
         };
         state.revocations.revoke(&event, now).await?;
         state
@@ -291,9 +291,13 @@ pub async fn change(
             .await?
             .ok_or(UserError::NotFound)?;
         if disabled {
-            let ended = state
-                .revoke_user(&id.to_string(), u.tokens_not_before, now)
-                .await?;
+            let ended = crate::services::sessions::end_all(
+                state,
+                &id.to_string(),
+                u.tokens_not_before,
+                now,
+            )
+            .await?;
             state
                 .audit(
                     Some(&id.to_string()),
@@ -327,7 +331,7 @@ pub async fn end_sessions(state: &AppState, id: Uuid, actor: Actor<'_>) -> Resul
         .bump_tokens_not_before(id, now)
         .await?
         .ok_or(UserError::NotFound)?;
-    let ended = state.revoke_user(&id.to_string(), nb, now).await?;
+    let ended = crate::services::sessions::end_all(state, &id.to_string(), nb, now).await?;
     state
         .audit(
             Some(&id.to_string()),
@@ -360,7 +364,7 @@ pub async fn delete(state: &AppState, id: Uuid, actor: Actor<'_>) -> Result<(), 
         return Err(UserError::NotFound);
     }
     let now = shared::unix_now();
-    state.revoke_user(&id.to_string(), now + 1, now).await?;
+    crate::services::sessions::end_all(state, &id.to_string(), now + 1, now).await?;
     if !state.users.delete(id).await? {
         return Err(UserError::NotFound);
     }
