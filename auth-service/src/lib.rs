@@ -4,7 +4,6 @@
 pub mod audit;
 pub mod browser;
 pub mod cli;
-pub mod clients;
 pub mod configuration;
 pub mod crypto;
 pub mod domain;

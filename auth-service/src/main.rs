@@ -275,7 +275,7 @@ async fn clients_command(
     state: &state::AppState,
     command: ClientsCommand,
 ) -> anyhow::Result<serde_json::Value> {
-    use auth_service::clients;
+    use auth_service::services::clients;
     use secrecy::ExposeSecret as _;
     let fail = |e: auth_service::error::ApiError| anyhow::anyhow!("{e}");
     let with_secret = |client: &auth_service::storage::RegisteredClient,

@@ -8,9 +8,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::clients::{self, ClientRegistration, Patch};
 use crate::error::ApiError;
 use crate::extract::{Accept, Admin, parse_body};
+use crate::services::clients::{self, ClientRegistration, Patch};
 use crate::state::AppState;
 use crate::storage::RegisteredClient;
 

@@ -71,12 +71,17 @@ async fn answer(
         Accept::JsonOrForm,
     )
     .await?;
-    let creds =
-        crate::clients::credentials(req, body.client_id.as_deref(), body.client_secret.as_ref())?
-            .ok_or(OAuthError::BadClientAuth(
-            "client authentication is required: HTTP Basic, or client_id and client_secret",
-        ))?;
-    crate::clients::authenticate(state, &creds).await?;
+    let creds = crate::services::clients::credentials(
+        req.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        body.client_id.as_deref(),
+        body.client_secret.as_ref(),
+    )?
+    .ok_or(OAuthError::BadClientAuth(
+        "client authentication is required: HTTP Basic, or client_id and client_secret",
+    ))?;
+    crate::services::clients::authenticate(state, &creds).await?;
     let token = body
         .token
         .as_deref()

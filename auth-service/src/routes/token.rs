@@ -103,12 +103,17 @@ async fn client_credentials(
     body: TokenRequest,
     state: &web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let creds =
-        crate::clients::credentials(req, body.client_id.as_deref(), body.client_secret.as_ref())?
-            .ok_or(OAuthError::BadClientAuth(
-            "client authentication is required: HTTP Basic, or client_id and client_secret",
-        ))?;
-    let client = crate::clients::authenticate(state, &creds).await?;
+    let creds = crate::services::clients::credentials(
+        req.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        body.client_id.as_deref(),
+        body.client_secret.as_ref(),
+    )?
+    .ok_or(OAuthError::BadClientAuth(
+        "client authentication is required: HTTP Basic, or client_id and client_secret",
+    ))?;
+    let client = crate::services::clients::authenticate(state, &creds).await?;
     // Each requested scope and audience must be the client's; none requested: all of them.
     let scopes = requested_subset(body.scope.as_deref(), &client.scopes).map_err(|bad| {
         OAuthError::InvalidScope(match bad {

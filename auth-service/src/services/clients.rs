@@ -4,8 +4,6 @@
 //! protect low-entropy passwords; a 256-bit random value cannot be guessed from its digest, and a
 //! fast digest keeps client authentication cheap. Digests are compared in constant time.
 
-use actix_web::HttpRequest;
-use actix_web::http::header;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest;
 use base64::Engine as _;
@@ -107,13 +105,14 @@ pub struct Credentials {
     pub secret: SecretString,
 }
 
-/// Reads the client credentials of a request. `Ok(None)`: none presented.
+/// Reads the client credentials of a request: its `Authorization` header (bytes as sent; HTTP
+/// Basic), or `client_id` and `client_secret` from its body. `Ok(None)`: none presented.
 pub fn credentials(
-    req: &HttpRequest,
+    authorization: Option<&[u8]>,
     form_id: Option<&str>,
     form_secret: Option<&SecretString>,
 ) -> Result<Option<Credentials>, OAuthError> {
-    let basic = basic_credentials(req)?;
+    let basic = basic_credentials(authorization)?;
     match (basic, form_secret) {
         (Some(_), Some(_)) => Err(OAuthError::InvalidRequest(
             "use one client authentication method: HTTP Basic or client_secret in the body, not both"
@@ -140,12 +139,14 @@ pub fn credentials(
     }
 }
 
-fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>, OAuthError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+fn basic_credentials(
+    authorization: Option<&[u8]>,
+) -> Result<Option<(String, SecretString)>, OAuthError> {
+    let Some(value) = authorization else {
         return Ok(None);
     };
     let bad = || OAuthError::BadClientAuth("the Basic credentials are malformed");
-    let value = value.to_str().map_err(|_| bad())?;
+    let value = std::str::from_utf8(value).map_err(|_| bad())?;
     let Some((scheme, rest)) = value.split_once(' ') else {
         return Err(bad());
     };
@@ -484,37 +485,32 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_urlencoded_then_base64() {
-        let req = |value: &str| {
-            actix_web::test::TestRequest::default()
-                .insert_header((header::AUTHORIZATION, value.to_owned()))
-                .to_http_request()
-        };
+        let req = |value: &str| value.as_bytes().to_vec();
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         // RFC 6749 §2.3.1: `:` inside the id or secret is escaped; `+` is a space.
         let r = req(&format!("Basic {}", b64("my%3Aapp:s%3Ae+c%26r%25et")));
-        let c = credentials(&r, None, None).unwrap().unwrap();
+        let c = credentials(Some(&r), None, None).unwrap().unwrap();
         assert_eq!(c.id, "my:app");
         assert_eq!(c.secret.expose_secret(), "s:e c&r%et");
         // A raw `&` stays itself; the scheme is case-insensitive.
         let r = req(&format!("basic {}", b64("app:a&b")));
-        let c = credentials(&r, Some("app"), None).unwrap().unwrap();
+        let c = credentials(Some(&r), Some("app"), None).unwrap().unwrap();
         assert_eq!((c.id.as_str(), c.secret.expose_secret()), ("app", "a&b"));
         // A body client_id that disagrees, both methods, malformed values, a secret alone.
-        assert!(credentials(&r, Some("other"), None).is_err());
+        assert!(credentials(Some(&r), Some("other"), None).is_err());
         let form_secret = SecretString::from("x");
-        assert!(credentials(&r, None, Some(&form_secret)).is_err());
+        assert!(credentials(Some(&r), None, Some(&form_secret)).is_err());
         for bad in [
             "Basic",
             "Basic !!!",
             &format!("Basic {}", b64("no-colon")),
             "Bearer t",
         ] {
-            assert!(credentials(&req(bad), None, None).is_err(), "{bad}");
+            assert!(credentials(Some(&req(bad)), None, None).is_err(), "{bad}");
         }
-        let none = actix_web::test::TestRequest::default().to_http_request();
-        assert!(credentials(&none, None, Some(&form_secret)).is_err());
-        assert!(credentials(&none, None, None).unwrap().is_none());
-        let c = credentials(&none, Some("app"), Some(&form_secret))
+        assert!(credentials(None, None, Some(&form_secret)).is_err());
+        assert!(credentials(None, None, None).unwrap().is_none());
+        let c = credentials(None, Some("app"), Some(&form_secret))
             .unwrap()
             .unwrap();
         assert_eq!((c.id.as_str(), c.secret.expose_secret()), ("app", "x"));
