@@ -1,13 +1,18 @@
-//! The CLI's user commands: parse the arguments, call the users service (the same rules, stores
-//! and revocation paths as the admin API), print JSON.
+//! The binary's admin commands (`users`, `clients`, `keys`): parse the arguments, call one
+//! service (the same rules, stores and revocation paths as the admin API), print JSON on
+//! standard output. `main.rs` only dispatches to them.
 
 use std::io::BufRead as _;
+
+use clap::Subcommand;
 
 use secrecy::SecretString;
 use serde_json::json;
 
+use crate::configuration::Settings;
 use crate::domain::{Email, Role, Username};
 use crate::services::users::{self, Actor, NewAccount, UserChange, UserError};
+use crate::services::{Actor as ServiceActor, clients as client_service, keys as key_service};
 use crate::state::AppState;
 use crate::storage::User;
 
@@ -123,4 +128,237 @@ pub async fn revoke_sessions(state: &AppState, who: &str) -> anyhow::Result<serd
         .await
         .map_err(|e| explain(who, e))?;
     Ok(json!({"user": view(&user), "sessions_ended": ended}))
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    Create {
+        /// Username.
+        username: String,
+        /// Give the admin role too.
+        #[arg(long)]
+        admin: bool,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Roles (repeatable; default: AUTH_DEFAULT_ROLES).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Replace a user's roles (their access tokens are revoked).
+    SetRoles {
+        /// Username or id.
+        user: String,
+        /// The new roles.
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+    /// Disable a user: no login or refresh; every session ended and token revoked.
+    Disable {
+        /// Username or id.
+        user: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Username or id.
+        user: String,
+    },
+    /// List a user's sessions.
+    Sessions {
+        /// Username or id.
+        user: String,
+    },
+    /// End all of a user's sessions and revoke their tokens.
+    RevokeSessions {
+        /// Username or id.
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints it with its secret, shown this once.
+    Create {
+        /// Client id: 2–64 characters of a-z, 0-9, '.', '_', '-'.
+        client_id: String,
+        /// What the client is, for people.
+        #[arg(long)]
+        name: Option<String>,
+        /// An allowed scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An allowed audience (repeatable; default: AUTH_AUDIENCE).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+    },
+    /// List the clients (JSON).
+    List,
+    /// Replace a client's secret; prints the new one, shown this once.
+    RotateSecret {
+        /// Client id.
+        client_id: String,
+        /// Seconds the previous secret keeps working (default 0: it stops at once).
+        #[arg(long, default_value_t = 0)]
+        overlap: i64,
+    },
+    /// Disable a client: it cannot authenticate, and its tokens are revoked.
+    Disable {
+        /// Client id.
+        client_id: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// Client id.
+        client_id: String,
+    },
+    /// Delete a client and revoke its tokens.
+    Delete {
+        /// Client id.
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Publish a new signing key now; it starts signing after AUTH_KEY_ROTATION_LEAD, and the
+    /// previous key stays published until every token it signed has expired.
+    Rotate {
+        /// The compromise response: a new key signs at once, and every older key is withdrawn
+        /// from the JWKS and revoked at every gateway and replica within a second (the tokens
+        /// it signed, refresh tokens included, are refused from then on).
+        #[arg(long)]
+        now: bool,
+    },
+    /// List the keys with their states and times (JSON).
+    List,
+}
+
+/// Prints a command's JSON result.
+fn print(out: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(out)?);
+    Ok(())
+}
+
+/// `auth-service users …`.
+pub async fn users(settings: Settings, command: UsersCommand) -> anyhow::Result<()> {
+    let state = AppState::init(settings).await?;
+    let out = match command {
+        UsersCommand::Create {
+            username,
+            admin,
+            email,
+            roles,
+        } => {
+            let password = password_from_stdin()?;
+            create(&state, &username, email.as_deref(), &roles, admin, password).await?
+        }
+        UsersCommand::SetRoles { user, roles } => set_roles(&state, &user, &roles).await?,
+        UsersCommand::Disable { user } => set_disabled(&state, &user, true).await?,
+        UsersCommand::Enable { user } => set_disabled(&state, &user, false).await?,
+        UsersCommand::Sessions { user } => sessions(&state, &user).await?,
+        UsersCommand::RevokeSessions { user } => revoke_sessions(&state, &user).await?,
+    };
+    state.audit_writer.flush().await;
+    print(&out)
+}
+
+/// `auth-service clients …`.
+pub async fn clients(settings: Settings, command: ClientsCommand) -> anyhow::Result<()> {
+    let state = AppState::init(settings).await?;
+    let out = client_command(&state, command).await?;
+    state.audit_writer.flush().await;
+    print(&out)
+}
+
+async fn client_command(
+    state: &AppState,
+    command: ClientsCommand,
+) -> anyhow::Result<serde_json::Value> {
+    use client_service as clients;
+    use secrecy::ExposeSecret as _;
+    let fail = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let with_secret = |client: &crate::storage::RegisteredClient,
+                       secret: &secrecy::SecretString| {
+        let mut v = serde_json::to_value(client).unwrap_or_default();
+        v["client_secret"] = serde_json::json!(secret.expose_secret());
+        v
+    };
+    let set_disabled = |client_id: String, disabled: bool| async move {
+        let patch = clients::Patch {
+            disabled: Some(disabled),
+            ..clients::Patch::default()
+        };
+        clients::update(state, &client_id, patch, "cli").await
+    };
+    Ok(match command {
+        ClientsCommand::Create {
+            client_id,
+            name,
+            scopes,
+            audiences,
+        } => {
+            let reg = clients::ClientRegistration {
+                client_id,
+                name,
+                scopes: Some(scopes),
+                audiences: (!audiences.is_empty()).then_some(audiences),
+            };
+            let (client, secret) = clients::register(state, reg, "cli").await.map_err(fail)?;
+            with_secret(&client, &secret)
+        }
+        ClientsCommand::List => serde_json::to_value(state.clients.list_clients().await?)?,
+        ClientsCommand::RotateSecret { client_id, overlap } => {
+            let (client, secret) = clients::rotate_secret(state, &client_id, overlap, "cli")
+                .await
+                .map_err(fail)?;
+            with_secret(&client, &secret)
+        }
+        ClientsCommand::Disable { client_id } => {
+            serde_json::to_value(set_disabled(client_id, true).await.map_err(fail)?)?
+        }
+        ClientsCommand::Enable { client_id } => {
+            serde_json::to_value(set_disabled(client_id, false).await.map_err(fail)?)?
+        }
+        ClientsCommand::Delete { client_id } => {
+            clients::delete(state, &client_id, "cli")
+                .await
+                .map_err(fail)?;
+            serde_json::json!({"deleted": client_id})
+        }
+    })
+}
+
+/// `auth-service keys …`.
+pub async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let state = AppState::init(settings).await?;
+    match command {
+        KeysCommand::Rotate { now: true } => {
+            let (kid, revoked) =
+                key_service::replace_compromised(&state, ServiceActor::Cli).await?;
+            state.audit_writer.flush().await;
+            println!("{kid}");
+            eprintln!(
+                "new signing key {kid}: signing at once; revoked and withdrawn everywhere: {}",
+                if revoked.is_empty() {
+                    "none".to_owned()
+                } else {
+                    revoked.join(", ")
+                }
+            );
+        }
+        KeysCommand::Rotate { now: false } => {
+            let Some(r) = key_service::rotate(&state, ServiceActor::Cli).await? else {
+                anyhow::bail!("a rotation is already pending (auth-service keys list shows it)");
+            };
+            state.audit_writer.flush().await;
+            println!("{}", r.kid);
+            eprintln!(
+                "new signing key {}: published now, signing from {} (in {} s); replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
+                r.kid, r.activates_at, state.settings.key_rotation_lead
+            );
+        }
+        KeysCommand::List => print(&serde_json::to_value(key_service::list(&state).await?)?)?,
+    }
+    Ok(())
 }

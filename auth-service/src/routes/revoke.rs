@@ -2,7 +2,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use shared::RevocationEvent;
 
 use crate::error::{ApiError, OAuthError};
 use crate::extract::{Accept, Authenticated, bearer_token, parse_body};
@@ -71,58 +70,14 @@ async fn attempt(
         .as_deref()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    let now = shared::unix_now();
-    let owned = |sub: &str, client: &str| {
-        if caller.as_ref().is_some_and(|c| c.sub != sub) {
-            return Err(OAuthError::UnauthorizedClient(
-                "the token belongs to another user",
-            ));
-        }
-        if body.client_id.as_deref().is_some_and(|c| c != client) {
-            return Err(OAuthError::UnauthorizedClient(
-                "the token was issued to another client",
-            ));
-        }
-        Ok(())
-    };
-    let refresh_first = body.token_type_hint.as_deref() == Some("refresh_token");
-    for kind in if refresh_first {
-        ["refresh", "access"]
-    } else {
-        ["access", "refresh"]
-    } {
-        if kind == "access" {
-            if let Ok(claims) = crate::services::tokens::verify_access(state, token).await {
-                owned(&claims.sub, &claims.client_id)?;
-                state
-                    .revocations
-                    .revoke(
-                        &RevocationEvent::Jti {
-                            value: claims.jti.clone(),
-                            exp: claims.exp,
-                        },
-                        now,
-                    )
-                    .await?;
-                tracing::info!(user_id = %claims.sub, "access token revoked");
-                return Ok(true);
-            }
-        } else if let Ok(claims) = crate::services::tokens::verify_refresh(state, token).await {
-            owned(&claims.sub, &claims.client_id)?;
-            state
-                .sessions
-                .end(
-                    &claims.sub,
-                    &claims.sid,
-                    now,
-                    crate::services::sessions::revoke_until(state, now),
-                )
-                .await?;
-            tracing::info!(user_id = %claims.sub, sid = %claims.sid, "session revoked by refresh token");
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    crate::services::sessions::revoke_token(
+        state,
+        token,
+        body.token_type_hint.as_deref(),
+        caller.as_ref().map(|c| c.sub.as_str()),
+        body.client_id.as_deref(),
+    )
+    .await
 }
 
 fn ok() -> HttpResponse {
@@ -151,7 +106,6 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let q: LogoutQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
-    let now = shared::unix_now();
     let cookie = crate::browser::refresh_cookie(&req);
     let mut res = HttpResponse::NoContent();
     if cookie.is_some() {
@@ -193,34 +147,9 @@ pub async fn logout(
                 "token subject is not a user id",
             ))
         })?;
-        let nb = state
-            .users
-            .bump_tokens_not_before(user_id, now)
-            .await?
-            .unwrap_or(now + 1);
-        let n = crate::services::sessions::end_all(&state, &sub, nb, now).await?;
-        tracing::info!(user_id = %sub, sessions = n, "logged out everywhere");
-    } else if !state
-        .sessions
-        .end(
-            &sub,
-            &sid,
-            now,
-            crate::services::sessions::revoke_until(&state, now),
-        )
-        .await?
-    {
-        // The session record is already gone (ended elsewhere): still revoke its access tokens.
-        state
-            .revocations
-            .revoke(
-                &RevocationEvent::Sid {
-                    value: sid.clone(),
-                    exp: crate::services::sessions::revoke_until(&state, now),
-                },
-                now,
-            )
-            .await?;
+        crate::services::sessions::logout_everywhere(&state, user_id).await?;
+    } else {
+        crate::services::sessions::logout(&state, &sub, &sid).await?;
     }
     Ok(res.finish())
 }

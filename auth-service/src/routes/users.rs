@@ -176,18 +176,7 @@ pub async fn end_my_session(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let sid = path.into_inner();
-    let now = shared::unix_now();
-    if sid.len() > 64
-        || !state
-            .sessions
-            .end(
-                &auth.claims.sub,
-                &sid,
-                now,
-                crate::services::sessions::revoke_until(&state, now),
-            )
-            .await?
-    {
+    if !crate::services::sessions::end_own(&state, &auth.claims.sub, &sid).await? {
         return Err(ApiError::NotFound("no such session".into()));
     }
     Ok(HttpResponse::NoContent().finish())

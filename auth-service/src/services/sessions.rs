@@ -204,3 +204,119 @@ pub async fn refresh(
         }
     }
 }
+
+/// Revokes a token (RFC 7009): an access token by its `jti`, a refresh token by ending its whole
+/// session; `hint` says which to try first. Only the token's own user (`caller`, when the request
+/// carried a bearer credential) and client (`client_id`, when named) may revoke it. `Ok(false)`:
+/// not one of ours (answered 200 all the same, RFC 7009 §2.2).
+#[tracing::instrument(skip(state, token))]
+pub async fn revoke_token(
+    state: &AppState,
+    token: &str,
+    hint: Option<&str>,
+    caller: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<bool, OAuthError> {
+    let now = shared::unix_now();
+    let owned = |sub: &str, client: &str| {
+        if caller.is_some_and(|c| c != sub) {
+            return Err(OAuthError::UnauthorizedClient(
+                "the token belongs to another user",
+            ));
+        }
+        if client_id.is_some_and(|c| c != client) {
+            return Err(OAuthError::UnauthorizedClient(
+                "the token was issued to another client",
+            ));
+        }
+        Ok(())
+    };
+    let refresh_first = hint == Some("refresh_token");
+    for kind in if refresh_first {
+        ["refresh", "access"]
+    } else {
+        ["access", "refresh"]
+    } {
+        if kind == "access" {
+            if let Ok(claims) = crate::services::tokens::verify_access(state, token).await {
+                owned(&claims.sub, &claims.client_id)?;
+                state
+                    .revocations
+                    .revoke(
+                        &shared::RevocationEvent::Jti {
+                            value: claims.jti.clone(),
+                            exp: claims.exp,
+                        },
+                        now,
+                    )
+                    .await?;
+                tracing::info!(user_id = %claims.sub, "access token revoked");
+                return Ok(true);
+            }
+        } else if let Ok(claims) = crate::services::tokens::verify_refresh(state, token).await {
+            owned(&claims.sub, &claims.client_id)?;
+            state
+                .sessions
+                .end(&claims.sub, &claims.sid, now, revoke_until(state, now))
+                .await?;
+            tracing::info!(user_id = %claims.sub, sid = %claims.sid, "session revoked by refresh token");
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Ends the session `sid` of `sub` (logout): its refresh token stops working and every access
+/// token of the session is revoked, also when the session record is already gone (ended
+/// elsewhere).
+#[tracing::instrument(skip(state))]
+pub async fn logout(state: &AppState, sub: &str, sid: &str) -> Result<(), StoreError> {
+    let now = shared::unix_now();
+    if !state
+        .sessions
+        .end(sub, sid, now, revoke_until(state, now))
+        .await?
+    {
+        state
+            .revocations
+            .revoke(
+                &shared::RevocationEvent::Sid {
+                    value: sid.to_owned(),
+                    exp: revoke_until(state, now),
+                },
+                now,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Logs the user out everywhere (`POST /v1/logout?everywhere=true`): every session ended, every
+/// token issued so far revoked. Returns how many sessions ended.
+#[tracing::instrument(skip(state))]
+pub async fn logout_everywhere(state: &AppState, user: uuid::Uuid) -> Result<u64, StoreError> {
+    let now = shared::unix_now();
+    let nb = state
+        .users
+        .bump_tokens_not_before(user, now)
+        .await?
+        .unwrap_or(now + 1);
+    let sub = user.to_string();
+    let n = end_all(state, &sub, nb, now).await?;
+    tracing::info!(user_id = %sub, sessions = n, "logged out everywhere");
+    Ok(n)
+}
+
+/// Ends one of the user's own sessions (`DELETE /v1/users/me/sessions/{sid}`); false if the user
+/// has no such session.
+#[tracing::instrument(skip(state))]
+pub async fn end_own(state: &AppState, sub: &str, sid: &str) -> Result<bool, StoreError> {
+    let now = shared::unix_now();
+    if sid.len() > 64 {
+        return Ok(false);
+    }
+    state
+        .sessions
+        .end(sub, sid, now, revoke_until(state, now))
+        .await
+}
