@@ -25,16 +25,20 @@ const LOCK_BOOTSTRAP: i64 = 0x6175_7468_0000_0003;
 
 /// Embedded migrations: (version, name, SQL). Append only.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
     (
         2,
         "key_lifecycle",
-        include_str!("../../migrations/0002_key_lifecycle.sql"),
+        include_str!("../../migrations/postgres/0002_key_lifecycle.sql"),
     ),
     (
         3,
         "clients",
-        include_str!("../../migrations/0003_clients.sql"),
+        include_str!("../../migrations/postgres/0003_clients.sql"),
     ),
 ];
 
