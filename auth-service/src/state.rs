@@ -15,7 +15,7 @@ use crate::storage::redis::RedisStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
     AuditEvent, AuditStore, ClientStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore,
-    SessionStore, UserStore,
+    SessionStore, Stores, UserStore,
 };
 use crate::tokens::Issuance;
 
@@ -82,24 +82,6 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The stores other than the key store, as one backend provides them.
-pub struct Stores {
-    /// Recent audit events per user.
-    pub audit: Arc<dyn AuditStore>,
-    /// Users.
-    pub users: Arc<dyn UserStore>,
-    /// Registered clients.
-    pub clients: Arc<dyn ClientStore>,
-    /// Sessions and refresh tokens.
-    pub sessions: Arc<dyn SessionStore>,
-    /// The revocation list.
-    pub revocations: Arc<dyn RevocationStore>,
-    /// The revocation event stream.
-    pub feed: Arc<dyn RevocationFeed>,
-    /// Rate-limit counters.
-    pub rate_limits: Arc<dyn RateLimitStore>,
-}
-
 /// Retries `f` until it succeeds or `deadline` passes (stores may start after us in compose).
 async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> anyhow::Result<T>
 where
@@ -162,21 +144,7 @@ impl AppState {
                 settings.feed_retention,
             )?);
             tracing::info!(path = %path.display(), "using the embedded store (SQLite)");
-            return Self::assemble(
-                settings,
-                Arc::clone(&store) as Arc<dyn KeyStore>,
-                Stores {
-                    audit: Arc::clone(&store) as Arc<dyn AuditStore>,
-                    users: Arc::clone(&store) as Arc<dyn UserStore>,
-                    clients: Arc::clone(&store) as Arc<dyn ClientStore>,
-                    sessions: Arc::clone(&store) as Arc<dyn SessionStore>,
-                    revocations: Arc::clone(&store) as Arc<dyn RevocationStore>,
-                    feed: Arc::clone(&store) as Arc<dyn RevocationFeed>,
-                    rate_limits: store as Arc<dyn RateLimitStore>,
-                },
-                Backend::Embedded,
-            )
-            .await;
+            return Self::assemble(settings, Stores::embedded(store), Backend::Embedded).await;
         }
         let pg = Arc::new(connect_postgres(&settings).await?);
         let redis_url = settings
@@ -197,40 +165,22 @@ impl AppState {
             .await?,
         );
         check_redis(&redis, settings.production).await?;
-        let stores = Stores {
-            audit: Arc::clone(&redis) as Arc<dyn AuditStore>,
-            users: Arc::clone(&pg) as Arc<dyn UserStore>,
-            clients: Arc::clone(&pg) as Arc<dyn ClientStore>,
-            sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
-            revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
-            feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
-            rate_limits: Arc::clone(&redis) as Arc<dyn RateLimitStore>,
-        };
-        Self::assemble(
-            settings,
-            Arc::clone(&pg) as Arc<dyn KeyStore>,
-            stores,
-            Backend::Shared { pg, redis },
-        )
-        .await
+        let stores = Stores::shared(Arc::clone(&pg), Arc::clone(&redis));
+        Self::assemble(settings, stores, Backend::Shared { pg, redis }).await
     }
 
     /// A state over stores the caller built (tests wrap the real ones to watch what a request
     /// does to them). Every worker shares them.
-    pub async fn from_stores(
-        settings: Settings,
-        key_store: Arc<dyn KeyStore>,
-        stores: Stores,
-    ) -> anyhow::Result<AppState> {
-        Self::assemble(settings, key_store, stores, Backend::Embedded).await
+    pub async fn from_stores(settings: Settings, stores: Stores) -> anyhow::Result<AppState> {
+        Self::assemble(settings, stores, Backend::Embedded).await
     }
 
     async fn assemble(
         settings: Settings,
-        key_store: Arc<dyn KeyStore>,
         stores: Stores,
         backend: Backend,
     ) -> anyhow::Result<AppState> {
+        let key_store = Arc::clone(&stores.keys);
         let kek = key_encryption(&settings)?;
         let keys = KeyManager::start(
             Arc::clone(&key_store),
@@ -295,18 +245,17 @@ impl AppState {
             .max(2);
         let pg = Arc::new(pg.replica(per_worker)?);
         let redis = Arc::new(redis.replica()?);
+        let stores = Stores::shared(Arc::clone(&pg), Arc::clone(&redis));
         Ok(AppState {
-            users: Arc::clone(&pg) as Arc<dyn UserStore>,
-            clients: Arc::clone(&pg) as Arc<dyn ClientStore>,
-            key_store: Arc::clone(&pg) as Arc<dyn KeyStore>,
-            sessions: Arc::clone(&redis) as Arc<dyn SessionStore>,
-            revocations: Arc::clone(&redis) as Arc<dyn RevocationStore>,
-            feed: Arc::clone(&redis) as Arc<dyn RevocationFeed>,
-            rate_limits: Arc::clone(&redis) as Arc<dyn RateLimitStore>,
-            throttle: self
-                .throttle
-                .with_store(Arc::clone(&redis) as Arc<dyn RateLimitStore>),
-            audit_store: Arc::clone(&redis) as Arc<dyn AuditStore>,
+            users: stores.users,
+            clients: stores.clients,
+            key_store: stores.keys,
+            sessions: stores.sessions,
+            revocations: stores.revocations,
+            feed: stores.feed,
+            throttle: self.throttle.with_store(Arc::clone(&stores.rate_limits)),
+            rate_limits: stores.rate_limits,
+            audit_store: stores.audit,
             backend: Backend::Shared { pg, redis },
             ..self.clone()
         })

@@ -17,6 +17,62 @@ use uuid::Uuid;
 use crate::crypto::keys::NewKey;
 use crate::domain::{Email, Role, Username};
 
+/// Every store the service uses, as one deployment shape provides them: the one constructor of
+/// each shape, used by the service, its workers and the tests.
+#[derive(Clone)]
+pub struct Stores {
+    /// Signing keys.
+    pub keys: std::sync::Arc<dyn KeyStore>,
+    /// Users.
+    pub users: std::sync::Arc<dyn UserStore>,
+    /// Registered clients.
+    pub clients: std::sync::Arc<dyn ClientStore>,
+    /// Sessions and refresh tokens.
+    pub sessions: std::sync::Arc<dyn SessionStore>,
+    /// The revocation list.
+    pub revocations: std::sync::Arc<dyn RevocationStore>,
+    /// The revocation event stream.
+    pub feed: std::sync::Arc<dyn RevocationFeed>,
+    /// Rate-limit counters.
+    pub rate_limits: std::sync::Arc<dyn RateLimitStore>,
+    /// Recent audit events per user.
+    pub audit: std::sync::Arc<dyn AuditStore>,
+}
+
+impl Stores {
+    /// The embedded shape: one SQLite file holds everything.
+    pub fn embedded(store: std::sync::Arc<sqlite::SqliteStore>) -> Stores {
+        Stores {
+            keys: store.clone(),
+            users: store.clone(),
+            clients: store.clone(),
+            sessions: store.clone(),
+            revocations: store.clone(),
+            feed: store.clone(),
+            rate_limits: store.clone(),
+            audit: store,
+        }
+    }
+
+    /// The production shape: PostgreSQL holds users, clients and keys; Redis sessions,
+    /// revocations with the feed's stream, rate limits and recent audit events.
+    pub fn shared(
+        pg: std::sync::Arc<postgres::PgStore>,
+        redis: std::sync::Arc<redis::RedisStore>,
+    ) -> Stores {
+        Stores {
+            keys: pg.clone(),
+            users: pg.clone(),
+            clients: pg,
+            sessions: redis.clone(),
+            revocations: redis.clone(),
+            feed: redis.clone(),
+            rate_limits: redis.clone(),
+            audit: redis,
+        }
+    }
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -12,12 +12,13 @@ use auth_service::configuration::Settings;
 use auth_service::domain::{Role, Username};
 use auth_service::error::OAuthError;
 use auth_service::services::login::{BAD_CREDENTIALS, check_password};
-use auth_service::state::{AppState, Stores};
+use auth_service::state::AppState;
 use auth_service::storage::postgres::PgStore;
 use auth_service::storage::redis::RedisStore;
 use auth_service::storage::{
     AuditEvent, AuditStore, Backoff, CreateUserError, NewSession, NewUser, RateLimitStore,
-    RevocationStore, Rotation, SessionInfo, SessionStore, StoreError, User, UserCursor, UserStore,
+    RevocationStore, Rotation, SessionInfo, SessionStore, StoreError, Stores, User, UserCursor,
+    UserStore,
 };
 use secrecy::SecretString;
 use shared::{AccessClaims, RevocationEvent};
@@ -263,18 +264,16 @@ async fn recorded_state() -> (AppState, Arc<Log>, Arc<testkit::stores::Resources
         .unwrap(),
     );
     let log = Arc::new(Log::default());
+    let real = Stores::shared(pg, redis);
     let stores = Stores {
-        audit: recording(&log, Arc::clone(&redis) as Arc<dyn AuditStore>),
-        users: recording(&log, Arc::clone(&pg) as Arc<dyn UserStore>),
-        clients: Arc::clone(&pg) as _,
-        sessions: recording(&log, Arc::clone(&redis) as Arc<dyn SessionStore>),
-        revocations: recording(&log, Arc::clone(&redis) as Arc<dyn RevocationStore>),
-        feed: Arc::clone(&redis) as _,
-        rate_limits: recording(&log, Arc::clone(&redis) as Arc<dyn RateLimitStore>),
+        audit: recording(&log, real.audit),
+        users: recording(&log, real.users),
+        sessions: recording(&log, real.sessions),
+        revocations: recording(&log, real.revocations),
+        rate_limits: recording(&log, real.rate_limits),
+        ..real
     };
-    let state = AppState::from_stores(settings, pg as _, stores)
-        .await
-        .unwrap();
+    let state = AppState::from_stores(settings, stores).await.unwrap();
     (state, log, resources)
 }
 

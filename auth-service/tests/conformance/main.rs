@@ -39,6 +39,26 @@ pub struct Stores {
     _guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
+impl Stores {
+    /// One shape's stores (the service's own constructor), kept alive by `guard`.
+    fn from_set(
+        set: auth_service::storage::Stores,
+        guard: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Stores {
+        Stores {
+            users: set.users,
+            keys: set.keys,
+            sessions: set.sessions,
+            revocations: set.revocations,
+            feed: set.feed,
+            rate: set.rate_limits,
+            audit: set.audit,
+            clients: set.clients,
+            _guard: guard,
+        }
+    }
+}
+
 async fn postgres_redis() -> Stores {
     let resources = testkit::stores::Resources::create().await;
     let pg = PgStore::new(
@@ -61,17 +81,8 @@ async fn postgres_redis() -> Stores {
         .await
         .unwrap(),
     );
-    Stores {
-        users: Arc::clone(&pg) as _,
-        clients: Arc::clone(&pg) as _,
-        keys: pg as _,
-        sessions: Arc::clone(&redis) as _,
-        revocations: Arc::clone(&redis) as _,
-        feed: Arc::clone(&redis) as _,
-        rate: Arc::clone(&redis) as _,
-        audit: redis as _,
-        _guard: Box::new(resources),
-    }
+    let set = auth_service::storage::Stores::shared(pg, redis);
+    Stores::from_set(set, Box::new(resources))
 }
 
 /// A directory removed when dropped.
@@ -86,17 +97,10 @@ impl Drop for TempDir {
 async fn sqlite() -> Stores {
     let dir = std::env::temp_dir().join(format!("conformance-{}", uuid::Uuid::new_v4().simple()));
     let store = Arc::new(SqliteStore::open(&dir.join("auth.db"), LEEWAY, RETENTION).unwrap());
-    Stores {
-        users: Arc::clone(&store) as _,
-        clients: Arc::clone(&store) as _,
-        keys: Arc::clone(&store) as _,
-        sessions: Arc::clone(&store) as _,
-        revocations: Arc::clone(&store) as _,
-        feed: Arc::clone(&store) as _,
-        rate: Arc::clone(&store) as _,
-        audit: store as _,
-        _guard: Box::new(TempDir(dir)),
-    }
+    Stores::from_set(
+        auth_service::storage::Stores::embedded(store),
+        Box::new(TempDir(dir)),
+    )
 }
 
 macro_rules! conformance {
