@@ -11,7 +11,7 @@ fn main() -> anyhow::Result<()> {
         private: secrecy::ExposeSecret::expose_secret(&new.private)
             .to_vec()
             .into(),
-        state: "current".into(),
+        state: auth_service::storage::KeyState::Current,
         times: Default::default(),
     };
     // A plaintext (format 1) key needs no key-encryption key to open; any KEK will do here.

@@ -298,7 +298,7 @@ impl AppState {
             .await
             .map(|keys| {
                 keys.into_iter()
-                    .map(|k| (k.kid, k.state, now - k.times.created_at))
+                    .map(|k| (k.kid, k.state.to_string(), now - k.times.created_at))
                     .collect()
             })
             .unwrap_or_default();

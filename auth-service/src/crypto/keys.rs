@@ -15,7 +15,7 @@ use shared::jws::{self, Header};
 use shared::{Algorithm, Jwk, JwkSet, KeySet, VerifyingKey};
 
 use crate::crypto::kek::KeyEncryption;
-use crate::storage::{KeyStore, StoreError, StoredKey};
+use crate::storage::{KeyState, KeyStore, StoreError, StoredKey};
 
 /// Storage format 1: the private key as plain PKCS#8 DER (written by earlier versions; read only
 /// to be sealed at the next start).
@@ -263,7 +263,7 @@ impl KeyRing {
         // Newest current key signs; `stored` comes newest first.
         let signing = stored
             .iter()
-            .find(|k| k.state == "current")
+            .find(|k| k.state == KeyState::Current)
             .and_then(|k| parsed.get(&k.kid))
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("no current signing key in the store"))?;
@@ -298,12 +298,8 @@ impl KeyRing {
 /// Whether a stored key is published at `now`: `next` and `current` keys always, a `retired`
 /// one until `published_after_retirement` seconds after it retired (`None`: always).
 pub fn published(key: &StoredKey, now: i64, published_after_retirement: Option<i64>) -> bool {
-    match (
-        key.state.as_str(),
-        key.times.retired_at,
-        published_after_retirement,
-    ) {
-        ("retired", Some(at), Some(window)) => now < at.saturating_add(window),
+    match (key.state, key.times.retired_at, published_after_retirement) {
+        (KeyState::Retired, Some(at), Some(window)) => now < at.saturating_add(window),
         _ => true,
     }
 }
@@ -567,12 +563,12 @@ mod tests {
         .unwrap()
     }
 
-    fn stored(new: &NewKey, state: &str) -> StoredKey {
+    fn stored(new: &NewKey, state: KeyState) -> StoredKey {
         StoredKey {
             kid: new.kid.clone(),
             format_version: new.format_version,
             private: new.private.expose_secret().to_vec().into(),
-            state: state.into(),
+            state,
             times: Default::default(),
         }
     }
@@ -582,7 +578,7 @@ mod tests {
         let new = SigningKey::generate(2048).unwrap();
         assert_eq!(new.kid, thumbprint(&new.public_jwk));
         let ring = KeyRing::build(
-            &[stored(&new, "current")],
+            &[stored(&new, KeyState::Current)],
             None,
             &kek(),
             &HashMap::new(),
@@ -605,7 +601,10 @@ mod tests {
         let old = SigningKey::generate(2048).unwrap();
         let new = SigningKey::generate(2048).unwrap();
         let ring = KeyRing::build(
-            &[stored(&new, "current"), stored(&old, "retired")],
+            &[
+                stored(&new, KeyState::Current),
+                stored(&old, KeyState::Retired),
+            ],
             None,
             &kek(),
             &HashMap::new(),
@@ -616,7 +615,7 @@ mod tests {
         assert_eq!(ring.verifying().len(), 2);
         assert!(
             KeyRing::build(
-                &[stored(&old, "retired")],
+                &[stored(&old, KeyState::Retired)],
                 None,
                 &kek(),
                 &HashMap::new(),
@@ -627,7 +626,10 @@ mod tests {
         // A next key is published but does not sign.
         let next = SigningKey::generate(2048).unwrap();
         let ring = KeyRing::build(
-            &[stored(&next, "next"), stored(&new, "current")],
+            &[
+                stored(&next, KeyState::Next),
+                stored(&new, KeyState::Current),
+            ],
             None,
             &kek(),
             &HashMap::new(),
@@ -643,9 +645,9 @@ mod tests {
         let old = SigningKey::generate(2048).unwrap();
         let new = SigningKey::generate(2048).unwrap();
         let now = shared::unix_now();
-        let mut retired = stored(&old, "retired");
+        let mut retired = stored(&old, KeyState::Retired);
         retired.times.retired_at = Some(now - 100);
-        let keys = [stored(&new, "current"), retired];
+        let keys = [stored(&new, KeyState::Current), retired];
         // Within the window: published, verifying both kinds.
         let ring = KeyRing::build(&keys, None, &kek(), &HashMap::new(), Some(101)).unwrap();
         assert!(ring.verifying().get(&old.kid).is_some());
@@ -668,7 +670,10 @@ mod tests {
     fn a_revoked_key_neither_signs_verifies_nor_is_published() {
         let old = SigningKey::generate(2048).unwrap();
         let new = SigningKey::generate(2048).unwrap();
-        let both = [stored(&new, "current"), stored(&old, "retired")];
+        let both = [
+            stored(&new, KeyState::Current),
+            stored(&old, KeyState::Retired),
+        ];
         let revoked = HashMap::from([(old.kid.clone(), i64::MAX)]);
         let ring = KeyRing::build(&both, None, &kek(), &revoked, None).unwrap();
         assert_eq!(ring.signing().kid(), new.kid);
@@ -682,7 +687,7 @@ mod tests {
     #[test]
     fn unknown_format_versions_are_refused() {
         let new = SigningKey::generate(2048).unwrap();
-        let mut s = stored(&new, "current");
+        let mut s = stored(&new, KeyState::Current);
         s.format_version = 99;
         assert!(SigningKey::from_stored(&s, &kek()).is_err());
     }
@@ -691,10 +696,10 @@ mod tests {
     fn sealed_keys_load_and_plaintext_ones_still_read() {
         let k = kek();
         let new = SigningKey::generate(2048).unwrap();
-        let plain = stored(&new, "current");
+        let plain = stored(&new, KeyState::Current);
         let sealed_new = SigningKey::seal(new, &k).unwrap();
         assert_eq!(sealed_new.format_version, FORMAT_PKCS8_SEALED);
-        let sealed = stored(&sealed_new, "current");
+        let sealed = stored(&sealed_new, KeyState::Current);
         assert_ne!(
             sealed.private.expose_secret(),
             plain.private.expose_secret()
@@ -703,7 +708,7 @@ mod tests {
         let b = SigningKey::from_stored(&plain, &k).unwrap();
         assert_eq!(a.jwk(), b.jwk());
         // Under another kid's row the sealed bytes do not open.
-        let mut moved = stored(&sealed_new, "current");
+        let mut moved = stored(&sealed_new, KeyState::Current);
         moved.kid = "another".into();
         assert!(SigningKey::from_stored(&moved, &k).is_err());
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::Actor;
 use crate::crypto::keys::{KeyManager, SigningKey, published};
 use crate::state::AppState;
-use crate::storage::{KeyTimes, StoredKey};
+use crate::storage::{KeyState, KeyTimes, StoredKey};
 
 /// A plain rotation scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +29,8 @@ pub struct Rotation {
 pub struct KeyInfo {
     /// Key id.
     pub kid: String,
-    /// `next`, `current` or `retired`.
-    pub state: String,
+    /// Where it is in its lifecycle.
+    pub state: KeyState,
     /// In the JWKS now.
     pub published: bool,
     /// Storage format of the private key.
@@ -170,10 +170,10 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
     let now = shared::unix_now();
     if let Some(every) = state.settings.key_rotation_interval {
         let stored = state.key_store.load().await?;
-        let pending = stored.iter().any(|k| k.state == "next");
+        let pending = stored.iter().any(|k| k.state == KeyState::Next);
         let due = stored
             .iter()
-            .find(|k| k.state == "current")
+            .find(|k| k.state == KeyState::Current)
             .map(|k| k.times.activated_at.unwrap_or(k.times.created_at))
             .is_some_and(|since| now - since >= every);
         if due

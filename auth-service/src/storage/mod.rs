@@ -302,6 +302,48 @@ pub struct KeyTimes {
     pub remove_after: Option<i64>,
 }
 
+/// Where a signing key is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, not signing yet (publish-before-use).
+    Next,
+    /// Signing.
+    Current,
+    /// No longer signing: published while its access tokens may live, then kept unpublished to
+    /// verify the refresh tokens it signed until they have expired.
+    Retired,
+}
+
+impl KeyState {
+    /// As stored (`next`, `current`, `retired`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// From its stored form.
+    pub fn parse(s: &str) -> Result<KeyState, StoreError> {
+        match s {
+            "next" => Ok(KeyState::Next),
+            "current" => Ok(KeyState::Current),
+            "retired" => Ok(KeyState::Retired),
+            other => Err(StoreError::Other(anyhow::anyhow!(
+                "a signing key has the unknown state {other:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A stored signing key.
 #[derive(Debug)]
 pub struct StoredKey {
@@ -311,10 +353,8 @@ pub struct StoredKey {
     pub format_version: i32,
     /// Private key in that format.
     pub private: SecretSlice<u8>,
-    /// `next` (published, not signing yet), `current` (signing) or `retired` (published until
-    /// every access token it signed has expired, then kept unpublished to verify the refresh
-    /// tokens it signed until they have expired too).
-    pub state: String,
+    /// Where it is in its lifecycle.
+    pub state: KeyState,
     /// Its lifecycle times.
     pub times: KeyTimes,
 }

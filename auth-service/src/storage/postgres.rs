@@ -11,9 +11,9 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::{
-    ClientSecrets, ClientStore, ClientUpdate, CreateClientError, CreateUserError, KeyStore,
-    KeyTimes, NewClient, NewUser, RegisteredClient, StoreError, StoredKey, User, UserCursor,
-    UserStore,
+    ClientSecrets, ClientStore, ClientUpdate, CreateClientError, CreateUserError, KeyState,
+    KeyStore, KeyTimes, NewClient, NewUser, RegisteredClient, StoreError, StoredKey, User,
+    UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -697,7 +697,7 @@ impl KeyStore for PgStore {
         {
             return Ok(false);
         }
-        insert_key(&tx, &key, "current").await?;
+        insert_key(&tx, &key, KeyState::Current).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -722,7 +722,7 @@ impl KeyStore for PgStore {
                         kid: r.try_get("kid")?,
                         format_version: r.try_get("format_version")?,
                         private: r.try_get::<_, Vec<u8>>("private_key")?.into(),
-                        state: r.try_get("state")?,
+                        state: KeyState::parse(r.try_get("state")?)?,
                         times: KeyTimes {
                             created_at: r.try_get("created")?,
                             activated_at: r.try_get("activated")?,
@@ -749,7 +749,7 @@ impl KeyStore for PgStore {
         {
             return Ok(false);
         }
-        insert_key(&tx, &key, "next").await?;
+        insert_key(&tx, &key, KeyState::Next).await?;
         tx.execute(
             "UPDATE signing_keys SET activate_after = $2, activated_at = NULL WHERE kid = $1",
             &[&key.kid, &activate_after],
@@ -808,7 +808,7 @@ impl KeyStore for PgStore {
             .iter()
             .map(|r| r.try_get::<_, String>(0))
             .collect::<Result<Vec<_>, _>>()?;
-        insert_key(&tx, &key, "current").await?;
+        insert_key(&tx, &key, KeyState::Current).await?;
         tx.commit().await?;
         Ok(removed)
     }
@@ -851,9 +851,10 @@ impl PgStore {
 async fn insert_key(
     tx: &deadpool_postgres::Transaction<'_>,
     key: &NewKey,
-    state: &str,
+    state: KeyState,
 ) -> Result<(), StoreError> {
     let jwk = serde_json::to_value(&key.public_jwk).map_err(|e| StoreError::Other(e.into()))?;
+    let state = state.as_str();
     tx.execute(
         "INSERT INTO signing_keys (kid, alg, format_version, private_key, public_jwk, state, activated_at)
          VALUES ($1, 'RS256', $2, $3, $4, $5, now())",

@@ -245,7 +245,7 @@ pub async fn keys_move_from_next_to_current_to_retired_to_removed(s: &Stores) {
     );
     let states = |keys: &[auth_service::storage::StoredKey]| {
         keys.iter()
-            .map(|k| (k.kid.clone(), k.state.clone()))
+            .map(|k| (k.kid.clone(), k.state.to_string()))
             .collect::<Vec<_>>()
     };
     let keys = s.keys.load().await.unwrap();

@@ -33,7 +33,7 @@ impl KeyStore for SqliteStore {
             if exists {
                 return Ok(false);
             }
-            insert_key(tx, &key, "current")?;
+            insert_key(tx, &key, KeyState::Current)?;
             Ok(true)
         })
         .await
@@ -54,7 +54,8 @@ impl KeyStore for SqliteStore {
                         kid: r.get(0)?,
                         format_version: r.get(1)?,
                         private: r.get::<_, Vec<u8>>(2)?.into(),
-                        state: r.get(3)?,
+                        state: KeyState::parse(&r.get::<_, String>(3)?)
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
                         times: KeyTimes {
                             created_at: r.get::<_, i64>(4)? / 1_000_000,
                             activated_at: r.get::<_, Option<i64>>(5)?.map(|us| us / 1_000_000),
@@ -82,7 +83,7 @@ impl KeyStore for SqliteStore {
             if pending {
                 return Ok(false);
             }
-            insert_key(tx, &key, "next")?;
+            insert_key(tx, &key, KeyState::Next)?;
             tx.execute(
                 "UPDATE signing_keys SET activate_after = ?2, activated_at_us = NULL WHERE kid = ?1",
                 params![key.kid, activate_after],
@@ -138,7 +139,7 @@ impl KeyStore for SqliteStore {
                 let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
             };
-            insert_key(tx, &key, "current")?;
+            insert_key(tx, &key, KeyState::Current)?;
             Ok(removed)
         })
         .await
@@ -166,10 +167,10 @@ impl KeyStore for SqliteStore {
     }
 }
 
-pub(super) fn insert_key(tx: &Connection, key: &NewKey, state: &str) -> Result<(), StoreError> {
+pub(super) fn insert_key(tx: &Connection, key: &NewKey, state: KeyState) -> Result<(), StoreError> {
     let jwk = serde_json::to_string(&key.public_jwk).map_err(other)?;
     let now = now_us();
-    let activated = (state == "current").then_some(now);
+    let activated = (state == KeyState::Current).then_some(now);
     tx.execute(
         "INSERT INTO signing_keys (kid, format_version, private_key, public_jwk, state, created_at_us, activated_at_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -178,7 +179,7 @@ pub(super) fn insert_key(tx: &Connection, key: &NewKey, state: &str) -> Result<(
             key.format_version,
             key.private.expose_secret(),
             jwk,
-            state,
+            state.as_str(),
             now,
             activated
         ],

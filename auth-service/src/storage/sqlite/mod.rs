@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 use super::{
     AUDIT_KEEP, AuditEvent, AuditStore, Backoff, ClientSecrets, ClientStore, ClientUpdate,
-    CreateClientError, CreateUserError, FeedFollower, FeedState, KeyStore, KeyTimes, NewClient,
-    NewSession, NewUser, RateLimitStore, RegisteredClient, RevocationFeed, RevocationStore,
-    Rotation, SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor, UserStore,
+    CreateClientError, CreateUserError, FeedFollower, FeedState, KeyState, KeyStore, KeyTimes,
+    NewClient, NewSession, NewUser, RateLimitStore, RegisteredClient, RevocationFeed,
+    RevocationStore, Rotation, SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor,
+    UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
