@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..n {
         let claims = json!({
-            "iss": state.settings.issuer, "sub": uuid::Uuid::new_v4(), "aud": state.settings.audience,
+            "iss": state.settings.tokens.issuer, "sub": uuid::Uuid::new_v4(), "aud": state.settings.tokens.audience,
             "client_id": state.settings.default_client_id(), "exp": now + ttl, "iat": now, "nbf": now,
             "jti": uuid::Uuid::new_v4().simple().to_string(), "sid": uuid::Uuid::new_v4().simple().to_string(),
             "roles": ["user"], "scope": "",

@@ -46,7 +46,8 @@ pub fn refresh_cookie(req: &HttpRequest) -> Option<String> {
 /// True when `origin` may call with credentials.
 pub fn origin_allowed(settings: &Settings, origin: &str) -> bool {
     settings
-        .browser_origins
+        .browser
+        .origins
         .iter()
         .any(|o| o.eq_ignore_ascii_case(origin))
 }

@@ -355,7 +355,9 @@ pub async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()
             println!("{}", r.kid);
             eprintln!(
                 "new signing key {}: published now, signing from {} (in {} s); replicas pick it up within AUTH_KEY_RELOAD_INTERVAL",
-                r.kid, r.activates_at, state.settings.key_rotation_lead
+                r.kid,
+                r.activates_at,
+                state.settings.keys.rotation_lead.as_secs()
             );
         }
         KeysCommand::List => print(&serde_json::to_value(key_service::list(&state).await?)?)?,

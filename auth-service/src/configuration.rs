@@ -19,7 +19,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
 
 /// Whether anyone may register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
     /// `POST /v1/users` is open to anyone.
     Open,
@@ -27,8 +28,95 @@ pub enum RegistrationMode {
     Closed,
 }
 
+/// A secret setting (a password, a token, a key): it prints as `[redacted]`, in logs, in
+/// `auth-service config` and in `Debug`, whatever code prints it.
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl ExposeSecret<str> for Secret {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl Secret {
+    /// As a `secrecy` secret.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl From<SecretString> for Secret {
+    fn from(s: SecretString) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// A URL that may carry a password (a database's, Redis's): it prints with its userinfo and
+/// query replaced (`postgres://[redacted]@host/db`).
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl ExposeSecret<str> for SecretUrl {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl SecretUrl {
+    /// As a `secrecy` secret.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(self.0.expose_secret()))
+    }
+}
+
+impl serde::Serialize for SecretUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(self.0.expose_secret()))
+    }
+}
+
+/// Seconds as a whole number (`Duration` settings print this way).
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Whole seconds of a duration, for arithmetic with Unix times.
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Argon2id cost and the bounds on concurrent hashing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct HashSettings {
     /// Memory in KiB.
     pub memory_kib: u32,
@@ -43,102 +131,205 @@ pub struct HashSettings {
 }
 
 /// The bootstrap admin account, created only into an empty user table, once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct BootstrapAdmin {
     /// Username.
     pub username: String,
     /// Password (validated with the normal policy at start).
-    pub password: SecretString,
+    pub password: Secret,
 }
 
-/// Everything the auth-service is configured with.
-#[derive(Debug, Clone)]
-pub struct Settings {
+/// The listeners and what they accept.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerSettings {
     /// `AUTH_LISTEN`.
+    #[serde(serialize_with = "display")]
     pub listen: SocketAddr,
     /// `AUTH_ADMIN_LISTEN`: `/metrics` (and `/healthz`, `/readyz`) on a listener of their own.
+    #[serde(serialize_with = "opt_display")]
     pub admin_listen: Option<SocketAddr>,
-    /// Browser origins (`scheme://host[:port]`) allowed to call with credentials (CORS) and to
-    /// use the refresh-token cookie; the issuer's own origin is always allowed.
-    pub browser_origins: Vec<String>,
-    /// `AUTH_ISSUER`, without a trailing slash.
-    pub issuer: String,
+    /// `AUTH_WORKERS`.
+    pub workers: usize,
+    /// `AUTH_SHUTDOWN_TIMEOUT`: what in-flight requests get on SIGTERM.
+    #[serde(serialize_with = "as_secs")]
+    pub shutdown_timeout: Duration,
+    /// `AUTH_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// `AUTH_MAX_HEADER_BYTES`: larger request heads get 431.
+    pub max_header_bytes: usize,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreSettings {
     /// `AUTH_DATABASE_URL` (`postgres://…`); unset: the embedded SQLite store.
-    pub database_url: Option<SecretString>,
+    pub database_url: Option<SecretUrl>,
     /// `AUTH_DATA_DIR`: where the embedded store keeps its file (`auth.db`).
     pub data_dir: std::path::PathBuf,
     /// `AUTH_DATABASE_POOL_SIZE`.
     pub database_pool_size: usize,
     /// `AUTH_REDIS_URL` (`redis://` or `rediss://`).
-    pub redis_url: Option<SecretString>,
+    pub redis_url: Option<SecretUrl>,
     /// `AUTH_REDIS_PREFIX`: every Redis key starts with it (tests use one per test).
     pub redis_prefix: String,
+    /// `AUTH_STORE_TIMEOUT_MS`: how long a request waits for PostgreSQL or Redis.
+    #[serde(rename = "store_timeout_ms", serialize_with = "as_millis")]
+    pub timeout: Duration,
+    /// `AUTH_STARTUP_TIMEOUT`: how long start-up waits for the stores to appear.
+    #[serde(rename = "startup_timeout", serialize_with = "as_secs")]
+    pub startup_timeout: Duration,
+}
+
+/// The tokens issued and how they are read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenSettings {
+    /// `AUTH_ISSUER`, without a trailing slash.
+    pub issuer: String,
     /// `AUTH_AUDIENCE`.
     pub audience: String,
-    /// `AUTH_ACCESS_TOKEN_TTL`, seconds.
-    pub access_ttl: i64,
-    /// `AUTH_REFRESH_TOKEN_TTL`, seconds: the session's idle timeout.
-    pub refresh_ttl: i64,
-    /// `AUTH_SESSION_MAX_TTL`, seconds: the absolute session limit rotation never extends.
-    pub session_max_ttl: i64,
-    /// `AUTH_REFRESH_REUSE_GRACE`, seconds.
-    pub refresh_reuse_grace: i64,
-    /// `AUTH_LEEWAY`, seconds of clock skew allowed on `exp`/`nbf`.
-    pub leeway: i64,
-    /// `AUTH_REGISTRATION`.
-    pub registration: RegistrationMode,
-    /// `AUTH_PRODUCTION`.
-    pub production: bool,
-    /// `AUTH_BOOTSTRAP_ADMIN_USERNAME` + `_PASSWORD`.
-    pub bootstrap_admin: Option<BootstrapAdmin>,
-    /// `AUTH_PASSWORD_MIN_LENGTH` / `AUTH_PASSWORD_MAX_BYTES`.
-    pub password_policy: PasswordPolicy,
-    /// `AUTH_ARGON2_*`, `AUTH_HASH_CONCURRENCY`, `AUTH_HASH_QUEUE_LIMIT`.
-    pub hashing: HashSettings,
-    /// `AUTH_DEFAULT_ROLES`: roles every registered user starts with.
-    pub default_roles: Vec<Role>,
+    /// `AUTH_ACCESS_TOKEN_TTL`.
+    #[serde(rename = "access_token_ttl", serialize_with = "as_secs")]
+    pub access_ttl: Duration,
+    /// `AUTH_REFRESH_TOKEN_TTL`: the session's idle timeout.
+    #[serde(rename = "refresh_token_ttl", serialize_with = "as_secs")]
+    pub refresh_ttl: Duration,
+    /// `AUTH_SESSION_MAX_TTL`: the absolute session limit rotation never extends.
+    #[serde(serialize_with = "as_secs")]
+    pub session_max_ttl: Duration,
+    /// `AUTH_REFRESH_REUSE_GRACE`.
+    #[serde(serialize_with = "as_secs")]
+    pub refresh_reuse_grace: Duration,
+    /// `AUTH_LEEWAY`: clock skew allowed on `exp`/`nbf`.
+    #[serde(serialize_with = "as_secs")]
+    pub leeway: Duration,
     /// `AUTH_ROLE_SCOPES`: JSON object role → scopes a token may carry.
     pub role_scopes: BTreeMap<String, Vec<String>>,
     /// `AUTH_CLIENT_IDS`: accepted `client_id` values; the first is the default.
     pub client_ids: Vec<String>,
-    /// `AUTH_STORE_TIMEOUT_MS`: how long a request waits for PostgreSQL or Redis.
-    pub store_timeout: Duration,
-    /// `AUTH_STARTUP_TIMEOUT`: how long start-up waits for the stores to appear.
-    pub startup_timeout: Duration,
-    /// `AUTH_MAX_BODY_BYTES`.
-    pub max_body_bytes: usize,
-    /// `AUTH_MAX_HEADER_BYTES`: larger request heads get 431.
-    pub max_header_bytes: usize,
-    /// `AUTH_WORKERS`.
-    pub workers: usize,
-    /// `AUTH_SHUTDOWN_TIMEOUT`, seconds given to in-flight requests on SIGTERM.
-    pub shutdown_timeout: u64,
-    /// `AUTH_KEY_RELOAD_INTERVAL`, seconds between re-reads of the signing keys.
-    pub key_reload_interval: Duration,
+}
+
+/// Signing keys: their size, lifecycle and sealing at rest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeySettings {
+    /// `AUTH_KEY_RELOAD_INTERVAL`: between re-reads of the signing keys.
+    #[serde(rename = "key_reload_interval", serialize_with = "as_secs")]
+    pub reload_interval: Duration,
     /// `AUTH_RSA_KEY_BITS`.
     pub rsa_key_bits: usize,
-    /// `AUTH_JWKS_MAX_AGE`: how long clients and gateways may cache the JWKS, seconds.
-    pub jwks_max_age: u64,
-    /// `AUTH_KEY_ROTATION_LEAD`: how long a new key is published before it signs, seconds.
-    /// At least the JWKS cache age plus the key reload interval, so that every gateway and
-    /// replica has seen it first.
-    pub key_rotation_lead: i64,
-    /// `AUTH_KEY_ROTATION_INTERVAL`: rotate on a schedule, this many seconds after the current
-    /// key started signing (unset: only by CLI or admin API).
-    pub key_rotation_interval: Option<i64>,
+    /// `AUTH_JWKS_MAX_AGE`: how long clients and gateways may cache the JWKS.
+    #[serde(serialize_with = "as_secs")]
+    pub jwks_max_age: Duration,
+    /// `AUTH_KEY_ROTATION_LEAD`: how long a new key is published before it signs. At least the
+    /// JWKS cache age plus the key reload interval, so that every gateway and replica has seen
+    /// it first.
+    #[serde(rename = "key_rotation_lead", serialize_with = "as_secs")]
+    pub rotation_lead: Duration,
+    /// `AUTH_KEY_ROTATION_INTERVAL`: rotate on a schedule, this long after the current key
+    /// started signing (unset: only by CLI or admin API).
+    #[serde(rename = "key_rotation_interval", serialize_with = "opt_secs")]
+    pub rotation_interval: Option<Duration>,
     /// `AUTH_KEY_ENCRYPTION_KEY` (comma-separated, each base64 of 32 bytes): seals the signing
     /// keys at rest; the first seals, all open (so it can be rotated). Empty: development only,
     /// with a key kept in the data directory.
-    pub key_encryption_keys: Vec<SecretString>,
+    #[serde(rename = "key_encryption_keys")]
+    pub encryption_keys: Vec<Secret>,
+}
+
+/// Accounts: who may register, the first admin, passwords.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountSettings {
+    /// `AUTH_REGISTRATION`.
+    pub registration: RegistrationMode,
+    /// `AUTH_BOOTSTRAP_ADMIN_USERNAME` + `_PASSWORD`.
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// `AUTH_PASSWORD_MIN_LENGTH` / `AUTH_PASSWORD_MAX_BYTES`.
+    #[serde(flatten, serialize_with = "password_policy")]
+    pub password_policy: PasswordPolicy,
+    /// `AUTH_ARGON2_*`, `AUTH_HASH_CONCURRENCY`, `AUTH_HASH_QUEUE_LIMIT`.
+    #[serde(rename = "argon2")]
+    pub hashing: HashSettings,
+    /// `AUTH_DEFAULT_ROLES`: roles every registered user starts with.
+    #[serde(serialize_with = "role_names")]
+    pub default_roles: Vec<Role>,
+}
+
+/// Browsers: the origins allowed to call with credentials.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrowserSettings {
+    /// Browser origins (`scheme://host[:port]`) allowed to call with credentials (CORS) and to
+    /// use the refresh-token cookie; the issuer's own origin is always among them.
+    #[serde(rename = "browser_origins")]
+    pub origins: Vec<String>,
+}
+
+/// The revocation feed gateways follow.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeedSettings {
     /// `AUTH_FEED_TOKEN` (comma-separated, so that it can be rotated): the credentials gateways
-    /// present to read the revocation feed. Empty: the feed is off.
-    pub feed_tokens: Vec<SecretString>,
+    /// present. Empty: the feed is off.
+    #[serde(rename = "feed_tokens")]
+    pub tokens: Vec<Secret>,
     /// `AUTH_FEED_HEARTBEAT_MS`: how often the feed confirms it is alive when nothing happens.
-    pub feed_heartbeat: Duration,
+    #[serde(rename = "feed_heartbeat_ms", serialize_with = "as_millis")]
+    pub heartbeat: Duration,
     /// `AUTH_FEED_RETENTION`: about how many events the stream keeps for gateways to resume from.
-    pub feed_retention: u64,
+    #[serde(rename = "feed_retention")]
+    pub retention: u64,
+}
+
+/// Everything the auth-service is configured with, by section. `auth-service config` prints it
+/// whole (serialised, one level of names as in the operator contract), secrets redacted by their
+/// types.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    /// `AUTH_PRODUCTION`: refuse development defaults.
+    pub production: bool,
+    /// Listeners.
+    #[serde(flatten)]
+    pub server: ServerSettings,
+    /// Stores.
+    #[serde(flatten)]
+    pub stores: StoreSettings,
+    /// Tokens.
+    #[serde(flatten)]
+    pub tokens: TokenSettings,
+    /// Signing keys.
+    #[serde(flatten)]
+    pub keys: KeySettings,
+    /// Accounts.
+    #[serde(flatten)]
+    pub accounts: AccountSettings,
     /// `AUTH_THROTTLE*` and `AUTH_TRUSTED_PROXIES`: brute-force defence.
     pub throttle: ThrottleSettings,
+    /// Browsers.
+    #[serde(flatten)]
+    pub browser: BrowserSettings,
+    /// The revocation feed.
+    #[serde(flatten)]
+    pub feed: FeedSettings,
+}
+
+fn display<S: serde::Serializer>(v: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn opt_display<S: serde::Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(a) => s.collect_str(a),
+        None => s.serialize_none(),
+    }
+}
+
+fn password_policy<S: serde::Serializer>(p: &PasswordPolicy, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut m = s.serialize_map(Some(2))?;
+    m.serialize_entry("password_min_length", &p.min_chars)?;
+    m.serialize_entry("password_max_bytes", &p.max_bytes)?;
+    m.end()
+}
+
+fn role_names<S: serde::Serializer>(roles: &[Role], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(roles.iter().map(Role::as_str))
 }
 
 /// A one-line reason the configuration cannot be used.
@@ -272,6 +463,10 @@ impl Settings {
     }
 
     /// Loads settings from any name → value lookup (tests pass a map).
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one validation per variable, in the contract's order"
+    )]
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let src = Source { get };
         let production = src.bool("AUTH_PRODUCTION")?;
@@ -363,7 +558,10 @@ impl Settings {
             src.var("AUTH_BOOTSTRAP_ADMIN_USERNAME"),
             src.secret("AUTH_BOOTSTRAP_ADMIN_PASSWORD")?,
         ) {
-            (Some(username), Some(password)) => Some(BootstrapAdmin { username, password }),
+            (Some(username), Some(password)) => Some(BootstrapAdmin {
+                username,
+                password: Secret(password),
+            }),
             (None, None) => None,
             _ => {
                 return err(
@@ -518,57 +716,73 @@ impl Settings {
                     .or_else(|_| err(format!("AUTH_ADMIN_LISTEN: cannot parse {v:?}")))?,
             ),
         };
+        let seconds = |v: i64| Duration::from_secs(u64::try_from(v).unwrap_or(0));
+        let secrets = |list: Vec<SecretString>| list.into_iter().map(Secret).collect::<Vec<_>>();
         let settings = Settings {
-            listen,
-            admin_listen,
-            browser_origins,
-            issuer,
-            database_url,
-            data_dir,
-            database_pool_size: src.parsed("AUTH_DATABASE_POOL_SIZE", 16usize)?.max(1),
-            redis_url,
-            redis_prefix: src
-                .var("AUTH_REDIS_PREFIX")
-                .unwrap_or_else(|| "auth:".into()),
-            audience,
-            access_ttl,
-            refresh_ttl,
-            session_max_ttl,
-            refresh_reuse_grace,
-            leeway,
-            registration,
             production,
-            bootstrap_admin,
-            password_policy: PasswordPolicy {
-                min_chars,
-                max_bytes,
+            server: ServerSettings {
+                listen,
+                admin_listen,
+                workers: src.parsed("AUTH_WORKERS", cores)?.max(1),
+                shutdown_timeout: Duration::from_secs(src.parsed("AUTH_SHUTDOWN_TIMEOUT", 10u64)?),
+                max_body_bytes: src
+                    .parsed("AUTH_MAX_BODY_BYTES", 16 * 1024usize)?
+                    .clamp(1024, 1 << 20),
+                max_header_bytes: src
+                    .parsed("AUTH_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
+                    .clamp(1024, 64 * 1024),
             },
-            hashing,
-            default_roles,
-            role_scopes,
-            client_ids,
-            store_timeout: Duration::from_millis(
-                src.parsed("AUTH_STORE_TIMEOUT_MS", 2000u64)?.max(50),
-            ),
-            startup_timeout: Duration::from_secs(src.parsed("AUTH_STARTUP_TIMEOUT", 30u64)?),
-            max_body_bytes: src
-                .parsed("AUTH_MAX_BODY_BYTES", 16 * 1024usize)?
-                .clamp(1024, 1 << 20),
-            max_header_bytes: src
-                .parsed("AUTH_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
-                .clamp(1024, 64 * 1024),
-            workers: src.parsed("AUTH_WORKERS", cores)?.max(1),
-            shutdown_timeout: src.parsed("AUTH_SHUTDOWN_TIMEOUT", 10u64)?,
-            key_reload_interval: Duration::from_secs(reload_interval),
-            rsa_key_bits,
-            jwks_max_age,
-            key_rotation_lead,
-            key_rotation_interval,
-            key_encryption_keys,
-            feed_tokens,
-            feed_heartbeat: Duration::from_millis(feed_heartbeat_ms),
-            feed_retention,
+            stores: StoreSettings {
+                database_url: database_url.map(SecretUrl),
+                data_dir,
+                database_pool_size: src.parsed("AUTH_DATABASE_POOL_SIZE", 16usize)?.max(1),
+                redis_url: redis_url.map(SecretUrl),
+                redis_prefix: src
+                    .var("AUTH_REDIS_PREFIX")
+                    .unwrap_or_else(|| "auth:".into()),
+                timeout: Duration::from_millis(
+                    src.parsed("AUTH_STORE_TIMEOUT_MS", 2000u64)?.max(50),
+                ),
+                startup_timeout: Duration::from_secs(src.parsed("AUTH_STARTUP_TIMEOUT", 30u64)?),
+            },
+            tokens: TokenSettings {
+                issuer,
+                audience,
+                access_ttl: seconds(access_ttl),
+                refresh_ttl: seconds(refresh_ttl),
+                session_max_ttl: seconds(session_max_ttl),
+                refresh_reuse_grace: seconds(refresh_reuse_grace),
+                leeway: seconds(leeway),
+                role_scopes,
+                client_ids,
+            },
+            keys: KeySettings {
+                reload_interval: Duration::from_secs(reload_interval),
+                rsa_key_bits,
+                jwks_max_age: Duration::from_secs(jwks_max_age),
+                rotation_lead: seconds(key_rotation_lead),
+                rotation_interval: key_rotation_interval.map(seconds),
+                encryption_keys: secrets(key_encryption_keys),
+            },
+            accounts: AccountSettings {
+                registration,
+                bootstrap_admin,
+                password_policy: PasswordPolicy {
+                    min_chars,
+                    max_bytes,
+                },
+                hashing,
+                default_roles,
+            },
             throttle,
+            browser: BrowserSettings {
+                origins: browser_origins,
+            },
+            feed: FeedSettings {
+                tokens: secrets(feed_tokens),
+                heartbeat: Duration::from_millis(feed_heartbeat_ms),
+                retention: feed_retention,
+            },
         };
         if production {
             settings.check_production()?;
@@ -578,26 +792,27 @@ impl Settings {
 
     /// Production mode refuses development defaults.
     fn check_production(&self) -> Result<(), ConfigError> {
-        if self.issuer == DEFAULT_ISSUER {
+        if self.tokens.issuer == DEFAULT_ISSUER {
             return err(
                 "AUTH_PRODUCTION=true needs AUTH_ISSUER set to the service's public https URL",
             );
         }
-        if !self.issuer.starts_with("https://") {
+        if !self.tokens.issuer.starts_with("https://") {
             return err("AUTH_PRODUCTION=true needs an https AUTH_ISSUER");
         }
-        if self.key_encryption_keys.is_empty() {
+        if self.keys.encryption_keys.is_empty() {
             return err(
                 "AUTH_PRODUCTION=true needs AUTH_KEY_ENCRYPTION_KEY (base64 of 32 random bytes: openssl rand -base64 32) to seal the signing keys at rest",
             );
         }
-        if self.feed_tokens.is_empty() {
+        if self.feed.tokens.is_empty() {
             return err(
                 "AUTH_PRODUCTION=true needs AUTH_FEED_TOKEN: gateways cannot follow revocations without it",
             );
         }
         if self
-            .feed_tokens
+            .feed
+            .tokens
             .iter()
             .any(|t| t.expose_secret().len() < 32)
         {
@@ -612,67 +827,36 @@ impl Settings {
     /// every access token it signed has expired, counting replicas that may sign with it until
     /// their next key reload.
     pub fn key_published_after_retirement(&self) -> i64 {
-        let reload = i64::try_from(self.key_reload_interval.as_secs()).unwrap_or(0);
-        self.access_ttl + self.leeway + reload
+        secs(self.tokens.access_ttl) + secs(self.tokens.leeway) + secs(self.keys.reload_interval)
     }
 
     /// How long a retired key is kept: until every refresh token it signed has expired too (it
     /// verifies them, unpublished, after it has left the JWKS), then it is deleted.
     pub fn key_kept_after_retirement(&self) -> i64 {
-        let reload = i64::try_from(self.key_reload_interval.as_secs()).unwrap_or(0);
-        let refresh = self.refresh_ttl.min(self.session_max_ttl) + self.leeway + reload;
+        let refresh = secs(self.tokens.refresh_ttl.min(self.tokens.session_max_ttl))
+            + secs(self.tokens.leeway)
+            + secs(self.keys.reload_interval);
         self.key_published_after_retirement().max(refresh)
     }
 
     /// The accepted client id used when a request names none (or an unknown one).
     pub fn default_client_id(&self) -> &str {
-        self.client_ids.first().map_or("app", String::as_str)
+        self.tokens.client_ids.first().map_or("app", String::as_str)
     }
 
-    /// The configuration as printed at start: every secret redacted.
+    /// The configuration as printed at start and by `auth-service config`: every setting, each
+    /// secret redacted by its type ([`Secret`], [`SecretUrl`]), and which store shape it means.
     pub fn redacted(&self) -> serde_json::Value {
-        let redact = |s: &Option<SecretString>| s.as_ref().map(|v| redact_url(v.expose_secret()));
-        json!({
-            "listen": self.listen.to_string(),
-            "admin_listen": self.admin_listen.map(|a| a.to_string()),
-            "browser_origins": self.browser_origins,
-            "issuer": self.issuer,
-            "database_url": redact(&self.database_url),
-            "store": if self.database_url.is_some() { "postgres+redis".to_owned() } else { format!("embedded ({})", self.data_dir.join("auth.db").display()) },
-            "database_pool_size": self.database_pool_size,
-            "redis_url": redact(&self.redis_url),
-            "redis_prefix": self.redis_prefix,
-            "audience": self.audience,
-            "access_token_ttl": self.access_ttl,
-            "refresh_token_ttl": self.refresh_ttl,
-            "session_max_ttl": self.session_max_ttl,
-            "refresh_reuse_grace": self.refresh_reuse_grace,
-            "leeway": self.leeway,
-            "registration": format!("{:?}", self.registration).to_lowercase(),
-            "production": self.production,
-            "bootstrap_admin": self.bootstrap_admin.as_ref().map(|b| json!({"username": b.username, "password": "[redacted]"})),
-            "password_min_length": self.password_policy.min_chars,
-            "password_max_bytes": self.password_policy.max_bytes,
-            "argon2": {"memory_kib": self.hashing.memory_kib, "iterations": self.hashing.iterations,
-                       "parallelism": self.hashing.parallelism, "concurrency": self.hashing.concurrency,
-                       "queue_limit": self.hashing.queue_limit},
-            "default_roles": self.default_roles.iter().map(Role::as_str).collect::<Vec<_>>(),
-            "role_scopes": self.role_scopes,
-            "client_ids": self.client_ids,
-            "store_timeout_ms": self.store_timeout.as_millis() as u64,
-            "max_body_bytes": self.max_body_bytes,
-            "max_header_bytes": self.max_header_bytes,
-            "workers": self.workers,
-            "rsa_key_bits": self.rsa_key_bits,
-            "jwks_max_age": self.jwks_max_age,
-            "key_rotation_lead": self.key_rotation_lead,
-            "key_rotation_interval": self.key_rotation_interval,
-            "key_encryption_keys": self.key_encryption_keys.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
-            "feed_tokens": self.feed_tokens.iter().map(|_| "[redacted]").collect::<Vec<_>>(),
-            "feed_heartbeat_ms": self.feed_heartbeat.as_millis() as u64,
-            "feed_retention": self.feed_retention,
-            "throttle": self.throttle.redacted(),
-        })
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["store"] = json!(if self.stores.database_url.is_some() {
+            "postgres+redis".to_owned()
+        } else {
+            format!(
+                "embedded ({})",
+                self.stores.data_dir.join("auth.db").display()
+            )
+        });
+        v
     }
 }
 
@@ -803,21 +987,21 @@ mod tests {
     #[test]
     fn defaults_follow_the_operator_contract() {
         let s = load(&[]).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8081");
-        assert_eq!(s.issuer, "http://127.0.0.1:8081");
-        assert_eq!(s.audience, "api");
-        assert_eq!(s.access_ttl, 900);
-        assert_eq!(s.registration, RegistrationMode::Open);
-        assert_eq!(s.hashing.memory_kib, 19_456);
-        assert_eq!(s.password_policy.min_chars, 15);
-        assert_eq!(s.password_policy.max_bytes, 1024);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(s.tokens.issuer, "http://127.0.0.1:8081");
+        assert_eq!(s.tokens.audience, "api");
+        assert_eq!(s.tokens.access_ttl, Duration::from_secs(900));
+        assert_eq!(s.accounts.registration, RegistrationMode::Open);
+        assert_eq!(s.accounts.hashing.memory_kib, 19_456);
+        assert_eq!(s.accounts.password_policy.min_chars, 15);
+        assert_eq!(s.accounts.password_policy.max_bytes, 1024);
     }
 
     #[test]
     fn nothing_configured_means_the_embedded_store_and_exactly_two_shapes_exist() {
         let s = Settings::from_lookup(&|_| None).unwrap();
-        assert!(s.database_url.is_none() && s.redis_url.is_none());
-        assert_eq!(s.data_dir, std::path::PathBuf::from("data"));
+        assert!(s.stores.database_url.is_none() && s.stores.redis_url.is_none());
+        assert_eq!(s.stores.data_dir, std::path::PathBuf::from("data"));
         assert!(
             s.redacted()["store"]
                 .as_str()
@@ -850,8 +1034,18 @@ mod tests {
     fn passwords_given_on_their_own_go_into_their_urls_encoded() {
         let url = |s: &Settings| {
             (
-                s.database_url.as_ref().unwrap().expose_secret().to_owned(),
-                s.redis_url.as_ref().unwrap().expose_secret().to_owned(),
+                s.stores
+                    .database_url
+                    .as_ref()
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned(),
+                s.stores
+                    .redis_url
+                    .as_ref()
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned(),
             )
         };
         let s = load(&[
@@ -872,6 +1066,7 @@ mod tests {
             )
         );
         assert!(!s.redacted().to_string().contains("s3cret"));
+        assert!(!format!("{s:?}").contains("s3cret"), "Debug redacts too");
         // Without a separate password, the URLs are used as given.
         let s = load(&[
             ("AUTH_DATABASE_URL", "postgres://a:b@db/auth"),
@@ -908,7 +1103,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            s.browser_origins,
+            s.browser.origins,
             [
                 "https://auth.example.com",
                 "https://app.example.com",
@@ -984,12 +1179,17 @@ mod tests {
             ("AUTH_KEY_ENCRYPTION_KEY", KEK),
         ])
         .unwrap();
-        assert_eq!(s.key_encryption_keys.len(), 1);
+        assert_eq!(s.keys.encryption_keys.len(), 1);
         assert!(!s.redacted().to_string().contains(KEK));
-        assert_eq!(s.feed_tokens.len(), 2);
+        assert_eq!(s.feed.tokens.len(), 2);
         assert!(!s.redacted().to_string().contains("feed-token-"));
-        assert_eq!(s.issuer, "https://auth.example.com");
-        assert_eq!(s.registration, RegistrationMode::Closed);
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains(KEK) && !debug.contains("feed-token-"),
+            "{debug}"
+        );
+        assert_eq!(s.tokens.issuer, "https://auth.example.com");
+        assert_eq!(s.accounts.registration, RegistrationMode::Closed);
     }
 
     #[test]
@@ -1023,7 +1223,7 @@ mod tests {
             ("AUTH_BOOTSTRAP_ADMIN_PASSWORD_FILE", &path),
         ])
         .unwrap();
-        let admin = s.bootstrap_admin.clone().unwrap();
+        let admin = s.accounts.bootstrap_admin.clone().unwrap();
         assert_eq!(
             admin.password.expose_secret(),
             "a very long bootstrap password"
@@ -1032,6 +1232,11 @@ mod tests {
         assert!(!printed.contains("bootstrap password"));
         assert!(!printed.contains(":pw@"), "{printed}");
         assert!(printed.contains("[redacted]@127.0.0.1/db"));
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("bootstrap password") && !debug.contains(":pw@"),
+            "{debug}"
+        );
         assert!(
             load(&[("AUTH_REDIS_URL_FILE", &path)]).is_err(),
             "both forms set"

@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::configuration::Settings;
+use crate::configuration::secs;
 use crate::state::AppState;
 use crate::{error, routes, telemetry};
 
@@ -38,9 +39,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         tracing::info!(config = %settings.redacted(), "effective configuration");
-        let listen = settings.listen;
-        let workers = settings.workers;
-        let shutdown = settings.shutdown_timeout;
+        let listen = settings.server.listen;
+        let workers = settings.server.workers;
+        let shutdown = settings.server.shutdown_timeout;
         let state = web::Data::new(AppState::init(settings).await?);
         let listener =
             TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
@@ -64,10 +65,10 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .workers(workers)
-        .shutdown_timeout(shutdown)
+        .shutdown_timeout(shutdown.as_secs())
         .listen(listener)?
         .run();
-        let (admin, admin_port) = match state.settings.admin_listen {
+        let (admin, admin_port) = match state.settings.server.admin_listen {
             None => (None, None),
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
@@ -80,7 +81,7 @@ impl Application {
                         .configure(routes::health::configure_admin)
                 })
                 .workers(1)
-                .shutdown_timeout(shutdown)
+                .shutdown_timeout(shutdown.as_secs())
                 .listen(listener)?
                 .run();
                 (Some(server), Some(admin_port))
@@ -121,7 +122,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let state = self.state.clone();
         let reload = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.settings.key_reload_interval);
+            let mut tick = tokio::time::interval(state.settings.keys.reload_interval);
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -133,10 +134,10 @@ impl Application {
         // The hub follows the event stream on this (otherwise idle) thread: for the feed's
         // connections, and, feed or not, for keys other replicas (or the CLI) revoked.
         let keys = std::sync::Arc::clone(&self.state.keys);
-        let leeway = self.state.settings.leeway;
+        let leeway = secs(self.state.settings.tokens.leeway);
         let hub = Some(tokio::spawn(self.state.hub.clone().run(
             std::sync::Arc::clone(&self.state.feed),
-            self.state.settings.feed_heartbeat,
+            self.state.settings.feed.heartbeat,
             move |kid, exp| {
                 if keys.is_revoked(kid) {
                     return;

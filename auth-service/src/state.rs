@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use shared::{Validation, Verifier};
 
 use crate::configuration::Settings;
+use crate::configuration::secs;
 use crate::crypto::kek::KeyEncryption;
 use crate::crypto::keys::KeyManager;
 use crate::crypto::password::Hasher;
@@ -106,11 +107,16 @@ where
 /// Connects to PostgreSQL and applies migrations (also used by CLI commands).
 pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgStore> {
     let url = settings
+        .stores
         .database_url
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("AUTH_DATABASE_URL is not set"))?;
-    let pg = PgStore::new(url, settings.database_pool_size, settings.store_timeout)?;
-    wait_for("PostgreSQL", settings.startup_timeout, || async {
+    let pg = PgStore::new(
+        url.secret(),
+        settings.stores.database_pool_size,
+        settings.stores.timeout,
+    )?;
+    wait_for("PostgreSQL", settings.stores.startup_timeout, || async {
         pg.migrate().await.map_err(anyhow::Error::from)
     })
     .await?;
@@ -120,10 +126,12 @@ pub async fn connect_postgres(settings: &Settings) -> anyhow::Result<PgStore> {
 /// The key-encryption keys: configured, or (development only; production refuses to start
 /// without them) a local one kept in the data directory.
 pub fn key_encryption(settings: &Settings) -> anyhow::Result<Arc<KeyEncryption>> {
-    if !settings.key_encryption_keys.is_empty() {
-        return Ok(Arc::new(KeyEncryption::new(&settings.key_encryption_keys)?));
+    if !settings.keys.encryption_keys.is_empty() {
+        return Ok(Arc::new(KeyEncryption::new(
+            &settings.keys.encryption_keys,
+        )?));
     }
-    let (kek, path, created) = KeyEncryption::development(&settings.data_dir)?;
+    let (kek, path, created) = KeyEncryption::development(&settings.stores.data_dir)?;
     tracing::warn!(
         path = %path.display(),
         created,
@@ -136,30 +144,31 @@ impl AppState {
     /// Connects to the stores (or opens the embedded one), applies migrations, loads or creates
     /// the signing key and the bootstrap admin.
     pub async fn init(settings: Settings) -> anyhow::Result<AppState> {
-        if settings.database_url.is_none() {
-            let path = settings.data_dir.join("auth.db");
+        if settings.stores.database_url.is_none() {
+            let path = settings.stores.data_dir.join("auth.db");
             let store = Arc::new(SqliteStore::open(
                 &path,
-                settings.leeway,
-                settings.feed_retention,
+                secs(settings.tokens.leeway),
+                settings.feed.retention,
             )?);
             tracing::info!(path = %path.display(), "using the embedded store (SQLite)");
             return Self::assemble(settings, Stores::embedded(store), Backend::Embedded).await;
         }
         let pg = Arc::new(connect_postgres(&settings).await?);
         let redis_url = settings
+            .stores
             .redis_url
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("AUTH_REDIS_URL is not set"))?;
         let redis = Arc::new(
-            wait_for("Redis", settings.startup_timeout, || {
+            wait_for("Redis", settings.stores.startup_timeout, || {
                 RedisStore::connect(
-                    redis_url,
-                    &settings.redis_prefix,
-                    settings.leeway,
-                    settings.session_max_ttl,
-                    settings.feed_retention,
-                    settings.store_timeout,
+                    redis_url.secret(),
+                    &settings.stores.redis_prefix,
+                    secs(settings.tokens.leeway),
+                    secs(settings.tokens.session_max_ttl),
+                    settings.feed.retention,
+                    settings.stores.timeout,
                 )
             })
             .await?,
@@ -184,21 +193,27 @@ impl AppState {
         let kek = key_encryption(&settings)?;
         let keys = KeyManager::start(
             Arc::clone(&key_store),
-            settings.rsa_key_bits,
+            settings.keys.rsa_key_bits,
             kek,
             settings.key_published_after_retirement(),
         )
         .await?;
-        let hasher = Hasher::new(&settings.hashing).await?;
+        let hasher = Hasher::new(&settings.accounts.hashing).await?;
         let issuance = Issuance {
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
-            access_ttl: settings.access_ttl,
+            issuer: settings.tokens.issuer.clone(),
+            audience: settings.tokens.audience.clone(),
+            access_ttl: secs(settings.tokens.access_ttl),
         };
-        let mut access = Validation::new(settings.issuer.clone(), vec![settings.audience.clone()]);
-        access.leeway = settings.leeway;
-        let mut refresh = Validation::new(settings.issuer.clone(), vec![settings.issuer.clone()]);
-        refresh.leeway = settings.leeway;
+        let mut access = Validation::new(
+            settings.tokens.issuer.clone(),
+            vec![settings.tokens.audience.clone()],
+        );
+        access.leeway = secs(settings.tokens.leeway);
+        let mut refresh = Validation::new(
+            settings.tokens.issuer.clone(),
+            vec![settings.tokens.issuer.clone()],
+        );
+        refresh.leeway = secs(settings.tokens.leeway);
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let state = AppState {
             users: stores.users,
@@ -240,8 +255,9 @@ impl AppState {
         };
         let per_worker = self
             .settings
+            .stores
             .database_pool_size
-            .div_ceil(self.settings.workers)
+            .div_ceil(self.settings.server.workers)
             .max(2);
         let pg = Arc::new(pg.replica(per_worker)?);
         let redis = Arc::new(redis.replica()?);

@@ -74,7 +74,7 @@ pub async fn request_context(
     let limit = req
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
         .map_or(crate::configuration::DEFAULT_MAX_HEADER_BYTES, |s| {
-            s.settings.max_header_bytes
+            s.settings.server.max_header_bytes
         });
     let head_bytes: usize = req
         .headers()

@@ -105,9 +105,16 @@ impl Default for ThrottleSettings {
     }
 }
 
+/// Printed at start (and by `auth-service config`) in the operator's notation.
+impl serde::Serialize for ThrottleSettings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.printed().serialize(s)
+    }
+}
+
 impl ThrottleSettings {
     /// As printed at start.
-    pub fn redacted(&self) -> serde_json::Value {
+    fn printed(&self) -> serde_json::Value {
         serde_json::json!({
                 "enabled": self.enabled,
                 "trusted_proxies": self.trusted_proxies.len(),

@@ -78,7 +78,7 @@ fn aad(kid: &str) -> Vec<u8> {
 
 impl KeyEncryption {
     /// From the configured values (first seals); each is base64 of 32 bytes.
-    pub fn new(values: &[SecretString]) -> anyhow::Result<Self> {
+    pub fn new<S: ExposeSecret<str>>(values: &[S]) -> anyhow::Result<Self> {
         anyhow::ensure!(!values.is_empty(), "no key-encryption key");
         let mut keks = Vec::new();
         for (i, v) in values.iter().enumerate() {

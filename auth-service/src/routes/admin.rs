@@ -116,8 +116,13 @@ pub async fn update_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let body: UserUpdate =
-        parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?;
+    let body: UserUpdate = parse_body(
+        &req,
+        payload,
+        state.settings.server.max_body_bytes,
+        Accept::Json,
+    )
+    .await?;
     let change = UserChange {
         roles: body.roles.as_deref().map(Role::parse_list).transpose()?,
         disabled: body.disabled,

@@ -43,8 +43,13 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: ClientRegistration =
-        parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?;
+    let body: ClientRegistration = parse_body(
+        &req,
+        payload,
+        state.settings.server.max_body_bytes,
+        Accept::Json,
+    )
+    .await?;
     let (client, secret) = clients::register(&state, body, &admin.0.claims.sub).await?;
     let mut res = with_secret(actix_web::http::StatusCode::CREATED, &client, &secret);
     if let Ok(v) = header::HeaderValue::from_str(&format!("/v1/admin/clients/{}", client.client_id))
@@ -99,8 +104,13 @@ pub async fn update(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: Patch =
-        parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?;
+    let body: Patch = parse_body(
+        &req,
+        payload,
+        state.settings.server.max_body_bytes,
+        Accept::Json,
+    )
+    .await?;
     let client = clients::update(&state, &path, body, &admin.0.claims.sub).await?;
     Ok(HttpResponse::Ok().json(client))
 }
@@ -130,7 +140,13 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: Rotation = if req.headers().contains_key(header::CONTENT_TYPE) {
-        parse_body(&req, payload, state.settings.max_body_bytes, Accept::Json).await?
+        parse_body(
+            &req,
+            payload,
+            state.settings.server.max_body_bytes,
+            Accept::Json,
+        )
+        .await?
     } else {
         Rotation::default()
     };

@@ -67,7 +67,7 @@ async fn answer(
     let body: IntrospectRequest = parse_body(
         req,
         payload,
-        state.settings.max_body_bytes,
+        state.settings.server.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;

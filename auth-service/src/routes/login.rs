@@ -67,7 +67,7 @@ async fn attempt(
     let body: LoginRequest = parse_body(
         &req,
         payload,
-        state.settings.max_body_bytes,
+        state.settings.server.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;
@@ -84,7 +84,7 @@ async fn attempt(
         crate::browser::check_csrf(&req, &state.settings).map_err(OAuthError::CrossSite)?;
     }
     let now = shared::unix_now();
-    let password = LoginPassword::parse(&body.password, &state.settings.password_policy)
+    let password = LoginPassword::parse(&body.password, &state.settings.accounts.password_policy)
         .map_err(|e| OAuthError::InvalidRequest(e.message))?;
     let client = state.throttle.client(&req);
     let peer = req
@@ -115,7 +115,7 @@ async fn attempt(
         .throttle
         .login_succeeded(&body.username, &client)
         .await?;
-    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
+    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
     let scope =
         grant_scope(&allowed, body.scope.as_deref(), None).map_err(OAuthError::InvalidScope)?;
     let client_id = crate::services::sessions::client_id(state, body.client_id.as_deref());

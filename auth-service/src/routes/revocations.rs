@@ -16,7 +16,7 @@ fn feed_token_ok(state: &AppState, presented: &str) -> bool {
     use aws_lc_rs::digest::{SHA256, digest};
     let given = digest(&SHA256, presented.as_bytes());
     let mut ok = false;
-    for t in &state.settings.feed_tokens {
+    for t in &state.settings.feed.tokens {
         let want = digest(&SHA256, t.expose_secret().as_bytes());
         ok |= aws_lc_rs::constant_time::verify_slices_are_equal(given.as_ref(), want.as_ref())
             .is_ok();
@@ -36,7 +36,7 @@ pub async fn revocations(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state.settings.feed_tokens.is_empty() {
+    if state.settings.feed.tokens.is_empty() {
         return Ok(crate::error::problem(
             StatusCode::NOT_FOUND,
             "the revocation feed is not enabled (set AUTH_FEED_TOKEN)",

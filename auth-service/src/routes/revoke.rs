@@ -61,7 +61,7 @@ async fn attempt(
     let body: RevokeRequest = parse_body(
         req,
         payload,
-        state.settings.max_body_bytes,
+        state.settings.server.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;

@@ -44,7 +44,7 @@ pub async fn token(
     let body: TokenRequest = parse_body(
         &req,
         payload,
-        state.settings.max_body_bytes,
+        state.settings.server.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;

@@ -36,14 +36,14 @@ pub async fn register(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state.settings.registration == RegistrationMode::Closed {
+    if state.settings.accounts.registration == RegistrationMode::Closed {
         // Before the body is read or the throttle counts: a closed door says so at once.
         return Err(UserError::RegistrationClosed.into());
     }
     let body: RegisterRequest = parse_body(
         &req,
         payload,
-        state.settings.max_body_bytes,
+        state.settings.server.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;
@@ -110,7 +110,7 @@ pub async fn change_password(
     let body: PasswordChange = parse_body(
         &req,
         payload,
-        state.settings.max_body_bytes,
+        state.settings.server.max_body_bytes,
         Accept::JsonOrForm,
     )
     .await?;
@@ -123,7 +123,7 @@ pub async fn change_password(
             }
             other => other.into(),
         })?;
-    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
+    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
     let scope = grant_scope(&allowed, None, None).map_err(ApiError::BadRequest)?;
     let pair = crate::services::sessions::open(
         &state,

@@ -9,9 +9,10 @@ use crate::state::AppState;
 /// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`. The
 /// first-party login is deliberately not advertised as a password grant (RFC 9700).
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
-    let iss = &state.settings.issuer;
+    let iss = &state.settings.tokens.issuer;
     let mut scopes: Vec<&str> = state
         .settings
+        .tokens
         .role_scopes
         .values()
         .flatten()
@@ -33,7 +34,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
     });
-    if !state.settings.feed_tokens.is_empty() {
+    if !state.settings.feed.tokens.is_empty() {
         doc["revocation_feed_endpoint"] = json!(format!("{iss}/v1/revocations"));
     }
     HttpResponse::Ok()
@@ -69,7 +70,10 @@ pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let ring = state.keys.ring();
     // Rotation publishes a new key at least this long (plus the reload interval) before it
     // signs: AUTH_KEY_ROTATION_LEAD is checked against it at start.
-    let cache = format!("public, max-age={}", state.settings.jwks_max_age);
+    let cache = format!(
+        "public, max-age={}",
+        state.settings.keys.jwks_max_age.as_secs()
+    );
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)

@@ -275,14 +275,14 @@ pub async fn register(
         detail: "a client with this id exists".into(),
     };
     // The first-party ids named in tokens of users' sessions are not registrable.
-    if state.settings.client_ids.iter().any(|c| c == id) {
+    if state.settings.tokens.client_ids.iter().any(|c| c == id) {
         return Err(taken());
     }
     let scopes = parse_list("scopes", reg.scopes.as_deref().unwrap_or_default())
         .map_err(|e| invalid("invalid_scopes", e))?;
     let audiences = match reg.audiences.as_deref() {
         Some(list) => parse_list("audiences", list).map_err(|e| invalid("invalid_audiences", e))?,
-        None => vec![state.settings.audience.clone()],
+        None => vec![state.settings.tokens.audience.clone()],
     };
     let (secret, secret_hash) =
         new_secret().map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;

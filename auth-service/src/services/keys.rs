@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::Actor;
+use crate::configuration::secs;
 use crate::crypto::keys::{KeyManager, SigningKey, published};
 use crate::state::AppState;
 use crate::storage::{KeyState, KeyTimes, StoredKey};
@@ -65,10 +66,10 @@ pub async fn list(state: &AppState) -> anyhow::Result<Vec<KeyInfo>> {
 #[tracing::instrument(skip(state))]
 pub async fn rotate(state: &AppState, actor: Actor<'_>) -> anyhow::Result<Option<Rotation>> {
     let now = shared::unix_now();
-    let at = now + state.settings.key_rotation_lead;
+    let at = now + secs(state.settings.keys.rotation_lead);
     let kid = KeyManager::rotate(
         state.key_store.as_ref(),
-        state.settings.rsa_key_bits,
+        state.settings.keys.rsa_key_bits,
         state.keys.kek(),
         at,
     )
@@ -100,8 +101,11 @@ pub async fn rotate(state: &AppState, actor: Actor<'_>) -> anyhow::Result<Option
 /// until they heard of the revocation.
 pub fn revocation_until(state: &AppState, now: i64) -> i64 {
     let s = &state.settings;
-    let reload = i64::try_from(s.key_reload_interval.as_secs()).unwrap_or(0);
-    now + s.access_ttl.max(s.refresh_ttl.min(s.session_max_ttl)) + reload
+    let longest = s
+        .tokens
+        .access_ttl
+        .max(s.tokens.refresh_ttl.min(s.tokens.session_max_ttl));
+    now + secs(longest) + secs(s.keys.reload_interval)
 }
 
 /// The compromise response: a new key signs at once, and every key stored before it (current,
@@ -115,7 +119,7 @@ pub async fn replace_compromised(
     state: &AppState,
     actor: Actor<'_>,
 ) -> anyhow::Result<(String, Vec<String>)> {
-    let bits = state.settings.rsa_key_bits;
+    let bits = state.settings.keys.rsa_key_bits;
     let new = tokio::task::spawn_blocking(move || SigningKey::generate(bits))
         .await
         .context("generating a key")??;
@@ -131,7 +135,9 @@ pub async fn replace_compromised(
     // writing a revocation fail, the keys are already gone from the store: replicas drop them at
     // their next reload and gateways at their next JWKS fetch.)
     for old in &removed {
-        state.keys.revoke(old, until + state.settings.leeway);
+        state
+            .keys
+            .revoke(old, until + secs(state.settings.tokens.leeway));
     }
     state.keys.reload().await?;
     for old in &removed {
@@ -168,14 +174,14 @@ pub async fn replace_compromised(
 #[tracing::instrument(skip(state))]
 pub async fn tick(state: &AppState) -> anyhow::Result<()> {
     let now = shared::unix_now();
-    if let Some(every) = state.settings.key_rotation_interval {
+    if let Some(every) = state.settings.keys.rotation_interval {
         let stored = state.key_store.load().await?;
         let pending = stored.iter().any(|k| k.state == KeyState::Next);
         let due = stored
             .iter()
             .find(|k| k.state == KeyState::Current)
             .map(|k| k.times.activated_at.unwrap_or(k.times.created_at))
-            .is_some_and(|since| now - since >= every);
+            .is_some_and(|since| now - since >= secs(every));
         if due
             && !pending
             && let Some(r) = rotate(state, Actor::Service).await?
@@ -201,7 +207,7 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
 /// [`tick`] tries again.
 pub async fn refuse_revoked(state: &AppState) -> anyhow::Result<()> {
     let now = shared::unix_now();
-    let leeway = state.settings.leeway;
+    let leeway = secs(state.settings.tokens.leeway);
     let entries = match state.feed.live_entries(now).await {
         Ok(entries) => entries,
         Err(e) => {

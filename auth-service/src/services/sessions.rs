@@ -4,6 +4,7 @@
 
 use shared::{AccessClaims, RefreshClaims};
 
+use crate::configuration::secs;
 use crate::error::OAuthError;
 use crate::state::AppState;
 use crate::storage::{NewSession, Rotation, StoreError, User};
@@ -12,14 +13,14 @@ use crate::tokens::{Grant, TokenPair, allowed_scopes, grant_scope};
 /// The `client_id` to put in tokens: the requested one if configured, else the default.
 pub fn client_id(state: &AppState, requested: Option<&str>) -> String {
     requested
-        .filter(|c| state.settings.client_ids.iter().any(|k| k == c))
+        .filter(|c| state.settings.tokens.client_ids.iter().any(|k| k == c))
         .unwrap_or(state.settings.default_client_id())
         .to_owned()
 }
 
 /// When revocation entries for tokens issued up to now can be dropped.
 pub fn revoke_until(state: &AppState, now: i64) -> i64 {
-    now + state.settings.access_ttl
+    now + secs(state.settings.tokens.access_ttl)
 }
 
 /// Signs both tokens. On the worker, deliberately: two RS256 signatures through a pre-parsed
@@ -66,8 +67,8 @@ pub async fn open(
     let s = &state.settings;
     let sid = crate::crypto::random_id();
     let jti = crate::crypto::random_id();
-    let abs_exp = now + s.session_max_ttl;
-    let refresh_exp = (now + s.refresh_ttl).min(abs_exp);
+    let abs_exp = now + secs(s.tokens.session_max_ttl);
+    let refresh_exp = (now + secs(s.tokens.refresh_ttl)).min(abs_exp);
     let session = NewSession {
         sid: sid.clone(),
         sub: user.id.to_string(),
@@ -142,7 +143,7 @@ pub async fn refresh(
         Some(u) if !u.disabled => u,
         _ => return Err(OAuthError::InvalidGrant(INVALID)),
     };
-    let allowed = allowed_scopes(&state.settings.role_scopes, &user.roles);
+    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
     let scope = grant_scope(&allowed, requested_scope, Some(&claims.scope))
         .map_err(OAuthError::InvalidScope)?;
 
@@ -154,8 +155,8 @@ pub async fn refresh(
             &claims.jti,
             &new_jti,
             now,
-            s.refresh_reuse_grace,
-            s.refresh_ttl,
+            secs(s.tokens.refresh_reuse_grace),
+            secs(s.tokens.refresh_ttl),
             revoke_until(state, now),
         )
         .await?

@@ -67,7 +67,7 @@ pub async fn new_password(
     context: Vec<String>,
 ) -> Result<NewPassword, UserError> {
     let raw = raw.clone();
-    let policy = state.settings.password_policy;
+    let policy = state.settings.accounts.password_policy;
     tokio::task::spawn_blocking(move || {
         let context: Vec<&str> = context.iter().map(String::as_str).collect();
         NewPassword::parse(&raw, &policy, &context)
@@ -81,7 +81,7 @@ pub async fn new_password(
 /// default roles, whatever the caller sent.
 #[tracing::instrument(skip(state, account), fields(username = account.username.as_str()))]
 pub async fn register(state: &AppState, account: NewAccount<'_>) -> Result<User, UserError> {
-    if state.settings.registration == crate::configuration::RegistrationMode::Closed {
+    if state.settings.accounts.registration == crate::configuration::RegistrationMode::Closed {
         return Err(UserError::RegistrationClosed);
     }
     create(
@@ -97,14 +97,14 @@ pub async fn register(state: &AppState, account: NewAccount<'_>) -> Result<User,
 
 /// Creates the bootstrap admin (`AUTH_BOOTSTRAP_ADMIN_*`) into an empty user table, once ever.
 pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
-    let Some(admin) = &state.settings.bootstrap_admin else {
+    let Some(admin) = &state.settings.accounts.bootstrap_admin else {
         return Ok(());
     };
     let username = Username::parse(&admin.username).context("AUTH_BOOTSTRAP_ADMIN_USERNAME")?;
-    let password = new_password(state, &admin.password, vec![admin.username.clone()])
+    let password = new_password(state, admin.password.secret(), vec![admin.username.clone()])
         .await
         .context("AUTH_BOOTSTRAP_ADMIN_PASSWORD")?;
-    let mut roles = state.settings.default_roles.clone();
+    let mut roles = state.settings.accounts.default_roles.clone();
     roles.push(Role::parse(ADMIN_ROLE)?);
     roles.sort();
     roles.dedup();
@@ -146,8 +146,9 @@ pub async fn change_password(
         .flatten()
         .collect();
     let new = new_password(state, new, context).await?;
-    let current = crate::domain::LoginPassword::parse(current, &state.settings.password_policy)
-        .map_err(|_| UserError::WrongPassword)?;
+    let current =
+        crate::domain::LoginPassword::parse(current, &state.settings.accounts.password_policy)
+            .map_err(|_| UserError::WrongPassword)?;
     let stored = state.users.password_hash(id).await?;
     if !state
         .hasher
@@ -215,7 +216,7 @@ pub async fn create(state: &AppState, account: NewAccount<'_>) -> Result<User, U
     let password = new_password(state, account.password, context).await?;
     let mut roles = account
         .roles
-        .unwrap_or_else(|| state.settings.default_roles.clone());
+        .unwrap_or_else(|| state.settings.accounts.default_roles.clone());
     if account.admin {
         roles.push(Role::parse(ADMIN_ROLE)?);
     }
