@@ -277,7 +277,7 @@ async fn client_command(
 ) -> anyhow::Result<serde_json::Value> {
     use client_service as clients;
     use secrecy::ExposeSecret as _;
-    let fail = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let fail = anyhow::Error::from;
     let with_secret = |client: &crate::storage::RegisteredClient,
                        secret: &secrecy::SecretString| {
         let mut v = serde_json::to_value(client).unwrap_or_default();

@@ -4,6 +4,7 @@
 //! protect low-entropy passwords; a 256-bit random value cannot be guessed from its digest, and a
 //! fast digest keeps client authentication cheap. Digests are compared in constant time.
 
+use anyhow::Context as _;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest;
 use base64::Engine as _;
@@ -58,10 +59,9 @@ pub fn parse_list(what: &str, raw: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// A new secret and its digest.
-pub fn new_secret() -> Result<(SecretString, Vec<u8>), OAuthError> {
+pub fn new_secret() -> anyhow::Result<(SecretString, Vec<u8>)> {
     let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| OAuthError::Unexpected(anyhow::anyhow!("the random generator failed")))?;
+    aws_lc_rs::rand::fill(&mut bytes).context("the random generator failed")?;
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = digest_of(&secret);
     Ok((SecretString::from(secret), hash))
@@ -173,6 +173,7 @@ fn basic_credentials(
 }
 
 /// Authenticates a client: the registered, enabled client whose secret was presented.
+#[tracing::instrument(skip_all, fields(client_id = creds.id.as_str()))]
 pub async fn authenticate(
     state: &AppState,
     creds: &Credentials,
@@ -264,6 +265,7 @@ async fn revoke_tokens(
 }
 
 /// Registers a client; its secret is returned this once.
+#[tracing::instrument(skip_all, fields(client_id = reg.client_id.as_str(), actor = actor))]
 pub async fn register(
     state: &AppState,
     reg: ClientRegistration,
@@ -284,8 +286,7 @@ pub async fn register(
         Some(list) => parse_list("audiences", list).map_err(|e| invalid("invalid_audiences", e))?,
         None => vec![state.settings.tokens.audience.clone()],
     };
-    let (secret, secret_hash) =
-        new_secret().map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    let (secret, secret_hash) = new_secret()?;
     let client = state
         .clients
         .create_client(
@@ -315,6 +316,7 @@ pub async fn register(
 }
 
 /// A client by id.
+#[tracing::instrument(skip(state))]
 pub async fn get(state: &AppState, id: &str) -> Result<RegisteredClient, ApiError> {
     if id.len() > MAX_ID_LEN {
         return Err(not_found());
@@ -325,6 +327,7 @@ pub async fn get(state: &AppState, id: &str) -> Result<RegisteredClient, ApiErro
 
 /// Changes a client. Disabling it, or changing its scopes or audiences, revokes its tokens (its
 /// next token carries the new ones).
+#[tracing::instrument(skip(state, patch))]
 pub async fn update(
     state: &AppState,
     id: &str,
@@ -381,6 +384,7 @@ pub async fn update(
 }
 
 /// Replaces a client's secret; the old one keeps working for `overlap` seconds (0: stops now).
+#[tracing::instrument(skip(state))]
 pub async fn rotate_secret(
     state: &AppState,
     id: &str,
@@ -394,7 +398,7 @@ pub async fn rotate_secret(
         ));
     }
     get(state, id).await?;
-    let (secret, hash) = new_secret().map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    let (secret, hash) = new_secret()?;
     let now = shared::unix_now();
     let client = state
         .clients
@@ -413,6 +417,7 @@ pub async fn rotate_secret(
 }
 
 /// Deletes a client and revokes every token it holds.
+#[tracing::instrument(skip(state))]
 pub async fn delete(state: &AppState, id: &str, actor: &str) -> Result<(), ApiError> {
     if id.len() > MAX_ID_LEN {
         return Err(not_found());

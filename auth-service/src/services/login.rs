@@ -30,6 +30,7 @@ pub struct SignedIn {
 /// Checks `password` for the account named `username` (as sent), for a caller at `client` (the
 /// throttle's client key) and `peer` (for the audit trail). Unknown account, wrong password and
 /// disabled account are one answer, [`BAD_CREDENTIALS`], after the same work.
+#[tracing::instrument(skip(state, username, password))]
 pub async fn check_password(
     state: &AppState,
     username: &str,

@@ -56,6 +56,7 @@ pub async fn sign_pair(
 }
 
 /// Opens a session for `user` (after a login or a password change) and issues its first pair.
+#[tracing::instrument(skip(state, user, user_agent), fields(sub = %user.id))]
 pub async fn open(
     state: &AppState,
     user: &User,
@@ -97,6 +98,7 @@ pub async fn open(
 
 /// Ends every session of a user and revokes every token issued so far. `not_before` must be
 /// the user's new `tokens_not_before` (tokens issued from now on carry `iat ≥` it).
+#[tracing::instrument(skip(state))]
 pub async fn end_all(
     state: &AppState,
     sub: &str,

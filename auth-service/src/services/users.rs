@@ -96,6 +96,7 @@ pub async fn register(state: &AppState, account: NewAccount<'_>) -> Result<User,
 }
 
 /// Creates the bootstrap admin (`AUTH_BOOTSTRAP_ADMIN_*`) into an empty user table, once ever.
+#[tracing::instrument(skip(state))]
 pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     let Some(admin) = &state.settings.accounts.bootstrap_admin else {
         return Ok(());
