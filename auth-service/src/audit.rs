@@ -64,8 +64,31 @@ impl AuditWriter {
         }
     }
 
+    /// Records an event of now: on the `audit` log target at once (the full trail), and queued
+    /// for the user's recent events (`None`: about no user; the log line is the record). The
+    /// same work whether or not it concerns a user, and it never waits: a store failure is
+    /// logged, not returned, since the action it describes has already happened.
+    pub fn event(
+        &self,
+        user: Option<&str>,
+        kind: &str,
+        actor: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        tracing::info!(target: "audit", kind, user_id = user, actor, detail = %detail, "audit");
+        self.queue(user, event_now(kind, actor, detail));
+    }
+
+    /// Records a failed login: as [`AuditWriter::event`], and stored for an unknown account too
+    /// (as [`NO_USER`]'s), so that an unknown account costs what an existing one does.
+    pub fn failed_login(&self, user: Option<&str>, detail: serde_json::Value) {
+        let kind = "login_failed";
+        tracing::info!(target: "audit", kind, user_id = user, detail = %detail, "audit");
+        self.queue(Some(user.unwrap_or(NO_USER)), event_now(kind, None, detail));
+    }
+
     /// Queues `event` for `user`'s recent events (`None`: stored nowhere). Never waits.
-    pub fn record(&self, user: Option<&str>, event: AuditEvent) {
+    fn queue(&self, user: Option<&str>, event: AuditEvent) {
         if self
             .tx
             .try_send(Job::Record(user.map(str::to_owned), event))
@@ -91,5 +114,15 @@ impl AuditWriter {
     /// Events dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// An audit event of now.
+fn event_now(kind: &str, actor: Option<&str>, detail: serde_json::Value) -> AuditEvent {
+    AuditEvent {
+        at_ms: shared::unix_now_ms(),
+        kind: kind.to_owned(),
+        actor: actor.map(str::to_owned),
+        detail,
     }
 }

@@ -15,7 +15,7 @@ use crate::storage::postgres::PgStore;
 use crate::storage::redis::RedisStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{
-    AuditEvent, AuditStore, ClientStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore,
+    AuditStore, ClientStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore,
     SessionStore, Stores, UserStore,
 };
 use crate::tokens::Issuance;
@@ -54,7 +54,7 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Recent audit events per user (read here; written through `audit_writer`).
     pub audit_store: Arc<dyn AuditStore>,
-    /// Stores audit events off the request path, in order.
+    /// The audit trail: logs each event at once and stores it off the request path, in order.
     pub audit_writer: crate::audit::AuditWriter,
     /// Access-token rules (this issuer, the configured audience).
     pub(crate) access_verifier: Verifier,
@@ -277,34 +277,6 @@ impl AppState {
         })
     }
 
-    /// Records an audit event: on the `audit` log target at once (the full trail), and queued for
-    /// the user's recent events (stored off the request path; see [`crate::audit`]). The same
-    /// work whether or not it concerns a user. A store failure is logged, not returned: the
-    /// action it describes has already happened.
-    pub async fn audit(
-        &self,
-        user: Option<&str>,
-        kind: &str,
-        actor: Option<&str>,
-        detail: serde_json::Value,
-    ) {
-        tracing::info!(target: "audit", kind, user_id = user, actor, detail = %detail, "audit");
-        self.audit_writer
-            .record(user, audit_event(kind, actor, detail));
-    }
-
-    /// Records a failed login: as [`AppState::audit`], and stored for an unknown account too
-    /// (as [`crate::audit::NO_USER`]'s), so that an unknown account costs what an existing one
-    /// does.
-    pub fn audit_failed_login(&self, user: Option<&str>, detail: serde_json::Value) {
-        let kind = "login_failed";
-        tracing::info!(target: "audit", kind, user_id = user, detail = %detail, "audit");
-        self.audit_writer.record(
-            Some(user.unwrap_or(crate::audit::NO_USER)),
-            audit_event(kind, None, detail),
-        );
-    }
-
     /// The Prometheus text of this process's metrics.
     pub async fn render_metrics(&self) -> String {
         let now = shared::unix_now();
@@ -343,16 +315,6 @@ impl AppState {
         Ok(keys::rotate(self, Actor::Cli)
             .await?
             .map(|r| (r.kid, r.activates_at)))
-    }
-}
-
-/// An audit event of now.
-fn audit_event(kind: &str, actor: Option<&str>, detail: serde_json::Value) -> AuditEvent {
-    AuditEvent {
-        at_ms: shared::unix_now_ms(),
-        kind: kind.to_owned(),
-        actor: actor.map(str::to_owned),
-        detail,
     }
 }
 

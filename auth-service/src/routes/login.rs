@@ -3,14 +3,12 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::domain::LoginPassword;
 use crate::error::OAuthError;
 use crate::extract::{Accept, parse_body};
-use crate::services::login::{SignedIn, check_password};
+use crate::services::login::{SignIn, sign_in};
 use crate::state::AppState;
-use crate::tokens::{allowed_scopes, grant_scope};
 
 /// Unknown fields (`grant_type`, `client_secret`, …) are ignored, so OAuth2 password-flow
 /// clients such as Swagger UI's Authorize dialog work unchanged.
@@ -83,7 +81,6 @@ async fn attempt(
     if cookie {
         crate::browser::check_csrf(&req, &state.settings).map_err(OAuthError::CrossSite)?;
     }
-    let now = shared::unix_now();
     let password = LoginPassword::parse(&body.password, &state.settings.accounts.password_policy)
         .map_err(|e| OAuthError::InvalidRequest(e.message))?;
     let client = state.throttle.client(&req);
@@ -91,51 +88,16 @@ async fn attempt(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    let SignedIn {
-        user,
-        stored_hash,
-        needs_rehash,
-    } = check_password(state, &body.username, password.secret(), &client, &peer).await?;
-    if needs_rehash {
-        let state = state.clone();
-        let secret = password.secret().clone();
-        let id = user.id;
-        tokio::spawn(async move {
-            match state.hasher.hash(&secret).await {
-                Ok(new) => {
-                    if let Err(e) = state.users.upgrade_hash(id, &stored_hash, &new).await {
-                        tracing::warn!(error = %e, "could not upgrade a password hash");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not rehash a password"),
-            }
-        });
-    }
-    state
-        .throttle
-        .login_succeeded(&body.username, &client)
-        .await?;
-    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
-    let scope =
-        grant_scope(&allowed, body.scope.as_deref(), None).map_err(OAuthError::InvalidScope)?;
-    let client_id = crate::services::sessions::client_id(state, body.client_id.as_deref());
-    let pair = crate::services::sessions::open(
-        state,
-        &user,
-        &client_id,
-        scope,
-        &super::user_agent(&req),
-        now,
-    )
-    .await?;
-    state
-        .audit(
-            Some(&user.id.to_string()),
-            "login_succeeded",
-            None,
-            json!({"client_id": client_id, "peer": peer}),
-        )
-        .await;
+    let attempt = SignIn {
+        username: &body.username,
+        password: password.secret(),
+        client: &client,
+        peer: &peer,
+        scope: body.scope.as_deref(),
+        client_id: body.client_id.as_deref(),
+        user_agent: &super::user_agent(&req),
+    };
+    let pair = sign_in(state, attempt).await?;
     Ok(if cookie {
         pair.browser_response()
     } else {

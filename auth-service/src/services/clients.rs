@@ -305,13 +305,12 @@ pub async fn register(
             CreateClientError::Store(e) => e.into(),
         })?;
     state
-        .audit(
+        .audit_writer.event(
             None,
             "client_registered",
             Some(actor),
             json!({"client_id": client.client_id, "scopes": client.scopes, "audiences": client.audiences}),
-        )
-        .await;
+        );
     Ok((client, secret))
 }
 
@@ -373,13 +372,12 @@ pub async fn update(
         revoke_tokens(state, id, client.tokens_not_before, now).await?;
     }
     state
-        .audit(
+        .audit_writer.event(
             None,
             "client_updated",
             Some(actor),
             json!({"client_id": id, "scopes": client.scopes, "audiences": client.audiences, "disabled": client.disabled, "tokens_revoked": revoke}),
-        )
-        .await;
+        );
     Ok(client)
 }
 
@@ -405,14 +403,12 @@ pub async fn rotate_secret(
         .rotate_client_secret(id, &hash, now + overlap, now)
         .await?
         .ok_or_else(not_found)?;
-    state
-        .audit(
-            None,
-            "client_secret_rotated",
-            Some(actor),
-            json!({"client_id": id, "previous_secret_expires_at": client.previous_secret_expires_at}),
-        )
-        .await;
+    state.audit_writer.event(
+        None,
+        "client_secret_rotated",
+        Some(actor),
+        json!({"client_id": id, "previous_secret_expires_at": client.previous_secret_expires_at}),
+    );
     Ok((client, secret))
 }
 
@@ -430,14 +426,12 @@ pub async fn delete(state: &AppState, id: &str, actor: &str) -> Result<(), ApiEr
         .await?
         .ok_or_else(not_found)?;
     revoke_tokens(state, id, not_before, now).await?;
-    state
-        .audit(
-            None,
-            "client_deleted",
-            Some(actor),
-            json!({"client_id": id}),
-        )
-        .await;
+    state.audit_writer.event(
+        None,
+        "client_deleted",
+        Some(actor),
+        json!({"client_id": id}),
+    );
     Ok(())
 }
 

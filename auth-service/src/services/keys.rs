@@ -82,14 +82,12 @@ pub async fn rotate(state: &AppState, actor: Actor<'_>) -> anyhow::Result<Option
         .advance(now, state.settings.key_kept_after_retirement())
         .await?;
     state.keys.reload().await?;
-    state
-        .audit(
-            None,
-            "key_rotation",
-            Some(actor.audit_name()),
-            json!({"kid": kid, "activates_at": at}),
-        )
-        .await;
+    state.audit_writer.event(
+        None,
+        "key_rotation",
+        Some(actor.audit_name()),
+        json!({"kid": kid, "activates_at": at}),
+    );
     Ok(Some(Rotation {
         kid,
         activates_at: at,
@@ -157,14 +155,12 @@ pub async fn replace_compromised(
                 )
             })?;
     }
-    state
-        .audit(
-            None,
-            "key_compromise_rotation",
-            Some(actor.audit_name()),
-            json!({"kid": kid, "revoked": removed}),
-        )
-        .await;
+    state.audit_writer.event(
+        None,
+        "key_compromise_rotation",
+        Some(actor.audit_name()),
+        json!({"kid": kid, "revoked": removed}),
+    );
     Ok((kid, removed))
 }
 

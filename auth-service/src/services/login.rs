@@ -3,7 +3,8 @@
 //! one lookup, one Argon2 verification (against a dummy hash when there is no such user), and on
 //! failure one failure count, one audit log line and one queued audit event, whether the account
 //! exists, is disabled, or the password is wrong (the event of an unknown account is stored too,
-//! under a name of its own: [`crate::audit::NO_USER`]). Only a success does more.
+//! under a name of its own: [`crate::audit::NO_USER`]). Only a success does more: [`sign_in`]
+//! upgrades an outdated hash, clears the throttle's count, grants the scope and opens the session.
 
 use secrecy::SecretString;
 use serde_json::json;
@@ -12,6 +13,7 @@ use crate::domain::Username;
 use crate::error::OAuthError;
 use crate::state::AppState;
 use crate::storage::User;
+use crate::tokens::{TokenPair, allowed_scopes, grant_scope};
 
 /// The one answer to every failed sign-in, whatever failed.
 pub const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -59,7 +61,9 @@ pub async fn check_password(
         // From here on, the same steps for every kind of failure: whether the account exists
         // must not show in how long the answer takes.
         state.throttle.login_failed(username).await?;
-        state.audit_failed_login(user.as_deref(), json!({"reason": reason, "peer": peer}));
+        state
+            .audit_writer
+            .failed_login(user.as_deref(), json!({"reason": reason, "peer": peer}));
         return Err(OAuthError::InvalidGrant(BAD_CREDENTIALS));
     }
     let Some((user, stored_hash)) = found else {
@@ -70,4 +74,74 @@ pub async fn check_password(
         stored_hash,
         needs_rehash: verified.needs_rehash,
     })
+}
+
+/// A password sign-in, as a caller presented it.
+#[derive(Debug)]
+pub struct SignIn<'a> {
+    /// The account's name, as sent.
+    pub username: &'a str,
+    /// The password (already checked against the policy's bounds).
+    pub password: &'a SecretString,
+    /// The throttle's key for the caller.
+    pub client: &'a str,
+    /// The caller's address, for the audit trail.
+    pub peer: &'a str,
+    /// The scope asked for (`None`: everything the user's roles allow).
+    pub scope: Option<&'a str>,
+    /// The `client_id` asked for.
+    pub client_id: Option<&'a str>,
+    /// The caller's `User-Agent`, shown in the user's session list.
+    pub user_agent: &'a str,
+}
+
+/// Signs a user in with a password: [`check_password`], then an outdated hash upgraded off the
+/// request path, the caller's failure count cleared, the scope granted, a session opened and the
+/// success audited. The session's first token pair.
+#[tracing::instrument(skip_all, fields(client = attempt.client))]
+pub async fn sign_in(state: &AppState, attempt: SignIn<'_>) -> Result<TokenPair, OAuthError> {
+    let now = shared::unix_now();
+    let SignedIn {
+        user,
+        stored_hash,
+        needs_rehash,
+    } = check_password(
+        state,
+        attempt.username,
+        attempt.password,
+        attempt.client,
+        attempt.peer,
+    )
+    .await?;
+    if needs_rehash {
+        let state = state.clone();
+        let secret = attempt.password.clone();
+        let id = user.id;
+        tokio::spawn(async move {
+            match state.hasher.hash(&secret).await {
+                Ok(new) => {
+                    if let Err(e) = state.users.upgrade_hash(id, &stored_hash, &new).await {
+                        tracing::warn!(error = %e, "could not upgrade a password hash");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not rehash a password"),
+            }
+        });
+    }
+    state
+        .throttle
+        .login_succeeded(attempt.username, attempt.client)
+        .await?;
+    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
+    let scope = grant_scope(&allowed, attempt.scope, None).map_err(OAuthError::InvalidScope)?;
+    let client_id = super::sessions::client_id(state, attempt.client_id);
+    let pair =
+        super::sessions::open(state, &user, &client_id, scope, attempt.user_agent, now).await?;
+    state.audit_writer.event(
+        Some(&user.id.to_string()),
+        "login_succeeded",
+        None,
+        json!({"client_id": client_id, "peer": attempt.peer}),
+    );
+    Ok(pair)
 }

@@ -191,14 +191,12 @@ pub async fn refresh(
         Rotation::Reused { sid } => {
             state.metrics.refresh("reuse_detected");
             tracing::warn!(user_id = %user.id, sid = %sid, "refresh token reuse: session revoked");
-            state
-                .audit(
-                    Some(&user.id.to_string()),
-                    "refresh_reuse",
-                    None,
-                    serde_json::json!({"sid": sid}),
-                )
-                .await;
+            state.audit_writer.event(
+                Some(&user.id.to_string()),
+                "refresh_reuse",
+                None,
+                serde_json::json!({"sid": sid}),
+            );
             Err(OAuthError::InvalidGrant(INVALID))
         }
         Rotation::Invalid => {

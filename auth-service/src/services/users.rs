@@ -276,14 +276,12 @@ pub async fn change(
             exp: crate::services::sessions::revoke_until(state, now),
         };
         state.revocations.revoke(&event, now).await?;
-        state
-            .audit(
-                Some(&id.to_string()),
-                "roles_changed",
-                Some(actor.audit_name()),
-                json!({"roles": u.roles}),
-            )
-            .await;
+        state.audit_writer.event(
+            Some(&id.to_string()),
+            "roles_changed",
+            Some(actor.audit_name()),
+            json!({"roles": u.roles}),
+        );
         user = Some(u);
     }
     if let Some(disabled) = change.disabled {
@@ -300,23 +298,19 @@ pub async fn change(
                 now,
             )
             .await?;
-            state
-                .audit(
-                    Some(&id.to_string()),
-                    "disabled",
-                    Some(actor.audit_name()),
-                    json!({"sessions_ended": ended}),
-                )
-                .await;
+            state.audit_writer.event(
+                Some(&id.to_string()),
+                "disabled",
+                Some(actor.audit_name()),
+                json!({"sessions_ended": ended}),
+            );
         } else {
-            state
-                .audit(
-                    Some(&id.to_string()),
-                    "enabled",
-                    Some(actor.audit_name()),
-                    json!({}),
-                )
-                .await;
+            state.audit_writer.event(
+                Some(&id.to_string()),
+                "enabled",
+                Some(actor.audit_name()),
+                json!({}),
+            );
         }
         user = Some(u);
     }
@@ -334,14 +328,12 @@ pub async fn end_sessions(state: &AppState, id: Uuid, actor: Actor<'_>) -> Resul
         .await?
         .ok_or(UserError::NotFound)?;
     let ended = crate::services::sessions::end_all(state, &id.to_string(), nb, now).await?;
-    state
-        .audit(
-            Some(&id.to_string()),
-            "sessions_revoked",
-            Some(actor.audit_name()),
-            json!({"sessions_ended": ended}),
-        )
-        .await;
+    state.audit_writer.event(
+        Some(&id.to_string()),
+        "sessions_revoked",
+        Some(actor.audit_name()),
+        json!({"sessions_ended": ended}),
+    );
     Ok(ended)
 }
 
@@ -370,13 +362,11 @@ pub async fn delete(state: &AppState, id: Uuid, actor: Actor<'_>) -> Result<(), 
     if !state.users.delete(id).await? {
         return Err(UserError::NotFound);
     }
-    state
-        .audit(
-            Some(&id.to_string()),
-            "user_deleted",
-            Some(actor.audit_name()),
-            json!({}),
-        )
-        .await;
+    state.audit_writer.event(
+        Some(&id.to_string()),
+        "user_deleted",
+        Some(actor.audit_name()),
+        json!({}),
+    );
     Ok(())
 }
