@@ -6,12 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::domain::valid_scope_token;
 use crate::error::OAuthError;
 use crate::extract::{Accept, parse_body};
 use crate::state::AppState;
 use crate::throttle::Action;
-use shared::{AccessClaims, Audience};
 
 #[derive(Deserialize)]
 struct TokenRequest {
@@ -95,9 +93,8 @@ pub async fn token(
     }
 }
 
-/// Client credentials: the authenticated client gets an access token for itself (`sub` =
-/// `client_id`, no session, no roles, no refresh token) with the requested scopes and audiences,
-/// each of which it must be allowed.
+/// Client credentials: authenticates the client and issues its token
+/// ([`crate::services::clients::issue_token`]).
 async fn client_credentials(
     req: &HttpRequest,
     body: TokenRequest,
@@ -114,89 +111,22 @@ async fn client_credentials(
         "client authentication is required: HTTP Basic, or client_id and client_secret",
     ))?;
     let client = crate::services::clients::authenticate(state, &creds).await?;
-    // Each requested scope and audience must be the client's; none requested: all of them.
-    let scopes = requested_subset(body.scope.as_deref(), &client.scopes).map_err(|bad| {
-        OAuthError::InvalidScope(match bad {
-            Refused::Malformed(s) => format!("invalid scope token {s:?}"),
-            Refused::NotAllowed(s) => format!("scope {s:?} is not allowed for this client"),
-        })
-    })?;
-    let audiences =
-        requested_subset(body.audience.as_deref(), &client.audiences).map_err(|bad| {
-            OAuthError::InvalidTarget(match bad {
-                Refused::Malformed(a) | Refused::NotAllowed(a) => {
-                    format!("audience {a:?} is not allowed for this client")
-                }
-            })
-        })?;
-    let scope = scopes.join(" ");
-    let aud = match <[String; 1]>::try_from(audiences) {
-        Ok([one]) => Audience::One(one),
-        Err(list) if list.is_empty() => {
-            return Err(OAuthError::UnauthorizedClient(
-                "the client may not obtain tokens for any audience",
-            ));
-        }
-        Err(list) => Audience::Many(list),
-    };
-    let now = shared::unix_now();
-    let claims = AccessClaims {
-        iss: state.issuance.issuer.clone(),
-        sub: client.client_id.clone(),
-        aud,
-        client_id: client.client_id.clone(),
-        exp: now + state.issuance.access_ttl,
-        iat: now.max(client.tokens_not_before),
-        nbf: now,
-        jti: crate::crypto::random_id(),
-        sid: None,
-        roles: vec![],
-        scope,
-    };
-    let token = state
-        .keys
-        .signing_ring()
-        .await?
-        .signing()
-        .sign(shared::claims::ACCESS_TOKEN_TYPE, &claims)
-        .map_err(OAuthError::Unexpected)?;
-    state.metrics.issued_access();
-    tracing::debug!(client_id = %client.client_id, "client credentials token issued");
+    let issued = crate::services::clients::issue_token(
+        state,
+        &client,
+        body.scope.as_deref(),
+        body.audience.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(ClientTokenResponse {
-            access_token: &token,
+            access_token: &issued.token,
             token_type: "Bearer",
-            expires_in: claims.exp - now,
-            scope: &claims.scope,
+            expires_in: issued.expires_in,
+            scope: &issued.scope,
         }))
-}
-
-/// Why a requested value was refused.
-enum Refused {
-    /// Not a scope token (RFC 6749 §3.3).
-    Malformed(String),
-    /// Not among the client's.
-    NotAllowed(String),
-}
-
-/// The space-separated `requested` values (sorted, once each), each of which must be in
-/// `allowed`; nothing requested means all of `allowed`.
-fn requested_subset(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>, Refused> {
-    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(allowed.to_vec());
-    };
-    let mut wanted: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    if let Some(bad) = wanted.iter().find(|s| !valid_scope_token(s)) {
-        return Err(Refused::Malformed((*bad).to_owned()));
-    }
-    if let Some(extra) = wanted.iter().find(|s| !allowed.iter().any(|a| a == *s)) {
-        return Err(Refused::NotAllowed((*extra).to_owned()));
-    }
-    Ok(wanted.into_iter().map(str::to_owned).collect())
 }
 
 /// RFC 6749 §5.1 for client credentials: no refresh token (§4.4.3).

@@ -12,7 +12,6 @@ use crate::error::{ApiError, BearerError};
 use crate::extract::{Accept, Authenticated, parse_body};
 use crate::services::users::{self, NewAccount, UserError};
 use crate::state::AppState;
-use crate::tokens::{allowed_scopes, grant_scope};
 
 /// Only these fields are read: an `id`, `roles` or `is_admin` sent along is ignored.
 #[derive(Deserialize)]
@@ -115,25 +114,21 @@ pub async fn change_password(
     )
     .await?;
     let id = auth.user_id()?;
-    let (user, _) = users::change_password(&state, id, &body.current_password, &body.new_password)
-        .await
-        .map_err(|e| match e {
-            UserError::NotFound => {
-                ApiError::Unauthorized(BearerError::InvalidToken("the user no longer exists"))
-            }
-            other => other.into(),
-        })?;
-    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
-    let scope = grant_scope(&allowed, None, None).map_err(ApiError::BadRequest)?;
-    let pair = crate::services::sessions::open(
+    let pair = users::change_password(
         &state,
-        &user,
+        id,
+        &body.current_password,
+        &body.new_password,
         &auth.claims.client_id,
-        scope,
         &super::user_agent(&req),
-        shared::unix_now(),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        UserError::NotFound => {
+            ApiError::Unauthorized(BearerError::InvalidToken("the user no longer exists"))
+        }
+        other => other.into(),
+    })?;
     Ok(pair.response())
 }
 

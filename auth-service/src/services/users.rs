@@ -13,6 +13,7 @@ pub use super::Actor;
 use crate::domain::{ADMIN_ROLE, DomainError, Email, NewPassword, Role, Username};
 use crate::state::AppState;
 use crate::storage::{CreateUserError, NewUser, SessionInfo, StoreError, User};
+use crate::tokens::{TokenPair, allowed_scopes, grant_scope};
 
 /// Why a user operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -132,15 +133,17 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
 }
 
 /// Changes the password of `id` after checking `current` (the same Argon2 work as a login), ends
-/// every session and revokes every token issued so far. Returns the user and the number of
-/// sessions ended; the caller opens a fresh session.
-#[tracing::instrument(skip(state, current, new))]
+/// every session and revokes every token issued so far, then opens a fresh session for the
+/// caller (`client_id`, `user_agent`) with every scope the user's roles allow: its first pair.
+#[tracing::instrument(skip(state, current, new, user_agent))]
 pub async fn change_password(
     state: &AppState,
     id: Uuid,
     current: &SecretString,
     new: &SecretString,
-) -> Result<(User, u64), UserError> {
+    client_id: &str,
+    user_agent: &str,
+) -> Result<TokenPair, UserError> {
     let account = get(state, id).await?;
     let context = [Some(account.username), account.email]
         .into_iter()
@@ -169,7 +172,11 @@ pub async fn change_password(
     let ended = crate::services::sessions::end_all(state, &id.to_string(), not_before, now).await?;
     let user = get(state, id).await?;
     tracing::info!(user_id = %id, sessions_ended = ended, "password changed");
-    Ok((user, ended))
+    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
+    // Nothing requested and no ceiling: every allowed scope, which cannot be refused.
+    let scope = grant_scope(&allowed, None, None).map_err(|e| anyhow::anyhow!(e))?;
+    let pair = super::sessions::open(state, &user, client_id, scope, user_agent, now).await?;
+    Ok(pair)
 }
 
 /// A user by id.
