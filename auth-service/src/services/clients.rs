@@ -173,7 +173,7 @@ fn basic_credentials(
 }
 
 /// Authenticates a client: the registered, enabled client whose secret was presented.
-#[tracing::instrument(skip_all, fields(client_id = creds.id.as_str()))]
+#[tracing::instrument(level = "debug", skip_all, fields(client_id = creds.id.as_str()))]
 pub async fn authenticate(
     state: &AppState,
     creds: &Credentials,
@@ -449,7 +449,7 @@ pub struct IssuedToken {
 /// Client credentials (RFC 6749 §4.4): the authenticated `client` gets an access token for
 /// itself (`sub` = `client_id`, no session, no roles, no refresh token) with the requested scopes
 /// and audiences, each of which it must be allowed; none requested: all of its own.
-#[tracing::instrument(skip(state, client), fields(client_id = client.client_id.as_str()))]
+#[tracing::instrument(level = "debug", skip(state, client), fields(client_id = client.client_id.as_str()))]
 pub async fn issue_token(
     state: &AppState,
     client: &RegisteredClient,

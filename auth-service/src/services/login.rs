@@ -32,7 +32,7 @@ pub struct SignedIn {
 /// Checks `password` for the account named `username` (as sent), for a caller at `client` (the
 /// throttle's client key) and `peer` (for the audit trail). Unknown account, wrong password and
 /// disabled account are one answer, [`BAD_CREDENTIALS`], after the same work.
-#[tracing::instrument(skip(state, username, password))]
+#[tracing::instrument(level = "debug", skip(state, username, password))]
 pub async fn check_password(
     state: &AppState,
     username: &str,
@@ -98,7 +98,7 @@ pub struct SignIn<'a> {
 /// Signs a user in with a password: [`check_password`], then an outdated hash upgraded off the
 /// request path, the caller's failure count cleared, the scope granted, a session opened and the
 /// success audited. The session's first token pair.
-#[tracing::instrument(skip_all, fields(client = attempt.client))]
+#[tracing::instrument(level = "debug", skip_all, fields(client = attempt.client))]
 pub async fn sign_in(state: &AppState, attempt: SignIn<'_>) -> Result<TokenPair, OAuthError> {
     let now = shared::unix_now();
     let SignedIn {

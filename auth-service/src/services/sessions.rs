@@ -56,7 +56,7 @@ pub async fn sign_pair(
 }
 
 /// Opens a session for `user` (after a login or a password change) and issues its first pair.
-#[tracing::instrument(skip(state, user, user_agent), fields(sub = %user.id))]
+#[tracing::instrument(level = "debug", skip(state, user, user_agent), fields(sub = %user.id))]
 pub async fn open(
     state: &AppState,
     user: &User,
@@ -120,7 +120,7 @@ const INVALID: &str = "the refresh token is invalid, expired or revoked";
 /// scope, never widen it; a `client_id` given must be the token's. A spent token presented again
 /// revokes the whole session (unless within `AUTH_REFRESH_REUSE_GRACE`), which is an audit
 /// event. Of concurrent uses of one token exactly one rotates (the store's atomic step).
-#[tracing::instrument(skip(state, token))]
+#[tracing::instrument(level = "debug", skip(state, token))]
 pub async fn refresh(
     state: &AppState,
     token: &str,
@@ -210,7 +210,7 @@ pub async fn refresh(
 /// session; `hint` says which to try first. Only the token's own user (`caller`, when the request
 /// carried a bearer credential) and client (`client_id`, when named) may revoke it. `Ok(false)`:
 /// not one of ours (answered 200 all the same, RFC 7009 §2.2).
-#[tracing::instrument(skip(state, token))]
+#[tracing::instrument(level = "debug", skip(state, token))]
 pub async fn revoke_token(
     state: &AppState,
     token: &str,
