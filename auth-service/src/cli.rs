@@ -191,6 +191,27 @@ pub enum ClientsCommand {
         /// An allowed audience (repeatable; default: AUTH_AUDIENCE).
         #[arg(long = "audience")]
         audiences: Vec<String>,
+        #[command(flatten)]
+        sign_in: SignInArgs,
+        /// A public client (a single-page or native app): no secret, PKCE alone.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Change a client's sign-in settings, name or scopes (what is not given stays).
+    Update {
+        /// Client id.
+        client_id: String,
+        /// What the client is, for people.
+        #[arg(long)]
+        name: Option<String>,
+        /// An allowed scope (repeatable; replaces the list).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        sign_in: SignInArgs,
+        /// Stop skipping consent.
+        #[arg(long, conflicts_with = "first_party")]
+        third_party: bool,
     },
     /// List the clients (JSON).
     List,
@@ -217,6 +238,30 @@ pub enum ClientsCommand {
         /// Client id.
         client_id: String,
     },
+}
+
+/// A client's part in browser sign-in, as flags (each list flag is repeatable and replaces).
+#[derive(clap::Args)]
+pub struct SignInArgs {
+    /// A grant type: authorization_code, refresh_token, client_credentials.
+    #[arg(long = "grant-type")]
+    grant_types: Vec<String>,
+    /// A redirect URI (exact string; loopback IP literals may vary the port).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// A URI RP-initiated logout may return to.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Where logout tokens are POSTed (back-channel logout; "" removes it).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// A first-party app: no consent page.
+    #[arg(long)]
+    first_party: bool,
+}
+
+fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
+    (!list.is_empty()).then_some(list)
 }
 
 #[derive(Subcommand)]
@@ -279,9 +324,11 @@ async fn client_command(
     use secrecy::ExposeSecret as _;
     let fail = anyhow::Error::from;
     let with_secret = |client: &crate::storage::RegisteredClient,
-                       secret: &secrecy::SecretString| {
+                       secret: Option<&secrecy::SecretString>| {
         let mut v = serde_json::to_value(client).unwrap_or_default();
-        v["client_secret"] = serde_json::json!(secret.expose_secret());
+        if let Some(secret) = secret {
+            v["client_secret"] = serde_json::json!(secret.expose_secret());
+        }
         v
     };
     let set_disabled = |client_id: String, disabled: bool| async move {
@@ -297,22 +344,57 @@ async fn client_command(
             name,
             scopes,
             audiences,
+            sign_in,
+            public,
         } => {
             let reg = clients::ClientRegistration {
                 client_id,
                 name,
-                scopes: Some(scopes),
-                audiences: (!audiences.is_empty()).then_some(audiences),
+                scopes: non_empty(scopes),
+                audiences: non_empty(audiences),
+                client_type: public.then_some(crate::storage::ClientType::Public),
+                first_party: Some(sign_in.first_party),
+                grant_types: non_empty(sign_in.grant_types),
+                redirect_uris: non_empty(sign_in.redirect_uris),
+                post_logout_redirect_uris: non_empty(sign_in.post_logout_redirect_uris),
+                backchannel_logout_uri: sign_in.backchannel_logout_uri,
             };
             let (client, secret) = clients::register(state, reg, "cli").await.map_err(fail)?;
-            with_secret(&client, &secret)
+            with_secret(&client, secret.as_ref())
+        }
+        ClientsCommand::Update {
+            client_id,
+            name,
+            scopes,
+            sign_in,
+            third_party,
+        } => {
+            let patch = clients::Patch {
+                name,
+                scopes: non_empty(scopes),
+                first_party: if sign_in.first_party {
+                    Some(true)
+                } else {
+                    third_party.then_some(false)
+                },
+                grant_types: non_empty(sign_in.grant_types),
+                redirect_uris: non_empty(sign_in.redirect_uris),
+                post_logout_redirect_uris: non_empty(sign_in.post_logout_redirect_uris),
+                backchannel_logout_uri: sign_in.backchannel_logout_uri,
+                ..clients::Patch::default()
+            };
+            serde_json::to_value(
+                clients::update(state, &client_id, patch, "cli")
+                    .await
+                    .map_err(fail)?,
+            )?
         }
         ClientsCommand::List => serde_json::to_value(state.clients.list_clients().await?)?,
         ClientsCommand::RotateSecret { client_id, overlap } => {
             let (client, secret) = clients::rotate_secret(state, &client_id, overlap, "cli")
                 .await
                 .map_err(fail)?;
-            with_secret(&client, &secret)
+            with_secret(&client, Some(&secret))
         }
         ClientsCommand::Disable { client_id } => {
             serde_json::to_value(set_disabled(client_id, true).await.map_err(fail)?)?

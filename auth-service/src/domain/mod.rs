@@ -2,6 +2,7 @@
 
 mod email;
 mod password;
+pub mod redirect_uri;
 mod role;
 mod username;
 

@@ -14,14 +14,16 @@ use crate::services::clients::{self, ClientRegistration, Patch};
 use crate::state::AppState;
 use crate::storage::RegisteredClient;
 
-/// A client and its new secret, `Cache-Control: no-store`.
+/// A client and its new secret (a public client has none), `Cache-Control: no-store`.
 fn with_secret(
     status: actix_web::http::StatusCode,
     client: &RegisteredClient,
-    secret: &SecretString,
+    secret: Option<&SecretString>,
 ) -> HttpResponse {
     let mut body = serde_json::to_value(client).unwrap_or_default();
-    body["client_secret"] = json!(secret.expose_secret());
+    if let Some(secret) = secret {
+        body["client_secret"] = json!(secret.expose_secret());
+    }
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -51,7 +53,11 @@ pub async fn create(
     )
     .await?;
     let (client, secret) = clients::register(&state, body, &admin.0.claims.sub).await?;
-    let mut res = with_secret(actix_web::http::StatusCode::CREATED, &client, &secret);
+    let mut res = with_secret(
+        actix_web::http::StatusCode::CREATED,
+        &client,
+        secret.as_ref(),
+    );
     if let Ok(v) = header::HeaderValue::from_str(&format!("/v1/admin/clients/{}", client.client_id))
     {
         res.headers_mut().insert(header::LOCATION, v);
@@ -160,7 +166,7 @@ pub async fn rotate_secret(
     Ok(with_secret(
         actix_web::http::StatusCode::OK,
         &client,
-        &secret,
+        Some(&secret),
     ))
 }
 

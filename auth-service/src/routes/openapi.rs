@@ -135,6 +135,36 @@ pub struct ClientRegistrationDoc {
     scopes: Option<Vec<String>>,
     /// Audiences its tokens may name (default: the configured access-token audience).
     audiences: Option<Vec<String>>,
+    /// `confidential` (default: has a secret) or `public` (a single-page or native app: no
+    /// secret, PKCE alone). Cannot change later.
+    #[schema(rename = "type")]
+    r#type: Option<ClientTypeDoc>,
+    /// Signs users in without a consent page (default false).
+    first_party: Option<bool>,
+    /// `authorization_code`, `refresh_token`, `client_credentials` (default: the first two
+    /// when redirect URIs are given, otherwise `client_credentials`).
+    grant_types: Option<Vec<String>>,
+    /// Redirect URIs, compared as exact strings (loopback IP literals over http may vary the
+    /// port, RFC 8252 §7.3): https, http on loopback (anywhere outside production), or a native
+    /// app's private-use scheme; no fragment, written in canonical form.
+    redirect_uris: Option<Vec<String>>,
+    /// Where RP-initiated logout may return to (exact strings).
+    post_logout_redirect_uris: Option<Vec<String>>,
+    /// Where a logout token is POSTed when a session the client took part in ends.
+    backchannel_logout_uri: Option<String>,
+}
+
+/// A client's type (RFC 6749 §2.1).
+#[derive(ToSchema)]
+#[schema(as = ClientType)]
+#[allow(dead_code)]
+pub enum ClientTypeDoc {
+    /// Has a secret.
+    #[schema(rename = "confidential")]
+    Confidential,
+    /// Has none.
+    #[schema(rename = "public")]
+    Public,
 }
 
 /// `PATCH /v1/admin/clients/{id}` body: any of these. Disabling, or changing scopes or
@@ -150,6 +180,19 @@ pub struct ClientUpdateDoc {
     audiences: Option<Vec<String>>,
     /// Disable or enable.
     disabled: Option<bool>,
+    /// Must be the current type if sent.
+    #[schema(rename = "type")]
+    r#type: Option<ClientTypeDoc>,
+    /// Skip the consent page.
+    first_party: Option<bool>,
+    /// Grant types (replaces the list; removing one revokes the client's tokens).
+    grant_types: Option<Vec<String>>,
+    /// Redirect URIs (replaces the list; removing one revokes the client's tokens).
+    redirect_uris: Option<Vec<String>>,
+    /// Post-logout redirect URIs (replaces the list).
+    post_logout_redirect_uris: Option<Vec<String>>,
+    /// Back-channel logout URI (`""` removes it).
+    backchannel_logout_uri: Option<String>,
 }
 
 /// `POST /v1/admin/clients/{id}/secret` body (optional).
@@ -181,6 +224,19 @@ pub struct ClientDoc {
     updated_at: i64,
     /// When the previous secret stops working, after a rotation with an overlap.
     previous_secret_expires_at: Option<i64>,
+    /// Confidential or public.
+    #[schema(rename = "type")]
+    r#type: ClientTypeDoc,
+    /// Skips the consent page.
+    first_party: bool,
+    /// Grant types it may use.
+    grant_types: Vec<String>,
+    /// Redirect URIs.
+    redirect_uris: Vec<String>,
+    /// Post-logout redirect URIs.
+    post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout URI.
+    backchannel_logout_uri: Option<String>,
 }
 
 /// A client with its new secret.
@@ -189,9 +245,9 @@ pub struct ClientWithSecret {
     /// The client.
     #[serde(flatten)]
     client: ClientDoc,
-    /// The secret: shown this once, stored only as a digest.
+    /// The secret: shown this once, stored only as a digest (absent for a public client).
     #[schema(format = Password)]
-    client_secret: String,
+    client_secret: Option<String>,
 }
 
 /// Registered clients.

@@ -12,10 +12,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use shared::{AccessClaims, Audience, RevocationEvent};
 
+use crate::domain::redirect_uri::{self, UriUse};
 use crate::domain::{DomainError, valid_scope_token};
 use crate::error::{ApiError, OAuthError};
 use crate::state::AppState;
-use crate::storage::{ClientSecrets, ClientUpdate, CreateClientError, NewClient, RegisteredClient};
+use crate::storage::{
+    ClientProfile, ClientSecrets, ClientType, ClientUpdate, CreateClientError, GRANT_TYPES,
+    NewClient, RegisteredClient,
+};
 
 /// Longest client id.
 pub const MAX_ID_LEN: usize = 64;
@@ -190,7 +194,11 @@ pub async fn authenticate(
         let _ = verify_slices_are_equal(&digest_of(creds.secret.expose_secret()), &NO_CLIENT);
         return Err(OAuthError::BadClientAuth(FAILED));
     };
-    if !secret_matches(creds.secret.expose_secret(), &client, &secrets, now) || client.disabled {
+    // A public client has no secret (its stored digest is empty and never matches).
+    if !secret_matches(creds.secret.expose_secret(), &client, &secrets, now)
+        || client.disabled
+        || client.profile.client_type == ClientType::Public
+    {
         return Err(OAuthError::BadClientAuth(FAILED));
     }
     Ok(client)
@@ -210,6 +218,25 @@ pub struct ClientRegistration {
     /// Allowed audiences (default: the configured access-token audience).
     #[serde(default)]
     pub audiences: Option<Vec<String>>,
+    /// `confidential` (default) or `public`.
+    #[serde(default, rename = "type")]
+    pub client_type: Option<ClientType>,
+    /// Skips the consent page (default false).
+    #[serde(default)]
+    pub first_party: Option<bool>,
+    /// Grant types (default: `authorization_code` and `refresh_token` with redirect URIs,
+    /// otherwise `client_credentials`).
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// Redirect URIs for the authorization code flow.
+    #[serde(default)]
+    pub redirect_uris: Option<Vec<String>>,
+    /// Where RP-initiated logout may return to.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Back-channel logout endpoint.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// Changes to a client (the admin API's body, and the CLI's arguments).
@@ -227,6 +254,123 @@ pub struct Patch {
     /// Disable or enable.
     #[serde(default)]
     pub disabled: Option<bool>,
+    /// The type cannot change; sending the current one is accepted.
+    #[serde(default, rename = "type")]
+    pub client_type: Option<ClientType>,
+    /// Skips the consent page.
+    #[serde(default)]
+    pub first_party: Option<bool>,
+    /// Grant types.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// Redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Option<Vec<String>>,
+    /// Post-logout redirect URIs.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Back-channel logout endpoint (`""` removes it).
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+}
+
+impl Patch {
+    fn changes_profile(&self) -> bool {
+        self.client_type.is_some()
+            || self.first_party.is_some()
+            || self.grant_types.is_some()
+            || self.redirect_uris.is_some()
+            || self.post_logout_redirect_uris.is_some()
+            || self.backchannel_logout_uri.is_some()
+    }
+}
+
+/// Most URIs of one kind a client may register.
+const MAX_URIS: usize = 32;
+
+fn uri_list(
+    what: &'static str,
+    raw: &[String],
+    used: UriUse,
+    plain_http: bool,
+) -> Result<Vec<String>, ApiError> {
+    if raw.len() > MAX_URIS {
+        return Err(invalid(
+            "invalid_redirect_uri",
+            format!("at most {MAX_URIS} {what}"),
+        ));
+    }
+    let mut list = raw
+        .iter()
+        .map(|u| redirect_uri::parse_registered(u, used, plain_http))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("invalid_redirect_uri", format!("{what}: {e}")))?;
+    list.sort();
+    list.dedup();
+    Ok(list)
+}
+
+/// Checks a profile as a whole: known grants; a public client has no client-credentials grant
+/// and needs redirect URIs; the authorization code grant needs redirect URIs, and redirect URIs
+/// and refresh tokens need the authorization code grant.
+fn check_profile(mut p: ClientProfile) -> Result<ClientProfile, ApiError> {
+    p.grant_types.sort();
+    p.grant_types.dedup();
+    if let Some(bad) = p
+        .grant_types
+        .iter()
+        .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+    {
+        return Err(invalid(
+            "invalid_grant_types",
+            format!("unknown grant type {bad:?}: use {}", GRANT_TYPES.join(", ")),
+        ));
+    }
+    if p.grant_types.is_empty() {
+        return Err(invalid(
+            "invalid_grant_types",
+            "a client needs at least one grant type".into(),
+        ));
+    }
+    let code = p.allows("authorization_code");
+    if p.client_type == ClientType::Public && p.allows("client_credentials") {
+        return Err(invalid(
+            "invalid_grant_types",
+            "a public client has no secret, so it cannot use client_credentials".into(),
+        ));
+    }
+    if p.client_type == ClientType::Public && !code {
+        return Err(invalid(
+            "invalid_grant_types",
+            "a public client signs users in: it needs the authorization_code grant".into(),
+        ));
+    }
+    if code && p.redirect_uris.is_empty() {
+        return Err(invalid(
+            "invalid_redirect_uri",
+            "the authorization_code grant needs at least one redirect URI".into(),
+        ));
+    }
+    if !code && !p.redirect_uris.is_empty() {
+        return Err(invalid(
+            "invalid_grant_types",
+            "redirect URIs are only used by the authorization_code grant: add it".into(),
+        ));
+    }
+    if p.allows("refresh_token") && !code {
+        return Err(invalid(
+            "invalid_grant_types",
+            "refresh_token comes with authorization_code (client credentials get no refresh token)"
+                .into(),
+        ));
+    }
+    if !code && (!p.post_logout_redirect_uris.is_empty() || p.backchannel_logout_uri.is_some()) {
+        return Err(invalid(
+            "invalid_grant_types",
+            "logout URIs are for clients that sign users in (authorization_code)".into(),
+        ));
+    }
+    Ok(p)
 }
 
 fn invalid(code: &'static str, message: String) -> ApiError {
@@ -270,7 +414,7 @@ pub async fn register(
     state: &AppState,
     reg: ClientRegistration,
     actor: &str,
-) -> Result<(RegisteredClient, SecretString), ApiError> {
+) -> Result<(RegisteredClient, Option<SecretString>), ApiError> {
     let id = parse_id(&reg.client_id).map_err(|e| invalid("invalid_client_id", e))?;
     let taken = || ApiError::Conflict {
         code: "client_id_taken",
@@ -286,7 +430,61 @@ pub async fn register(
         Some(list) => parse_list("audiences", list).map_err(|e| invalid("invalid_audiences", e))?,
         None => vec![state.settings.tokens.audience.clone()],
     };
-    let (secret, secret_hash) = new_secret()?;
+    let plain_http = !state.settings.production;
+    let redirect_uris = uri_list(
+        "redirect_uris",
+        reg.redirect_uris.as_deref().unwrap_or_default(),
+        UriUse::Redirect,
+        plain_http,
+    )?;
+    let client_type = reg.client_type.unwrap_or_default();
+    let grant_types = reg.grant_types.unwrap_or_else(|| {
+        if redirect_uris.is_empty() && client_type == ClientType::Confidential {
+            vec!["client_credentials".into()]
+        } else {
+            vec!["authorization_code".into(), "refresh_token".into()]
+        }
+    });
+    let profile = check_profile(ClientProfile {
+        client_type,
+        first_party: reg.first_party.unwrap_or(false),
+        grant_types,
+        redirect_uris,
+        post_logout_redirect_uris: uri_list(
+            "post_logout_redirect_uris",
+            reg.post_logout_redirect_uris.as_deref().unwrap_or_default(),
+            UriUse::Redirect,
+            plain_http,
+        )?,
+        backchannel_logout_uri: reg
+            .backchannel_logout_uri
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                uri_list(
+                    "backchannel_logout_uri",
+                    &[u],
+                    UriUse::Backchannel,
+                    plain_http,
+                )
+            })
+            .transpose()?
+            .and_then(|mut l| l.pop()),
+    })?;
+    // A client that signs users in may ask for the OpenID scopes unless told otherwise.
+    let scopes = match reg.scopes {
+        None if profile.allows("authorization_code") => {
+            parse_list("scopes", &OPENID_SCOPES.map(String::from))
+                .map_err(|e| invalid("invalid_scopes", e))?
+        }
+        _ => scopes,
+    };
+    let (secret, secret_hash) = match profile.client_type {
+        ClientType::Confidential => {
+            let (secret, hash) = new_secret()?;
+            (Some(secret), hash)
+        }
+        ClientType::Public => (None, Vec::new()),
+    };
     let client = state
         .clients
         .create_client(
@@ -296,6 +494,7 @@ pub async fn register(
                 scopes,
                 audiences,
                 secret_hash,
+                profile,
             },
             shared::unix_now(),
         )
@@ -309,10 +508,15 @@ pub async fn register(
             None,
             "client_registered",
             Some(actor),
-            json!({"client_id": client.client_id, "scopes": client.scopes, "audiences": client.audiences}),
+            json!({"client_id": client.client_id, "scopes": client.scopes, "audiences": client.audiences,
+                "type": client.profile.client_type, "grant_types": client.profile.grant_types,
+                "redirect_uris": client.profile.redirect_uris, "first_party": client.profile.first_party}),
         );
     Ok((client, secret))
 }
+
+/// The scopes a client that signs users in may ask for by default.
+pub const OPENID_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// A client by id.
 #[tracing::instrument(skip(state))]
@@ -346,13 +550,74 @@ pub async fn update(
         .map(|a| parse_list("audiences", a))
         .transpose()
         .map_err(|e| invalid("invalid_audiences", e))?;
-    let name = name(patch.name)?;
-    if name.is_none() && scopes.is_none() && audiences.is_none() && patch.disabled.is_none() {
+    let name = name(patch.name.clone())?;
+    if name.is_none()
+        && scopes.is_none()
+        && audiences.is_none()
+        && patch.disabled.is_none()
+        && !patch.changes_profile()
+    {
         return Err(ApiError::BadRequest(
-            "nothing to change: send name, scopes, audiences and/or disabled".into(),
+            "nothing to change: send name, scopes, audiences, disabled, first_party, grant_types, redirect_uris, post_logout_redirect_uris and/or backchannel_logout_uri".into(),
         ));
     }
+    let profile = if patch.changes_profile() {
+        if patch
+            .client_type
+            .is_some_and(|t| t != current.profile.client_type)
+        {
+            return Err(invalid(
+                "type_fixed",
+                "a client's type cannot change: register a new client".into(),
+            ));
+        }
+        let plain_http = !state.settings.production;
+        let mut p = current.profile.clone();
+        if let Some(f) = patch.first_party {
+            p.first_party = f;
+        }
+        if let Some(g) = patch.grant_types {
+            p.grant_types = g;
+        }
+        if let Some(u) = &patch.redirect_uris {
+            p.redirect_uris = uri_list("redirect_uris", u, UriUse::Redirect, plain_http)?;
+        }
+        if let Some(u) = &patch.post_logout_redirect_uris {
+            p.post_logout_redirect_uris =
+                uri_list("post_logout_redirect_uris", u, UriUse::Redirect, plain_http)?;
+        }
+        if let Some(u) = patch.backchannel_logout_uri {
+            p.backchannel_logout_uri = if u.is_empty() {
+                None
+            } else {
+                uri_list(
+                    "backchannel_logout_uri",
+                    &[u],
+                    UriUse::Backchannel,
+                    plain_http,
+                )?
+                .pop()
+            };
+        }
+        Some(check_profile(p)?)
+    } else {
+        None
+    };
+    // Fewer grants or redirect URIs make live tokens and codes wrong, as narrower scopes do.
+    let narrowed = profile.as_ref().is_some_and(|p| {
+        current
+            .profile
+            .grant_types
+            .iter()
+            .any(|g| !p.grant_types.contains(g))
+            || current
+                .profile
+                .redirect_uris
+                .iter()
+                .any(|u| !p.redirect_uris.contains(u))
+    });
     let revoke = patch.disabled == Some(true)
+        || narrowed
         || scopes.as_ref().is_some_and(|s| *s != current.scopes)
         || audiences.as_ref().is_some_and(|a| *a != current.audiences);
     let now = shared::unix_now();
@@ -361,6 +626,7 @@ pub async fn update(
         scopes,
         audiences,
         disabled: patch.disabled,
+        profile,
         revoke_tokens: revoke,
     };
     let client = state
@@ -376,7 +642,9 @@ pub async fn update(
             None,
             "client_updated",
             Some(actor),
-            json!({"client_id": id, "scopes": client.scopes, "audiences": client.audiences, "disabled": client.disabled, "tokens_revoked": revoke}),
+            json!({"client_id": id, "scopes": client.scopes, "audiences": client.audiences, "disabled": client.disabled,
+                "grant_types": client.profile.grant_types, "redirect_uris": client.profile.redirect_uris,
+                "first_party": client.profile.first_party, "tokens_revoked": revoke}),
         );
     Ok(client)
 }
@@ -395,7 +663,12 @@ pub async fn rotate_secret(
             format!("previous_secret_ttl must be between 0 and {MAX_OVERLAP} seconds"),
         ));
     }
-    get(state, id).await?;
+    if get(state, id).await?.profile.client_type == ClientType::Public {
+        return Err(ApiError::Conflict {
+            code: "public_client",
+            detail: "a public client has no secret to rotate".into(),
+        });
+    }
     let (secret, hash) = new_secret()?;
     let now = shared::unix_now();
     let client = state
@@ -456,6 +729,11 @@ pub async fn issue_token(
     scope: Option<&str>,
     audience: Option<&str>,
 ) -> Result<IssuedToken, OAuthError> {
+    if !client.profile.allows("client_credentials") {
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not use the client_credentials grant",
+        ));
+    }
     let scopes = requested_subset(scope, &client.scopes).map_err(|bad| {
         OAuthError::InvalidScope(match bad {
             Refused::Malformed(s) => format!("invalid scope token {s:?}"),
@@ -550,6 +828,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             previous_secret_expires_at: previous_until,
+            profile: ClientProfile::default(),
         }
     }
 

@@ -174,8 +174,64 @@ pub trait UserStore: Send + Sync {
     async fn list(&self, cursor: Option<UserCursor>, limit: i64) -> Result<Vec<User>, StoreError>;
 }
 
+/// A client's type (RFC 6749 §2.1): a confidential client holds a secret; a public one (a
+/// single-page or native app) cannot, and proves itself with PKCE alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    /// Authenticates with its secret.
+    #[default]
+    Confidential,
+    /// Has no secret.
+    Public,
+}
+
+/// The grant types a client may use (RFC 7591 §2 names).
+pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "client_credentials", "refresh_token"];
+
+/// How a client takes part in browser sign-in: its type, grants and registered URIs. Stored as
+/// one document beside the client's columns; a client registered before sign-in existed reads
+/// as a confidential client-credentials client.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ClientProfile {
+    /// Confidential or public.
+    #[serde(rename = "type")]
+    pub client_type: ClientType,
+    /// A first-party app signs users in without a consent page.
+    pub first_party: bool,
+    /// The grant types it may use, sorted.
+    pub grant_types: Vec<String>,
+    /// Where authorization responses may go (compared as exact strings).
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return to (exact strings).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where a logout token is POSTed when a session it took part in ends.
+    pub backchannel_logout_uri: Option<String>,
+}
+
+impl Default for ClientProfile {
+    fn default() -> Self {
+        ClientProfile {
+            client_type: ClientType::Confidential,
+            first_party: false,
+            grant_types: vec!["client_credentials".into()],
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+        }
+    }
+}
+
+impl ClientProfile {
+    /// True when the client may use `grant`.
+    pub fn allows(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
 /// A registered client: a service that authenticates with a secret (client credentials,
-/// introspection). Times are Unix seconds.
+/// introspection), or an app that signs users in (authorization code). Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RegisteredClient {
     /// Chosen at registration; also the `sub` of the client's own tokens.
@@ -196,6 +252,9 @@ pub struct RegisteredClient {
     pub updated_at: i64,
     /// The previous secret keeps working until then, after a rotation with an overlap.
     pub previous_secret_expires_at: Option<i64>,
+    /// Its part in browser sign-in.
+    #[serde(flatten)]
+    pub profile: ClientProfile,
 }
 
 /// The SHA-256 digests of a client's secrets.
@@ -218,8 +277,10 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     /// Allowed audiences.
     pub audiences: Vec<String>,
-    /// SHA-256 of the secret.
+    /// SHA-256 of the secret (empty for a public client).
     pub secret_hash: Vec<u8>,
+    /// Its part in browser sign-in.
+    pub profile: ClientProfile,
 }
 
 /// Changes to a client; `None` leaves a field as it is.
@@ -233,6 +294,8 @@ pub struct ClientUpdate {
     pub audiences: Option<Vec<String>>,
     /// Disable or enable.
     pub disabled: Option<bool>,
+    /// A new profile (grants, URIs, first party).
+    pub profile: Option<ClientProfile>,
     /// Raise `tokens_not_before` past `now`: the change makes the client's live tokens wrong.
     pub revoke_tokens: bool,
 }

@@ -40,9 +40,14 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "clients",
         include_str!("../../migrations/postgres/0003_clients.sql"),
     ),
+    (
+        4,
+        "client_profiles",
+        include_str!("../../migrations/postgres/0004_client_profiles.sql"),
+    ),
 ];
 
-const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at";
+const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at, profile";
 
 const USER_COLUMNS: &str =
     "id, username, email, roles, disabled, tokens_not_before, created_at, updated_at";
@@ -134,7 +139,13 @@ fn client_from_row(row: &Row) -> Result<RegisteredClient, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
+        profile: serde_json::from_value(row.try_get("profile")?)
+            .map_err(|e| StoreError::Other(anyhow::Error::new(e).context("a client's profile")))?,
     })
+}
+
+fn profile_json(profile: &crate::storage::ClientProfile) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(profile).map_err(|e| StoreError::Other(e.into()))
 }
 
 fn role_names(roles: &[Role]) -> Vec<&str> {
@@ -520,9 +531,9 @@ impl ClientStore for PgStore {
     ) -> Result<RegisteredClient, CreateClientError> {
         // A tombstone of the id is taken over, keeping the larger `tokens_not_before`.
         let sql = format!(
-            "INSERT INTO clients (client_id, name, secret_hash, scopes, audiences, tokens_not_before, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6::bigint + 1, $6::bigint, $6::bigint)
-             ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name,
+            "INSERT INTO clients (client_id, name, secret_hash, scopes, audiences, tokens_not_before, created_at, updated_at, profile)
+             VALUES ($1, $2, $3, $4, $5, $6::bigint + 1, $6::bigint, $6::bigint, $7)
+             ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name, profile = EXCLUDED.profile,
                secret_hash = EXCLUDED.secret_hash, previous_secret_hash = NULL,
                previous_secret_expires_at = NULL, scopes = EXCLUDED.scopes,
                audiences = EXCLUDED.audiences, disabled = false, deleted = false,
@@ -531,6 +542,7 @@ impl ClientStore for PgStore {
              WHERE clients.deleted
              RETURNING {CLIENT_COLUMNS}"
         );
+        let profile = profile_json(&c.profile)?;
         let row = self
             .timed(async {
                 let client = self.client().await?;
@@ -544,6 +556,7 @@ impl ClientStore for PgStore {
                             &c.scopes,
                             &c.audiences,
                             &now,
+                            &profile,
                         ],
                     )
                     .await?)
@@ -597,8 +610,10 @@ impl ClientStore for PgStore {
             "UPDATE clients SET name = COALESCE($2::text, name), scopes = COALESCE($3::text[], scopes),
              audiences = COALESCE($4::text[], audiences), disabled = COALESCE($5::boolean, disabled),
              tokens_not_before = CASE WHEN $6::boolean THEN GREATEST($7::bigint + 1, tokens_not_before + 1) ELSE tokens_not_before END,
+             profile = COALESCE($8::jsonb, profile),
              updated_at = $7::bigint WHERE client_id = $1 AND NOT deleted RETURNING {CLIENT_COLUMNS}"
         );
+        let profile = u.profile.as_ref().map(profile_json).transpose()?;
         self.timed(async {
             let row = self
                 .client()
@@ -613,6 +628,7 @@ impl ClientStore for PgStore {
                         &u.disabled,
                         &u.revoke_tokens,
                         &now,
+                        &profile,
                     ],
                 )
                 .await?;

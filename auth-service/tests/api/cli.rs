@@ -204,4 +204,56 @@ async fn clients_are_registered_rotated_disabled_and_deleted_from_the_command_li
     assert_eq!(token("nightly-job", &third).await, StatusCode::UNAUTHORIZED);
     let (ok, _, err) = run(env, &["clients", "delete", "nightly-job"], "").await;
     assert!(!ok && err.contains("no such client"), "{err}");
+
+    // An app that signs users in: public, first party, its redirect URIs; then changed.
+    let (ok, c, err) = run(
+        env,
+        &[
+            "clients",
+            "create",
+            "spa",
+            "--public",
+            "--first-party",
+            "--redirect-uri",
+            "http://localhost:5173/callback",
+            "--post-logout-redirect-uri",
+            "http://localhost:5173/",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(c["type"], "public");
+    assert_eq!(c["first_party"], true);
+    assert!(c.get("client_secret").is_none(), "{c}");
+    assert_eq!(
+        c["redirect_uris"],
+        serde_json::json!(["http://localhost:5173/callback"])
+    );
+    let (ok, c, err) = run(
+        env,
+        &[
+            "clients",
+            "update",
+            "spa",
+            "--third-party",
+            "--redirect-uri",
+            "http://localhost:5174/callback",
+        ],
+        "",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(c["first_party"], false);
+    assert_eq!(
+        c["redirect_uris"],
+        serde_json::json!(["http://localhost:5174/callback"])
+    );
+    let (ok, _, err) = run(
+        env,
+        &["clients", "update", "spa", "--redirect-uri", "/cb"],
+        "",
+    )
+    .await;
+    assert!(!ok && err.contains("absolute URI"), "{err}");
 }

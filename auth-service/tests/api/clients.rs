@@ -556,3 +556,198 @@ async fn failed_client_authentication_is_throttled_per_address() {
         StatusCode::OK
     );
 }
+
+/// Apps that sign users in: a public client has no secret and cannot use client credentials;
+/// redirect URIs must be absolute, canonical, without fragment or userinfo; the rules hold for
+/// registration and for changes alike.
+#[tokio::test]
+async fn sign_in_clients_register_with_checked_redirect_uris_and_grants() {
+    let app = TestApp::spawn_with_admin().await;
+    let admin = app.admin_tokens().await;
+    let res = app
+        .post_json(
+            "/v1/admin/clients",
+            &json!({"client_id": "spa", "type": "public", "first_party": true,
+                    "redirect_uris": ["http://localhost:5173/callback", "http://127.0.0.1/cb"],
+                    "post_logout_redirect_uris": ["http://localhost:5173/"]}),
+            Some(&admin.access_token),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let v: Value = res.json().await.unwrap();
+    assert!(v.get("client_secret").is_none(), "a public client: {v}");
+    assert_eq!(v["type"], "public");
+    assert_eq!(v["first_party"], true);
+    assert_eq!(
+        v["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(
+        v["redirect_uris"],
+        json!(["http://127.0.0.1/cb", "http://localhost:5173/callback"])
+    );
+    assert_eq!(
+        v["scopes"],
+        json!(["email", "offline_access", "openid", "profile"])
+    );
+
+    // A public client cannot authenticate, rotate a secret or use client credentials.
+    let res = token_basic(&app, "spa", "", &[]).await;
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let res = app
+        .post_json(
+            "/v1/admin/clients/spa/secret",
+            &json!({}),
+            Some(&admin.access_token),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(res, StatusCode::CONFLICT).await["code"],
+        "public_client"
+    );
+
+    // A confidential client that signs users in gets a secret and the code grant.
+    let web = register(
+        &app,
+        &admin,
+        json!({"client_id": "web", "redirect_uris": ["https://app.example.com/cb"],
+               "backchannel_logout_uri": "https://app.example.com/bcl"}),
+    )
+    .await;
+    assert_eq!(web.secret.len(), 43);
+    let v: Value = app
+        .get("/v1/admin/clients/web", Some(&admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "confidential");
+    assert_eq!(v["first_party"], false);
+    assert_eq!(v["backchannel_logout_uri"], "https://app.example.com/bcl");
+    // It may not use client credentials unless it was given that grant.
+    let res = token_basic(&app, &web.id, &web.secret, &[]).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "unauthorized_client").await;
+    // A client registered as before: client credentials only.
+    let svc = register(&app, &admin, json!({"client_id": "svc"})).await;
+    let v: Value = app
+        .get("/v1/admin/clients/svc", Some(&admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["grant_types"], json!(["client_credentials"]));
+    assert_eq!(v["redirect_uris"], json!([]));
+    client_token(&app, &svc).await;
+
+    for (body, code) in [
+        (
+            json!({"client_id": "a1", "type": "public"}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "type": "public", "grant_types": ["client_credentials", "authorization_code"], "redirect_uris": ["https://a.example/cb"]}),
+            "invalid_grant_types",
+        ),
+        (
+            json!({"client_id": "a1", "grant_types": ["authorization_code"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "grant_types": ["password"], "redirect_uris": ["https://a.example/cb"]}),
+            "invalid_grant_types",
+        ),
+        (
+            json!({"client_id": "a1", "grant_types": ["client_credentials"], "redirect_uris": ["https://a.example/cb"]}),
+            "invalid_grant_types",
+        ),
+        (
+            json!({"client_id": "a1", "grant_types": ["client_credentials", "refresh_token"]}),
+            "invalid_grant_types",
+        ),
+        (
+            json!({"client_id": "a1", "redirect_uris": ["/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "redirect_uris": ["https://a.example/cb#x"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "redirect_uris": ["https://u:p@a.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "redirect_uris": ["https://A.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "redirect_uris": ["javascript:alert(1)"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "redirect_uris": ["https://a.example/cb"], "backchannel_logout_uri": "com.example.app:/bcl"}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"client_id": "a1", "post_logout_redirect_uris": ["https://a.example/"]}),
+            "invalid_grant_types",
+        ),
+    ] {
+        let res = app
+            .post_json("/v1/admin/clients", &body, Some(&admin.access_token))
+            .await;
+        let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(p["code"], code, "{body}: {p}");
+    }
+    assert_eq!(
+        app.get("/v1/admin/clients/a1", Some(&admin.access_token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "nothing half-registered"
+    );
+
+    // Changes: the same checks; the type is fixed; narrowing revokes the client's tokens.
+    let patch = |body: Value| {
+        let app = &app;
+        let token = admin.access_token.clone();
+        async move {
+            app.client
+                .patch(app.url("/v1/admin/clients/spa"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = patch(json!({"type": "confidential"})).await;
+    assert_eq!(
+        assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await["code"],
+        "type_fixed"
+    );
+    let res = patch(json!({"redirect_uris": ["https://a.example/cb#x"]})).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let res = patch(json!({"redirect_uris": []})).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let before: Value = app
+        .get("/v1/admin/clients/spa", Some(&admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res =
+        patch(json!({"first_party": false, "redirect_uris": ["http://localhost:5173/callback"]}))
+            .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after: Value = res.json().await.unwrap();
+    assert_eq!(after["first_party"], false);
+    assert_eq!(
+        after["redirect_uris"],
+        json!(["http://localhost:5173/callback"])
+    );
+    assert!(
+        after["tokens_not_before"].as_i64() > before["tokens_not_before"].as_i64(),
+        "a removed redirect URI revokes: {after}"
+    );
+}

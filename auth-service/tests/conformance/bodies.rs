@@ -5,7 +5,8 @@ use std::time::Duration;
 use auth_service::crypto::keys::SigningKey;
 use auth_service::domain::{Role, Username};
 use auth_service::storage::{
-    ClientUpdate, CreateClientError, CreateUserError, NewClient, NewSession, NewUser, Rotation,
+    ClientProfile, ClientType, ClientUpdate, CreateClientError, CreateUserError, NewClient,
+    NewSession, NewUser, Rotation,
 };
 use shared::feed::{Position, StreamId};
 use shared::{AccessClaims, Audience, RevocationEvent};
@@ -853,6 +854,7 @@ pub async fn clients_are_registered_updated_rotated_and_deleted(s: &Stores) {
         scopes: vec!["orders:read".into(), "orders:write".into()],
         audiences: vec!["api".into()],
         secret_hash: vec![1; 32],
+        profile: ClientProfile::default(),
     };
     let c = s.clients.create_client(new.clone(), now).await.unwrap();
     assert_eq!(c.client_id, "billing");
@@ -972,6 +974,7 @@ pub async fn clients_are_registered_updated_rotated_and_deleted(s: &Stores) {
         scopes: vec![],
         audiences: vec![],
         secret_hash: vec![9; 32],
+        profile: ClientProfile::default(),
     };
     s.clients.create_client(other, now).await.unwrap();
     let ids: Vec<_> = s
@@ -1023,6 +1026,7 @@ pub async fn clients_are_registered_updated_rotated_and_deleted(s: &Stores) {
         scopes: vec![],
         audiences: vec!["api".into()],
         secret_hash: vec![7; 32],
+        profile: ClientProfile::default(),
     };
     let reborn = s.clients.create_client(again, now + 20).await.unwrap();
     assert_eq!(reborn.tokens_not_before, now + 23);
@@ -1031,4 +1035,77 @@ pub async fn clients_are_registered_updated_rotated_and_deleted(s: &Stores) {
     assert_eq!(reborn.previous_secret_expires_at, None);
     let (_, secrets) = s.clients.find_client("billing").await.unwrap().unwrap();
     assert_eq!((secrets.current, secrets.previous), (vec![7; 32], None));
+}
+
+pub async fn a_clients_sign_in_profile_round_trips_and_changes_whole(s: &Stores) {
+    let now = 1_700_000_000;
+    let profile = ClientProfile {
+        client_type: ClientType::Public,
+        first_party: true,
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        redirect_uris: vec![
+            "http://127.0.0.1/cb".into(),
+            "https://app.example.com/cb".into(),
+        ],
+        post_logout_redirect_uris: vec!["https://app.example.com/".into()],
+        backchannel_logout_uri: Some("https://app.example.com/bcl".into()),
+    };
+    let c = s
+        .clients
+        .create_client(
+            NewClient {
+                client_id: "spa".into(),
+                name: "SPA".into(),
+                scopes: vec!["openid".into()],
+                audiences: vec!["api".into()],
+                secret_hash: vec![],
+                profile: profile.clone(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.profile, profile);
+    let (found, secrets) = s.clients.find_client("spa").await.unwrap().unwrap();
+    assert_eq!(found.profile, profile);
+    assert!(secrets.current.is_empty());
+    // A change of other fields keeps the profile; a new profile replaces it whole.
+    let renamed = s
+        .clients
+        .update_client(
+            "spa",
+            &ClientUpdate {
+                name: Some("App".into()),
+                ..ClientUpdate::default()
+            },
+            now + 1,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.profile, profile);
+    let third_party = ClientProfile {
+        first_party: false,
+        redirect_uris: vec!["https://app.example.com/cb".into()],
+        backchannel_logout_uri: None,
+        ..profile
+    };
+    let changed = s
+        .clients
+        .update_client(
+            "spa",
+            &ClientUpdate {
+                profile: Some(third_party.clone()),
+                ..ClientUpdate::default()
+            },
+            now + 2,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.profile, third_party);
+    assert_eq!(
+        s.clients.list_clients().await.unwrap()[0].profile,
+        third_party
+    );
 }

@@ -138,6 +138,7 @@ conformance!(
     revocations_merge_and_match_the_tokens_they_cover,
     the_feed_lists_events_in_order_and_every_live_entry,
     a_follower_wakes_up_for_a_new_event,
+    a_clients_sign_in_profile_round_trips_and_changes_whole,
     expired_revocations_are_neither_live_nor_enforced,
     rate_limit_counters_count_within_a_window,
     rate_limit_counters_can_be_read_and_cleared,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at, secret_hash, previous_secret_hash";
+pub(super) const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at, secret_hash, previous_secret_hash, profile";
 
 pub(super) fn client_from_row(
     row: &rusqlite::Row<'_>,
@@ -24,6 +24,16 @@ pub(super) fn client_from_row(
             created_at: row.get(6)?,
             updated_at: row.get(7)?,
             previous_secret_expires_at: row.get(8)?,
+            profile: {
+                let text: String = row.get(11)?;
+                serde_json::from_str(&text).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        11,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?
+            },
         },
         ClientSecrets {
             current: row.get(9)?,
@@ -48,6 +58,10 @@ pub(super) fn json_list(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
 }
 
+fn profile_json(profile: &crate::storage::ClientProfile) -> Result<String, StoreError> {
+    serde_json::to_string(profile).map_err(other)
+}
+
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn create_client(
@@ -55,21 +69,22 @@ impl ClientStore for SqliteStore {
         c: NewClient,
         now: i64,
     ) -> Result<RegisteredClient, CreateClientError> {
+        let profile = profile_json(&c.profile)?;
         let created = self
             .tx(move |tx| {
                 // A tombstone of the id is taken over, keeping the larger `tokens_not_before`.
                 let inserted = tx
                     .execute(
-                        "INSERT INTO clients (client_id, name, secret_hash, scopes, audiences, tokens_not_before, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6 + 1, ?6, ?6)
-                         ON CONFLICT (client_id) DO UPDATE SET name = excluded.name,
+                        "INSERT INTO clients (client_id, name, secret_hash, scopes, audiences, tokens_not_before, created_at, updated_at, profile)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6 + 1, ?6, ?6, ?7)
+                         ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, profile = excluded.profile,
                            secret_hash = excluded.secret_hash, previous_secret_hash = NULL,
                            previous_secret_expires_at = NULL, scopes = excluded.scopes,
                            audiences = excluded.audiences, disabled = 0, deleted = 0,
                            tokens_not_before = MAX(excluded.tokens_not_before, clients.tokens_not_before),
                            created_at = excluded.created_at, updated_at = excluded.updated_at
                          WHERE clients.deleted = 1",
-                        params![c.client_id, c.name, c.secret_hash, json_list(&c.scopes), json_list(&c.audiences), now],
+                        params![c.client_id, c.name, c.secret_hash, json_list(&c.scopes), json_list(&c.audiences), now, profile],
                     )
                     .map_err(db)?;
                 if inserted == 0 {
@@ -114,9 +129,11 @@ impl ClientStore for SqliteStore {
         now: i64,
     ) -> Result<Option<RegisteredClient>, StoreError> {
         let (id, u) = (id.to_owned(), u.clone());
+        let profile = u.profile.as_ref().map(profile_json).transpose()?;
         self.tx(move |tx| {
             tx.execute(
                 "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes),
+                 profile = COALESCE(?8, profile),
                  audiences = COALESCE(?4, audiences), disabled = COALESCE(?5, disabled),
                  tokens_not_before = CASE WHEN ?6 THEN MAX(?7 + 1, tokens_not_before + 1) ELSE tokens_not_before END,
                  updated_at = ?7 WHERE client_id = ?1 AND deleted = 0",
@@ -127,7 +144,8 @@ impl ClientStore for SqliteStore {
                     u.audiences.as_deref().map(json_list),
                     u.disabled,
                     u.revoke_tokens,
-                    now
+                    now,
+                    profile
                 ],
             )
             .map_err(db)?;

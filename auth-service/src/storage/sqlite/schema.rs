@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "key_lifecycle",
         include_str!("../../../migrations/sqlite/0002_key_lifecycle.sql"),
     ),
+    (
+        3,
+        "client_profiles",
+        include_str!("../../../migrations/sqlite/0003_client_profiles.sql"),
+    ),
 ];
 
 /// The versions a file made before migrations existed already has: every earlier binary created
@@ -125,7 +130,7 @@ mod tests {
     fn a_new_file_gets_every_migration_in_order() {
         let (dir, path) = temp();
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2]);
+        assert_eq!(versions(&path), vec![1, 2, 3]);
         let conn = Connection::open(&path).unwrap();
         for (table, column, _) in LEGACY_COLUMNS {
             assert!(column_exists(&conn, table, column).unwrap(), "{column}");
@@ -133,7 +138,7 @@ mod tests {
         drop(conn);
         // Opening again applies nothing twice.
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2]);
+        assert_eq!(versions(&path), vec![1, 2, 3]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -158,7 +163,7 @@ mod tests {
         .unwrap();
         drop(old);
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2]);
+        assert_eq!(versions(&path), vec![1, 2, 3]);
         let conn = Connection::open(&path).unwrap();
         let name: String = conn
             .query_row("SELECT username FROM users", [], |r| r.get(0))
@@ -179,7 +184,7 @@ mod tests {
             .unwrap();
         drop(half);
         drop(SqliteStore::open(&path2, 30, 100).unwrap());
-        assert_eq!(versions(&path2), vec![1, 2]);
+        assert_eq!(versions(&path2), vec![1, 2, 3]);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }
