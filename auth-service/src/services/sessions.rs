@@ -73,7 +73,10 @@ pub async fn open(
     let session = NewSession {
         sid: sid.clone(),
         sub: user.id.to_string(),
-        refresh_jti: jti.clone(),
+        refresh_jti: Some(jti.clone()),
+        parent: None,
+        browser: None,
+        amr: "pwd".into(),
         auth_time: now,
         abs_exp,
         refresh_exp,

@@ -461,8 +461,15 @@ pub struct NewSession {
     pub sid: String,
     /// User id.
     pub sub: String,
-    /// The first refresh token's `jti`.
-    pub refresh_jti: String,
+    /// The first refresh token's `jti` (none: a browser's sign-in session, which the cookie
+    /// stands for).
+    pub refresh_jti: Option<String>,
+    /// The browser sign-in session this one was issued through: ending that one ends this one.
+    pub parent: Option<String>,
+    /// A browser sign-in session: the SHA-256 of its cookie, hex.
+    pub browser: Option<String>,
+    /// How the user authenticated (`amr` values, space-separated).
+    pub amr: String,
     /// Login time.
     pub auth_time: i64,
     /// Absolute end of the session.
@@ -500,6 +507,68 @@ pub enum Rotation {
     Invalid,
 }
 
+/// A browser's sign-in session, as its cookie finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    /// Session id (`sid`).
+    pub sid: String,
+    /// User id.
+    pub sub: String,
+    /// When the user last authenticated.
+    pub auth_time: i64,
+    /// How (`amr` values, space-separated).
+    pub amr: String,
+    /// When the session ends regardless of activity.
+    pub abs_exp: i64,
+}
+
+/// What an authorization code grants, stored under the code's digest until it is taken.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CodeGrant {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the authorization request, exactly.
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The request's `nonce`.
+    pub nonce: Option<String>,
+    /// The granted scope (space-separated).
+    pub scope: String,
+    /// The user.
+    pub sub: String,
+    /// The browser sign-in session it was issued in.
+    pub sso_sid: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// How.
+    pub amr: String,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+}
+
+/// What the first exchange of a code issues under: its access token's `jti`, and the session
+/// (`sid`) its refresh token opens. Recorded as the code is taken, so that a second use can
+/// revoke them (RFC 6749 §4.1.2) however the two race.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeIssue {
+    /// The access token's `jti`.
+    pub jti: String,
+    /// The session the exchange opens.
+    pub sid: String,
+}
+
+/// What taking a code did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeTake {
+    /// The code was live and is now spent: its grant.
+    Taken(CodeGrant),
+    /// The code was taken before: what that exchange issued under, to revoke, and its grant.
+    Reused(CodeIssue, CodeGrant),
+    /// Unknown or expired.
+    Invalid,
+}
+
 /// A session as listed to its owner.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionInfo {
@@ -517,14 +586,16 @@ pub struct SessionInfo {
     pub user_agent: String,
 }
 
-/// Sessions and their refresh tokens. Operations that end sessions also record the matching
-/// revocation in the same atomic step.
+/// Sessions and their refresh tokens, browsers' sign-in sessions, and authorization codes.
+/// Operations that end sessions also record the matching revocation in the same atomic step;
+/// ending a browser's sign-in session ends the sessions issued through it, revoking each.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Reachability, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Opens a session with its first refresh token.
-    async fn create(&self, session: &NewSession, now: i64) -> Result<(), StoreError>;
+    /// Opens a session with its first refresh token; false (nothing created) when its parent
+    /// session has ended.
+    async fn create(&self, session: &NewSession, now: i64) -> Result<bool, StoreError>;
     /// Spends `old_jti` and makes `new_jti` live, atomically: of concurrent calls with one token
     /// exactly one rotates. A spent token outside `grace` revokes the session (`sid` revocation
     /// until `revoke_until`).
@@ -548,6 +619,35 @@ pub trait SessionStore: Send + Sync {
         now: i64,
         revoke_until: i64,
     ) -> Result<bool, StoreError>;
+    /// The live browser sign-in session whose cookie has this digest; its idle expiry moves
+    /// to `now + idle_ttl` (never past its absolute end).
+    async fn browser_session(
+        &self,
+        browser: &str,
+        now: i64,
+        idle_ttl: i64,
+    ) -> Result<Option<BrowserSession>, StoreError>;
+    /// A fresh sign-in on a browser session (same user): new `auth_time` and `amr`, and the
+    /// cookie rotated (the old digest stops working). False if the session has ended.
+    async fn reauthenticate(
+        &self,
+        sid: &str,
+        new_browser: &str,
+        auth_time: i64,
+        amr: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Stores an authorization code's grant under the code's digest until `grant.expires_at`.
+    async fn put_code(&self, digest: &str, grant: &CodeGrant, now: i64) -> Result<(), StoreError>;
+    /// Takes a code, atomically: of concurrent takes exactly one gets `Taken`, recording
+    /// `issue`; later ones (until `keep_until`) get `Reused` with what the first recorded.
+    async fn take_code(
+        &self,
+        digest: &str,
+        issue: &CodeIssue,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<CodeTake, StoreError>;
     /// Ends every session of the user and revokes every token issued before `iat_before`.
     async fn end_all(
         &self,

@@ -3,9 +3,14 @@
 //! between the two cannot leave a session half-ended.
 //!
 //! Keys (all under the configured prefix `P`):
-//! - `P s:{sid}`      session hash: sub, rt (current refresh jti), auth_time, abs_exp,
-//!   last_used, client_id, scope, ua
+//! - `P s:{sid}`      session hash: sub, rt (current refresh jti, '' for a browser's sign-in
+//!   session), auth_time, abs_exp, last_used, client_id, scope, ua, amr, parent (the browser
+//!   session it was issued through, or ''), b (a browser session's cookie digest, or '')
 //! - `P r:{jti}`      refresh record: sid, sub, state (live|spent), spent_at
+//! - `P b:{digest}`   a browser session's sid, by its cookie's digest
+//! - `P k:{sid}`      set of the sessions issued through a browser session
+//! - `P code:{digest}` authorization code: g (its grant, JSON), used (0|1), jti and sid (what
+//!   its first exchange issued under)
 //! - `P u:{sub}`      set of the user's sids
 //! - `P rev:{type}:{value}`  revocation entry (exp, iat_before), expiring at exp + leeway
 //! - `P rev:index`    sorted set of live revocation entries by expiry (for the feed's snapshot)
@@ -25,9 +30,9 @@ use shared::{AccessClaims, RevocationEvent};
 use shared::feed::StreamId;
 
 use super::{
-    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, FeedFollower, FeedState, NewSession,
-    RateLimitStore, RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore,
-    StoreError,
+    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, BrowserSession, CodeGrant, CodeIssue, CodeTake,
+    FeedFollower, FeedState, NewSession, RateLimitStore, RevocationFeed, RevocationStore, Rotation,
+    SessionInfo, SessionStore, StoreError,
 };
 
 /// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
@@ -65,27 +70,112 @@ local function revoke(typ, value, exp, iat_before)
   redis.call('XADD', p .. 'rev:stream', 'MAXLEN', '~', stream_cap, '*',
     't', typ, 'v', value, 'exp', exp, 'ib', iat_before)
 end
-local function end_session(sid)
-  local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'rt')
-  if s[2] then redis.call('DEL', p .. 'r:' .. s[2]) end
+-- Ends a session, and the sessions issued through it (revoking each when `revoke_until` is
+-- given: a session ended by expiry needs no revocation, its tokens have expired).
+local function end_session(sid, revoke_until)
+  local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'rt', 'b')
+  if s[2] and s[2] ~= '' then redis.call('DEL', p .. 'r:' .. s[2]) end
+  if s[3] and s[3] ~= '' then redis.call('DEL', p .. 'b:' .. s[3]) end
   redis.call('DEL', p .. 's:' .. sid)
   if s[1] then redis.call('SREM', p .. 'u:' .. s[1], sid) end
+  local kids = redis.call('SMEMBERS', p .. 'k:' .. sid)
+  redis.call('DEL', p .. 'k:' .. sid)
+  for _, kid in ipairs(kids) do
+    if redis.call('EXISTS', p .. 's:' .. kid) == 1 then
+      end_session(kid, revoke_until)
+      if revoke_until then revoke('sid', kid, revoke_until, 0) end
+    end
+  end
   return s[1]
 end
 "#;
 
-/// ARGV 5 sid, 6 sub, 7 jti, 8 abs_exp, 9 refresh_exp, 10 client_id, 11 scope, 12 ua, 13 user-set ttl
+/// ARGV 5 sid, 6 sub, 7 jti ('' none), 8 abs_exp, 9 idle expiry, 10 client_id, 11 scope, 12 ua,
+/// 13 user-set ttl, 14 auth_time, 15 parent ('' none), 16 browser digest ('' none), 17 amr.
+/// Returns 0 (and creates nothing) when the parent session has ended.
 const CREATE: &str = r#"
-local sid, sub, jti = ARGV[5], ARGV[6], ARGV[7]
+local sid, sub, jti, parent, browser = ARGV[5], ARGV[6], ARGV[7], ARGV[15], ARGV[16]
 local until_ = tonumber(ARGV[9]) + leeway
-redis.call('HSET', p .. 's:' .. sid, 'sub', sub, 'rt', jti, 'auth_time', now, 'abs_exp', ARGV[8],
-  'last_used', now, 'client_id', ARGV[10], 'scope', ARGV[11], 'ua', ARGV[12])
+local parent_abs
+if parent ~= '' then
+  parent_abs = redis.call('HGET', p .. 's:' .. parent, 'abs_exp')
+  if not parent_abs then return 0 end
+end
+redis.call('HSET', p .. 's:' .. sid, 'sub', sub, 'rt', jti, 'auth_time', ARGV[14], 'abs_exp', ARGV[8],
+  'last_used', now, 'client_id', ARGV[10], 'scope', ARGV[11], 'ua', ARGV[12], 'amr', ARGV[17],
+  'parent', parent, 'b', browser)
 redis.call('EXPIREAT', p .. 's:' .. sid, until_)
-redis.call('HSET', p .. 'r:' .. jti, 'sid', sid, 'sub', sub, 'state', 'live')
-redis.call('EXPIREAT', p .. 'r:' .. jti, until_)
+if jti ~= '' then
+  redis.call('HSET', p .. 'r:' .. jti, 'sid', sid, 'sub', sub, 'state', 'live')
+  redis.call('EXPIREAT', p .. 'r:' .. jti, until_)
+end
+if browser ~= '' then
+  redis.call('SET', p .. 'b:' .. browser, sid)
+  redis.call('EXPIREAT', p .. 'b:' .. browser, until_)
+end
+if parent ~= '' then
+  redis.call('SADD', p .. 'k:' .. parent, sid)
+  redis.call('EXPIREAT', p .. 'k:' .. parent, tonumber(parent_abs) + leeway)
+end
 redis.call('SADD', p .. 'u:' .. sub, sid)
 redis.call('EXPIRE', p .. 'u:' .. sub, ARGV[13])
 return 1
+"#;
+
+/// ARGV 5 digest, 6 idle ttl
+const BROWSER: &str = r#"
+local digest = ARGV[5]
+local sid = redis.call('GET', p .. 'b:' .. digest)
+if not sid then return {} end
+local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'auth_time', 'amr', 'abs_exp', 'b')
+if not s[1] or s[5] ~= digest then return {} end
+local abs = tonumber(s[4])
+if now >= abs then
+  end_session(sid, nil)
+  return {}
+end
+local exp = math.min(now + tonumber(ARGV[6]), abs) + leeway
+redis.call('HSET', p .. 's:' .. sid, 'last_used', now)
+redis.call('EXPIREAT', p .. 's:' .. sid, exp)
+redis.call('EXPIREAT', p .. 'b:' .. digest, exp)
+return {sid, s[1], s[2], s[3] or '', s[4]}
+"#;
+
+/// ARGV 5 sid, 6 new digest, 7 auth_time, 8 amr
+const REAUTH: &str = r#"
+local sid, new = ARGV[5], ARGV[6]
+local old = redis.call('HGET', p .. 's:' .. sid, 'b')
+if not old or old == '' then return 0 end
+local ttl = redis.call('TTL', p .. 's:' .. sid)
+redis.call('DEL', p .. 'b:' .. old)
+redis.call('SET', p .. 'b:' .. new, sid)
+if ttl > 0 then redis.call('EXPIRE', p .. 'b:' .. new, ttl) end
+redis.call('HSET', p .. 's:' .. sid, 'b', new, 'auth_time', ARGV[7], 'amr', ARGV[8], 'last_used', now)
+return 1
+"#;
+
+/// ARGV 5 digest, 6 grant JSON, 7 expires_at
+const PUT_CODE: &str = r#"
+local k = p .. 'code:' .. ARGV[5]
+redis.call('HSET', k, 'g', ARGV[6], 'used', 0)
+redis.call('EXPIREAT', k, tonumber(ARGV[7]) + leeway)
+return 1
+"#;
+
+/// ARGV 5 digest, 6 jti, 7 sid, 8 keep_until
+const TAKE_CODE: &str = r#"
+local k = p .. 'code:' .. ARGV[5]
+local c = redis.call('HMGET', k, 'g', 'used', 'jti', 'sid')
+if not c[1] then return {'invalid'} end
+if c[2] == '1' then return {'reused', c[1], c[3], c[4]} end
+local g = cjson.decode(c[1])
+if now > tonumber(g['expires_at']) then
+  redis.call('DEL', k)
+  return {'invalid'}
+end
+redis.call('HSET', k, 'used', 1, 'jti', ARGV[6], 'sid', ARGV[7])
+redis.call('EXPIREAT', k, tonumber(ARGV[8]))
+return {'taken', c[1]}
 "#;
 
 /// ARGV 5 old jti, 6 new jti, 7 grace, 8 idle ttl, 9 revoke_until
@@ -97,18 +187,20 @@ if not r[1] then return {'invalid'} end
 local sid, sub = r[1], r[2]
 if r[3] == 'spent' then
   if grace > 0 and now - tonumber(r[4]) <= grace then return {'grace'} end
-  end_session(sid)
+  end_session(sid, revoke_until)
   revoke('sid', sid, revoke_until, 0)
   return {'reused', sid}
 end
-local s = redis.call('HMGET', p .. 's:' .. sid, 'abs_exp', 'rt')
+local s = redis.call('HMGET', p .. 's:' .. sid, 'abs_exp', 'rt', 'parent')
 if not s[1] or s[2] ~= old then
   redis.call('DEL', p .. 'r:' .. old)
   return {'invalid'}
 end
 local abs = tonumber(s[1])
-if now >= abs then
-  end_session(sid)
+local parent = s[3] or ''
+-- A session issued through a browser's sign-in session lives no longer than that one.
+if now >= abs or (parent ~= '' and redis.call('EXISTS', p .. 's:' .. parent) == 0) then
+  end_session(sid, nil)
   return {'invalid'}
 end
 local exp = math.min(now + idle, abs)
@@ -117,6 +209,13 @@ redis.call('HSET', p .. 'r:' .. new, 'sid', sid, 'sub', sub, 'state', 'live')
 redis.call('EXPIREAT', p .. 'r:' .. new, exp + leeway)
 redis.call('HSET', p .. 's:' .. sid, 'rt', new, 'last_used', now)
 redis.call('EXPIREAT', p .. 's:' .. sid, exp + leeway)
+if parent ~= '' then
+  -- Using an app keeps its browser session alive, as visiting the sign-in pages does.
+  local ps = redis.call('HMGET', p .. 's:' .. parent, 'abs_exp', 'b')
+  local pexp = math.min(now + idle, tonumber(ps[1])) + leeway
+  redis.call('EXPIREAT', p .. 's:' .. parent, pexp)
+  if ps[2] and ps[2] ~= '' then redis.call('EXPIREAT', p .. 'b:' .. ps[2], pexp) end
+end
 return {'rotated', sid, tostring(exp), s[1]}
 "#;
 
@@ -139,7 +238,7 @@ return out
 const END: &str = r#"
 local owner = redis.call('HGET', p .. 's:' .. ARGV[6], 'sub')
 if owner ~= ARGV[5] then return 0 end
-end_session(ARGV[6])
+end_session(ARGV[6], tonumber(ARGV[7]))
 revoke('sid', ARGV[6], tonumber(ARGV[7]), 0)
 return 1
 "#;
@@ -148,7 +247,7 @@ return 1
 const END_ALL: &str = r#"
 local sub = ARGV[5]
 local sids = redis.call('SMEMBERS', p .. 'u:' .. sub)
-for _, sid in ipairs(sids) do end_session(sid) end
+for _, sid in ipairs(sids) do end_session(sid, nil) end
 redis.call('DEL', p .. 'u:' .. sub)
 revoke('sub', sub, tonumber(ARGV[7]), tonumber(ARGV[6]))
 return #sids
@@ -270,6 +369,10 @@ struct Scripts {
     rate_hit: Script,
     rate_peek: Script,
     gate: Script,
+    browser: Script,
+    reauth: Script,
+    put_code: Script,
+    take_code: Script,
 }
 
 impl Scripts {
@@ -288,6 +391,10 @@ impl Scripts {
             rate_hit: s(RATE_HIT),
             rate_peek: s(RATE_PEEK),
             gate: s(GATE),
+            browser: s(BROWSER),
+            reauth: s(REAUTH),
+            put_code: s(PUT_CODE),
+            take_code: s(TAKE_CODE),
         }
     }
 }
@@ -441,26 +548,117 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn create(&self, s: &NewSession, now: i64) -> Result<(), StoreError> {
+    async fn create(&self, s: &NewSession, now: i64) -> Result<bool, StoreError> {
         let user_set_ttl = self.session_max_ttl + self.leeway;
-        let _: i64 = self
+        let created: i64 = self
             .run(
                 &self.scripts.create,
                 now,
                 &[
                     &s.sid,
                     &s.sub,
-                    &s.refresh_jti,
+                    &s.refresh_jti.as_deref().unwrap_or(""),
                     &s.abs_exp,
                     &s.refresh_exp,
                     &s.client_id,
                     &s.scope,
                     &s.user_agent,
                     &user_set_ttl,
+                    &s.auth_time,
+                    &s.parent.as_deref().unwrap_or(""),
+                    &s.browser.as_deref().unwrap_or(""),
+                    &s.amr,
                 ],
             )
             .await?;
+        Ok(created == 1)
+    }
+
+    async fn browser_session(
+        &self,
+        browser: &str,
+        now: i64,
+        idle_ttl: i64,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        let reply: Vec<Value> = self
+            .run(&self.scripts.browser, now, &[&browser, &idle_ttl])
+            .await?;
+        Ok(match reply.as_slice() {
+            [sid, sub, auth_time, amr, abs] => Some(BrowserSession {
+                sid: text(sid),
+                sub: text(sub),
+                auth_time: int(auth_time),
+                amr: text(amr),
+                abs_exp: int(abs),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn reauthenticate(
+        &self,
+        sid: &str,
+        new_browser: &str,
+        auth_time: i64,
+        amr: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .run(
+                &self.scripts.reauth,
+                now,
+                &[&sid, &new_browser, &auth_time, &amr],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn put_code(&self, digest: &str, grant: &CodeGrant, now: i64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(grant).map_err(|e| StoreError::Other(e.into()))?;
+        let _: i64 = self
+            .run(
+                &self.scripts.put_code,
+                now,
+                &[&digest, &json, &grant.expires_at],
+            )
+            .await?;
         Ok(())
+    }
+
+    async fn take_code(
+        &self,
+        digest: &str,
+        issue: &CodeIssue,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<CodeTake, StoreError> {
+        let reply: Vec<Value> = self
+            .run(
+                &self.scripts.take_code,
+                now,
+                &[&digest, &issue.jti, &issue.sid, &keep_until],
+            )
+            .await?;
+        let grant = |v: &Value| {
+            serde_json::from_str::<CodeGrant>(&text(v)).map_err(|e| StoreError::Other(e.into()))
+        };
+        let tag = reply.first().map(text).unwrap_or_default();
+        Ok(match (tag.as_str(), reply.as_slice()) {
+            ("taken", [_, g]) => CodeTake::Taken(grant(g)?),
+            ("reused", [_, g, jti, sid]) => CodeTake::Reused(
+                CodeIssue {
+                    jti: text(jti),
+                    sid: text(sid),
+                },
+                grant(g)?,
+            ),
+            ("invalid", _) => CodeTake::Invalid,
+            _ => {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "unexpected take_code reply {reply:?}"
+                )));
+            }
+        })
     }
 
     async fn rotate(

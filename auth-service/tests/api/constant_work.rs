@@ -16,9 +16,9 @@ use auth_service::state::AppState;
 use auth_service::storage::postgres::PgStore;
 use auth_service::storage::redis::RedisStore;
 use auth_service::storage::{
-    AuditEvent, AuditStore, Backoff, CreateUserError, NewSession, NewUser, RateLimitStore,
-    RevocationStore, Rotation, SessionInfo, SessionStore, StoreError, Stores, User, UserCursor,
-    UserStore,
+    AuditEvent, AuditStore, Backoff, BrowserSession, CodeGrant, CodeIssue, CodeTake,
+    CreateUserError, NewSession, NewUser, RateLimitStore, RevocationStore, Rotation, SessionInfo,
+    SessionStore, StoreError, Stores, User, UserCursor, UserStore,
 };
 use secrecy::SecretString;
 use shared::{AccessClaims, RevocationEvent};
@@ -170,9 +170,45 @@ impl SessionStore for Recording<dyn SessionStore> {
         self.log.note("sessions.ping");
         self.inner.ping().await
     }
-    async fn create(&self, session: &NewSession, now: i64) -> Result<(), StoreError> {
+    async fn create(&self, session: &NewSession, now: i64) -> Result<bool, StoreError> {
         self.log.note("sessions.create");
         self.inner.create(session, now).await
+    }
+    async fn browser_session(
+        &self,
+        browser: &str,
+        now: i64,
+        idle_ttl: i64,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        self.log.note("sessions.browser_session");
+        self.inner.browser_session(browser, now, idle_ttl).await
+    }
+    async fn reauthenticate(
+        &self,
+        sid: &str,
+        new_browser: &str,
+        auth_time: i64,
+        amr: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.log.note("sessions.reauthenticate");
+        self.inner
+            .reauthenticate(sid, new_browser, auth_time, amr, now)
+            .await
+    }
+    async fn put_code(&self, digest: &str, grant: &CodeGrant, now: i64) -> Result<(), StoreError> {
+        self.log.note("sessions.put_code");
+        self.inner.put_code(digest, grant, now).await
+    }
+    async fn take_code(
+        &self,
+        digest: &str,
+        issue: &CodeIssue,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<CodeTake, StoreError> {
+        self.log.note("sessions.take_code");
+        self.inner.take_code(digest, issue, now, keep_until).await
     }
     async fn rotate(
         &self,

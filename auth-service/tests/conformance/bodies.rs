@@ -5,8 +5,8 @@ use std::time::Duration;
 use auth_service::crypto::keys::SigningKey;
 use auth_service::domain::{Role, Username};
 use auth_service::storage::{
-    ClientProfile, ClientType, ClientUpdate, CreateClientError, CreateUserError, NewClient,
-    NewSession, NewUser, Rotation,
+    ClientProfile, ClientType, ClientUpdate, CodeGrant, CodeIssue, CodeTake, CreateClientError,
+    CreateUserError, NewClient, NewSession, NewUser, Rotation,
 };
 use shared::feed::{Position, StreamId};
 use shared::{AccessClaims, Audience, RevocationEvent};
@@ -26,7 +26,10 @@ fn session(sid: &str, sub: &str, jti: &str, now: i64) -> NewSession {
     NewSession {
         sid: sid.into(),
         sub: sub.into(),
-        refresh_jti: jti.into(),
+        refresh_jti: Some(jti.into()),
+        parent: None,
+        browser: None,
+        amr: "pwd".into(),
         auth_time: now,
         abs_exp: now + 3600,
         refresh_exp: now + 600,
@@ -1107,5 +1110,302 @@ pub async fn a_clients_sign_in_profile_round_trips_and_changes_whole(s: &Stores)
     assert_eq!(
         s.clients.list_clients().await.unwrap()[0].profile,
         third_party
+    );
+}
+
+/// A browser's sign-in session: no refresh token, found by its cookie's digest.
+fn browser(sid: &str, sub: &str, digest: &str, now: i64) -> NewSession {
+    NewSession {
+        refresh_jti: None,
+        browser: Some(digest.into()),
+        client_id: "hosted".into(),
+        ..session(sid, sub, "", now)
+    }
+}
+
+/// A session issued through browser session `parent`.
+fn child(sid: &str, parent: &str, sub: &str, jti: &str, now: i64) -> NewSession {
+    NewSession {
+        parent: Some(parent.into()),
+        ..session(sid, sub, jti, now)
+    }
+}
+
+pub async fn browser_sessions_end_with_the_sessions_issued_through_them(s: &Stores) {
+    let now = shared::unix_now();
+    assert!(
+        s.sessions
+            .create(&browser("sso", "u1", "d1", now - 5), now - 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.sessions
+            .create(&child("c1", "sso", "u1", "j1", now), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.sessions
+            .create(&child("c2", "sso", "u1", "j2", now), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.sessions
+            .create(&child("c3", "nope", "u1", "j3", now), now)
+            .await
+            .unwrap(),
+        "no session under a parent that does not exist"
+    );
+    let found = s
+        .sessions
+        .browser_session("d1", now, 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            found.sid.as_str(),
+            found.sub.as_str(),
+            found.auth_time,
+            found.amr.as_str()
+        ),
+        ("sso", "u1", now - 5, "pwd")
+    );
+    assert_eq!(found.abs_exp, now - 5 + 3600);
+    assert!(
+        s.sessions
+            .browser_session("d2", now, 600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut listed: Vec<_> = s
+        .sessions
+        .list("u1", now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sid)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["c1", "c2", "sso"]);
+
+    // A fresh sign-in rotates the cookie: the old digest finds nothing.
+    assert!(
+        s.sessions
+            .reauthenticate("sso", "d2", now + 1, "pwd", now + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.sessions
+            .browser_session("d1", now + 1, 600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = s
+        .sessions
+        .browser_session("d2", now + 1, 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.sid.as_str(), again.auth_time), ("sso", now + 1));
+    assert!(
+        !s.sessions
+            .reauthenticate("c1", "d3", now, "pwd", now)
+            .await
+            .unwrap(),
+        "not a browser session"
+    );
+
+    // An issued session rotates as any other while its browser session lives.
+    assert!(matches!(
+        s.sessions
+            .rotate("j1", "j1b", now + 2, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    // Reuse in one app ends that app's session, not the browser's or the other app's.
+    assert!(matches!(
+        s.sessions
+            .rotate("j1", "j1c", now + 3, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Reused { .. }
+    ));
+    assert!(
+        s.sessions
+            .browser_session("d2", now + 3, 600)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        s.sessions
+            .rotate("j2", "j2b", now + 3, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+
+    // Ending the browser session ends and revokes every session issued through it.
+    assert!(
+        s.sessions
+            .end("u1", "sso", now + 4, now + 900)
+            .await
+            .unwrap()
+    );
+    for sid in ["sso", "c2"] {
+        assert!(
+            s.revocations
+                .is_revoked(&claims("x", sid, "u1", now + 4))
+                .await
+                .unwrap(),
+            "{sid} revoked"
+        );
+    }
+    assert_eq!(
+        s.sessions
+            .rotate("j2b", "j2c", now + 5, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert!(
+        s.sessions
+            .browser_session("d2", now + 5, 600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.sessions.list("u1", now + 5).await.unwrap().is_empty());
+    assert!(
+        !s.sessions
+            .create(&child("c4", "sso", "u1", "j4", now + 5), now + 5)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn an_issued_session_ends_when_its_browser_session_has_expired(s: &Stores) {
+    let now = shared::unix_now();
+    // The browser session idles out a second from now (its idle expiry plus the leeway).
+    let mut sso = browser("sso", "u1", "d1", now);
+    sso.refresh_exp = now + 1 - LEEWAY;
+    assert!(s.sessions.create(&sso, now).await.unwrap());
+    let mut c = child("c1", "sso", "u1", "j1", now);
+    c.refresh_exp = now + 600;
+    assert!(s.sessions.create(&c, now).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = now + 2;
+    assert!(
+        s.sessions
+            .browser_session("d1", later, 600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The app's own refresh token has not expired, but its browser session has: refused.
+    assert_eq!(
+        s.sessions
+            .rotate("j1", "j1b", later, 0, 600, later + 900)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+fn grant(expires_at: i64) -> CodeGrant {
+    CodeGrant {
+        client_id: "spa".into(),
+        redirect_uri: "https://app.example.com/cb".into(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        scope: "openid profile".into(),
+        sub: "u1".into(),
+        sso_sid: "sso".into(),
+        auth_time: expires_at - 100,
+        amr: "pwd".into(),
+        expires_at,
+    }
+}
+
+fn issue(n: u32) -> CodeIssue {
+    CodeIssue {
+        jti: format!("jti-{n}"),
+        sid: format!("sid-{n}"),
+    }
+}
+
+pub async fn an_authorization_code_is_taken_once(s: &Stores) {
+    let now = shared::unix_now();
+    let g = grant(now + 60);
+    s.sessions.put_code("code-1", &g, now).await.unwrap();
+    assert_eq!(
+        s.sessions
+            .take_code("code-1", &issue(1), now, now + 960)
+            .await
+            .unwrap(),
+        CodeTake::Taken(g.clone())
+    );
+    // A second use learns what the first issued under, to revoke it.
+    assert_eq!(
+        s.sessions
+            .take_code("code-1", &issue(2), now + 1, now + 960)
+            .await
+            .unwrap(),
+        CodeTake::Reused(issue(1), g.clone())
+    );
+    assert_eq!(
+        s.sessions
+            .take_code("nope", &issue(3), now, now + 960)
+            .await
+            .unwrap(),
+        CodeTake::Invalid
+    );
+    // Past its expiry a code is refused.
+    s.sessions
+        .put_code("code-2", &grant(now + 5), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sessions
+            .take_code("code-2", &issue(4), now + 6, now + 960)
+            .await
+            .unwrap(),
+        CodeTake::Invalid
+    );
+
+    // Of many concurrent takes, exactly one wins; the others see what it recorded.
+    s.sessions.put_code("code-3", &g, now).await.unwrap();
+    let tasks: Vec<_> = (0..8u32)
+        .map(|i| {
+            let sessions = s.sessions.clone();
+            tokio::spawn(async move {
+                sessions
+                    .take_code("code-3", &issue(10 + i), now, now + 960)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    let mut recorded = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            CodeTake::Taken(_) => taken += 1,
+            CodeTake::Reused(issue, _) => recorded.push(issue),
+            CodeTake::Invalid => panic!("a live code was refused"),
+        }
+    }
+    assert_eq!(taken, 1);
+    assert_eq!(recorded.len(), 7);
+    assert!(
+        recorded.windows(2).all(|w| w[0] == w[1]),
+        "one first use: {recorded:?}"
     );
 }

@@ -20,11 +20,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, ClientSecrets, ClientStore, ClientUpdate,
-    CreateClientError, CreateUserError, FeedFollower, FeedState, KeyState, KeyStore, KeyTimes,
-    NewClient, NewSession, NewUser, RateLimitStore, RegisteredClient, RevocationFeed,
-    RevocationStore, Rotation, SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor,
-    UserStore,
+    AUDIT_KEEP, AuditEvent, AuditStore, Backoff, BrowserSession, ClientSecrets, ClientStore,
+    ClientUpdate, CodeGrant, CodeIssue, CodeTake, CreateClientError, CreateUserError, FeedFollower,
+    FeedState, KeyState, KeyStore, KeyTimes, NewClient, NewSession, NewUser, RateLimitStore,
+    RegisteredClient, RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore,
+    StoreError, StoredKey, User, UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;
@@ -197,6 +197,10 @@ pub(super) fn sweep(conn: &Connection) -> rusqlite::Result<()> {
     let now = shared::unix_now();
     conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
     conn.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [now])?;
+    conn.execute(
+        "DELETE FROM authorization_codes WHERE expires_at <= ?1",
+        [now],
+    )?;
     conn.execute("DELETE FROM revocations WHERE expires_at < ?1", [now])?;
     conn.execute(
         "DELETE FROM rate_limits WHERE ends_ms <= ?1",

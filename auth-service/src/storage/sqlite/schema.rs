@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "client_profiles",
         include_str!("../../../migrations/sqlite/0003_client_profiles.sql"),
     ),
+    (
+        4,
+        "sign_in",
+        include_str!("../../../migrations/sqlite/0004_sign_in.sql"),
+    ),
 ];
 
 /// The versions a file made before migrations existed already has: every earlier binary created
@@ -130,7 +135,7 @@ mod tests {
     fn a_new_file_gets_every_migration_in_order() {
         let (dir, path) = temp();
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2, 3]);
+        assert_eq!(versions(&path), vec![1, 2, 3, 4]);
         let conn = Connection::open(&path).unwrap();
         for (table, column, _) in LEGACY_COLUMNS {
             assert!(column_exists(&conn, table, column).unwrap(), "{column}");
@@ -138,7 +143,7 @@ mod tests {
         drop(conn);
         // Opening again applies nothing twice.
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2, 3]);
+        assert_eq!(versions(&path), vec![1, 2, 3, 4]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -163,7 +168,7 @@ mod tests {
         .unwrap();
         drop(old);
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2, 3]);
+        assert_eq!(versions(&path), vec![1, 2, 3, 4]);
         let conn = Connection::open(&path).unwrap();
         let name: String = conn
             .query_row("SELECT username FROM users", [], |r| r.get(0))
@@ -184,7 +189,7 @@ mod tests {
             .unwrap();
         drop(half);
         drop(SqliteStore::open(&path2, 30, 100).unwrap());
-        assert_eq!(versions(&path2), vec![1, 2, 3]);
+        assert_eq!(versions(&path2), vec![1, 2, 3, 4]);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }
