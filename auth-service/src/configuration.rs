@@ -260,6 +260,38 @@ pub struct BrowserSettings {
     /// use the refresh-token cookie; the issuer's own origin is always among them.
     #[serde(rename = "browser_origins")]
     pub origins: Vec<String>,
+    /// `AUTH_PASSWORD_GRANT` (`on` by default): `off` turns off `/v1/login` (the resource-owner
+    /// password grant), leaving browser sign-in to the hosted pages and the code flow.
+    pub password_grant: bool,
+    /// How the hosted sign-in pages look.
+    #[serde(flatten)]
+    pub brand: Brand,
+}
+
+/// The operator's branding of the hosted pages.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Brand {
+    /// `AUTH_UI_PRODUCT_NAME`: shown in titles and headings.
+    #[serde(rename = "ui_product_name")]
+    pub product_name: String,
+    /// `AUTH_UI_LOGO_URL`: an https (or same-origin path) image shown above the forms.
+    #[serde(rename = "ui_logo_url")]
+    pub logo_url: Option<String>,
+    /// `AUTH_UI_PRIMARY_COLOR`: buttons and links (`#rgb` or `#rrggbb`).
+    #[serde(rename = "ui_primary_color")]
+    pub primary_color: String,
+    /// `AUTH_UI_BACKGROUND_COLOR`: the page background.
+    #[serde(rename = "ui_background_color")]
+    pub background_color: String,
+}
+
+fn parse_color(name: &str, raw: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let v = raw.unwrap_or_else(|| default.to_owned());
+    let hex = v.strip_prefix('#').unwrap_or("");
+    if !matches!(hex.len(), 3 | 6) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return err(format!("{name}: {v:?} must be a colour such as #1a73e8"));
+    }
+    Ok(v)
 }
 
 /// The revocation feed gateways follow.
@@ -777,6 +809,49 @@ impl Settings {
             throttle,
             browser: BrowserSettings {
                 origins: browser_origins,
+                password_grant: match src.var("AUTH_PASSWORD_GRANT").as_deref() {
+                    None | Some("on") => true,
+                    Some("off") => false,
+                    Some(other) => {
+                        return err(format!("AUTH_PASSWORD_GRANT: {other:?} must be on or off"));
+                    }
+                },
+                brand: Brand {
+                    product_name: {
+                        let name = src
+                            .var("AUTH_UI_PRODUCT_NAME")
+                            .unwrap_or_else(|| "Sign in".into());
+                        if name.is_empty() || name.chars().count() > 60 {
+                            return err("AUTH_UI_PRODUCT_NAME must be 1 to 60 characters");
+                        }
+                        name
+                    },
+                    logo_url: match src.var("AUTH_UI_LOGO_URL").filter(|v| !v.is_empty()) {
+                        None => None,
+                        Some(v)
+                            if (v.starts_with("https://") || v.starts_with('/'))
+                                && v.len() <= 2000
+                                && !v.contains(['"', '\'', '<', '>', ' ']) =>
+                        {
+                            Some(v)
+                        }
+                        Some(v) => {
+                            return err(format!(
+                                "AUTH_UI_LOGO_URL: {v:?} must be an https URL or a path"
+                            ));
+                        }
+                    },
+                    primary_color: parse_color(
+                        "AUTH_UI_PRIMARY_COLOR",
+                        src.var("AUTH_UI_PRIMARY_COLOR"),
+                        "#1a56db",
+                    )?,
+                    background_color: parse_color(
+                        "AUTH_UI_BACKGROUND_COLOR",
+                        src.var("AUTH_UI_BACKGROUND_COLOR"),
+                        "#f4f5f7",
+                    )?,
+                },
             },
             feed: FeedSettings {
                 tokens: secrets(feed_tokens),

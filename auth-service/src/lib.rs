@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod feed_server;
 pub mod metrics;
+pub mod pages;
 pub mod routes;
 pub mod services;
 pub mod startup;

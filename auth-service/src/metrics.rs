@@ -30,6 +30,25 @@ pub const THROTTLED_ENDPOINTS: [&str; 5] =
 pub const THROTTLE_LIMITS: [&str; 3] = ["client", "account_client", "account"];
 /// Refresh outcomes.
 pub const REFRESH_OUTCOMES: [&str; 4] = ["rotated", "grace", "reuse_detected", "invalid"];
+/// Authorization-flow outcomes: codes issued, exchanged, refused or reused, and the errors
+/// authorization requests were answered with (an error page counts as
+/// `invalid_client_or_redirect_uri`).
+pub const AUTHORIZATION_OUTCOMES: [&str; 14] = [
+    "code_issued",
+    "code_exchanged",
+    "code_invalid",
+    "code_reused",
+    "invalid_client_or_redirect_uri",
+    "invalid_request",
+    "unsupported_response_type",
+    "invalid_scope",
+    "login_required",
+    "consent_required",
+    "access_denied",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "server_error",
+];
 /// Access-token verification failure reasons (the shared verifier's, and `revoked`).
 pub const VERIFY_REASONS: [&str; 13] = shared::verifier::FAILURE_REASONS;
 
@@ -47,6 +66,7 @@ pub struct Metrics {
     routes: Mutex<BTreeMap<String, std::sync::Arc<RouteStats>>>,
     logins: [AtomicU64; LOGIN_OUTCOMES.len()],
     refreshes: [AtomicU64; REFRESH_OUTCOMES.len()],
+    authorizations: [AtomicU64; AUTHORIZATION_OUTCOMES.len()],
     verify_failures: [AtomicU64; VERIFY_REASONS.len()],
     throttled: [AtomicU64; THROTTLED_ENDPOINTS.len() * THROTTLE_LIMITS.len()],
     access_issued: AtomicU64,
@@ -112,6 +132,11 @@ impl Metrics {
     /// A refresh ended with `outcome` (one of [`REFRESH_OUTCOMES`]).
     pub fn refresh(&self, outcome: &str) {
         bump(&self.refreshes, &REFRESH_OUTCOMES, outcome);
+    }
+
+    /// An authorization-flow step ended with `outcome` (one of [`AUTHORIZATION_OUTCOMES`]).
+    pub fn authorization(&self, outcome: &str) {
+        bump(&self.authorizations, &AUTHORIZATION_OUTCOMES, outcome);
     }
 
     /// An access token was refused for `reason` (one of [`VERIFY_REASONS`]).
@@ -236,6 +261,14 @@ impl Metrics {
             "outcome",
             &REFRESH_OUTCOMES,
             &self.refreshes,
+        );
+        labelled(
+            &mut out,
+            "auth_authorizations_total",
+            "Authorization code flow steps, by outcome (codes issued, exchanged, refused, reused; errors answered to authorization requests).",
+            "outcome",
+            &AUTHORIZATION_OUTCOMES,
+            &self.authorizations,
         );
         labelled(
             &mut out,

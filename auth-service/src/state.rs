@@ -30,6 +30,8 @@ pub struct AppState {
     pub users: Arc<dyn UserStore>,
     /// Registered clients.
     pub clients: Arc<dyn ClientStore>,
+    /// Users' consents to clients.
+    pub consents: Arc<dyn crate::storage::ConsentStore>,
     /// Signing keys in the store.
     pub key_store: Arc<dyn KeyStore>,
     /// Sessions and refresh tokens.
@@ -218,6 +220,7 @@ impl AppState {
         let state = AppState {
             users: stores.users,
             clients: stores.clients,
+            consents: stores.consents,
             key_store,
             sessions: stores.sessions,
             revocations: stores.revocations,
@@ -265,6 +268,7 @@ impl AppState {
         Ok(AppState {
             users: stores.users,
             clients: stores.clients,
+            consents: stores.consents,
             key_store: stores.keys,
             sessions: stores.sessions,
             revocations: stores.revocations,

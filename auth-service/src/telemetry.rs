@@ -48,16 +48,20 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-fn is_json(headers: &actix_web::http::header::HeaderMap) -> bool {
+/// A body written for its reader: JSON (a problem or an OAuth error), or a hosted page.
+fn is_meant(headers: &actix_web::http::header::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/problem+json")
+            v.starts_with("application/json")
+                || v.starts_with("application/problem+json")
+                || v.starts_with("text/html")
         })
 }
 
-/// Middleware: request id span, access log, problem bodies for bare errors.
+/// Middleware: request id span, access log, problem bodies for bare errors (a hosted page's
+/// error is a page, and stays one).
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -112,7 +116,7 @@ pub async fn request_context(
         }
     };
     let status = res.status();
-    if (status.is_client_error() || status.is_server_error()) && !is_json(res.headers()) {
+    if (status.is_client_error() || status.is_server_error()) && !is_meant(res.headers()) {
         let (req, old) = res.into_parts();
         let mut new = problem(status, status.canonical_reason().unwrap_or("error"), None);
         for (k, v) in old.headers() {

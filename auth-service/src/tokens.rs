@@ -79,6 +79,17 @@ pub fn allowed_scopes<'a>(
         .collect()
 }
 
+/// The scopes a user's roles allow, and OpenID Connect's own (`openid`, `profile`, `email`,
+/// `offline_access`), which every user may grant a client that may ask for them.
+pub fn allowed_scopes_with_openid<'a>(
+    role_scopes: &'a BTreeMap<String, Vec<String>>,
+    roles: &[String],
+) -> BTreeSet<&'a str> {
+    let mut set = allowed_scopes(role_scopes, roles);
+    set.extend(crate::services::authorize::OPENID_SCOPES);
+    set
+}
+
 /// Decides the scope of a token: the requested scopes (or, with none requested, the `ceiling`,
 /// or everything allowed) that the user's roles allow. Requesting beyond the `ceiling` (the
 /// scope of the original grant, on refresh) is an error; requesting beyond the roles just yields

@@ -16,3 +16,11 @@ CREATE TABLE authorization_codes (
     sid         TEXT,
     expires_at  INTEGER NOT NULL
 );
+-- What each user has consented to share with each third-party client (scopes as a JSON list).
+CREATE TABLE consents (
+    user_id     TEXT    NOT NULL,
+    client_id   TEXT    NOT NULL,
+    scopes      TEXT    NOT NULL,
+    granted_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);

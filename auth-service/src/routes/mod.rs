@@ -1,6 +1,7 @@
 //! The HTTP surface; the route table lives here and nowhere else.
 
 mod admin;
+mod authorize;
 mod clients;
 pub mod health;
 mod introspect;
@@ -9,6 +10,7 @@ pub mod openapi;
 mod revocations;
 mod revoke;
 mod token;
+mod userinfo;
 mod users;
 mod well_known;
 
@@ -43,6 +45,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(get().to(well_known::metadata_openid)),
         )
         .service(resource("/.well-known/jwks.json").route(get().to(well_known::jwks)))
+        .service(
+            resource("/v1/authorize")
+                .route(get().to(authorize::authorize_get))
+                .route(post().to(authorize::authorize_post)),
+        )
+        .service(resource("/v1/signin").route(post().to(authorize::sign_in)))
+        .service(
+            resource("/v1/signup")
+                .route(get().to(authorize::sign_up_page))
+                .route(post().to(authorize::sign_up)),
+        )
+        .service(resource("/v1/consent").route(post().to(authorize::consent)))
+        .service(resource("/v1/assets/hosted.css").route(get().to(crate::pages::stylesheet)))
+        .service(
+            resource("/v1/userinfo")
+                .route(get().to(userinfo::userinfo))
+                .route(post().to(userinfo::userinfo_post)),
+        )
         .service(resource("/v1/users").route(post().to(users::register)))
         .service(resource("/v1/login").route(post().to(login::login)))
         .service(resource("/v1/token").route(post().to(token::token)))

@@ -461,6 +461,10 @@ impl Modify for Security {
         super::well_known::metadata_oauth,
         super::well_known::metadata_openid,
         super::well_known::jwks,
+        super::authorize::authorize_get,
+        super::authorize::authorize_post,
+        super::userinfo::userinfo,
+        super::userinfo::userinfo_post,
         super::health::healthz,
         super::health::readyz))]
 pub struct ApiDoc;

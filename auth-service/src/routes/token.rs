@@ -1,4 +1,5 @@
-//! `POST /v1/token`: `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection,
+//! `POST /v1/token`: `grant_type=authorization_code` (RFC 6749 §4.1.3 with PKCE) for apps that
+//! sign users in, `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection,
 //! and `grant_type=client_credentials` (RFC 6749 §4.4) for registered clients.
 
 use actix_web::http::header::{self, HeaderValue};
@@ -19,6 +20,9 @@ struct TokenRequest {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     audience: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
 }
 
 /// `refresh_token`: rotates the refresh token: the presented one is spent and a new pair issued,
@@ -75,6 +79,20 @@ pub async fn token(
                 other => other,
             }
         }
+        Some("authorization_code") => {
+            state
+                .throttle
+                .before_token(Action::ClientAuth, &client)
+                .await?;
+            let result = authorization_code(&req, body, &state).await;
+            if matches!(result, Err(OAuthError::BadClientAuth(_))) {
+                state
+                    .throttle
+                    .token_failed(Action::ClientAuth, &client)
+                    .await?;
+            }
+            result
+        }
         Some("client_credentials") => {
             state
                 .throttle
@@ -127,6 +145,48 @@ async fn client_credentials(
             expires_in: issued.expires_in,
             scope: &issued.scope,
         }))
+}
+
+/// The authorization code grant (RFC 6749 §4.1.3, PKCE RFC 7636 §4.5): the client (a
+/// confidential one authenticated, a public one named) exchanges its code
+/// ([`crate::services::authorize::exchange`]).
+async fn authorization_code(
+    req: &HttpRequest,
+    body: TokenRequest,
+    state: &web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let creds = crate::services::clients::credentials(
+        req.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        body.client_id.as_deref(),
+        body.client_secret.as_ref(),
+    )?;
+    let client =
+        crate::services::authorize::exchanging_client(state, creds, body.client_id.as_deref())
+            .await?;
+    if !client.profile.allows("authorization_code") {
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not use the authorization_code grant",
+        ));
+    }
+    let code = body
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?;
+    let tokens = crate::services::authorize::exchange(
+        state,
+        &client,
+        code,
+        body.redirect_uri.as_deref(),
+        body.code_verifier.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(tokens))
 }
 
 /// RFC 6749 §5.1 for client credentials: no refresh token (§4.4.3).

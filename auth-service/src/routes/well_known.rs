@@ -6,9 +6,11 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`. The
-/// first-party login is deliberately not advertised as a password grant (RFC 9700).
+/// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`: what a
+/// Basic OpenID provider publishes (OpenID Connect Discovery 1.0 §3, RFC 8414). The first-party
+/// login is deliberately not advertised as a password grant (RFC 9700).
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    use crate::services::authorize::{OPENID_SCOPES, PROMPT_VALUES};
     let iss = &state.settings.tokens.issuer;
     let mut scopes: Vec<&str> = state
         .settings
@@ -17,18 +19,35 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .values()
         .flatten()
         .map(String::as_str)
+        .chain(OPENID_SCOPES)
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
     let mut doc = json!({
             "issuer": iss,
-            "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+            "authorization_endpoint": format!("{iss}/v1/authorize"),
             "token_endpoint": format!("{iss}/v1/token"),
+            "userinfo_endpoint": format!("{iss}/v1/userinfo"),
+            "end_session_endpoint": format!("{iss}/v1/end-session"),
+            "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "revocation_endpoint": format!("{iss}/v1/revoke"),
             "introspection_endpoint": format!("{iss}/v1/introspect"),
-            "grant_types_supported": ["refresh_token", "client_credentials"],
-            "response_types_supported": [],
-            // `none` for refresh (first-party public clients); the secrets for registered clients.
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "form_post"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "code_challenge_methods_supported": ["S256"],
+            "prompt_values_supported": PROMPT_VALUES,
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid", "amr", "at_hash",
+                                 "preferred_username", "updated_at", "email", "email_verified"],
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "authorization_response_iss_parameter_supported": true,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
+            // `none` for public clients (PKCE) and first-party refresh; the secrets for the rest.
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

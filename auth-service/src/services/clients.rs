@@ -472,10 +472,11 @@ pub async fn register(
     })?;
     // A client that signs users in may ask for the OpenID scopes unless told otherwise.
     let scopes = match reg.scopes {
-        None if profile.allows("authorization_code") => {
-            parse_list("scopes", &OPENID_SCOPES.map(String::from))
-                .map_err(|e| invalid("invalid_scopes", e))?
-        }
+        None if profile.allows("authorization_code") => parse_list(
+            "scopes",
+            &crate::services::authorize::OPENID_SCOPES.map(String::from),
+        )
+        .map_err(|e| invalid("invalid_scopes", e))?,
         _ => scopes,
     };
     let (secret, secret_hash) = match profile.client_type {
@@ -514,9 +515,6 @@ pub async fn register(
         );
     Ok((client, secret))
 }
-
-/// The scopes a client that signs users in may ask for by default.
-pub const OPENID_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// A client by id.
 #[tracing::instrument(skip(state))]

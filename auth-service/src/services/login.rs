@@ -101,11 +101,7 @@ pub struct SignIn<'a> {
 #[tracing::instrument(level = "debug", skip_all, fields(client = attempt.client))]
 pub async fn sign_in(state: &AppState, attempt: SignIn<'_>) -> Result<TokenPair, OAuthError> {
     let now = shared::unix_now();
-    let SignedIn {
-        user,
-        stored_hash,
-        needs_rehash,
-    } = check_password(
+    let user = authenticate(
         state,
         attempt.username,
         attempt.password,
@@ -113,25 +109,6 @@ pub async fn sign_in(state: &AppState, attempt: SignIn<'_>) -> Result<TokenPair,
         attempt.peer,
     )
     .await?;
-    if needs_rehash {
-        let state = state.clone();
-        let secret = attempt.password.clone();
-        let id = user.id;
-        tokio::spawn(async move {
-            match state.hasher.hash(&secret).await {
-                Ok(new) => {
-                    if let Err(e) = state.users.upgrade_hash(id, &stored_hash, &new).await {
-                        tracing::warn!(error = %e, "could not upgrade a password hash");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not rehash a password"),
-            }
-        });
-    }
-    state
-        .throttle
-        .login_succeeded(attempt.username, attempt.client)
-        .await?;
     let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
     let scope = grant_scope(&allowed, attempt.scope, None).map_err(OAuthError::InvalidScope)?;
     let client_id = super::sessions::client_id(state, attempt.client_id);
@@ -144,4 +121,38 @@ pub async fn sign_in(state: &AppState, attempt: SignIn<'_>) -> Result<TokenPair,
         json!({"client_id": client_id, "peer": attempt.peer}),
     );
     Ok(pair)
+}
+
+/// [`check_password`], then a success's bookkeeping: an outdated hash upgraded off the request
+/// path and the caller's failure count cleared. Every password sign-in (the API's and the
+/// hosted page's) goes through here.
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: &SecretString,
+    client: &str,
+    peer: &str,
+) -> Result<User, OAuthError> {
+    let SignedIn {
+        user,
+        stored_hash,
+        needs_rehash,
+    } = check_password(state, username, password, client, peer).await?;
+    if needs_rehash {
+        let state = state.clone();
+        let secret = password.clone();
+        let id = user.id;
+        tokio::spawn(async move {
+            match state.hasher.hash(&secret).await {
+                Ok(new) => {
+                    if let Err(e) = state.users.upgrade_hash(id, &stored_hash, &new).await {
+                        tracing::warn!(error = %e, "could not upgrade a password hash");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not rehash a password"),
+            }
+        });
+    }
+    state.throttle.login_succeeded(username, client).await?;
+    Ok(user)
 }

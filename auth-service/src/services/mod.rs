@@ -2,6 +2,7 @@
 //! knowing nothing of HTTP or terminals. Adapters parse their input, call one service function
 //! with the `AppState` (the container of stores and infrastructure) and render the result.
 
+pub mod authorize;
 pub mod clients;
 pub mod keys;
 pub mod login;

@@ -7,8 +7,8 @@ use shared::{AccessClaims, RefreshClaims};
 use crate::configuration::secs;
 use crate::error::OAuthError;
 use crate::state::AppState;
-use crate::storage::{NewSession, Rotation, StoreError, User};
-use crate::tokens::{Grant, TokenPair, allowed_scopes, grant_scope};
+use crate::storage::{BrowserSession, NewSession, Rotation, StoreError, User};
+use crate::tokens::{Grant, TokenPair, grant_scope};
 
 /// The `client_id` to put in tokens: the requested one if configured, else the default.
 pub fn client_id(state: &AppState, requested: Option<&str>) -> String {
@@ -148,7 +148,9 @@ pub async fn refresh(
         Some(u) if !u.disabled => u,
         _ => return Err(OAuthError::InvalidGrant(INVALID)),
     };
-    let allowed = allowed_scopes(&state.settings.tokens.role_scopes, &user.roles);
+    // The OpenID scopes of a code-flow session stay within its grant (the ceiling), as any.
+    let allowed =
+        crate::tokens::allowed_scopes_with_openid(&state.settings.tokens.role_scopes, &user.roles);
     let scope = grant_scope(&allowed, requested_scope, Some(&claims.scope))
         .map_err(OAuthError::InvalidScope)?;
 
@@ -322,5 +324,123 @@ pub async fn end_own(state: &AppState, sub: &str, sid: &str) -> Result<bool, Sto
     state
         .sessions
         .end(sub, sid, now, revoke_until(state, now))
+        .await
+}
+
+/// The browser's sign-in session cookie: `__Host-` (Secure, `Path=/`, no `Domain`), HttpOnly,
+/// `SameSite=Lax` (sent on the top-level navigations that bring a user from an app).
+pub const BROWSER_COOKIE: &str = "__Host-auth_session";
+
+/// `Set-Cookie` for a browser session's cookie, a session cookie of the browser (the server
+/// decides when the session ends).
+pub fn browser_cookie(value: &str) -> String {
+    format!("{BROWSER_COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Lax")
+}
+
+/// `Set-Cookie` that removes the browser session's cookie.
+pub fn clear_browser_cookie() -> String {
+    format!("{BROWSER_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax")
+}
+
+/// Records a sign-in on a browser: the same user's live session is renewed (new `auth_time`,
+/// the cookie rotated); another user's is ended first; otherwise a new session opens. Returns
+/// the session and the new cookie's value.
+#[tracing::instrument(level = "debug", skip_all, fields(sub = %user.id))]
+pub async fn sign_in_browser(
+    state: &AppState,
+    user: &User,
+    amr: &str,
+    user_agent: &str,
+    current: Option<&BrowserSession>,
+    now: i64,
+) -> Result<(BrowserSession, String), StoreError> {
+    let s = &state.settings;
+    let cookie = crate::services::authorize::random_secret()?;
+    let digest = crate::services::authorize::digest_hex(&cookie);
+    let sub = user.id.to_string();
+    if let Some(cur) = current {
+        if cur.sub == sub
+            && state
+                .sessions
+                .reauthenticate(&cur.sid, &digest, now, amr, now)
+                .await?
+        {
+            let renewed = BrowserSession {
+                auth_time: now,
+                amr: amr.to_owned(),
+                ..cur.clone()
+            };
+            return Ok((renewed, cookie));
+        }
+        if cur.sub != sub {
+            end_browser(state, cur, now).await?;
+        }
+    }
+    let sid = crate::crypto::random_id();
+    let abs_exp = now + secs(s.tokens.session_max_ttl);
+    let session = NewSession {
+        sid: sid.clone(),
+        sub: sub.clone(),
+        refresh_jti: None,
+        parent: None,
+        browser: Some(digest),
+        amr: amr.to_owned(),
+        auth_time: now,
+        abs_exp,
+        refresh_exp: (now + secs(s.tokens.refresh_ttl)).min(abs_exp),
+        client_id: BROWSER_CLIENT.to_owned(),
+        scope: String::new(),
+        user_agent: user_agent.chars().take(200).collect(),
+    };
+    state.sessions.create(&session, now).await?;
+    Ok((
+        BrowserSession {
+            sid,
+            sub,
+            auth_time: now,
+            amr: amr.to_owned(),
+            abs_exp,
+        },
+        cookie,
+    ))
+}
+
+/// The `client_id` a browser sign-in session is listed under.
+pub const BROWSER_CLIENT: &str = "browser";
+
+/// The live browser session a cookie stands for, with its user (enabled); keeps it alive.
+pub async fn browser_session(
+    state: &AppState,
+    cookie: &str,
+    now: i64,
+) -> Result<Option<(BrowserSession, User)>, StoreError> {
+    if cookie.is_empty() || cookie.len() > 128 {
+        return Ok(None);
+    }
+    let digest = crate::services::authorize::digest_hex(cookie);
+    let Some(session) = state
+        .sessions
+        .browser_session(&digest, now, secs(state.settings.tokens.refresh_ttl))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let user = match session.sub.parse::<uuid::Uuid>() {
+        Ok(id) => state.users.find_by_id(id).await?,
+        Err(_) => None,
+    };
+    Ok(user.filter(|u| !u.disabled).map(|u| (session, u)))
+}
+
+/// Ends a browser session and every session issued through it, revoking their tokens.
+#[tracing::instrument(level = "debug", skip_all, fields(sid = %session.sid))]
+pub async fn end_browser(
+    state: &AppState,
+    session: &BrowserSession,
+    now: i64,
+) -> Result<bool, StoreError> {
+    state
+        .sessions
+        .end(&session.sub, &session.sid, now, revoke_until(state, now))
         .await
 }

@@ -37,6 +37,8 @@ pub struct Stores {
     pub rate_limits: std::sync::Arc<dyn RateLimitStore>,
     /// Recent audit events per user.
     pub audit: std::sync::Arc<dyn AuditStore>,
+    /// Users' consents to clients.
+    pub consents: std::sync::Arc<dyn ConsentStore>,
 }
 
 impl Stores {
@@ -50,11 +52,12 @@ impl Stores {
             revocations: store.clone(),
             feed: store.clone(),
             rate_limits: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            consents: store,
         }
     }
 
-    /// The production shape: PostgreSQL holds users, clients and keys; Redis sessions,
+    /// The production shape: PostgreSQL holds users, clients, consents and keys; Redis sessions,
     /// revocations with the feed's stream, rate limits and recent audit events.
     pub fn shared(
         pg: std::sync::Arc<postgres::PgStore>,
@@ -63,7 +66,8 @@ impl Stores {
         Stores {
             keys: pg.clone(),
             users: pg.clone(),
-            clients: pg,
+            clients: pg.clone(),
+            consents: pg,
             sessions: redis.clone(),
             revocations: redis.clone(),
             feed: redis.clone(),
@@ -348,6 +352,40 @@ pub trait ClientStore: Send + Sync {
     /// `tokens_not_before` past `now`; returns that value (`None`: no such client). Tokens
     /// issued before it must be revoked.
     async fn delete_client(&self, id: &str, now: i64) -> Result<Option<i64>, StoreError>;
+}
+
+/// A user's consent to a client.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Consent {
+    /// The client.
+    pub client_id: String,
+    /// The scopes consented to, sorted.
+    pub scopes: Vec<String>,
+    /// Last granted (Unix seconds).
+    pub granted_at: i64,
+}
+
+/// Users' consents to third-party clients.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// The scopes `sub` has consented to for `client_id`.
+    async fn find_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+    /// Records consent to `scopes`, added to what was consented before.
+    async fn grant_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Every consent of `sub`, by client.
+    async fn list_consents(&self, sub: &str) -> Result<Vec<Consent>, StoreError>;
+    /// Withdraws a consent; true if there was one.
+    async fn revoke_consent(&self, sub: &str, client_id: &str) -> Result<bool, StoreError>;
 }
 
 /// When a key was made and moves on (Unix seconds).

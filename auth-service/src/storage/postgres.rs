@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "client_profiles",
         include_str!("../../migrations/postgres/0004_client_profiles.sql"),
     ),
+    (
+        5,
+        "consents",
+        include_str!("../../migrations/postgres/0005_consents.sql"),
+    ),
 ];
 
 const CLIENT_COLUMNS: &str = "client_id, name, scopes, audiences, disabled, tokens_not_before, created_at, updated_at, previous_secret_expires_at, profile";
@@ -517,6 +522,121 @@ impl UserStore for PgStore {
                 }
             };
             rows.iter().map(user_from_row).collect()
+        })
+        .await
+    }
+}
+
+fn user_uuid(sub: &str) -> Option<Uuid> {
+    Uuid::parse_str(sub).ok()
+}
+
+fn merged(old: &[String], new: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = old.iter().chain(new).cloned().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+#[async_trait]
+impl crate::storage::ConsentStore for PgStore {
+    async fn find_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(id) = user_uuid(sub) else {
+            return Ok(None);
+        };
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2",
+                    &[&id, &client_id],
+                )
+                .await?;
+            Ok(row.map(|r| r.try_get("scopes")).transpose()?)
+        })
+        .await
+    }
+
+    async fn grant_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some(id) = user_uuid(sub) else {
+            return Ok(());
+        };
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let old: Vec<String> = tx
+                .query_opt(
+                    "SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2 FOR UPDATE",
+                    &[&id, &client_id],
+                )
+                .await?
+                .map(|r| r.try_get("scopes"))
+                .transpose()?
+                .unwrap_or_default();
+            let all = merged(&old, scopes);
+            tx.execute(
+                "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = EXCLUDED.scopes, granted_at = EXCLUDED.granted_at",
+                &[&id, &client_id, &all, &now],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_consents(&self, sub: &str) -> Result<Vec<crate::storage::Consent>, StoreError> {
+        let Some(id) = user_uuid(sub) else {
+            return Ok(vec![]);
+        };
+        self.timed(async {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT client_id, scopes, granted_at FROM consents WHERE user_id = $1 ORDER BY client_id",
+                    &[&id],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(crate::storage::Consent {
+                        client_id: r.try_get("client_id")?,
+                        scopes: r.try_get("scopes")?,
+                        granted_at: r.try_get("granted_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn revoke_consent(&self, sub: &str, client_id: &str) -> Result<bool, StoreError> {
+        let Some(id) = user_uuid(sub) else {
+            return Ok(false);
+        };
+        self.timed(async {
+            Ok(self
+                .client()
+                .await?
+                .execute(
+                    "DELETE FROM consents WHERE user_id = $1 AND client_id = $2",
+                    &[&id, &client_id],
+                )
+                .await?
+                == 1)
         })
         .await
     }

@@ -27,9 +27,55 @@ async fn metadata_documents_describe_the_issuer() {
     assert_eq!(a["revocation_endpoint"], format!("{ISSUER}/v1/revoke"));
     assert_eq!(
         a["grant_types_supported"],
-        json!(["refresh_token", "client_credentials"]),
+        json!(["authorization_code", "refresh_token", "client_credentials"]),
         "the password login is not advertised as a grant"
     );
+    // A Basic OpenID provider's metadata (OpenID Connect Discovery 1.0 §3), truthfully.
+    assert_eq!(
+        a["authorization_endpoint"],
+        format!("{ISSUER}/v1/authorize")
+    );
+    assert_eq!(a["userinfo_endpoint"], format!("{ISSUER}/v1/userinfo"));
+    assert_eq!(
+        a["end_session_endpoint"],
+        format!("{ISSUER}/v1/end-session")
+    );
+    assert_eq!(a["response_types_supported"], json!(["code"]));
+    assert_eq!(a["response_modes_supported"], json!(["query", "form_post"]));
+    assert_eq!(a["subject_types_supported"], json!(["public"]));
+    assert_eq!(a["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    assert_eq!(a["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        a["prompt_values_supported"],
+        json!(["none", "login", "consent", "create"])
+    );
+    assert_eq!(a["authorization_response_iss_parameter_supported"], true);
+    for scope in ["openid", "profile", "email", "offline_access"] {
+        assert!(
+            a["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(scope)),
+            "{scope}"
+        );
+    }
+    for claim in [
+        "sub",
+        "auth_time",
+        "nonce",
+        "sid",
+        "amr",
+        "at_hash",
+        "email_verified",
+    ] {
+        assert!(
+            a["claims_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(claim)),
+            "{claim}"
+        );
+    }
     assert_eq!(
         a["introspection_endpoint"],
         format!("{ISSUER}/v1/introspect")
@@ -44,7 +90,14 @@ async fn metadata_documents_describe_the_issuer() {
     );
     assert_eq!(
         a["scopes_supported"],
-        json!(["orders:read", "profile", "users:write"])
+        json!([
+            "email",
+            "offline_access",
+            "openid",
+            "orders:read",
+            "profile",
+            "users:write"
+        ])
     );
 }
 

@@ -24,6 +24,7 @@ mod interop;
 mod keys;
 mod login;
 mod metrics;
+mod oidc;
 mod openapi;
 mod outage;
 mod process;

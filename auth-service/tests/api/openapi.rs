@@ -38,6 +38,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/.well-known/openid-configuration"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/healthz"),
+    ("get", "/v1/authorize"),
+    ("post", "/v1/authorize"),
+    ("get", "/v1/userinfo"),
+    ("post", "/v1/userinfo"),
     ("get", "/readyz"),
 ];
 

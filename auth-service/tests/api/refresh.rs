@@ -294,7 +294,7 @@ async fn token_endpoint_errors_follow_rfc6749() {
         .post_form("/v1/token", &[("refresh_token", &t.refresh_token)], None)
         .await;
     assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
-    for grant in ["password", "authorization_code", ""] {
+    for grant in ["password", "implicit", ""] {
         let res = app
             .post_form(
                 "/v1/token",

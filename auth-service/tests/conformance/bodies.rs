@@ -1409,3 +1409,37 @@ pub async fn an_authorization_code_is_taken_once(s: &Stores) {
         "one first use: {recorded:?}"
     );
 }
+
+pub async fn consents_grow_are_listed_withdrawn_and_go_with_the_user(s: &Stores) {
+    let user = s.users.create(new_user("consenting")).await.unwrap();
+    let sub = user.id.to_string();
+    assert_eq!(s.consents.find_consent(&sub, "app").await.unwrap(), None);
+    s.consents
+        .grant_consent(&sub, "app", &["openid".into(), "profile".into()], 100)
+        .await
+        .unwrap();
+    s.consents
+        .grant_consent(&sub, "app", &["email".into(), "openid".into()], 200)
+        .await
+        .unwrap();
+    s.consents
+        .grant_consent(&sub, "another", &["openid".into()], 150)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.consents.find_consent(&sub, "app").await.unwrap(),
+        Some(vec!["email".into(), "openid".into(), "profile".into()])
+    );
+    let list = s.consents.list_consents(&sub).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|c| (c.client_id.as_str(), c.granted_at))
+            .collect::<Vec<_>>(),
+        [("another", 150), ("app", 200)]
+    );
+    assert!(s.consents.revoke_consent(&sub, "another").await.unwrap());
+    assert!(!s.consents.revoke_consent(&sub, "another").await.unwrap());
+    assert_eq!(s.consents.list_consents(&sub).await.unwrap().len(), 1);
+    assert!(s.users.delete(user.id).await.unwrap());
+    assert!(s.consents.list_consents(&sub).await.unwrap().is_empty());
+}

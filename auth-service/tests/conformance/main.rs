@@ -14,8 +14,8 @@ use auth_service::storage::postgres::PgStore;
 use auth_service::storage::redis::RedisStore;
 use auth_service::storage::sqlite::SqliteStore;
 use auth_service::storage::{
-    AuditStore, ClientStore, KeyStore, RateLimitStore, RevocationFeed, RevocationStore,
-    SessionStore, UserStore,
+    AuditStore, ClientStore, ConsentStore, KeyStore, RateLimitStore, RevocationFeed,
+    RevocationStore, SessionStore, UserStore,
 };
 use secrecy::SecretString;
 
@@ -36,6 +36,7 @@ pub struct Stores {
     pub rate: Arc<dyn RateLimitStore>,
     pub audit: Arc<dyn AuditStore>,
     pub clients: Arc<dyn ClientStore>,
+    pub consents: Arc<dyn ConsentStore>,
     _guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -54,6 +55,7 @@ impl Stores {
             rate: set.rate_limits,
             audit: set.audit,
             clients: set.clients,
+            consents: set.consents,
             _guard: guard,
         }
     }
@@ -142,6 +144,7 @@ conformance!(
     browser_sessions_end_with_the_sessions_issued_through_them,
     an_issued_session_ends_when_its_browser_session_has_expired,
     an_authorization_code_is_taken_once,
+    consents_grow_are_listed_withdrawn_and_go_with_the_user,
     expired_revocations_are_neither_live_nor_enforced,
     rate_limit_counters_count_within_a_window,
     rate_limit_counters_can_be_read_and_cleared,

@@ -193,3 +193,102 @@ impl ClientStore for SqliteStore {
         .await
     }
 }
+
+#[async_trait]
+impl crate::storage::ConsentStore for SqliteStore {
+    async fn find_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (sub, client_id) = (sub.to_owned(), client_id.to_owned());
+        self.tx(move |tx| {
+            let text: Option<String> = tx
+                .query_row(
+                    "SELECT scopes FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                    params![sub, client_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            text.map(|t| serde_json::from_str(&t).map_err(other))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn grant_consent(
+        &self,
+        sub: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (sub, client_id, scopes) = (sub.to_owned(), client_id.to_owned(), scopes.to_vec());
+        self.tx(move |tx| {
+            let old: Vec<String> = tx
+                .query_row(
+                    "SELECT scopes FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                    params![sub, client_id],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(db)?
+                .map(|t| serde_json::from_str(&t).map_err(other))
+                .transpose()?
+                .unwrap_or_default();
+            let mut all: Vec<String> = old.into_iter().chain(scopes).collect();
+            all.sort();
+            all.dedup();
+            tx.execute(
+                "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
+                params![sub, client_id, json_list(&all), now],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_consents(&self, sub: &str) -> Result<Vec<crate::storage::Consent>, StoreError> {
+        let sub = sub.to_owned();
+        self.tx(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT client_id, scopes, granted_at FROM consents WHERE user_id = ?1 ORDER BY client_id",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([sub], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (client_id, scopes, granted_at) = row.map_err(db)?;
+                out.push(crate::storage::Consent {
+                    client_id,
+                    scopes: serde_json::from_str(&scopes).map_err(other)?,
+                    granted_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revoke_consent(&self, sub: &str, client_id: &str) -> Result<bool, StoreError> {
+        let (sub, client_id) = (sub.to_owned(), client_id.to_owned());
+        self.tx(move |tx| {
+            Ok(tx
+                .execute(
+                    "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                    params![sub, client_id],
+                )
+                .map_err(db)?
+                == 1)
+        })
+        .await
+    }
+}

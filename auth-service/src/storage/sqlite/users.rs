@@ -230,6 +230,8 @@ impl UserStore for SqliteStore {
 
     async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
         self.tx(move |tx| {
+            tx.execute("DELETE FROM consents WHERE user_id = ?1", [id.to_string()])
+                .map_err(db)?;
             Ok(tx
                 .execute("DELETE FROM users WHERE id = ?1", [id.to_string()])
                 .map_err(db)?

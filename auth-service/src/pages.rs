@@ -1,0 +1,282 @@
+//! The hosted pages' rendering: templates compiled into the binary (askama), a fresh nonce per
+//! page, a strict Content-Security-Policy, anti-framing and no caching on every page, the
+//! double-submit CSRF token of every form, and the stylesheet served from the binary.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+
+use crate::configuration::Brand;
+
+/// The CSRF cookie: `__Host-`, HttpOnly, `SameSite=Strict`; its value is repeated in every form.
+pub const CSRF_COOKIE: &str = "__Host-auth_csrf";
+
+/// The stylesheet of every page.
+pub const STYLESHEET: &str = include_str!("../assets/hosted.css");
+
+/// What every page has: its title, this response's nonce, the operator's brand.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    /// The page's heading and title.
+    pub title: String,
+    /// The CSP nonce of this response.
+    pub nonce: String,
+    /// Name, logo, colours.
+    pub brand: Brand,
+}
+
+impl Chrome {
+    /// A page titled `title`, with a fresh nonce.
+    pub fn new(brand: &Brand, title: &str) -> Chrome {
+        Chrome {
+            title: title.to_owned(),
+            nonce: crate::crypto::random_id().replace('-', ""),
+            brand: brand.clone(),
+        }
+    }
+}
+
+/// The sign-in page.
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub struct SignInPage {
+    /// Chrome.
+    pub page: Chrome,
+    /// The app the user is signing in to.
+    pub app_name: Option<String>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// The form's CSRF token.
+    pub csrf: String,
+    /// The authorization request, carried through.
+    pub request: String,
+    /// Prefilled username (`login_hint`, or the last attempt's).
+    pub username: String,
+    /// Link to the sign-up page.
+    pub registration_open: bool,
+}
+
+/// The sign-up page.
+#[derive(Template)]
+#[template(path = "signup.html")]
+pub struct SignUpPage {
+    /// Chrome.
+    pub page: Chrome,
+    /// The app the user is signing up for.
+    pub app_name: Option<String>,
+    /// A failure not tied to one field.
+    pub error: Option<String>,
+    /// The form's CSRF token.
+    pub csrf: String,
+    /// The authorization request, carried through.
+    pub request: String,
+    /// As typed.
+    pub username: String,
+    /// As typed.
+    pub email: String,
+    /// Field errors.
+    pub username_error: Option<String>,
+    /// Field errors.
+    pub email_error: Option<String>,
+    /// Field errors.
+    pub password_error: Option<String>,
+    /// The policy's minimum length.
+    pub min_password: usize,
+}
+
+/// The consent page.
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    /// Chrome.
+    pub page: Chrome,
+    /// The app asking.
+    pub app_name: String,
+    /// What it asks for, in words.
+    pub scopes: Vec<String>,
+    /// Who is signed in.
+    pub username: String,
+    /// The form's CSRF token.
+    pub csrf: String,
+    /// The authorization request, carried through.
+    pub request: String,
+}
+
+/// An error page: nothing to redirect to.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// Chrome.
+    pub page: Chrome,
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// A page that says one thing (signed out, …), with an optional link.
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    /// Chrome.
+    pub page: Chrome,
+    /// The message.
+    pub detail: String,
+    /// (href, text).
+    pub link: Option<(String, String)>,
+}
+
+/// The form-post response mode's page: a form that submits itself to the client.
+#[derive(Template)]
+#[template(path = "form_post.html")]
+pub struct FormPostPage {
+    /// This response's nonce.
+    pub nonce: String,
+    /// The client's redirect URI.
+    pub action: String,
+    /// The response parameters.
+    pub params: Vec<(&'static str, String)>,
+}
+
+/// A words-for-people description of a scope on the consent page.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "know who you are".into(),
+        "profile" => "see your username".into(),
+        "email" => "see your email address".into(),
+        "offline_access" => "stay signed in when you are away".into(),
+        other => format!("use \u{201c}{other}\u{201d} on your behalf"),
+    }
+}
+
+/// The origin (or, for a native app's private-use scheme, the scheme) a form may be sent on to.
+pub fn form_target(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    match url.scheme() {
+        "http" | "https" => Some(url.origin().ascii_serialization()),
+        scheme => Some(format!("{scheme}:")),
+    }
+}
+
+/// A rendered page with its security headers: a CSP allowing only this response's nonce for
+/// the inline script and style, same-origin stylesheets and images (and https images for a
+/// logo), forms sent to this origin and `form_targets` (where a form's redirect may lead);
+/// `frame-ancestors 'none'`, `X-Frame-Options: DENY`, no caching, no referrer.
+pub fn render(
+    status: StatusCode,
+    page: &impl Template,
+    nonce: &str,
+    form_targets: &[String],
+    cookies: &[String],
+) -> HttpResponse {
+    let html = match page.render() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "a hosted page failed to render");
+            return HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("The page could not be shown.");
+        }
+    };
+    let targets = form_targets.join(" ");
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; img-src 'self' https: data:; form-action 'self' {targets}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut res = HttpResponse::build(status);
+    res.content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            res.append_header((header::SET_COOKIE, v));
+        }
+    }
+    res.body(html)
+}
+
+/// A cookie's value from the request.
+pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF token for the forms of a page: the browser's CSRF cookie when it has a well-formed
+/// one, else a new one (with its `Set-Cookie`).
+pub fn csrf_token(req: &HttpRequest) -> (String, Option<String>) {
+    if let Some(v) = cookie(req, CSRF_COOKIE).filter(|v| well_formed_token(v)) {
+        return (v, None);
+    }
+    let token = crate::services::authorize::random_secret().unwrap_or_default();
+    let set = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict");
+    (token, Some(set))
+}
+
+fn well_formed_token(v: &str) -> bool {
+    v.len() == 43
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// True when a form's `csrf` field repeats the browser's CSRF cookie (compared in constant
+/// time). A cross-site form can send the cookie but cannot read it to repeat it.
+pub fn csrf_ok(req: &HttpRequest, field: Option<&str>) -> bool {
+    match (cookie(req, CSRF_COOKIE), field) {
+        (Some(c), Some(f)) if well_formed_token(&c) => {
+            verify_slices_are_equal(c.as_bytes(), f.as_bytes()).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// `GET /v1/assets/hosted.css`.
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(STYLESHEET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_targets_are_origins_or_native_schemes() {
+        assert_eq!(
+            form_target("https://app.example.com:8443/cb?x=1").as_deref(),
+            Some("https://app.example.com:8443")
+        );
+        assert_eq!(
+            form_target("com.example.app:/cb").as_deref(),
+            Some("com.example.app:")
+        );
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let brand = Brand {
+            product_name: "Acme <b>".into(),
+            logo_url: None,
+            primary_color: "#123456".into(),
+            background_color: "#ffffff".into(),
+        };
+        let page = ErrorPage {
+            page: Chrome::new(&brand, "Error"),
+            detail: "<script>alert(1)</script>".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert(1)"), "{html}");
+        assert!(html.contains("&#60;script&#62;"), "{html}");
+        assert!(html.contains("Acme &#60;b&#62;"), "{html}");
+    }
+}

@@ -1,0 +1,949 @@
+//! Browser sign-in as an OpenID provider, driven over HTTP the way a browser and a relying party
+//! would: the authorization endpoint, the hosted sign-in and consent forms (CSRF tokens, the
+//! browser session's cookie), the code exchange with PKCE, the ID token, UserInfo, SSO across
+//! apps, `prompt` and `max_age`, and the refusals (redirect URIs, PKCE, codes).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ISSUER, PASSWORD, TestApp, assert_oauth_error, claims, header};
+
+/// RFC 7636 Appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A browser: its own cookies (set by hand: the session cookie is `Secure`, and tests talk
+/// plain http), never following redirects, so each step can be looked at.
+struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, res: &reqwest::Response) {
+        for v in res.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || v.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> reqwest::Response {
+        let res = self
+            .http
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&res);
+        res
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let res = self
+            .http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&res);
+        res
+    }
+}
+
+/// The value of a hidden input in a page.
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    unescape(&html[start..end])
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&#38;", "&")
+        .replace("&amp;", "&")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&lt;", "<")
+        .replace("&#62;", ">")
+        .replace("&gt;", ">")
+}
+
+/// The query parameters of a redirect.
+fn query(location: &str) -> HashMap<String, String> {
+    let q = location.split_once('?').map(|(_, q)| q).unwrap_or("");
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location: {}", res.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn authorize_url(
+    app: &TestApp,
+    client_id: &str,
+    redirect_uri: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", "openid profile email offline_access"),
+        ("state", "st&te=1 ü"),
+        ("nonce", "n-0S6_WzA2Mj"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        params.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            params.push((k, v));
+        }
+    }
+    format!(
+        "{}?{}",
+        app.url("/v1/authorize"),
+        serde_urlencoded::to_string(&params).unwrap()
+    )
+}
+
+async fn register_client(app: &TestApp, admin: &str, body: Value) -> Value {
+    let res = app.post_json("/v1/admin/clients", &body, Some(admin)).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+/// A service with a first-party public SPA, a first-party confidential web app, a third-party
+/// confidential app, and a user.
+struct Setup {
+    app: TestApp,
+    username: String,
+    web_secret: String,
+    partner_secret: String,
+}
+
+async fn setup() -> Setup {
+    let app = TestApp::spawn_with_admin().await;
+    let admin = app.admin_tokens().await.access_token;
+    register_client(
+        &app,
+        &admin,
+        json!({"client_id": "spa", "name": "The SPA", "type": "public", "first_party": true,
+               "redirect_uris": ["http://127.0.0.1/cb", "https://spa.example.com/cb"]}),
+    )
+    .await;
+    let web = register_client(
+        &app,
+        &admin,
+        json!({"client_id": "web", "name": "Web app", "first_party": true,
+               "redirect_uris": ["https://web.example.com/callback"]}),
+    )
+    .await;
+    let partner = register_client(
+        &app,
+        &admin,
+        json!({"client_id": "partner", "name": "Partner <App>",
+               "scopes": ["openid", "profile"],
+               "redirect_uris": ["https://partner.example.org/cb"]}),
+    )
+    .await;
+    let (username, _) = app.new_user().await;
+    Setup {
+        app,
+        username,
+        web_secret: web["client_secret"].as_str().unwrap().to_owned(),
+        partner_secret: partner["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Signs in on the page the authorization request showed; returns the redirect.
+async fn sign_in_on(
+    browser: &mut Browser,
+    app: &TestApp,
+    page: reqwest::Response,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign in"), "{html}");
+    let csrf = field(&html, "csrf");
+    let request = field(&html, "request");
+    browser
+        .post(
+            &app.url("/v1/signin"),
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+}
+
+async fn exchange(
+    app: &TestApp,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut r = app.client.post(app.url("/v1/token")).form(form);
+    if let Some((id, secret)) = basic {
+        r = r.basic_auth(id, Some(secret));
+    }
+    r.send().await.unwrap()
+}
+
+async fn code_for_spa(s: &Setup, browser: &mut Browser, redirect: &str) -> HashMap<String, String> {
+    let page = browser
+        .get(&authorize_url(&s.app, "spa", redirect, &[]))
+        .await;
+    let res = sign_in_on(browser, &s.app, page, &s.username, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let loc = location(&res);
+    assert!(loc.starts_with(redirect), "{loc}");
+    query(&loc)
+}
+
+fn spa_exchange<'a>(code: &'a str, redirect: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+        ("client_id", "spa"),
+    ]
+}
+
+#[tokio::test]
+async fn a_public_client_signs_a_user_in_with_the_code_flow_and_pkce() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    // A native app's loopback redirect may use any port (RFC 8252 §7.3).
+    let redirect = "http://127.0.0.1:53781/cb";
+    let page = browser.get(&authorize_url(app, "spa", redirect, &[])).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "script-src 'nonce-",
+        "form-action 'self' http://127.0.0.1:53781",
+    ] {
+        assert!(csp.contains(part), "{part} in {csp}");
+    }
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert!(browser.cookies.contains_key("__Host-auth_csrf"));
+    let res = sign_in_on(&mut browser, app, page, &s.username, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session_cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("__Host-auth_session="))
+        .expect("the browser session's cookie");
+    for attr in ["Path=/", "HttpOnly", "Secure", "SameSite=Lax"] {
+        assert!(
+            session_cookie.split("; ").any(|a| a == attr),
+            "{attr}: {session_cookie}"
+        );
+    }
+    assert!(!session_cookie.contains("Domain"), "{session_cookie}");
+    let loc = location(&res);
+    assert!(loc.starts_with("http://127.0.0.1:53781/cb?"), "{loc}");
+    let q = query(&loc);
+    assert_eq!(q["state"], "st&te=1 ü", "state comes back untouched");
+    assert_eq!(q["iss"], ISSUER, "RFC 9207");
+    let code = &q["code"];
+    assert!(code.len() >= 43, "at least 256 bits: {code}");
+
+    let res = exchange(app, &spa_exchange(code, redirect), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["scope"], "email offline_access openid profile");
+    let access = t["access_token"].as_str().unwrap();
+    let refresh = t["refresh_token"]
+        .as_str()
+        .expect("offline_access: a refresh token");
+    let id_token = t["id_token"].as_str().unwrap();
+
+    let h = header(id_token);
+    assert_eq!(
+        (h["alg"].as_str(), h["typ"].as_str()),
+        (Some("RS256"), Some("JWT"))
+    );
+    let id = claims(id_token);
+    let at = claims(access);
+    assert_eq!(id["iss"], ISSUER);
+    assert_eq!(id["aud"], "spa");
+    assert_eq!(id["azp"], "spa");
+    assert_eq!(id["sub"], at["sub"]);
+    assert_eq!(id["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(id["amr"], json!(["pwd"]));
+    assert_eq!(id["preferred_username"], s.username);
+    assert!(id["auth_time"].as_i64().unwrap() <= id["iat"].as_i64().unwrap());
+    assert!(id["exp"].as_i64().unwrap() > id["iat"].as_i64().unwrap());
+    assert!(id["sid"].as_str().is_some_and(|s| !s.is_empty()));
+    // at_hash: the left half of SHA-256 of the access token, base64url.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]);
+    assert_eq!(id["at_hash"], expected);
+    // The access token keeps today's contract; its client is the app.
+    assert_eq!(header(access)["typ"], "at+jwt");
+    assert_eq!(at["client_id"], "spa");
+    assert_eq!(at["aud"], "api");
+
+    // UserInfo, GET and POST.
+    let info: Value = app
+        .get("/v1/userinfo", Some(access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], at["sub"]);
+    assert_eq!(info["preferred_username"], s.username);
+    let res = app
+        .client
+        .post(app.url("/v1/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The refresh token rotates like any other and keeps the OpenID scopes.
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh),
+                ("client_id", "spa"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let rotated: Value = res.json().await.unwrap();
+    assert_eq!(rotated["scope"], "email offline_access openid profile");
+
+    // The session shows in the user's sessions: the browser's and the app's.
+    let sessions: Value = app
+        .get("/v1/users/me/sessions", Some(access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let clients: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["client_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        clients.contains(&"spa") && clients.contains(&"browser"),
+        "{sessions}"
+    );
+
+    // A second use of the code is refused and revokes what the first issued.
+    let res = exchange(app, &spa_exchange(code, redirect), None).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let new_access = rotated["access_token"].as_str().unwrap();
+    assert_eq!(app.me_status(access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me_status(new_access).await, StatusCode::UNAUTHORIZED);
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rotated["refresh_token"].as_str().unwrap()),
+            ],
+            None,
+        )
+        .await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn a_second_app_signs_in_silently_and_prompt_and_max_age_are_honoured() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let q = code_for_spa(&s, &mut browser, "https://spa.example.com/cb").await;
+    assert!(q.contains_key("code"));
+
+    // The web app: no password asked, a code at once; a confidential client authenticates.
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "web",
+            "https://web.example.com/callback",
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let q = query(&location(&res));
+    let code = &q["code"];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "https://web.example.com/callback"),
+        ("code_verifier", VERIFIER),
+    ];
+    let res = exchange(app, &form, Some(("web", "wrong"))).await;
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    // The failed authentication did not spend the code.
+    let res = exchange(app, &form, Some(("web", &s.web_secret))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let t: Value = res.json().await.unwrap();
+    let spa_sid = claims(t["id_token"].as_str().unwrap())["sid"].clone();
+
+    // prompt=login asks again; max_age=0 does too once a second has passed.
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "web",
+            "https://web.example.com/callback",
+            &[("prompt", "login")],
+        ))
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "prompt=login shows the sign-in page"
+    );
+    let res = sign_in_on(&mut browser, app, res, &s.username, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let code = query(&location(&res))["code"].clone();
+    let res = exchange(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://web.example.com/callback"),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("web", &s.web_secret)),
+    )
+    .await;
+    let t: Value = res.json().await.unwrap();
+    let again = claims(t["id_token"].as_str().unwrap());
+    assert_eq!(
+        again["sid"], spa_sid,
+        "the same browser session, signed in again"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "web",
+            "https://web.example.com/callback",
+            &[("max_age", "0")],
+        ))
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "max_age=0 asks for a fresh sign-in"
+    );
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "web",
+            "https://web.example.com/callback",
+            &[("max_age", "0"), ("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "login_required");
+
+    // Without a session, prompt=none answers login_required at the redirect URI.
+    let mut stranger = Browser::new();
+    let res = stranger
+        .get(&authorize_url(
+            app,
+            "spa",
+            "https://spa.example.com/cb",
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let q = query(&location(&res));
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], "st&te=1 ü");
+    assert_eq!(q["iss"], ISSUER);
+}
+
+#[tokio::test]
+async fn unregistered_and_near_miss_redirect_uris_get_an_error_page_and_no_redirect() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    for near in [
+        "https://web.example.com/callback/",
+        "https://web.example.com/callbac",
+        "https://web.example.com/callbackx",
+        "https://web.example.com/callback?x=1",
+        "https://web.example.com/callback#x",
+        "https://evil.web.example.com/callback",
+        "https://web.example.com.evil.com/callback",
+        "https://web.example.com:8443/callback",
+        "https://web.example.com:443/callback",
+        "http://web.example.com/callback",
+        "https://user@web.example.com/callback",
+        "https://web.example.com/%63allback",
+        "https://web.example.com/CALLBACK",
+        "https://web.example.com//callback",
+        "https://attacker.example/callback",
+    ] {
+        let res = browser.get(&authorize_url(app, "web", near, &[])).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{near}");
+        assert!(res.headers().get("location").is_none(), "{near}");
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("not one it registered"), "{near}: {html}");
+    }
+    // Unknown or missing client, missing redirect URI: the same page.
+    for (client, redirect) in [
+        ("nobody", "https://web.example.com/callback"),
+        ("", "https://web.example.com/callback"),
+        ("web", ""),
+    ] {
+        let res = browser
+            .get(&authorize_url(app, client, redirect, &[]))
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{client} {redirect}");
+        assert!(res.headers().get("location").is_none());
+    }
+    // A parameter sent twice cannot be trusted to pick a redirect URI.
+    let url = format!(
+        "{}&redirect_uri=https%3A%2F%2Fattacker.example%2Fcb",
+        authorize_url(app, "web", "https://web.example.com/callback", &[])
+    );
+    let res = browser.get(&url).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn pkce_and_response_type_errors_go_back_to_the_client() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let redirect = "https://spa.example.com/cb";
+    for (extra, error) in [
+        (vec![("code_challenge_method", "plain")], "invalid_request"),
+        (vec![("code_challenge_method", "")], "invalid_request"),
+        (
+            vec![("code_challenge", ""), ("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (vec![("code_challenge", "short")], "invalid_request"),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (
+            vec![("response_type", "code id_token")],
+            "unsupported_response_type",
+        ),
+        (vec![("response_type", "")], "invalid_request"),
+        (vec![("prompt", "none login")], "invalid_request"),
+        (vec![("max_age", "-1")], "invalid_request"),
+        (vec![("response_mode", "fragment")], "invalid_request"),
+        (
+            vec![("request", "eyJhbGciOiJub25lIn0.e30.")],
+            "request_not_supported",
+        ),
+    ] {
+        let res = browser
+            .get(&authorize_url(app, "spa", redirect, &extra))
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{extra:?}");
+        let q = query(&location(&res));
+        assert_eq!(q["error"], error, "{extra:?}");
+        assert_eq!(q["state"], "st&te=1 ü");
+        assert_eq!(q["iss"], ISSUER);
+        assert!(!q.contains_key("code"));
+    }
+
+    // At the token endpoint: a wrong or missing verifier, another client's code, another
+    // redirect URI, and an expired code are refused.
+    let q = code_for_spa(&s, &mut browser, redirect).await;
+    let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj";
+    let mut form = spa_exchange(&q["code"], redirect);
+    form[3] = ("code_verifier", wrong);
+    assert_oauth_error(
+        exchange(app, &form, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // The code was spent by the failed attempt: PKCE failures do not get another try.
+    let res = exchange(app, &spa_exchange(&q["code"], redirect), None).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    let q = query(&location(
+        &browser.get(&authorize_url(app, "spa", redirect, &[])).await,
+    ));
+    let mut form = spa_exchange(&q["code"], redirect);
+    form.remove(3);
+    assert_oauth_error(
+        exchange(app, &form, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+
+    let q = query(&location(
+        &browser.get(&authorize_url(app, "spa", redirect, &[])).await,
+    ));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+    ];
+    let res = exchange(app, &form, Some(("web", &s.web_secret))).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    let q = query(&location(
+        &browser.get(&authorize_url(app, "spa", redirect, &[])).await,
+    ));
+    let res = exchange(app, &spa_exchange(&q["code"], "http://127.0.0.1/cb"), None).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    // A public client cannot use a confidential client's code path without authenticating.
+    let q = query(&location(
+        &browser
+            .get(&authorize_url(
+                app,
+                "web",
+                "https://web.example.com/callback",
+                &[],
+            ))
+            .await,
+    ));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", "https://web.example.com/callback"),
+        ("code_verifier", VERIFIER),
+        ("client_id", "web"),
+    ];
+    assert_oauth_error(
+        exchange(app, &form, None).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    // A made-up code.
+    let res = exchange(app, &spa_exchange("not-a-code", redirect), None).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn a_third_party_app_asks_for_consent_once_and_a_denial_goes_back_as_access_denied() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    code_for_spa(&s, &mut browser, "https://spa.example.com/cb").await;
+    let redirect = "https://partner.example.org/cb";
+    let res = browser
+        .get(&authorize_url(app, "partner", redirect, &[]))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Allow access?"), "{html}");
+    assert!(
+        html.contains("Partner &#60;App&#62;") || html.contains("Partner &lt;App&gt;"),
+        "escaped: {html}"
+    );
+    // It asked for email and offline_access too, but may only have openid and profile.
+    assert!(!html.contains("email address"), "{html}");
+    let csrf = field(&html, "csrf");
+    let request = field(&html, "request");
+    // A form without the CSRF token (or with another) changes nothing.
+    for bad in ["", "x"] {
+        let res = browser
+            .post(
+                &app.url("/v1/consent"),
+                &[("csrf", bad), ("request", &request), ("decision", "allow")],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(res.headers().get("location").is_none());
+    }
+    let res = browser
+        .post(
+            &app.url("/v1/consent"),
+            &[("csrf", &csrf), ("request", &request), ("decision", "deny")],
+        )
+        .await;
+    let q = query(&location(&res));
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "st&te=1 ü");
+    // prompt=none cannot ask: consent_required.
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "partner",
+            redirect,
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "consent_required");
+
+    let res = browser
+        .post(
+            &app.url("/v1/consent"),
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let q = query(&location(&res));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", q["code"].as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+    ];
+    let res = exchange(app, &form, Some(("partner", &s.partner_secret))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(t["scope"], "openid profile");
+    assert!(t.get("refresh_token").is_none(), "no offline_access: {t}");
+    // Remembered: the next request goes straight back with a code, even with prompt=none.
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "partner",
+            redirect,
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert!(query(&location(&res)).contains_key("code"));
+    // prompt=consent asks again.
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "partner",
+            redirect,
+            &[("prompt", "consent")],
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused_and_failures_are_one_answer() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let page = browser
+        .get(&authorize_url(
+            app,
+            "spa",
+            "https://spa.example.com/cb",
+            &[],
+        ))
+        .await;
+    let html = page.text().await.unwrap();
+    let request = field(&html, "request");
+    let csrf = field(&html, "csrf");
+    // No token, another token, or no cookie: refused, no session.
+    for token in ["", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        let res = browser
+            .post(
+                &app.url("/v1/signin"),
+                &[
+                    ("csrf", token),
+                    ("request", &request),
+                    ("username", &s.username),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+    let mut cookieless = Browser::new();
+    let res = cookieless
+        .post(
+            &app.url("/v1/signin"),
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", &s.username),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(!cookieless.cookies.contains_key("__Host-auth_session"));
+    assert!(!browser.cookies.contains_key("__Host-auth_session"));
+
+    // A wrong password and an unknown user get the same page and status.
+    let mut answers = Vec::new();
+    for (user, password) in [
+        (s.username.as_str(), "wrong password here"),
+        ("nobody-at-all", PASSWORD),
+    ] {
+        let res = browser
+            .post(
+                &app.url("/v1/signin"),
+                &[
+                    ("csrf", &csrf),
+                    ("request", &request),
+                    ("username", user),
+                    ("password", password),
+                ],
+            )
+            .await;
+        let status = res.status();
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Invalid username or password."), "{html}");
+        assert!(html.contains("role=\"alert\""), "{html}");
+        assert!(
+            html.contains("aria-invalid=\"true\""),
+            "errors tied to the fields: {html}"
+        );
+        answers.push(status);
+    }
+    assert_eq!(
+        answers,
+        [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED]
+    );
+    assert!(!browser.cookies.contains_key("__Host-auth_session"));
+}
+
+#[tokio::test]
+async fn ending_the_browser_session_revokes_every_token_issued_through_it() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let redirect = "https://spa.example.com/cb";
+    let q = code_for_spa(&s, &mut browser, redirect).await;
+    let t: Value = exchange(app, &spa_exchange(&q["code"], redirect), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let spa_access = t["access_token"].as_str().unwrap().to_owned();
+    let spa_refresh = t["refresh_token"].as_str().unwrap().to_owned();
+    let sso = claims(t["id_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A second app, without a refresh token (its access token belongs to the browser session).
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "web",
+            "https://web.example.com/callback",
+            &[("scope", "openid")],
+        ))
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let t: Value = exchange(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://web.example.com/callback"),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("web", &s.web_secret)),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(t.get("refresh_token").is_none());
+    let web_access = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.me_status(&spa_access).await, StatusCode::OK);
+    assert_eq!(app.me_status(&web_access).await, StatusCode::OK);
+
+    // The user ends the browser session from their session list.
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/users/me/sessions/{sso}")))
+        .bearer_auth(&spa_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me_status(&spa_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me_status(&web_access).await, StatusCode::UNAUTHORIZED);
+    let res = app
+        .post_form(
+            "/v1/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &spa_refresh),
+            ],
+            None,
+        )
+        .await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    // The cookie no longer signs the browser in.
+    let res = browser
+        .get(&authorize_url(app, "spa", redirect, &[("prompt", "none")]))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "login_required");
+}
