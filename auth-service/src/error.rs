@@ -282,6 +282,9 @@ pub enum OAuthError {
     /// `unsupported_grant_type`.
     #[error("unsupported grant type")]
     UnsupportedGrantType,
+    /// `unsupported_grant_type`: the password grant is turned off (`AUTH_PASSWORD_GRANT=off`).
+    #[error("the password grant is turned off")]
+    PasswordGrantOff,
     /// `invalid_scope`.
     #[error("{0}")]
     InvalidScope(String),
@@ -359,7 +362,11 @@ impl ResponseError for OAuthError {
             OAuthError::InvalidGrant(d) => ("invalid_grant", (*d).to_owned()),
             OAuthError::UnsupportedGrantType => (
                 "unsupported_grant_type",
-                "grant_type must be refresh_token or client_credentials".into(),
+                "grant_type must be authorization_code, refresh_token or client_credentials".into(),
+            ),
+            OAuthError::PasswordGrantOff => (
+                "unsupported_grant_type",
+                "signing in with a password here is turned off: use the authorization code flow (authorization_endpoint in the metadata)".into(),
             ),
             OAuthError::InvalidScope(d) => ("invalid_scope", d.clone()),
             OAuthError::InvalidTarget(d) => ("invalid_target", d.clone()),

@@ -126,6 +126,77 @@ pub struct MessagePage {
     pub link: Option<(String, String)>,
 }
 
+/// "Sign out?": asked when the logout request cannot show that it comes from the user's own app.
+#[derive(Template)]
+#[template(path = "confirm_signout.html")]
+pub struct ConfirmSignOutPage {
+    /// Chrome.
+    pub page: Chrome,
+    /// Who is signed in.
+    pub username: String,
+    /// The app that asked, when known.
+    pub app_name: Option<String>,
+    /// The form's CSRF token.
+    pub csrf: String,
+    /// The logout request, carried through.
+    pub request: String,
+}
+
+/// A session as the account page lists it.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Session id.
+    pub sid: String,
+    /// The app (or "This browser's sign-in").
+    pub app: String,
+    /// Signed in (UTC).
+    pub since: String,
+    /// Last used (UTC).
+    pub last_used: String,
+    /// This browser's own sign-in session.
+    pub current: bool,
+}
+
+/// A consent as the account page lists it.
+#[derive(Debug, Clone)]
+pub struct ConsentRow {
+    /// The client.
+    pub client_id: String,
+    /// Its name.
+    pub app: String,
+    /// What it may do, in words.
+    pub scopes: String,
+}
+
+/// The account page: the user's sessions and consents.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    /// Chrome.
+    pub page: Chrome,
+    /// Who is signed in.
+    pub username: String,
+    /// Sessions, most recently used first.
+    pub sessions: Vec<SessionRow>,
+    /// Consents, by client.
+    pub consents: Vec<ConsentRow>,
+    /// The forms' CSRF token.
+    pub csrf: String,
+}
+
+/// A Unix time for people: `YYYY-MM-DD HH:MM UTC`.
+pub fn when(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// The form-post response mode's page: a form that submits itself to the client.
 #[derive(Template)]
 #[template(path = "form_post.html")]

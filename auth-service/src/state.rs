@@ -32,6 +32,8 @@ pub struct AppState {
     pub clients: Arc<dyn ClientStore>,
     /// Users' consents to clients.
     pub consents: Arc<dyn crate::storage::ConsentStore>,
+    /// Outgoing HTTP (back-channel logout), pooled.
+    pub http: shared::http_client::Client,
     /// Signing keys in the store.
     pub key_store: Arc<dyn KeyStore>,
     /// Sessions and refresh tokens.
@@ -221,6 +223,10 @@ impl AppState {
             users: stores.users,
             clients: stores.clients,
             consents: stores.consents,
+            http: shared::http_client::client(
+                shared::http_client::tls_config(),
+                std::time::Duration::from_secs(3),
+            ),
             key_store,
             sessions: stores.sessions,
             revocations: stores.revocations,

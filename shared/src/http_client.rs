@@ -70,3 +70,32 @@ pub fn empty() -> Body {
         .map_err(|never| match never {})
         .boxed()
 }
+
+/// POSTs a form (`application/x-www-form-urlencoded`) and answers the response's status, within
+/// `timeout` for the whole exchange. The body of the answer is read and dropped.
+pub async fn post_form(
+    client: &Client,
+    url: &str,
+    form: String,
+    timeout: Duration,
+) -> Result<http::StatusCode, BoxError> {
+    let request = hyper::Request::post(url)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(
+            http_body_util::Full::new(Bytes::from(form))
+                .map_err(|never| match never {})
+                .boxed(),
+        )?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        Ok::<_, BoxError>(status)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| BoxError::from("timed out"))?
+}

@@ -38,6 +38,9 @@ pub async fn login(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
+    if !state.settings.browser.password_grant {
+        return Err(OAuthError::PasswordGrantOff);
+    }
     let result = attempt(&req, payload, &state).await;
     state.metrics.login(match &result {
         Ok(_) => "success",

@@ -1,8 +1,10 @@
 //! The HTTP surface; the route table lives here and nowhere else.
 
+mod account;
 mod admin;
 mod authorize;
 mod clients;
+mod end_session;
 pub mod health;
 mod introspect;
 mod login;
@@ -57,6 +59,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(post().to(authorize::sign_up)),
         )
         .service(resource("/v1/consent").route(post().to(authorize::consent)))
+        .service(resource("/v1/account").route(get().to(account::account)))
+        .service(resource("/v1/account/sessions/end").route(post().to(account::end_session)))
+        .service(
+            resource("/v1/account/consents/revoke").route(post().to(account::withdraw_consent)),
+        )
+        .service(
+            resource("/v1/end-session")
+                .route(get().to(end_session::end_session_get))
+                .route(post().to(end_session::end_session_post)),
+        )
         .service(resource("/v1/assets/hosted.css").route(get().to(crate::pages::stylesheet)))
         .service(
             resource("/v1/userinfo")

@@ -463,6 +463,8 @@ impl Modify for Security {
         super::well_known::jwks,
         super::authorize::authorize_get,
         super::authorize::authorize_post,
+        super::end_session::end_session_get,
+        super::end_session::end_session_post,
         super::userinfo::userinfo,
         super::userinfo::userinfo_post,
         super::health::healthz,

@@ -680,8 +680,8 @@ pub async fn exchange(
             return Err(OAuthError::InvalidGrant(INVALID));
         }
         CodeTake::Reused(first, g) => {
-            // Whatever the first exchange issued dies: its access token, and the session its
-            // refresh token opened (kept revoked for as long as that session could live).
+            // Whatever the first exchange issued dies: its access token, and the session it
+            // opened (kept revoked for as long as that session could live).
             state.metrics.authorization("code_reused");
             tracing::warn!(client_id = %g.client_id, "authorization code reused: its tokens revoked");
             state
@@ -745,39 +745,37 @@ pub async fn exchange(
     let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     let refresh = client.profile.allows("refresh_token") && scopes.contains(&"offline_access");
 
-    let (sid, refresh_jti, refresh_exp, abs_exp) = if refresh {
-        let abs_exp = now + session_max;
-        let refresh_exp = (now + secs(s.tokens.refresh_ttl)).min(abs_exp);
-        let jti = crate::crypto::random_id();
-        let opened = state
-            .sessions
-            .create(
-                &NewSession {
-                    sid: issue.sid.clone(),
-                    sub: grant.sub.clone(),
-                    refresh_jti: Some(jti.clone()),
-                    parent: Some(grant.sso_sid.clone()),
-                    browser: None,
-                    amr: grant.amr.clone(),
-                    auth_time: grant.auth_time,
-                    abs_exp,
-                    refresh_exp,
-                    client_id: client.client_id.clone(),
-                    scope: scope.clone(),
-                    user_agent: client.name.chars().take(200).collect(),
-                },
-                now,
-            )
-            .await?;
-        if !opened {
-            return Err(OAuthError::InvalidGrant("the sign-in session has ended"));
-        }
-        (issue.sid.clone(), Some(jti), refresh_exp, abs_exp)
-    } else {
-        // Without a refresh token, the access token belongs to the browser session itself:
-        // ending that session revokes it.
-        (grant.sso_sid.clone(), None, 0, now + access_ttl)
-    };
+    // Every exchange opens a session of its own under the browser session: it lists the app
+    // among the user's sessions (and as a participant for back-channel logout), ends with the
+    // browser session, and is what a reused code revokes. It holds a refresh token only when
+    // one is issued; otherwise it lives as long as the browser session would stay idle.
+    let abs_exp = now + session_max;
+    let refresh_exp = (now + secs(s.tokens.refresh_ttl)).min(abs_exp);
+    let refresh_jti = refresh.then(crate::crypto::random_id);
+    let opened = state
+        .sessions
+        .create(
+            &NewSession {
+                sid: issue.sid.clone(),
+                sub: grant.sub.clone(),
+                refresh_jti: refresh_jti.clone(),
+                parent: Some(grant.sso_sid.clone()),
+                browser: None,
+                amr: grant.amr.clone(),
+                auth_time: grant.auth_time,
+                abs_exp,
+                refresh_exp,
+                client_id: client.client_id.clone(),
+                scope: scope.clone(),
+                user_agent: client.name.chars().take(200).collect(),
+            },
+            now,
+        )
+        .await?;
+    if !opened {
+        return Err(OAuthError::InvalidGrant("the sign-in session has ended"));
+    }
+    let sid = issue.sid.clone();
     let token_grant = Grant {
         sid: &sid,
         client_id: &client.client_id,

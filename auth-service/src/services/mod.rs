@@ -2,10 +2,12 @@
 //! knowing nothing of HTTP or terminals. Adapters parse their input, call one service function
 //! with the `AppState` (the container of stores and infrastructure) and render the result.
 
+pub mod account;
 pub mod authorize;
 pub mod clients;
 pub mod keys;
 pub mod login;
+pub mod logout;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

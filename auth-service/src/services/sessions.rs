@@ -108,10 +108,13 @@ pub async fn end_all(
     not_before: i64,
     now: i64,
 ) -> Result<u64, StoreError> {
-    state
+    let ending = crate::services::logout::ending(state, sub, None, now).await?;
+    let n = state
         .sessions
         .end_all(sub, now, not_before, revoke_until(state, now))
-        .await
+        .await?;
+    crate::services::logout::notify(state, sub, &ending).await;
+    Ok(n)
 }
 
 /// Why a refresh is refused, as its `invalid_grant` says (never more: which check failed stays
@@ -321,10 +324,26 @@ pub async fn end_own(state: &AppState, sub: &str, sid: &str) -> Result<bool, Sto
     if sid.len() > 64 {
         return Ok(false);
     }
-    state
+    end_notifying(state, sub, sid, now).await
+}
+
+/// Ends a session (and those issued through it), revoking their tokens, then tells their apps
+/// (back-channel logout).
+async fn end_notifying(
+    state: &AppState,
+    sub: &str,
+    sid: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let ending = crate::services::logout::ending(state, sub, Some(sid), now).await?;
+    let ended = state
         .sessions
         .end(sub, sid, now, revoke_until(state, now))
-        .await
+        .await?;
+    if ended {
+        crate::services::logout::notify(state, sub, &ending).await;
+    }
+    Ok(ended)
 }
 
 /// The browser's sign-in session cookie: `__Host-` (Secure, `Path=/`, no `Domain`), HttpOnly,
@@ -439,8 +458,5 @@ pub async fn end_browser(
     session: &BrowserSession,
     now: i64,
 ) -> Result<bool, StoreError> {
-    state
-        .sessions
-        .end(&session.sub, &session.sid, now, revoke_until(state, now))
-        .await
+    end_notifying(state, &session.sub, &session.sid, now).await
 }

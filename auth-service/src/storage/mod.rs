@@ -622,6 +622,9 @@ pub struct SessionInfo {
     pub client_id: String,
     /// `User-Agent` at login.
     pub user_agent: String,
+    /// The browser sign-in session it was issued through (empty: none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub parent: String,
 }
 
 /// Sessions and their refresh tokens, browsers' sign-in sessions, and authorization codes.

@@ -224,9 +224,9 @@ const LIST: &str = r#"
 local sub = ARGV[5]
 local out = {}
 for _, sid in ipairs(redis.call('SMEMBERS', p .. 'u:' .. sub)) do
-  local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'auth_time', 'last_used', 'abs_exp', 'client_id', 'ua')
+  local s = redis.call('HMGET', p .. 's:' .. sid, 'sub', 'auth_time', 'last_used', 'abs_exp', 'client_id', 'ua', 'parent')
   if s[1] == sub then
-    table.insert(out, {sid, s[2], s[3], s[4], s[5] or '', s[6] or ''})
+    table.insert(out, {sid, s[2], s[3], s[4], s[5] or '', s[6] or '', s[7] or ''})
   else
     redis.call('SREM', p .. 'u:' .. sub, sid)
   end
@@ -700,13 +700,14 @@ impl SessionStore for RedisStore {
         let mut out: Vec<SessionInfo> = rows
             .iter()
             .filter_map(|r| match r.as_slice() {
-                [sid, auth, last, abs, client, ua] => Some(SessionInfo {
+                [sid, auth, last, abs, client, ua, parent] => Some(SessionInfo {
                     sid: text(sid),
                     created_at: int(auth),
                     last_used_at: int(last),
                     expires_at: int(abs),
                     client_id: text(client),
                     user_agent: text(ua),
+                    parent: text(parent),
                 }),
                 _ => None,
             })

@@ -947,3 +947,347 @@ async fn ending_the_browser_session_revokes_every_token_issued_through_it() {
         .await;
     assert_eq!(query(&location(&res))["error"], "login_required");
 }
+
+/// A relying party's back-channel logout endpoint: records each logout token; answers 503 to
+/// the first request (the provider must retry).
+async fn logout_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let server = actix_web::HttpServer::new(move || {
+        let (g, c) = (g.clone(), c.clone());
+        actix_web::App::new().route(
+            "/bcl",
+            actix_web::web::post().to(
+                move |form: actix_web::web::Form<HashMap<String, String>>| {
+                    let (g, c) = (g.clone(), c.clone());
+                    async move {
+                        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return actix_web::HttpResponse::ServiceUnavailable().finish();
+                        }
+                        g.lock()
+                            .unwrap()
+                            .push(form.get("logout_token").cloned().unwrap_or_default());
+                        actix_web::HttpResponse::Ok().finish()
+                    }
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    (format!("http://{addr}/bcl"), got)
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_session_returns_with_state_and_tells_apps_by_back_channel() {
+    let s = setup().await;
+    let app = &s.app;
+    let admin = app.admin_tokens().await.access_token;
+    let (bcl, received) = logout_receiver().await;
+    let rp = register_client(
+        app,
+        &admin,
+        json!({"client_id": "rp", "first_party": true, "redirect_uris": ["https://rp.example.com/cb"],
+               "post_logout_redirect_uris": ["https://rp.example.com/bye"], "backchannel_logout_uri": bcl}),
+    )
+    .await;
+    let rp_secret = rp["client_secret"].as_str().unwrap().to_owned();
+    let mut browser = Browser::new();
+    let q = code_for_spa(&s, &mut browser, "https://spa.example.com/cb").await;
+    let spa: Value = exchange(
+        app,
+        &spa_exchange(&q["code"], "https://spa.example.com/cb"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let res = browser
+        .get(&authorize_url(app, "rp", "https://rp.example.com/cb", &[]))
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let t: Value = exchange(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://rp.example.com/cb"),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("rp", &rp_secret)),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id_token = t["id_token"].as_str().unwrap().to_owned();
+    let id = claims(&id_token);
+    let rp_access = t["access_token"].as_str().unwrap().to_owned();
+
+    // An unregistered return address: an error page, and nothing ended.
+    let url = |extra: &[(&str, &str)]| {
+        format!(
+            "{}?{}",
+            app.url("/v1/end-session"),
+            serde_urlencoded::to_string(extra).unwrap()
+        )
+    };
+    let res = browser
+        .get(&url(&[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://rp.example.com/bye/"),
+        ]))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(app.me_status(&rp_access).await, StatusCode::OK);
+    // A hint that is not ours: refused.
+    let res = browser
+        .get(&url(&[(
+            "id_token_hint",
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.e30.",
+        )]))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // The app's own hint for this browser's session: signed out at once, back with state.
+    let res = browser
+        .get(&url(&[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://rp.example.com/bye"),
+            ("state", "bye&1"),
+        ]))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "https://rp.example.com/bye?state=bye%261");
+    assert!(
+        !browser.cookies.contains_key("__Host-auth_session"),
+        "cookie cleared"
+    );
+    assert_eq!(app.me_status(&rp_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.me_status(spa["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The app hears of it by back channel (the first delivery failed; the retry arrives).
+    let mut token = None;
+    for _ in 0..100 {
+        if let Some(t) = received.lock().unwrap().first().cloned() {
+            token = Some(t);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = token.expect("a logout token within ten seconds");
+    assert_eq!(header(&token)["typ"], "logout+jwt");
+    let lt = claims(&token);
+    assert_eq!(lt["iss"], ISSUER);
+    assert_eq!(lt["aud"], "rp");
+    assert_eq!(lt["sub"], id["sub"]);
+    assert_eq!(lt["sid"], id["sid"]);
+    assert!(lt["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(lt.get("nonce").is_none());
+    assert!(lt["jti"].as_str().is_some());
+    // The SPA registered no back-channel URI: one token only.
+    assert_eq!(received.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_logout_link_without_the_apps_hint_asks_the_user_first() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let q = code_for_spa(&s, &mut browser, "https://spa.example.com/cb").await;
+    let t: Value = exchange(
+        app,
+        &spa_exchange(&q["code"], "https://spa.example.com/cb"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let res = browser.get(&app.url("/v1/end-session")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Sign out?"), "{html}");
+    assert_eq!(
+        app.me_status(&access).await,
+        StatusCode::OK,
+        "nothing ended by the link"
+    );
+    let csrf = field(&html, "csrf");
+    let request = field(&html, "request");
+    let res = browser
+        .post(
+            &app.url("/v1/end-session"),
+            &[("confirm", "yes"), ("request", &request), ("csrf", "")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.me_status(&access).await, StatusCode::OK);
+    let res = browser
+        .post(
+            &app.url("/v1/end-session"),
+            &[("confirm", "yes"), ("request", &request), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("You are signed out."));
+    assert_eq!(app.me_status(&access).await, StatusCode::UNAUTHORIZED);
+    assert!(!browser.cookies.contains_key("__Host-auth_session"));
+}
+
+#[tokio::test]
+async fn with_the_password_grant_off_only_the_hosted_pages_take_passwords() {
+    let app = TestApp::builder()
+        .with_admin()
+        .env("AUTH_PASSWORD_GRANT", "off")
+        .spawn()
+        .await;
+    let res = app.login_response("root", PASSWORD).await;
+    let body = assert_oauth_error(res, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("authorization code"),
+        "{body}"
+    );
+    // The code flow signs the same account in.
+    let admin_app = &app;
+    let mut browser = Browser::new();
+    let page = browser.get(&admin_app.url("/v1/account")).await;
+    let page = if page.status() == StatusCode::SEE_OTHER {
+        browser.get(&admin_app.url(&location(&page))).await
+    } else {
+        page
+    };
+    let res = sign_in_on(&mut browser, admin_app, page, "root", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(browser.cookies.contains_key("__Host-auth_session"));
+}
+
+#[tokio::test]
+async fn the_account_page_lists_sessions_and_consents_and_withdraws_them() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    // Without a session: the sign-in page, which comes back to the account page.
+    let res = browser.get(&app.url("/v1/account")).await;
+    let res = sign_in_on(&mut browser, app, res, &s.username, PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/v1/account");
+    // Consent to the partner app and get its tokens.
+    let redirect = "https://partner.example.org/cb";
+    let html = browser
+        .get(&authorize_url(app, "partner", redirect, &[]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let res = browser
+        .post(
+            &app.url("/v1/consent"),
+            &[
+                ("csrf", &field(&html, "csrf")),
+                ("request", &field(&html, "request")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let t: Value = exchange(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("partner", &s.partner_secret)),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let partner_access = t["access_token"].as_str().unwrap().to_owned();
+
+    let res = browser.get(&app.url("/v1/account")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(&s.username), "{html}");
+    assert!(html.contains("Partner &#60;App&#62;"), "{html}");
+    assert!(html.contains("(this browser)"), "{html}");
+    assert!(html.contains("see your username"), "{html}");
+    let csrf = field(&html, "csrf");
+    // Withdrawing the consent ends the app's sessions and asks again next time.
+    let res = browser
+        .post(
+            &app.url("/v1/account/consents/revoke"),
+            &[("csrf", ""), ("client_id", "partner")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = browser
+        .post(
+            &app.url("/v1/account/consents/revoke"),
+            &[("csrf", &csrf), ("client_id", "partner")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.me_status(&partner_access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "partner",
+            redirect,
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "consent_required");
+    let html = browser
+        .get(&app.url("/v1/account"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("Withdraw access"), "{html}");
+    // Ending this browser's own session from the page signs it out.
+    let sid = {
+        let marker = "name=\"sid\" value=\"";
+        let start = html.find(marker).unwrap() + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    };
+    let res = browser
+        .post(
+            &app.url("/v1/account/sessions/end"),
+            &[("csrf", &csrf), ("sid", &sid)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser
+        .get(&app.url("/v1/account"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Sign in"), "signed out: {html}");
+}

@@ -40,6 +40,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/v1/authorize"),
     ("post", "/v1/authorize"),
+    ("get", "/v1/end-session"),
+    ("post", "/v1/end-session"),
     ("get", "/v1/userinfo"),
     ("post", "/v1/userinfo"),
     ("get", "/readyz"),

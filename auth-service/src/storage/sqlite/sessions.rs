@@ -314,7 +314,7 @@ impl SessionStore for SqliteStore {
         self.tx(move |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT sid, auth_time, last_used, abs_exp, client_id, ua FROM sessions
+                    "SELECT sid, auth_time, last_used, abs_exp, client_id, ua, parent FROM sessions
                      WHERE sub = ?1 AND expires_at > ?2 ORDER BY last_used DESC, sid",
                 )
                 .map_err(db)?;
@@ -327,6 +327,7 @@ impl SessionStore for SqliteStore {
                         expires_at: r.get(3)?,
                         client_id: r.get(4)?,
                         user_agent: r.get(5)?,
+                        parent: r.get(6)?,
                     })
                 })
                 .map_err(db)?;
