@@ -292,6 +292,18 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
         {
             continue;
         }
+        if !ctx.forward_token && n.eq_ignore_ascii_case("cookie") {
+            // The auth-service's browser-session and CSRF cookies share the origin with the
+            // apps behind the gateway; they go only where credentials are forwarded.
+            match without_auth_cookies(v) {
+                Some(kept) if kept.is_empty() => continue,
+                Some(kept) => {
+                    out.line(n, &kept);
+                    continue;
+                }
+                None => {}
+            }
+        }
         out.line(n, v);
     }
     let mut text = [0u8; 64];
@@ -334,6 +346,32 @@ pub fn upstream_request(client: &RawHeaders, ctx: &Context<'_>, out: &mut impl H
     if let Some(identity) = ctx.identity {
         out.identity(identity);
     }
+}
+
+/// The prefix of the auth-service's own cookies (`__Host-auth_session`, `__Host-auth_csrf`).
+pub const AUTH_COOKIE_PREFIX: &[u8] = b"__Host-auth_";
+
+/// A `Cookie` value without the auth-service's cookies; `None` when it holds none (the value
+/// passes as it is).
+fn without_auth_cookies(value: &[u8]) -> Option<Vec<u8>> {
+    if !value
+        .windows(AUTH_COOKIE_PREFIX.len())
+        .any(|w| w == AUTH_COOKIE_PREFIX)
+    {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(value.len());
+    for pair in value.split(|b| *b == b';') {
+        let trimmed = pair.trim_ascii_start();
+        if trimmed.starts_with(AUTH_COOKIE_PREFIX) || trimmed.is_empty() {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(trimmed);
+    }
+    Some(kept)
 }
 
 /// A non-empty `X-Forwarded-For` list of IP addresses (`1.2.3.4, 2001:db8::1`).
@@ -695,6 +733,19 @@ mod tests {
         assert_eq!(
             get(&upstream_request(&client, &ctx), "authorization"),
             vec!["Bearer abc"]
+        );
+    }
+
+    #[test]
+    fn the_auth_services_cookies_stay_with_it() {
+        assert_eq!(without_auth_cookies(b"a=1; b=2"), None);
+        assert_eq!(
+            without_auth_cookies(b"a=1; __Host-auth_session=s; b=2;__Host-auth_csrf=c").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
+        assert_eq!(
+            without_auth_cookies(b"__Host-auth_session=s").as_deref(),
+            Some(&b""[..])
         );
     }
 

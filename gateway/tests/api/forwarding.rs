@@ -427,3 +427,32 @@ async fn admin_listener_health_readiness_and_metrics() {
     assert_eq!(crate::helpers::metric(&m, "gateway_jwks_keys"), 1.0);
     assert!(crate::helpers::metric(&m, "gateway_jwks_fetches_total{result=\"ok\"}") >= 1.0);
 }
+
+/// The auth-service's browser-session and CSRF cookies (same origin as the apps behind the
+/// gateway) never reach an upstream that does not take credentials; the app's own cookies do.
+#[actix_web::test]
+async fn the_auth_services_cookies_do_not_reach_other_upstreams() {
+    let s = Stack::start().await;
+    let t = s.auth.user("alice").await;
+    let (status, echo) = s
+        .echo_of(
+            "/api/orders",
+            Some(&t.access_token),
+            &[(
+                "Cookie",
+                "theme=dark; __Host-auth_session=stolen-session; __Host-auth_csrf=c; cart=3",
+            )],
+        )
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(header(&echo, "cookie"), Some("theme=dark; cart=3"));
+    let (status, echo) = s
+        .echo_of(
+            "/api/orders",
+            Some(&t.access_token),
+            &[("Cookie", "__Host-auth_session=stolen-session")],
+        )
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    assert!(echo["headers"].get("cookie").is_none(), "{echo}");
+}
