@@ -70,6 +70,17 @@ pub fn check_csrf(req: &HttpRequest, settings: &Settings) -> Result<(), &'static
 }
 
 const ALLOW_METHODS: &str = "GET, POST, PATCH, DELETE";
+/// The endpoints an app on any origin may call from a browser without credentials (CORS `*`):
+/// a single-page app exchanges its code, refreshes, revokes and reads UserInfo and discovery
+/// with its own tokens, never with cookies (OAuth 2.0 for Browser-Based Apps §6.3).
+const OPEN_PATHS: [&str; 6] = [
+    "/v1/token",
+    "/v1/userinfo",
+    "/v1/revoke",
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/jwks.json",
+];
 const ALLOW_HEADERS: &str = "authorization, content-type, x-requested-with";
 const EXPOSE_HEADERS: &str = "retry-after, www-authenticate, x-request-id";
 
@@ -93,6 +104,32 @@ pub async fn cors(
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let open = !allowed && origin.is_some() && OPEN_PATHS.contains(&req.path());
+    if open {
+        if preflight {
+            let (http, _) = req.into_parts();
+            let res = HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+                .insert_header((
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "authorization, content-type",
+                ))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+                .finish();
+            return Ok(ServiceResponse::new(http, res).map_into_boxed_body());
+        }
+        let mut res = next.call(req).await?.map_into_boxed_body();
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        if let Ok(v) = HeaderValue::from_str(EXPOSE_HEADERS) {
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+        }
+        return Ok(res);
+    }
     if preflight && origin.is_some() {
         let (http, _) = req.into_parts();
         let res = if allowed {

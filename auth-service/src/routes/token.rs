@@ -61,7 +61,10 @@ pub async fn token(
             // none).
             let mut browser = false;
             let result = refresh(&req, body, &state, &mut browser).await;
-            if matches!(result, Err(OAuthError::InvalidGrant(_))) {
+            if matches!(
+                result,
+                Err(OAuthError::InvalidGrant(_) | OAuthError::BadClientAuth(_))
+            ) {
                 state
                     .throttle
                     .token_failed(Action::Refresh, &client)
@@ -216,11 +219,19 @@ async fn refresh(
             cookie.as_str()
         }
     };
+    let creds = crate::services::clients::credentials(
+        req.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        body.client_id.as_deref(),
+        body.client_secret.as_ref(),
+    )?;
     let pair = crate::services::sessions::refresh(
         state,
         token,
         body.scope.as_deref(),
         body.client_id.as_deref(),
+        creds,
     )
     .await?;
     Ok(if *browser {

@@ -132,6 +132,7 @@ pub async fn refresh(
     token: &str,
     requested_scope: Option<&str>,
     client_id: Option<&str>,
+    credentials: Option<crate::services::clients::Credentials>,
 ) -> Result<TokenPair, OAuthError> {
     // Everything that can refuse the request without spending the token comes first.
     let now = shared::unix_now();
@@ -141,6 +142,32 @@ pub async fn refresh(
     if client_id.is_some_and(|c| c != claims.client_id) {
         return Err(OAuthError::InvalidGrant(
             "the refresh token was issued to another client",
+        ));
+    }
+    // A registered client's refresh token (the code flow's): a confidential client
+    // authenticates (RFC 6749 §6), and a disabled or deleted client's tokens stop working.
+    if !state.settings.tokens.client_ids.contains(&claims.client_id) {
+        let registered = state.clients.find_client(&claims.client_id).await?;
+        match registered {
+            Some((c, _)) if !c.disabled => {
+                if c.profile.client_type == crate::storage::ClientType::Confidential {
+                    let creds = credentials.ok_or(OAuthError::BadClientAuth(
+                        "this refresh token belongs to a confidential client: authenticate it (HTTP Basic or client_secret)",
+                    ))?;
+                    let authenticated =
+                        crate::services::clients::authenticate(state, &creds).await?;
+                    if authenticated.client_id != c.client_id {
+                        return Err(OAuthError::InvalidGrant(
+                            "the refresh token was issued to another client",
+                        ));
+                    }
+                }
+            }
+            _ => return Err(OAuthError::InvalidGrant(INVALID)),
+        }
+    } else if credentials.is_some() {
+        return Err(OAuthError::InvalidRequest(
+            "this refresh token needs no client authentication".into(),
         ));
     }
     let user_id: uuid::Uuid = claims

@@ -226,11 +226,57 @@ async fn cors_answers_configured_origins_only_with_credentials() {
     assert_eq!(res.headers()["access-control-allow-credentials"], "true");
     let res = app
         .client
-        .get(app.url("/.well-known/jwks.json"))
+        .get(app.url("/v1/users/me"))
         .header("origin", "https://evil.example")
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
     assert!(!res.headers().contains_key("access-control-allow-origin"));
+    // The OAuth endpoints a single-page app calls with its own tokens answer any origin, never
+    // with credentials: a cookie cannot ride on them from there.
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("origin", "https://spa.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["access-control-allow-origin"], "*");
+        assert!(
+            !res.headers()
+                .contains_key("access-control-allow-credentials")
+        );
+    }
+    let res = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/token"))
+        .header("origin", "https://spa.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    assert!(
+        !res.headers()
+            .contains_key("access-control-allow-credentials")
+    );
+    // The refresh cookie from such an origin is still refused.
+    let res = app
+        .client
+        .post(app.url("/v1/token"))
+        .header("origin", "https://spa.example")
+        .header("x-requested-with", "fetch")
+        .header("cookie", "auth_refresh=x")
+        .form(&[("grant_type", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }

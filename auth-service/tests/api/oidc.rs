@@ -1291,3 +1291,45 @@ async fn the_account_page_lists_sessions_and_consents_and_withdraws_them() {
         .unwrap();
     assert!(html.contains("Sign in"), "signed out: {html}");
 }
+
+#[tokio::test]
+async fn a_confidential_clients_refresh_token_needs_the_client_and_a_public_ones_does_not() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    code_for_spa(&s, &mut browser, "https://spa.example.com/cb").await;
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "web",
+            "https://web.example.com/callback",
+            &[],
+        ))
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let t: Value = exchange(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://web.example.com/callback"),
+            ("code_verifier", VERIFIER),
+        ],
+        Some(("web", &s.web_secret)),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let refresh = t["refresh_token"].as_str().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let res = exchange(app, &form, None).await;
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let res = exchange(app, &form, Some(("web", "wrong"))).await;
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let res = exchange(app, &form, Some(("partner", &s.partner_secret))).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    // None of the refused attempts spent it.
+    let res = exchange(app, &form, Some(("web", &s.web_secret))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
