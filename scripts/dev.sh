@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 
 auth_port="${AUTH_PORT:-8081}"; demo_port="${DEMO_PORT:-8082}"; gw_port="${GATEWAY_PORT:-8080}"; admin_port="${GATEWAY_ADMIN_PORT:-9090}"
 auth="http://127.0.0.1:$auth_port"; gw="http://127.0.0.1:$gw_port"
+# The issuer is the gateway's origin, as in production: apps, the hosted sign-in pages and the
+# API share it. The gateway reads metadata, keys and the feed from the auth-service directly.
+public="http://localhost:$gw_port"
 mkdir -p target/dev
 
 store_env=(AUTH_DATA_DIR=target/dev/data)
@@ -46,7 +49,7 @@ trap 'exit 130' INT TERM
 # A service client for the walkthrough's client-credentials steps, registered with the CLI before
 # the service starts (the CLI prints the secret, shown this once).
 client_id="demo-batch-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
-client_json=$(env "${store_env[@]}" AUTH_ISSUER="$auth" ./target/debug/auth-service clients create "$client_id" \
+client_json=$(env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients create "$client_id" \
   --name "the walkthrough's batch job" --scope orders:read 2>target/dev/clients.log) \
   || { echo "could not register the demo client; see target/dev/clients.log"; exit 1; }
 client_secret=$(echo "$client_json" | sed -n 's/.*"client_secret": *"\([^"]*\)".*/\1/p')
@@ -54,13 +57,33 @@ client_secret=$(echo "$client_json" | sed -n 's/.*"client_secret": *"\([^"]*\)".
 # appears on a command line: the CLI reads it from standard input).
 walk_admin="walk-admin-${client_id##*-}"
 walk_admin_password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
-printf '%s\n' "$walk_admin_password" | env "${store_env[@]}" AUTH_ISSUER="$auth" \
+printf '%s\n' "$walk_admin_password" | env "${store_env[@]}" AUTH_ISSUER="$public" \
   ./target/debug/auth-service users create "$walk_admin" --admin >/dev/null 2>>target/dev/clients.log \
   || { echo "could not create the walkthrough's admin; see target/dev/clients.log"; exit 1; }
 
+# The demo page (gateway /app) signs in with the code flow and PKCE: a public, first-party
+# client (registered again with the same settings on every start).
+demo_flags=(--first-party --scope openid --scope profile --scope offline_access
+  --redirect-uri "$public/app/" --redirect-uri "http://127.0.0.1:$gw_port/app/"
+  --post-logout-redirect-uri "$public/app/" --post-logout-redirect-uri "http://127.0.0.1:$gw_port/app/")
+env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients create demo --public \
+  --name "the demo page" "${demo_flags[@]}" >/dev/null 2>>target/dev/clients.log \
+  || env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients update demo \
+    "${demo_flags[@]}" >/dev/null 2>>target/dev/clients.log \
+  || { echo "could not register the demo page's client; see target/dev/clients.log"; exit 1; }
+
+# Swagger UI's Authorize dialog: the code flow with PKCE, as the public client `docs`.
+docs_flags=(--first-party --scope openid --scope profile
+  --redirect-uri "$public/docs/oauth2-redirect.html" --redirect-uri "$auth/docs/oauth2-redirect.html")
+env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients create docs --public \
+  --name "the API documentation" "${docs_flags[@]}" >/dev/null 2>>target/dev/clients.log \
+  || env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients update docs \
+    "${docs_flags[@]}" >/dev/null 2>>target/dev/clients.log \
+  || { echo "could not register Swagger UI's client; see target/dev/clients.log"; exit 1; }
+
 # The demo page (gateway /app) calls the auth-service through the gateway: that origin may use
 # the refresh-token cookie.
-env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_FEED_TOKEN="$feed_token" \
+env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$public" AUTH_FEED_TOKEN="$feed_token" \
   AUTH_CORS_ORIGINS="http://localhost:$gw_port,http://127.0.0.1:$gw_port" AUTH_TRUSTED_PROXIES=127.0.0.1 \
   AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
   ./target/debug/auth-service > target/dev/auth-service.log 2>&1 &
@@ -69,19 +92,37 @@ DEMO_LISTEN="127.0.0.1:$demo_port" ./target/debug/demo-upstream > target/dev/dem
 pids+=($!)
 $walk wait "$auth/readyz" || { echo "the auth-service did not become ready; see target/dev/auth-service.log"; exit 1; }
 cat > target/dev/gateway.toml <<TOML
-issuer = "$auth"
+issuer = "$public"
 audiences = ["api"]
 listen = "127.0.0.1:$gw_port"
 admin_listen = "127.0.0.1:$admin_port"
 leeway = ${GATEWAY_LEEWAY:-30}
+discovery_url = "$auth/.well-known/openid-configuration"
+jwks_url = "$auth/.well-known/jwks.json"
+feed_url = "$auth/v1/revocations"
 
-# The auth-service's endpoints and the demo page on the gateway's origin (browser mode needs
-# the page and the auth-service on one site).
+# The auth-service's endpoints, its hosted sign-in pages and the demo page on the gateway's
+# origin: the issuer's.
 [[routes]]
 prefix = "/v1"
 upstream = "$auth"
 auth = "public"
 forward_token = true
+
+[[routes]]
+prefix = "/.well-known"
+upstream = "$auth"
+auth = "public"
+
+[[routes]]
+prefix = "/docs"
+upstream = "$auth"
+auth = "public"
+
+[[routes]]
+prefix = "/openapi.json"
+upstream = "$auth"
+auth = "public"
 
 [[routes]]
 prefix = "/app"
@@ -125,9 +166,10 @@ fi
 cat <<INFO
 
 Running (logs in target/dev/):
-  auth-service  $auth          (store: ${DEV_STORE:-embedded}; JWKS: $auth/.well-known/jwks.json)
+  auth-service  $auth          (store: ${DEV_STORE:-embedded}; issuer: $public)
   gateway       $gw          (admin: http://127.0.0.1:$admin_port/readyz, /metrics)
-  demo page     http://localhost:$gw_port/app   (log in from a browser: browser mode, through the gateway)
+  demo page     $public/app   (sign in from a browser: the code flow with PKCE, through the gateway)
+  sign-in pages $public/v1/account   (the hosted pages; discovery: $public/.well-known/openid-configuration)
   demo upstream http://127.0.0.1:$demo_port
 Ctrl-C stops everything.
 INFO

@@ -820,7 +820,7 @@ impl Settings {
                     product_name: {
                         let name = src
                             .var("AUTH_UI_PRODUCT_NAME")
-                            .unwrap_or_else(|| "Sign in".into());
+                            .unwrap_or_else(|| "Account".into());
                         if name.is_empty() || name.chars().count() > 60 {
                             return err("AUTH_UI_PRODUCT_NAME must be 1 to 60 characters");
                         }

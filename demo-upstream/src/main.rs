@@ -32,7 +32,7 @@ async fn page() -> HttpResponse {
         .insert_header(("cache-control", "no-store"))
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .body(include_str!("../page/index.html"))
 }

@@ -137,7 +137,12 @@ async fn end_session(
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => match &client {
-            Some(c) if c.profile.post_logout_redirect_uris.iter().any(|r| r == uri) => {
+            Some(c)
+                if c.profile
+                    .post_logout_redirect_uris
+                    .iter()
+                    .any(|r| crate::domain::redirect_uri::matches(r, uri)) =>
+            {
                 Some(uri.to_owned())
             }
             _ => {

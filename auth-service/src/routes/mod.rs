@@ -35,6 +35,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .oauth(
                     utoipa_swagger_ui::oauth::Config::new()
+                        .client_id("docs")
+                        .scopes(vec!["openid".into(), "profile".into()])
+                        .use_pkce_with_authorization_code_grant(true)
                         .use_basic_authentication_with_access_code_grant(false),
                 ),
         )

@@ -11,7 +11,7 @@
 )]
 
 use utoipa::openapi::security::{
-    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+    AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -403,10 +403,20 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "password",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
-                "/v1/login",
-                Scopes::new(),
-            ))])),
+            SecurityScheme::OAuth2(OAuth2::new([
+                Flow::Password(Password::new("/v1/login", Scopes::new())),
+                // The code flow with PKCE through the hosted sign-in page (Swagger UI's client
+                // id is `docs`: a public client the dev stack registers).
+                Flow::AuthorizationCode(AuthorizationCode::new(
+                    "/v1/authorize",
+                    "/v1/token",
+                    Scopes::from_iter([
+                        ("openid", "an ID token"),
+                        ("profile", "the username"),
+                        ("email", "the email address"),
+                    ]),
+                )),
+            ])),
         );
         components.add_security_scheme(
             "basic",
