@@ -266,6 +266,11 @@ pub struct BrowserSettings {
     /// How the hosted sign-in pages look.
     #[serde(flatten)]
     pub brand: Brand,
+    /// `AUTH_BOOTSTRAP_CLIENTS_FILE`: public clients (apps that sign users in) registered, or
+    /// brought to these settings, at every start; a JSON list in the admin API's registration
+    /// shape, where `{issuer}` stands for the issuer URL.
+    #[serde(rename = "bootstrap_clients_file")]
+    pub clients_file: Option<std::path::PathBuf>,
 }
 
 /// The operator's branding of the hosted pages.
@@ -809,6 +814,10 @@ impl Settings {
             throttle,
             browser: BrowserSettings {
                 origins: browser_origins,
+                clients_file: src
+                    .var("AUTH_BOOTSTRAP_CLIENTS_FILE")
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from),
                 password_grant: match src.var("AUTH_PASSWORD_GRANT").as_deref() {
                     None | Some("on") => true,
                     Some("off") => false,

@@ -252,6 +252,7 @@ impl AppState {
         };
         crate::services::keys::refuse_revoked(&state).await?;
         crate::services::users::bootstrap_admin(&state).await?;
+        crate::services::clients::bootstrap(&state).await?;
         Ok(state)
     }
 

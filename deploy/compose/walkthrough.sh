@@ -22,6 +22,15 @@ meta=$(curl -fsS "$base/.well-known/oauth-authorization-server")
 echo "$meta"
 [ "$(echo "$meta" | field issuer)" != "" ] || fail "no issuer in the metadata"
 
+step "the demo page signs in with the code flow: its authorization request gets the hosted sign-in page"
+issuer=$(echo "$meta" | field issuer)
+challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM
+authorize="$base/v1/authorize?response_type=code&client_id=demo&scope=openid&code_challenge=$challenge&code_challenge_method=S256"
+page=$(curl -fsS "$authorize&redirect_uri=$issuer/app/")
+echo "$page" | grep -q 'action="/v1/signin"' || fail "no sign-in page for the demo client"
+[ "$(status "$authorize&redirect_uri=https://elsewhere.example/app/")" = 400 ] || fail "an unregistered redirect URI was accepted"
+echo "the sign-in page; an unregistered redirect URI gets the error page (400)"
+
 step "register $user"
 curl -fsS -X POST "$base/v1/users" -H 'content-type: application/json' \
   -d "{\"username\":\"$user\",\"password\":\"$password\"}"

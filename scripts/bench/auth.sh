@@ -2,6 +2,9 @@
 # Auth-service benchmark (not run in CI). Measures, in one run:
 #   - logins/s at the shipped Argon2id settings, as a ratio of the Argon2 limit
 #     (service cores ÷ one hash's time, timed here on the service's core);
+#   - sign-ins/s through the whole browser flow (GET /v1/authorize → the sign-in page, POST
+#     /v1/signin with the password → the code, POST /v1/token with PKCE → the tokens; a browser
+#     without a session each time), as a ratio of the same Argon2 limit;
 #   - refreshes/s, as a ratio of the RS256 signing limit
 #     (`openssl speed rsa2048` signs/s on the service's core × its cores ÷ 2 signatures per refresh);
 #   - /healthz p99 while logins saturate the service's CPU.
@@ -30,7 +33,7 @@ to_ms() { python3 -c "import re,sys; m=re.match(r'([0-9.]+)(us|ms|s)', sys.argv[
 
 svc_n=$(ncpu "$SVC_CPUS")
 echo "bench: service on CPU(s) $SVC_CPUS ($svc_n core(s)); wrk, PostgreSQL and Redis on CPU(s) $LOAD_CPUS" >&2
-cargo build --release -q -p auth-service --bin auth-service --example hash_time
+cargo build --release -q -p auth-service --bin auth-service --example hash_time --example signin_load
 
 work=$(mktemp -d /tmp/authbench.XXXXXX)
 chmod 755 "$work"
@@ -77,7 +80,9 @@ round_s=$((DURATION / ROUNDS))
 
 port=$(free_port)
 base="http://127.0.0.1:$port"
-AUTH_DATABASE_URL="$db_url" AUTH_REDIS_URL="redis://127.0.0.1:$redis_port" AUTH_REDIS_PREFIX="bench:" \
+# The app of the sign-in flow: a public client, provisioned at start.
+echo '[{"client_id": "bench", "type": "public", "first_party": true, "redirect_uris": ["http://127.0.0.1/cb"]}]' > "$work/clients.json"
+AUTH_BOOTSTRAP_CLIENTS_FILE="$work/clients.json" AUTH_DATABASE_URL="$db_url" AUTH_REDIS_URL="redis://127.0.0.1:$redis_port" AUTH_REDIS_PREFIX="bench:" \
 AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="$base" RUST_LOG=warn AUTH_THROTTLE=off AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
   taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
 pids+=($!)
@@ -114,6 +119,18 @@ for r in $(seq 1 "$ROUNDS"); do
   login_rows+="$rate ${errors:-0} $before $after $busy $p50 $p99"$'\n'
 done
 
+echo "bench: sign-ins through the whole flow, $ROUNDS rounds of ${round_s}s (16 concurrent flows)" >&2
+flow_rows=""
+for r in $(seq 1 "$ROUNDS"); do
+  before=$(argon_limit)
+  t0=$(cpu_ticks); s0=$(date +%s.%N)
+  out=$(taskset -c "$LOAD_CPUS" ./target/release/examples/signin_load "$base" bench http://127.0.0.1:1/cb bench- "$USERS" 16 "$round_s")
+  busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
+  settle
+  after=$(argon_limit)
+  flow_rows+="$out $before $after $busy"$'\n'
+done
+
 echo "bench: refreshes, $ROUNDS rounds of ${round_s}s ($REFRESH_CLIENTS clients, closed rotation loops)" >&2
 refresh_rows=""
 for r in $(seq 1 "$ROUNDS"); do
@@ -135,11 +152,13 @@ for r in $(seq 1 "$ROUNDS"); do
   refresh_rows+="$rate $failures $before $after $busy $p99"$'\n'
 done
 
-LOGIN_ROWS="$login_rows" REFRESH_ROWS="$refresh_rows" SVC_N="$svc_n" PG_NOTE="$pg_note" python3 - <<'PY'
+LOGIN_ROWS="$login_rows" FLOW_ROWS="$flow_rows" REFRESH_ROWS="$refresh_rows" SVC_N="$svc_n" PG_NOTE="$pg_note" python3 - <<'PY'
 import os, statistics as st
 n = int(os.environ["SVC_N"])
 logins = [list(map(float, l.split())) for l in os.environ["LOGIN_ROWS"].strip().splitlines()]
 refreshes = [list(map(float, l.split())) for l in os.environ["REFRESH_ROWS"].strip().splitlines()]
+flows = [list(map(float, l.split())) for l in os.environ["FLOW_ROWS"].strip().splitlines()]
+fr = [100 * r[0] / ((r[2] + r[3]) / 2) for r in flows]
 lr = [100 * r[0] / ((r[2] + r[3]) / 2) for r in logins]
 rr = [100 * r[0] / (n * (r[2] + r[3]) / 4) for r in refreshes]
 fmt = lambda xs: f"{st.median(xs):.1f}% (rounds: {', '.join(f'{x:.1f}' for x in xs)})"
@@ -149,6 +168,8 @@ print(f"| Measure (service on {n} core(s); PostgreSQL {os.environ['PG_NOTE']}) |
 print("| --- | --- | --- | --- | --- |")
 print(f"| Logins/s (Argon2id m=19456 KiB, t=2, p=1) | {st.median(r[0] for r in logins):.1f} ({int(sum(r[1] for r in logins))} errors; service CPU {st.median(r[4] for r in logins):.0f}% busy) "
       f"| Argon2 limit = cores ÷ one hash's time: {lim(logins, lambda r: (r[2]+r[3])/2)} | {fmt(lr)} | ≥ 90% |")
+print(f"| Sign-ins/s through the whole browser flow (authorize page, password, code, token exchange with PKCE; ID and access token signed) | {st.median(r[0] for r in flows):.1f} ({int(sum(r[1] for r in flows))} failures; service CPU {st.median(r[4] for r in flows):.0f}% busy) "
+      f"| Argon2 limit: {lim(flows, lambda r: (r[2]+r[3])/2)} | {fmt(fr)} | ≥ 85% |")
 print(f"| Refreshes/s (2 RS256 signatures each) | {st.median(r[0] for r in refreshes):.1f} ({int(sum(r[1] for r in refreshes))} failures; p99 {st.median(r[5] for r in refreshes):.2f} ms; service CPU {st.median(r[4] for r in refreshes):.0f}% busy) "
       f"| RS256 limit = openssl signs/s × cores ÷ 2: {lim(refreshes, lambda r: n*(r[2]+r[3])/4)} | {fmt(rr)} | ≥ 80% |")
 print(f"| /healthz latency while logins saturate | p50 {st.median(r[5] for r in logins):.3f} ms, p99 {st.median(r[6] for r in logins):.2f} ms (worst round {max(r[6] for r in logins):.2f} ms) | — | — | p99 < 5 ms |")

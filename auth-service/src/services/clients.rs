@@ -516,6 +516,88 @@ pub async fn register(
     Ok((client, secret))
 }
 
+/// The fields a bootstrap file's entry may hold (the registration's).
+const BOOTSTRAP_FIELDS: [&str; 10] = [
+    "client_id",
+    "name",
+    "scopes",
+    "audiences",
+    "type",
+    "first_party",
+    "grant_types",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "backchannel_logout_uri",
+];
+
+/// Registers the public clients of `AUTH_BOOTSTRAP_CLIENTS_FILE`, or brings existing ones to
+/// its settings: how a deployment (compose, Kubernetes) provisions the apps that sign users in.
+/// Only public clients: a confidential client's secret is shown once, by the API or the CLI.
+pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
+    let Some(path) = &state.settings.browser.clients_file else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| {
+            format!(
+                "AUTH_BOOTSTRAP_CLIENTS_FILE: cannot read {}",
+                path.display()
+            )
+        })?
+        .replace("{issuer}", &state.settings.tokens.issuer);
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .context("AUTH_BOOTSTRAP_CLIENTS_FILE: not a JSON list of clients")?;
+    for entry in entries {
+        let id = entry["client_id"].as_str().unwrap_or("?").to_owned();
+        if let Some(unknown) = entry
+            .as_object()
+            .and_then(|o| o.keys().find(|k| !BOOTSTRAP_FIELDS.contains(&k.as_str())))
+        {
+            anyhow::bail!("AUTH_BOOTSTRAP_CLIENTS_FILE: client {id}: unknown field {unknown:?}");
+        }
+        let reg: ClientRegistration = serde_json::from_value(entry)
+            .with_context(|| format!("AUTH_BOOTSTRAP_CLIENTS_FILE: client {id}"))?;
+        if reg.client_type != Some(ClientType::Public) {
+            anyhow::bail!(
+                "AUTH_BOOTSTRAP_CLIENTS_FILE: client {id} must be \"type\": \"public\" (register confidential clients with the API or the CLI, which show the secret once)"
+            );
+        }
+        apply(state, reg, "bootstrap")
+            .await
+            .map_err(|e| anyhow::anyhow!("AUTH_BOOTSTRAP_CLIENTS_FILE: client {id}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Registers a client, or, when its id is taken, brings it to these settings (its type stays).
+pub async fn apply(
+    state: &AppState,
+    reg: ClientRegistration,
+    actor: &str,
+) -> Result<RegisteredClient, ApiError> {
+    let patch = Patch {
+        name: reg.name.clone(),
+        scopes: reg.scopes.clone(),
+        audiences: reg.audiences.clone(),
+        disabled: None,
+        client_type: reg.client_type,
+        first_party: reg.first_party,
+        grant_types: reg.grant_types.clone(),
+        redirect_uris: reg.redirect_uris.clone(),
+        post_logout_redirect_uris: reg.post_logout_redirect_uris.clone(),
+        backchannel_logout_uri: Some(reg.backchannel_logout_uri.clone().unwrap_or_default()),
+    };
+    let id = reg.client_id.clone();
+    match register(state, reg, actor).await {
+        Ok((client, _)) => Ok(client),
+        Err(ApiError::Conflict {
+            code: "client_id_taken",
+            ..
+        }) => update(state, &id, patch, actor).await,
+        Err(e) => Err(e),
+    }
+}
+
 /// A client by id.
 #[tracing::instrument(skip(state))]
 pub async fn get(state: &AppState, id: &str) -> Result<RegisteredClient, ApiError> {

@@ -751,3 +751,83 @@ async fn sign_in_clients_register_with_checked_redirect_uris_and_grants() {
         "a removed redirect URI revokes: {after}"
     );
 }
+
+/// `AUTH_BOOTSTRAP_CLIENTS_FILE`: public clients registered at start, `{issuer}` filled in;
+/// brought to the file's settings at the next start; a confidential or misspelt entry stops
+/// the start with its reason.
+#[tokio::test]
+async fn public_clients_are_provisioned_from_a_file_at_every_start() {
+    let dir = std::env::temp_dir().join(format!("clients-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.json");
+    let write = |body: Value| std::fs::write(&file, body.to_string()).unwrap();
+    write(
+        json!([{"client_id": "demo", "type": "public", "first_party": true,
+                  "redirect_uris": ["{issuer}/app/"], "post_logout_redirect_uris": ["{issuer}/app/"]}]),
+    );
+    let path = file.to_str().unwrap().to_owned();
+    let app = TestApp::builder()
+        .with_admin()
+        .env("AUTH_BOOTSTRAP_CLIENTS_FILE", &path)
+        .spawn()
+        .await;
+    let admin = app.admin_tokens().await;
+    let v: Value = app
+        .get("/v1/admin/clients/demo", Some(&admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["type"], "public");
+    assert_eq!(v["redirect_uris"], json!([format!("{ISSUER}/app/")]));
+    assert_eq!(v["first_party"], true);
+
+    // Changed, then started again (another replica on the same stores): the client follows.
+    write(
+        json!([{"client_id": "demo", "type": "public", "first_party": false,
+                  "redirect_uris": ["{issuer}/app/", "{issuer}/other/"]}]),
+    );
+    let again = TestApp::builder()
+        .sharing(&app)
+        .env("AUTH_BOOTSTRAP_CLIENTS_FILE", &path)
+        .spawn()
+        .await;
+    let v: Value = again
+        .get("/v1/admin/clients/demo", Some(&admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["first_party"], false);
+    assert_eq!(
+        v["redirect_uris"],
+        json!([format!("{ISSUER}/app/"), format!("{ISSUER}/other/")])
+    );
+
+    for (body, reason) in [
+        (
+            json!([{"client_id": "svc", "redirect_uris": ["{issuer}/cb"]}]),
+            "public",
+        ),
+        (
+            json!([{"client_id": "x1", "type": "public", "redirect_uri": ["{issuer}/cb"]}]),
+            "unknown field",
+        ),
+        (
+            json!([{"client_id": "x2", "type": "public", "redirect_uris": ["/cb"]}]),
+            "absolute URI",
+        ),
+        (json!({"client_id": "x3"}), "JSON list"),
+    ] {
+        write(body.clone());
+        let e = TestApp::builder()
+            .sharing(&app)
+            .env("AUTH_BOOTSTRAP_CLIENTS_FILE", &path)
+            .try_spawn()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{body} was accepted"));
+        assert!(format!("{e:#}").contains(reason), "{body}: {e:#}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
