@@ -88,8 +88,10 @@ async function showWhoAmI() {
   const res = await api("/api/whoami");
   if (!res.ok) { signedOut(`the API answered ${res.status}`); return; }
   const body = await res.json();
+  const { userinfo_endpoint } = await provider();
+  const info = await (await fetch(userinfo_endpoint, { headers: { authorization: `Bearer ${tokens.access_token}` } })).json();
   $("who").textContent = body.user_id;
-  $("name").textContent = claims(tokens.id_token).preferred_username;
+  $("name").textContent = info.preferred_username;
   $("out").textContent = JSON.stringify(body, null, 2);
   $("signin").hidden = true;
   $("session").hidden = false;

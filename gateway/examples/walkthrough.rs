@@ -71,6 +71,116 @@ impl Walk {
         Self::tokens(&body)
     }
 
+    /// What an app does to sign a user in (the demo page's client, `demo`): the authorization
+    /// request gets the hosted sign-in page; the password, posted with the page's CSRF token,
+    /// brings the browser back with a code; the code and the PKCE verifier get the tokens.
+    async fn code_flow(&self, user: &str) -> Result<(), String> {
+        const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let gw = &self.gw;
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let redirect = format!("{gw}/app/");
+        let query = serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", "demo"),
+            ("redirect_uri", redirect.as_str()),
+            ("scope", "openid profile"),
+            ("state", "walk"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .map_err(|e| e.to_string())?;
+        step(&format!(
+            "curl '{gw}/v1/authorize?{query}'   (an app sends the browser here: the hosted sign-in page)"
+        ));
+        let page = browser
+            .get(format!("{gw}/v1/authorize?{query}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let csrf_cookie = page
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("__Host-auth_csrf="))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or("the sign-in page set no CSRF cookie")?;
+        let status = page.status().as_u16();
+        let html = page.text().await.unwrap_or_default();
+        let hidden = |name: &str| -> Result<String, String> {
+            let marker = format!("name=\"{name}\" value=\"");
+            let start = html.find(&marker).ok_or(format!("no {name} on the page"))? + marker.len();
+            let end = start + html[start..].find('"').ok_or("a broken page")?;
+            Ok(html[start..end].replace("&#38;", "&"))
+        };
+        println!("{status} the sign-in page (form with a CSRF token and the request)");
+        step(&format!(
+            "curl -X POST {gw}/v1/signin -b '<CSRF cookie>' -d csrf=… -d request=… -d username={user} -d password=…   (303 back to the app with a code)"
+        ));
+        let signed_in = browser
+            .post(format!("{gw}/v1/signin"))
+            .header("cookie", csrf_cookie)
+            .form(&[
+                ("csrf", hidden("csrf")?.as_str()),
+                ("request", hidden("request")?.as_str()),
+                ("username", user),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let location = signed_in
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(format!(
+                "sign-in answered {} without a redirect",
+                signed_in.status()
+            ))?
+            .to_owned();
+        println!("{} {}", signed_in.status().as_u16(), short(&location));
+        let code = location
+            .split_once('?')
+            .and_then(|(_, q)| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+            .and_then(|p| p.into_iter().find(|(k, _)| k == "code"))
+            .map(|(_, v)| v)
+            .ok_or("no code in the redirect")?;
+        step(&format!(
+            "curl -X POST {gw}/v1/token -d grant_type=authorization_code -d code=… -d redirect_uri={redirect} -d code_verifier=… -d client_id=demo"
+        ));
+        let body = self
+            .expect(
+                self.http.post(format!("{gw}/v1/token")).form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", redirect.as_str()),
+                    ("code_verifier", VERIFIER),
+                    ("client_id", "demo"),
+                ]),
+                200,
+            )
+            .await?;
+        let tokens: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let access = tokens["access_token"].as_str().ok_or("no access token")?;
+        tokens["id_token"].as_str().ok_or("no ID token")?;
+        step(&format!(
+            "curl {gw}/v1/userinfo -H 'authorization: Bearer <access token>'   (the user's claims)"
+        ));
+        self.expect(
+            self.http
+                .get(format!("{gw}/v1/userinfo"))
+                .bearer_auth(access),
+            200,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Polls the gateway until it rejects `token`; returns how long that took.
     async fn until_rejected(&self, token: &str) -> Result<Duration, String> {
         let start = Instant::now();
@@ -105,6 +215,8 @@ impl Walk {
             201,
         )
         .await?;
+
+        self.code_flow(&user).await?;
 
         step(&format!(
             "curl -X POST {auth}/v1/login -d username={user} -d password=…"

@@ -1333,3 +1333,144 @@ async fn a_confidential_clients_refresh_token_needs_the_client_and_a_public_ones
     let res = exchange(app, &form, Some(("web", &s.web_secret))).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn form_post_answers_with_a_self_submitting_form_and_prompt_create_shows_sign_up() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    code_for_spa(&s, &mut browser, "https://spa.example.com/cb").await;
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "spa",
+            "https://spa.example.com/cb",
+            &[("response_mode", "form_post")],
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("form-action 'self' https://spa.example.com"),
+        "{csp}"
+    );
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("action=\"https://spa.example.com/cb\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("<noscript>"),
+        "usable without JavaScript: {html}"
+    );
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert!(
+        html.contains(&format!("<script nonce=\"{nonce}\">")),
+        "{html}"
+    );
+    assert!(!field(&html, "code").is_empty());
+    assert_eq!(field(&html, "state"), "st&te=1 ü");
+    assert_eq!(field(&html, "iss"), ISSUER);
+
+    // prompt=create: the sign-up page, which creates the account and signs it in.
+    let mut newcomer = Browser::new();
+    let res = newcomer
+        .get(&authorize_url(
+            app,
+            "spa",
+            "https://spa.example.com/cb",
+            &[("prompt", "create")],
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Create an account"), "{html}");
+    let (csrf, request) = (field(&html, "csrf"), field(&html, "request"));
+    let name = format!("new-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    // The API's password policy, tied to the field.
+    let res = newcomer
+        .post(
+            &app.url("/v1/signup"),
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", &name),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"password-error\""), "{html}");
+    assert!(
+        html.contains(&format!("value=\"{name}\"")),
+        "keeps what was typed: {html}"
+    );
+    let res = newcomer
+        .post(
+            &app.url("/v1/signup"),
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", &name),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let q = query(&location(&res));
+    let t: Value = exchange(
+        app,
+        &spa_exchange(&q["code"], "https://spa.example.com/cb"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        claims(t["id_token"].as_str().unwrap())["preferred_username"],
+        name
+    );
+    // The name is taken now: said on the field.
+    let res = Browser::new()
+        .get(&authorize_url(
+            app,
+            "spa",
+            "https://spa.example.com/cb",
+            &[("prompt", "create")],
+        ))
+        .await;
+    let html = res.text().await.unwrap();
+    let mut other = Browser::new();
+    other
+        .cookies
+        .insert("__Host-auth_csrf".into(), field(&html, "csrf"));
+    let res = other
+        .post(
+            &app.url("/v1/signup"),
+            &[
+                ("csrf", &field(&html, "csrf")),
+                ("request", &field(&html, "request")),
+                ("username", &name),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("That username is taken.")
+    );
+}

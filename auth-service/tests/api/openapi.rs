@@ -145,4 +145,20 @@ async fn swagger_ui_and_its_assets_are_served_from_the_binary() {
         .await
         .unwrap();
     assert!(init.contains("/openapi.json"), "{init}");
+    // The Authorize dialog offers the code flow with PKCE (client `docs`) beside the password
+    // flow.
+    let compact: String = init.split_whitespace().collect();
+    assert!(
+        compact.contains("\"usePkceWithAuthorizationCodeGrant\":true"),
+        "{init}"
+    );
+    assert!(compact.contains("\"clientId\":\"docs\""), "{init}");
+    let doc: serde_json::Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let flows = &doc["components"]["securitySchemes"]["password"]["flows"];
+    assert_eq!(
+        flows["authorizationCode"]["authorizationUrl"],
+        "/v1/authorize"
+    );
+    assert_eq!(flows["authorizationCode"]["tokenUrl"], "/v1/token");
+    assert_eq!(flows["password"]["tokenUrl"], "/v1/login");
 }
