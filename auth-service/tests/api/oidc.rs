@@ -1271,9 +1271,11 @@ async fn the_account_page_lists_sessions_and_consents_and_withdraws_them() {
         .unwrap();
     assert!(!html.contains("Withdraw access"), "{html}");
     // Ending this browser's own session from the page signs it out.
+    // (The row marked as this browser's: the user also has a session from the API login.)
     let sid = {
+        let row = html.find("(this browser)").unwrap();
         let marker = "name=\"sid\" value=\"";
-        let start = html.find(marker).unwrap() + marker.len();
+        let start = row + html[row..].find(marker).unwrap() + marker.len();
         html[start..start + html[start..].find('"').unwrap()].to_owned()
     };
     let res = browser
