@@ -89,6 +89,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/users/me/password").route(post().to(users::change_password)))
         .service(resource("/v1/users/me/sessions").route(get().to(users::my_sessions)))
         .service(resource("/v1/users/me/sessions/{sid}").route(delete().to(users::end_my_session)))
+        .service(resource("/v1/users/me/consents").route(get().to(users::my_consents)))
+        .service(
+            resource("/v1/users/me/consents/{client_id}")
+                .route(delete().to(users::withdraw_my_consent)),
+        )
         .service(resource("/v1/admin/users").route(get().to(admin::list_users)))
         .service(
             resource("/v1/admin/users/{id}")

@@ -353,6 +353,29 @@ pub struct Session {
     user_agent: String,
     /// True for the caller's own session (`/v1/users/me/sessions` only).
     current: Option<bool>,
+    /// The browser sign-in session this one was issued through (an app's session in the code
+    /// flow); ending that one ends this one.
+    parent: Option<String>,
+}
+
+/// A consent the user gave a third-party app.
+#[derive(ToSchema)]
+pub struct ConsentDoc {
+    /// The app.
+    client_id: String,
+    /// Its name, when it is still registered.
+    name: Option<String>,
+    /// The scopes consented to.
+    scopes: Vec<String>,
+    /// Last granted (Unix seconds).
+    granted_at: i64,
+}
+
+/// The user's consents.
+#[derive(ToSchema)]
+pub struct Consents {
+    /// By client.
+    consents: Vec<ConsentDoc>,
 }
 
 /// Sessions.
@@ -452,6 +475,8 @@ impl Modify for Security {
         super::users::change_password,
         super::users::my_sessions,
         super::users::end_my_session,
+        super::users::my_consents,
+        super::users::withdraw_my_consent,
         super::admin::list_users,
         super::admin::get_user,
         super::admin::update_user,

@@ -176,3 +176,44 @@ pub async fn end_my_session(
     }
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// `GET /v1/users/me/consents`: the third-party apps the caller allowed, and what each may do.
+#[utoipa::path(
+    get, path = "/v1/users/me/consents", tag = "users", security(("bearer" = []), ("password" = [])),
+    responses((status = 200, description = "OK", body = super::openapi::Consents), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem))
+)]
+pub async fn my_consents(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let consents = state.consents.list_consents(&auth.claims.sub).await?;
+    let mut list = Vec::with_capacity(consents.len());
+    for c in consents {
+        let name = crate::services::account::client_name(&state, &c.client_id).await;
+        list.push(json!({"client_id": c.client_id, "name": name, "scopes": c.scopes, "granted_at": c.granted_at}));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({"consents": list})))
+}
+
+/// `DELETE /v1/users/me/consents/{client_id}`: withdraws a consent; that app's sessions end
+/// with it, and its next sign-in asks again.
+#[utoipa::path(
+    delete, path = "/v1/users/me/consents/{client_id}", tag = "users", security(("bearer" = []), ("password" = [])),
+    params(("client_id" = String, Path, description = "The app")),
+    responses((status = 204, description = "Withdrawn"), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 404, description = "No such consent", body = super::openapi::Problem))
+)]
+pub async fn withdraw_my_consent(
+    auth: Authenticated,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let client_id = path.into_inner();
+    if client_id.len() > crate::services::clients::MAX_ID_LEN
+        || !crate::services::account::withdraw_consent(&state, &auth.claims.sub, &client_id).await?
+    {
+        return Err(ApiError::NotFound("no such consent".into()));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1235,6 +1235,28 @@ async fn the_account_page_lists_sessions_and_consents_and_withdraws_them() {
     assert!(html.contains("(this browser)"), "{html}");
     assert!(html.contains("see your username"), "{html}");
     let csrf = field(&html, "csrf");
+    // The same consent through the API, for apps with an account screen of their own.
+    let api_token = app.login(&s.username, PASSWORD).await.access_token;
+    let listed: Value = app
+        .get("/v1/users/me/consents", Some(&api_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["consents"][0]["client_id"], "partner");
+    assert_eq!(listed["consents"][0]["name"], "Partner <App>");
+    assert_eq!(
+        listed["consents"][0]["scopes"],
+        json!(["openid", "profile"])
+    );
+    let res = app
+        .client
+        .delete(app.url("/v1/users/me/consents/nobody"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     // Withdrawing the consent ends the app's sessions and asks again next time.
     let res = browser
         .post(
@@ -1254,6 +1276,40 @@ async fn the_account_page_lists_sessions_and_consents_and_withdraws_them() {
         app.me_status(&partner_access).await,
         StatusCode::UNAUTHORIZED
     );
+    let res = browser
+        .get(&authorize_url(
+            app,
+            "partner",
+            redirect,
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "consent_required");
+    // Given again on the page, then withdrawn through the API: asked again as well.
+    let html = browser
+        .get(&authorize_url(app, "partner", redirect, &[]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    browser
+        .post(
+            &app.url("/v1/consent"),
+            &[
+                ("csrf", &field(&html, "csrf")),
+                ("request", &field(&html, "request")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let res = app
+        .client
+        .delete(app.url("/v1/users/me/consents/partner"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = browser
         .get(&authorize_url(
             app,

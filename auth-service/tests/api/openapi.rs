@@ -43,6 +43,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/end-session"),
     ("post", "/v1/end-session"),
     ("get", "/v1/userinfo"),
+    ("get", "/v1/users/me/consents"),
+    ("delete", "/v1/users/me/consents/{client_id}"),
     ("post", "/v1/userinfo"),
     ("get", "/readyz"),
 ];
@@ -78,6 +80,7 @@ async fn the_openapi_document_validates_and_lists_every_route() {
         let url = app.url(
             &path
                 .replace("{sid}", "x")
+                .replace("{client_id}", "x")
                 .replace("{id}", &uuid::Uuid::new_v4().to_string()),
         );
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
