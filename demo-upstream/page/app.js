@@ -19,7 +19,29 @@ async function provider() {
 const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
   .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const random = () => b64url(crypto.getRandomValues(new Uint8Array(32)));
-const claims = (jwt) => JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+const fromB64url = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+const claims = (jwt) => JSON.parse(new TextDecoder().decode(fromB64url(jwt.split(".")[1])));
+
+// The ID token's checks (OpenID Connect Core §3.1.3.7), with WebCrypto: an RS256 signature by a
+// key of the provider's JWKS (the algorithm comes from the key, never from the token), then
+// iss, aud, azp, exp and nonce.
+async function verifyIdToken(jwt, nonce) {
+  const [h, p, sig] = jwt.split(".");
+  const header = JSON.parse(new TextDecoder().decode(fromB64url(h)));
+  const { issuer, jwks_uri } = await provider();
+  const { keys } = await (await fetch(jwks_uri)).json();
+  const jwk = keys.find((k) => k.kid === header.kid && k.kty === "RSA" && k.alg === "RS256");
+  if (!jwk || header.alg !== "RS256") throw new Error("the ID token is not signed by the provider's key");
+  const key = await crypto.subtle.importKey("jwk", { kty: "RSA", n: jwk.n, e: jwk.e, alg: "RS256", ext: true },
+    { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["verify"]);
+  const ok = await crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, fromB64url(sig), new TextEncoder().encode(`${h}.${p}`));
+  const c = claims(jwt);
+  if (!ok) throw new Error("the ID token's signature does not verify");
+  if (c.iss !== issuer) throw new Error("the ID token comes from another issuer");
+  if (c.aud !== CLIENT_ID || (c.azp && c.azp !== CLIENT_ID)) throw new Error("the ID token is for another app");
+  if (c.exp * 1000 < Date.now()) throw new Error("the ID token has expired");
+  if (c.nonce !== nonce) throw new Error("the ID token's nonce is not ours");
+}
 
 // To the provider: a fresh verifier, state and nonce, kept in sessionStorage for the return.
 async function signIn(prompt) {
@@ -57,7 +79,7 @@ async function callback(params) {
   });
   const body = await res.json();
   if (!res.ok) throw new Error(body.error_description || body.error);
-  if (claims(body.id_token).nonce !== saved.nonce) throw new Error("the ID token's nonce is not ours");
+  await verifyIdToken(body.id_token, saved.nonce);
   tokens = body;
   return true;
 }

@@ -187,9 +187,29 @@ try {
   assert.ok(payload.events["http://schemas.openid.net/event/backchannel-logout"]);
   step("back-channel logout: a logout token for the session reached openid-client's endpoint");
 
+  // Authlib's own logout: sign in again (the password is asked: the session ended), then
+  // leave through end_session_endpoint from Authlib's side.
   await page.goto(`${pyBase}/login`);
   await page.waitForSelector("#password");
   step("after logout, the next sign-in asks for the password again");
+  await page.fill("#username", username);
+  await page.fill("#password", password);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#result");
+  assert.equal((await result(page)).gateway_status, 200);
+  await page.goto(`${pyBase}/logout`);
+  await page.waitForSelector("#result");
+  assert.equal((await result(page)).state, "authlib-bye");
+  const authlibOut = Date.now();
+  let pyStatus = 0;
+  for (let i = 0; i < 20; i++) {
+    pyStatus = Number((await (await fetch(`${pyBase}/check`)).text()).match(/>(\d+)</)[1]);
+    if (pyStatus === 401) break;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  assert.equal(pyStatus, 401);
+  assert.ok(Date.now() - authlibOut < 1000, "within a second");
+  step(`Authlib's own logout through end_session_endpoint: its token refused by the gateway in ${Date.now() - authlibOut} ms`);
   console.log(`rp: passed (screenshots in ${dir})`);
 } finally {
   await browser.close();
