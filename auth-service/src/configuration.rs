@@ -1213,6 +1213,33 @@ mod tests {
     }
 
     #[test]
+    fn the_hosted_pages_settings_are_checked() {
+        let s = load(&[]).unwrap();
+        assert!(s.browser.password_grant);
+        assert_eq!(s.browser.brand.product_name, "Account");
+        assert_eq!(s.browser.brand.primary_color, "#1a56db");
+        let s = load(&[
+            ("AUTH_PASSWORD_GRANT", "off"),
+            ("AUTH_UI_PRIMARY_COLOR", "#abc"),
+            ("AUTH_UI_LOGO_URL", "/logo.svg"),
+        ])
+        .unwrap();
+        assert!(!s.browser.password_grant);
+        assert_eq!(s.browser.brand.logo_url.as_deref(), Some("/logo.svg"));
+        for (name, bad) in [
+            ("AUTH_PASSWORD_GRANT", "maybe"),
+            ("AUTH_UI_PRIMARY_COLOR", "red; background: url(x)"),
+            ("AUTH_UI_BACKGROUND_COLOR", "#12345"),
+            ("AUTH_UI_LOGO_URL", "http://cdn.example.com/logo.svg"),
+            ("AUTH_UI_LOGO_URL", "https://cdn.example.com/a\"onerror=\"x"),
+            ("AUTH_UI_PRODUCT_NAME", &"x".repeat(61)),
+        ] {
+            let e = load(&[(name, bad)]).unwrap_err().to_string();
+            assert!(e.starts_with(name), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn production_refuses_development_defaults() {
         let e = load(&[("AUTH_PRODUCTION", "true")]).unwrap_err();
         assert!(e.to_string().contains("AUTH_ISSUER"), "{e}");

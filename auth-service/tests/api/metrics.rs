@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use crate::helpers::{PASSWORD, TestApp};
 
 /// The metrics as the reference parser reads them: "name{k=v,...}" → value.
-async fn scrape(admin: &str) -> HashMap<String, f64> {
+pub async fn scrape(admin: &str) -> HashMap<String, f64> {
     let res = reqwest::get(format!("{admin}/metrics")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(
@@ -27,7 +27,7 @@ async fn scrape(admin: &str) -> HashMap<String, f64> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
+pub fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
     let a = after
         .get(key)
         .copied()

@@ -1532,3 +1532,102 @@ async fn form_post_answers_with_a_self_submitting_form_and_prompt_create_shows_s
             .contains("That username is taken.")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_is_counted_audited_and_shown_in_the_operators_brand() {
+    let app = TestApp::builder()
+        .with_admin()
+        .env("AUTH_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("AUTH_UI_PRODUCT_NAME", "Acme ID")
+        .env("AUTH_UI_LOGO_URL", "https://cdn.example.com/logo.svg")
+        .env("AUTH_UI_PRIMARY_COLOR", "#123abc")
+        .spawn()
+        .await;
+    let metrics = app.admin.clone().expect("admin listener");
+    let admin = app.admin_tokens().await.access_token;
+    register_client(
+        &app,
+        &admin,
+        json!({"client_id": "spa", "type": "public", "first_party": true,
+               "redirect_uris": ["https://spa.example.com/cb"]}),
+    )
+    .await;
+    let (username, t) = app.new_user().await;
+    let user_id = app.user_id(&t.access_token).await;
+    let before = crate::metrics::scrape(&metrics).await;
+
+    let mut browser = Browser::new();
+    let redirect = "https://spa.example.com/cb";
+    let page = browser
+        .get(&authorize_url(&app, "spa", redirect, &[]))
+        .await;
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("img-src 'self' https:"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<title>Sign in · Acme ID</title>"), "{html}");
+    assert!(
+        html.contains("src=\"https://cdn.example.com/logo.svg\""),
+        "{html}"
+    );
+    assert!(html.contains("--primary: #123abc"), "{html}");
+    let res = browser
+        .post(
+            &app.url("/v1/signin"),
+            &[
+                ("csrf", &field(&html, "csrf")),
+                ("request", &field(&html, "request")),
+                ("username", &username),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let res = exchange(&app, &spa_exchange(&code, redirect), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = exchange(&app, &spa_exchange(&code, redirect), None).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let res = Browser::new()
+        .get(&authorize_url(&app, "spa", redirect, &[("prompt", "none")]))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "login_required");
+    let res = Browser::new()
+        .get(&authorize_url(&app, "spa", "https://evil.example/cb", &[]))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    let after = crate::metrics::scrape(&metrics).await;
+    let d = |k: &str| crate::metrics::delta(&before, &after, k);
+    assert_eq!(d("auth_authorizations_total{outcome=code_issued}"), 1.0);
+    assert_eq!(d("auth_authorizations_total{outcome=code_exchanged}"), 1.0);
+    assert_eq!(d("auth_authorizations_total{outcome=code_reused}"), 1.0);
+    assert_eq!(d("auth_authorizations_total{outcome=login_required}"), 1.0);
+    assert_eq!(
+        d("auth_authorizations_total{outcome=invalid_client_or_redirect_uri}"),
+        1.0
+    );
+    assert_eq!(
+        d("auth_logins_total{outcome=success}"),
+        1.0,
+        "the hosted sign-in"
+    );
+
+    let audit: Value = app
+        .get(&format!("/v1/admin/users/{user_id}/audit"), Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = audit["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds[..2],
+        ["authorization_code_reused", "login_succeeded"],
+        "{audit}"
+    );
+    assert_eq!(events[1]["detail"]["via"], "hosted");
+    assert_eq!(events[1]["detail"]["client_id"], "spa");
+    assert_eq!(events[0]["detail"]["client_id"], "spa");
+}
