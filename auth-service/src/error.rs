@@ -21,6 +21,9 @@ const REALM: &str = "auth";
 pub enum BearerError {
     /// No credentials: the challenge carries no error code.
     Missing,
+    /// Credentials of another scheme (`Basic`, …) where a bearer token is needed: no error code
+    /// either (RFC 6750 §3.1), and the detail says how to send the token.
+    OtherScheme,
     /// A token was given but is not acceptable.
     InvalidToken(&'static str),
     /// The request itself is malformed (e.g. two `Authorization` headers).
@@ -217,6 +220,10 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(e) => {
                 let (detail, header) = match e {
                     BearerError::Missing => ("a bearer access token is required", challenge(None)),
+                    BearerError::OtherScheme => (
+                        "this endpoint takes a bearer access token: send the header as Authorization: Bearer <access token>",
+                        challenge(None),
+                    ),
                     BearerError::InvalidToken(why) => {
                         (*why, challenge(Some(("invalid_token", why))))
                     }
@@ -227,11 +234,13 @@ impl ResponseError for ApiError {
                 let mut r = problem(
                     status,
                     detail,
-                    Some(if *e == BearerError::Missing {
-                        "unauthorized"
-                    } else {
-                        "invalid_token"
-                    }),
+                    Some(
+                        if matches!(e, BearerError::Missing | BearerError::OtherScheme) {
+                            "unauthorized"
+                        } else {
+                            "invalid_token"
+                        },
+                    ),
                 );
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, header);
                 r
@@ -245,7 +254,15 @@ impl ResponseError for ApiError {
                 r
             }
             ApiError::Refused { code, detail } | ApiError::Conflict { code, detail } => {
-                problem(status, detail, Some(code))
+                let mut r = problem(status, detail, Some(code));
+                // A bearer route refusing the token's kind says so in the challenge too.
+                if *code == "user_token_required" {
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        challenge(Some(("insufficient_scope", detail))),
+                    );
+                }
+                r
             }
             ApiError::NotFound(d) => problem(status, d, Some("not_found")),
             ApiError::Unavailable(d) => {

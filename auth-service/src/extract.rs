@@ -78,6 +78,18 @@ pub async fn parse_body<T: DeserializeOwned>(
         mt == "application/json" || (mt.starts_with("application/") && mt.ends_with("+json"));
     let is_form = mt == "application/x-www-form-urlencoded" && accept == Accept::JsonOrForm;
     if !is_json && !is_form {
+        // A JSON body sent without its header (curl -d '{…}' sends it as a form, or with none):
+        // say which header is missing.
+        if let Some(Ok(first)) = payload.next().await
+            && matches!(
+                first.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'{' | b'[')
+            )
+        {
+            return Err(BodyParseError::UnsupportedMediaType(
+                "application/json: the body looks like JSON, so add the header Content-Type: application/json",
+            ));
+        }
         return Err(BodyParseError::UnsupportedMediaType(expected));
     }
     let declared = req
@@ -120,9 +132,9 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<String>, BearerError> {
     let value = value
         .to_str()
         .map_err(|_| BearerError::InvalidToken("malformed Authorization header"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(BearerError::InvalidToken("expected: Bearer <token>"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(BearerError::InvalidToken(
+        "the Authorization header has no scheme: send Authorization: Bearer <access token>",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         // Another scheme (Basic, …) carries no bearer credentials at all.
         return Ok(None);
@@ -160,13 +172,18 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer_token(req);
+        let other_scheme = req.headers().contains_key(header::AUTHORIZATION);
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 ApiError::Unexpected(anyhow::anyhow!("application state missing"))
             })?;
             let token = token
                 .map_err(ApiError::Unauthorized)?
-                .ok_or(ApiError::Unauthorized(BearerError::Missing))?;
+                .ok_or(ApiError::Unauthorized(if other_scheme {
+                    BearerError::OtherScheme
+                } else {
+                    BearerError::Missing
+                }))?;
             let claims = crate::services::tokens::authenticate(&state, &token).await?;
             let sid = claims.sid.clone().ok_or_else(|| ApiError::Refused {
                 code: "user_token_required",

@@ -60,15 +60,38 @@ fn is_meant(headers: &actix_web::http::header::HeaderMap) -> bool {
         })
 }
 
+/// The `code` of a problem body made for a bare error (one actix answered itself).
+fn bare_code(status: actix_web::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "body_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        431 => "headers_too_large",
+        503 => "unavailable",
+        s if s >= 500 => "internal_error",
+        _ => "error",
+    }
+}
+
 /// Middleware: request id span, access log, problem bodies for bare errors (a hosted page's
 /// error is a page, and stays one).
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // HEAD is answered wherever GET is: routed as GET; the connection's codec, which saw HEAD,
+    // sends the headers (Content-Length included) and leaves the body out.
+    let mut req = req;
+    let method = req.method().to_string();
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id);
-    let method = req.method().to_string();
     let path = req.path().to_owned();
     let peer = req
         .peer_addr()
@@ -118,7 +141,11 @@ pub async fn request_context(
     let status = res.status();
     if (status.is_client_error() || status.is_server_error()) && !is_meant(res.headers()) {
         let (req, old) = res.into_parts();
-        let mut new = problem(status, status.canonical_reason().unwrap_or("error"), None);
+        let mut new = problem(
+            status,
+            status.canonical_reason().unwrap_or("error"),
+            Some(bare_code(status)),
+        );
         for (k, v) in old.headers() {
             if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
                 new.headers_mut().insert(k.clone(), v.clone());

@@ -23,8 +23,8 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// Seconds until the refresh token expires if unused (the idle timeout).
     pub refresh_expires_in: i64,
-    /// Scopes granted (omitted when none).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// Scopes granted, always (RFC 6749 §5.1: required when they differ from the request's; an
+    /// empty grant says so with `""`).
     pub scope: String,
 }
 
@@ -35,7 +35,6 @@ struct BrowserTokens<'a> {
     token_type: &'static str,
     expires_in: i64,
     refresh_expires_in: i64,
-    #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
 }
 

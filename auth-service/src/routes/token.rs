@@ -198,7 +198,7 @@ struct ClientTokenResponse<'a> {
     access_token: &'a str,
     token_type: &'static str,
     expires_in: i64,
-    #[serde(skip_serializing_if = "str::is_empty")]
+    /// Always: what was granted, `""` for nothing (RFC 6749 §5.1).
     scope: &'a str,
 }
 

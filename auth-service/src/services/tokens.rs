@@ -35,6 +35,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AccessClaims,
                 state.metrics.verify_failure("revoked_key");
                 ApiError::Unauthorized(BearerError::InvalidToken("the token has been revoked"))
             }
+            VerifyError::WrongType if is_refresh_token(token) => {
+                state.metrics.verify_failure("wrong_type");
+                ApiError::Unauthorized(BearerError::InvalidToken(
+                    "this is a refresh token: send the access token (a refresh token only goes to POST /v1/token, for a new pair)",
+                ))
+            }
             e => {
                 state.metrics.verify_failure(e.reason());
                 ApiError::Unauthorized(BearerError::InvalidToken(describe(&e)))
@@ -47,6 +53,17 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AccessClaims,
         )));
     }
     Ok(claims)
+}
+
+/// True when a token's header says it is a refresh token (read without trusting it: only to
+/// word the refusal).
+fn is_refresh_token(token: &str) -> bool {
+    shared::jws::split(token).is_ok_and(|p| {
+        p.header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(shared::claims::REFRESH_TOKEN_TYPE))
+    })
 }
 
 /// Verifies an access token's signature and claims only (no revocation check).

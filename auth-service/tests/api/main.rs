@@ -18,6 +18,7 @@ mod constant_work;
 mod discovery;
 mod embedded;
 mod feed;
+mod first_hour;
 mod hardening;
 mod helpers;
 mod interop;
