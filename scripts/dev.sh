@@ -5,6 +5,10 @@
 # in, call through the gateway, refresh, reuse detection, log out → the gateway rejects the
 # tokens), prints the URLs, and keeps serving until Ctrl-C, which stops everything.
 #
+#   DEV_APP_ORIGIN=http://localhost:5173   your own app's origin (a Vite dev server, …): allowed by
+#                        the auth-service's CORS, registered as the public client `my-app` with
+#                        redirect URI $DEV_APP_ORIGIN/ (and /callback), and given CORS on the
+#                        gateway's /api (comma-separated for several)
 #   DEV_STORE=postgres   use PostgreSQL + Redis instead (installed/started by scripts/services.sh)
 #   DEV_EXIT=1           stop after the walkthrough (what the CI smoke test does)
 #   DEV_WALK=0           skip the walkthrough
@@ -30,8 +34,17 @@ if [ "${DEV_STORE:-embedded}" = postgres ]; then
   store_env=(AUTH_DATA_DIR=target/dev/data AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:")
 fi
 
-echo "building (first time: a few minutes)…"
-cargo build -q -p auth-service -p gateway -p demo-upstream --bins --example walkthrough
+if [ -x target/debug/auth-service ] && [ -x target/debug/gateway ] && [ -x target/debug/demo-upstream ]; then
+  echo "building (only what changed)…"
+else
+  echo "building for the first time: about 9 minutes on two cores (cargo shows each crate as it goes)…"
+fi
+set +e
+cargo build -p auth-service -p gateway -p demo-upstream --bins --example walkthrough 2>&1 \
+  | grep --line-buffered -E '^ *(Compiling|Finished|error)' | sed -u 's/^ */  /'
+built=${PIPESTATUS[0]}
+set -e
+[ "$built" = 0 ] || { echo "the build failed: cargo build -p auth-service -p gateway -p demo-upstream shows why"; exit 1; }
 walk=./target/debug/examples/walkthrough
 
 # The credential the gateway reads the revocation feed with: fresh for every run.
@@ -81,10 +94,35 @@ env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients 
     "${docs_flags[@]}" >/dev/null 2>>target/dev/clients.log \
   || { echo "could not register Swagger UI's client; see target/dev/clients.log"; exit 1; }
 
+# Your own app (DEV_APP_ORIGIN): a public client with its redirect URIs, CORS at the
+# auth-service and on the gateway's /api.
+app_origins=()
+IFS=',' read -r -a app_origins <<< "${DEV_APP_ORIGIN:-}"
+if [ "${#app_origins[@]}" -gt 0 ]; then
+  app_flags=(--first-party --scope openid --scope profile --scope email --scope offline_access)
+  for o in "${app_origins[@]}"; do
+    o="${o%/}"
+    app_flags+=(--redirect-uri "$o/" --redirect-uri "$o/callback" --post-logout-redirect-uri "$o/")
+  done
+  env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients create my-app --public \
+    --name "your app" "${app_flags[@]}" >/dev/null 2>>target/dev/clients.log \
+    || env "${store_env[@]}" AUTH_ISSUER="$public" ./target/debug/auth-service clients update my-app \
+      "${app_flags[@]}" >/dev/null 2>>target/dev/clients.log \
+    || { echo "could not register your app's client (DEV_APP_ORIGIN=$DEV_APP_ORIGIN); see target/dev/clients.log"; exit 1; }
+fi
+cors_origins="http://localhost:$gw_port,http://127.0.0.1:$gw_port${DEV_APP_ORIGIN:+,$DEV_APP_ORIGIN}${AUTH_CORS_ORIGINS:+,$AUTH_CORS_ORIGINS}"
+
+# An admin for development (this stack only: production never prints a password).
+dev_admin_password="dev admin password $(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$dev_admin_password" | env "${store_env[@]}" AUTH_ISSUER="$public" \
+  ./target/debug/auth-service users create dev-admin --admin >/dev/null 2>>target/dev/clients.log \
+  || { dev_admin_password="(kept from an earlier run: see target/dev/admin.txt)"; }
+[ "${dev_admin_password:0:1}" = "(" ] || printf 'username: dev-admin\npassword: %s\n' "$dev_admin_password" > target/dev/admin.txt
+
 # The demo page (gateway /app) calls the auth-service through the gateway: that origin may use
 # the refresh-token cookie.
 env "${store_env[@]}" AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$public" AUTH_FEED_TOKEN="$feed_token" \
-  AUTH_CORS_ORIGINS="http://localhost:$gw_port,http://127.0.0.1:$gw_port" AUTH_TRUSTED_PROXIES=127.0.0.1 \
+  AUTH_CORS_ORIGINS="$cors_origins" AUTH_TRUSTED_PROXIES=127.0.0.1 \
   AUTH_ROLE_SCOPES='{"user":["profile"],"admin":["users:write"]}' \
   ./target/debug/auth-service > target/dev/auth-service.log 2>&1 &
 pids+=($!)
@@ -137,6 +175,9 @@ auth = "public"
 [[routes]]
 prefix = "/api"
 upstream = "http://127.0.0.1:$demo_port"
+$(if [ -n "${DEV_APP_ORIGIN:-}" ]; then
+  printf '[routes.cors]\nallowed_origins = [%s]\n' "$(printf '"%s",' "${app_origins[@]%/}" | sed 's/,$//')"
+fi)
 
 [[routes]]
 prefix = "/admin"
@@ -166,11 +207,15 @@ fi
 cat <<INFO
 
 Running (logs in target/dev/):
-  auth-service  $auth          (store: ${DEV_STORE:-embedded}; issuer: $public)
-  gateway       $gw          (admin: http://127.0.0.1:$admin_port/readyz, /metrics)
-  demo page     $public/app   (sign in from a browser: the code flow with PKCE, through the gateway)
-  sign-in pages $public/v1/account   (the hosted pages; discovery: $public/.well-known/openid-configuration)
-  demo upstream http://127.0.0.1:$demo_port
+  demo page      $public/app   (sign in from a browser: the code flow with PKCE, through the gateway)
+  account page   $public/v1/account   (the hosted sign-in pages)
+  discovery      $public/.well-known/openid-configuration
+  API docs       $public/docs/   (Swagger UI; OpenAPI: $public/openapi.json)
+  gateway        $gw   (admin listener: http://127.0.0.1:$admin_port/healthz, /readyz, /metrics)
+  auth-service   $auth   (store: ${DEV_STORE:-embedded}; issuer: $public)
+  demo upstream  http://127.0.0.1:$demo_port
+  dev admin      dev-admin / $dev_admin_password   (development only)
+$(if [ -n "${DEV_APP_ORIGIN:-}" ]; then echo "  your app       $DEV_APP_ORIGIN: client_id my-app (public), redirect URI $DEV_APP_ORIGIN/ or /callback, CORS on $public/api"; fi)
 Ctrl-C stops everything.
 INFO
 [ "${DEV_EXIT:-0}" = 1 ] && exit 0

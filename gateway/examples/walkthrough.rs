@@ -402,7 +402,7 @@ impl Walk {
             .await?;
         let (admin_token, _) = Self::tokens(&body)?;
         step(&format!(
-            "curl -X PATCH {auth}/v1/admin/clients/{id} -H 'authorization: Bearer <admin token>' -d '{{\"disabled\":true}}'   (its tokens are revoked)"
+            "curl -X PATCH {auth}/v1/admin/clients/{id} -H 'authorization: Bearer <admin token>' -H 'content-type: application/json' -d '{{\"disabled\":true}}'   (its tokens are revoked)"
         ));
         self.expect(
             self.http

@@ -26,3 +26,6 @@ node scripts/browser/rp.test.mjs "$base" "$dir"
 cli create partner --name "Partner App" --scope openid --scope profile \
   --redirect-uri http://127.0.0.1/callback >/dev/null
 node scripts/browser/pages.test.mjs "$base" "$dir"
+
+# A frontend on its own port (DEV_APP_ORIGIN, set by test.sh): signs in and calls /api.
+node scripts/browser/app_origin.test.mjs "$base" "$dir" "${DEV_APP_PORT:-18083}"

@@ -30,6 +30,7 @@ fi
 export INTEROP_PYTHON="$PWD/$venv/bin/python"
 rm -f "$dir"/*.png
 export AUTH_ACCESS_TOKEN_TTL=5 AUTH_LEEWAY=0 GATEWAY_LEEWAY=0
+export DEV_APP_PORT=18083 DEV_APP_ORIGIN=http://localhost:18083
 AUTH_PORT=18081 GATEWAY_PORT=18080 GATEWAY_ADMIN_PORT=19090 DEMO_PORT=18082 \
   DEV_WALK=0 DEV_AFTER="bash scripts/browser/after.sh http://localhost:18080 $dir" \
   bash scripts/dev.sh

@@ -24,6 +24,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(get().to(health::healthz)))
         .service(resource("/readyz").route(get().to(health::readyz)))
         .service(resource("/openapi.json").route(get().to(openapi::document)))
+        .service(resource("/docs").route(get().to(|| async {
+            actix_web::HttpResponse::MovedPermanently()
+                .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+                .finish()
+        })))
         .service(
             utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
                 .url(

@@ -240,3 +240,15 @@ async fn token_responses_always_say_what_was_granted() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["scope"], "", "{v}");
 }
+
+#[tokio::test]
+async fn docs_without_its_slash_redirects_to_swagger_ui() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(res.headers()["location"], "/docs/");
+}
