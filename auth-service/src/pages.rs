@@ -308,6 +308,78 @@ pub fn csrf_ok(req: &HttpRequest, field: Option<&str>) -> bool {
     }
 }
 
+/// The error page: nothing to redirect to, said plainly.
+pub fn error_page(brand: &Brand, status: StatusCode, detail: &str) -> HttpResponse {
+    let title = if status.is_server_error() {
+        "Something went wrong"
+    } else {
+        "This request cannot go on"
+    };
+    let page = ErrorPage {
+        page: Chrome::new(brand, title),
+        detail: detail.to_owned(),
+    };
+    render(status, &page, &page.page.nonce, &[], &[])
+}
+
+/// A store out of reach: 503, try again shortly.
+pub fn unavailable(brand: &Brand, e: &dyn std::fmt::Display) -> HttpResponse {
+    tracing::warn!(error = %e, "a hosted page could not reach a store");
+    let mut res = error_page(
+        brand,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service is briefly unavailable. Try again in a few seconds.",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
+}
+
+/// A hosted form's fields, with its CSRF token.
+pub trait HostedForm: serde::de::DeserializeOwned {
+    /// The form's `csrf` field.
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// Reads a hosted form: a form body (`application/x-www-form-urlencoded`) that parses, whose
+/// `csrf` field repeats the browser's CSRF cookie. `Err`: the page to answer with (400 for a
+/// malformed form; 403 for a missing or wrong token, with nothing done).
+pub fn read_form<T: HostedForm>(
+    req: &HttpRequest,
+    body: &[u8],
+    brand: &Brand,
+) -> Result<T, Box<HttpResponse>> {
+    let form: T = form_text(req, body)
+        .and_then(|t| serde_urlencoded::from_str(t).map_err(|_| "The form is malformed.".into()))
+        .map_err(|e| Box::new(error_page(brand, StatusCode::BAD_REQUEST, &e)))?;
+    if !csrf_ok(req, form.csrf()) {
+        return Err(Box::new(error_page(
+            brand,
+            StatusCode::FORBIDDEN,
+            "This form has expired or was not sent from this site. Go back, reload the page and try again.",
+        )));
+    }
+    Ok(form)
+}
+
+/// A form body's text, if it is one.
+pub fn form_text<'a>(req: &HttpRequest, body: &'a [u8]) -> Result<&'a str, String> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !form {
+        return Err("This address takes a form (application/x-www-form-urlencoded).".into());
+    }
+    std::str::from_utf8(body).map_err(|_| "The form is not valid UTF-8.".to_owned())
+}
+
 /// `GET /v1/assets/hosted.css`.
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()

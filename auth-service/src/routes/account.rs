@@ -12,23 +12,6 @@ use crate::services::sessions::{self, BROWSER_CLIENT, BROWSER_COOKIE};
 use crate::state::AppState;
 use crate::storage::{BrowserSession, StoreError, User};
 
-fn error_page(state: &AppState, status: StatusCode, detail: &str) -> HttpResponse {
-    let page = pages::ErrorPage {
-        page: Chrome::new(&state.settings.browser.brand, "This request cannot go on"),
-        detail: detail.to_owned(),
-    };
-    pages::render(status, &page, &page.page.nonce.clone(), &[], &[])
-}
-
-fn unavailable(state: &AppState, e: &StoreError) -> HttpResponse {
-    tracing::warn!(error = %e, "the account page could not reach a store");
-    error_page(
-        state,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The service is briefly unavailable. Try again in a few seconds.",
-    )
-}
-
 async fn signed_in(
     req: &HttpRequest,
     state: &AppState,
@@ -59,11 +42,11 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
     let (session, user) = match signed_in(&req, &state).await {
         Ok(Some(s)) => s,
         Ok(None) => return sign_in_page(&req, &state),
-        Err(e) => return unavailable(&state, &e),
+        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let overview = match account::overview(&state, &session.sub).await {
         Ok(o) => o,
-        Err(e) => return unavailable(&state, &e),
+        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let mut rows = Vec::new();
     for s in &overview.sessions {
@@ -147,24 +130,18 @@ pub async fn end_session(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Ok(form) = serde_urlencoded::from_bytes::<EndForm>(&body) else {
-        return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed.");
+    let form: EndForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
+        Ok(f) => f,
+        Err(page) => return *page,
     };
-    if !pages::csrf_ok(&req, form.csrf.as_deref()) {
-        return error_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            "This form has expired or was not sent from this site. Go back, reload the page and try again.",
-        );
-    }
     let (session, _) = match signed_in(&req, &state).await {
         Ok(Some(s)) => s,
         Ok(None) => return sign_in_page(&req, &state),
-        Err(e) => return unavailable(&state, &e),
+        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let sid = form.sid.clone().unwrap_or_default();
     if let Err(e) = sessions::end_own(&state, &session.sub, &sid).await {
-        return unavailable(&state, &e);
+        return pages::unavailable(&state.settings.browser.brand, &e);
     }
     let cookies = if sid == session.sid {
         vec![sessions::clear_browser_cookie()]
@@ -186,24 +163,30 @@ pub async fn withdraw_consent(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Ok(form) = serde_urlencoded::from_bytes::<WithdrawForm>(&body) else {
-        return error_page(&state, StatusCode::BAD_REQUEST, "The form is malformed.");
+    let form: WithdrawForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
+        Ok(f) => f,
+        Err(page) => return *page,
     };
-    if !pages::csrf_ok(&req, form.csrf.as_deref()) {
-        return error_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            "This form has expired or was not sent from this site. Go back, reload the page and try again.",
-        );
-    }
     let (session, _) = match signed_in(&req, &state).await {
         Ok(Some(s)) => s,
         Ok(None) => return sign_in_page(&req, &state),
-        Err(e) => return unavailable(&state, &e),
+        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let client_id = form.client_id.clone().unwrap_or_default();
     if let Err(e) = account::withdraw_consent(&state, &session.sub, &client_id).await {
-        return unavailable(&state, &e);
+        return pages::unavailable(&state.settings.browser.brand, &e);
     }
     back_to_account(&[])
+}
+
+impl pages::HostedForm for EndForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl pages::HostedForm for WithdrawForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }

@@ -47,7 +47,7 @@ use crate::storage::{BrowserSession, StoreError, User};
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match AuthorizationParams::parse(req.query_string()) {
         Ok(params) => proceed(&req, &state, params, None).await,
-        Err(e) => error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(e) => pages::error_page(&state.settings.browser.brand, StatusCode::BAD_REQUEST, &e),
     }
 }
 
@@ -64,55 +64,11 @@ pub async fn authorize_post(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let params = form_text(&req, &body).and_then(AuthorizationParams::parse);
+    let params = pages::form_text(&req, &body).and_then(AuthorizationParams::parse);
     match params {
         Ok(params) => proceed(&req, &state, params, None).await,
-        Err(e) => error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(e) => pages::error_page(&state.settings.browser.brand, StatusCode::BAD_REQUEST, &e),
     }
-}
-
-/// A form body's text, if it is one.
-fn form_text<'a>(req: &HttpRequest, body: &'a [u8]) -> Result<&'a str, String> {
-    let form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !form {
-        return Err("This address takes a form (application/x-www-form-urlencoded).".into());
-    }
-    std::str::from_utf8(body).map_err(|_| "The form is not valid UTF-8.".to_owned())
-}
-
-fn error_page(state: &AppState, status: StatusCode, detail: &str) -> HttpResponse {
-    let title = if status.is_server_error() {
-        "Something went wrong"
-    } else {
-        "This request cannot go on"
-    };
-    let page = pages::ErrorPage {
-        page: Chrome::new(&state.settings.browser.brand, title),
-        detail: detail.to_owned(),
-    };
-    let nonce = page.page.nonce.clone();
-    pages::render(status, &page, &nonce, &[], &[])
-}
-
-fn unavailable(state: &AppState, e: &StoreError) -> HttpResponse {
-    tracing::warn!(error = %e, "a sign-in page could not reach a store");
-    let mut res = error_page(
-        state,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The service is briefly unavailable. Try again in a few seconds.",
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-    res
 }
 
 /// Answers the client: a `303` to its redirect URI with the parameters in the query, or the
@@ -163,7 +119,13 @@ async fn proceed(
 ) -> HttpResponse {
     let valid = match authorize::check(state, params).await {
         Ok(v) => v,
-        Err(Ok(page)) => return error_page(state, StatusCode::BAD_REQUEST, &page.detail),
+        Err(Ok(page)) => {
+            return pages::error_page(
+                &state.settings.browser.brand,
+                StatusCode::BAD_REQUEST,
+                &page.detail,
+            );
+        }
         Err(Err(response)) => return respond(state, &response, &[]),
     };
     let now = shared::unix_now();
@@ -172,7 +134,7 @@ async fn proceed(
         Some((s, u, cookie)) => (Some((s, u)), vec![sessions::browser_cookie(&cookie)]),
         None => match current_session(req, state, now).await {
             Ok(s) => (s, vec![]),
-            Err(e) => return unavailable(state, &e),
+            Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
         },
     };
     let next = authorize::next(
@@ -212,7 +174,7 @@ async fn proceed(
                 String::new(),
             ),
         },
-        Err(e) => unavailable(state, &e),
+        Err(e) => pages::unavailable(&state.settings.browser.brand, &e),
     }
 }
 
@@ -341,15 +303,6 @@ fn consent_page(
     )
 }
 
-/// A form that failed the CSRF check: said plainly, nothing done.
-fn stale_form(state: &AppState) -> HttpResponse {
-    error_page(
-        state,
-        StatusCode::FORBIDDEN,
-        "This form has expired or was not sent from this site. Go back, reload the page and try again.",
-    )
-}
-
 /// The request a form carries: `None` when it carries none (a sign-in for the account page).
 async fn carried_request(
     state: &AppState,
@@ -359,11 +312,16 @@ async fn carried_request(
     if raw.is_empty() {
         return Ok(None);
     }
-    let params = AuthorizationParams::parse(raw)
-        .map_err(|e| error_page(state, StatusCode::BAD_REQUEST, &e))?;
+    let params = AuthorizationParams::parse(raw).map_err(|e| {
+        pages::error_page(&state.settings.browser.brand, StatusCode::BAD_REQUEST, &e)
+    })?;
     match authorize::check(state, params).await {
         Ok(v) => Ok(Some(v)),
-        Err(Ok(page)) => Err(error_page(state, StatusCode::BAD_REQUEST, &page.detail)),
+        Err(Ok(page)) => Err(pages::error_page(
+            &state.settings.browser.brand,
+            StatusCode::BAD_REQUEST,
+            &page.detail,
+        )),
         Err(Err(response)) => Err(respond(state, &response, &[])),
     }
 }
@@ -383,15 +341,10 @@ pub async fn sign_in(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let form: SignInForm = match form_text(&req, &body)
-        .and_then(|t| serde_urlencoded::from_str(t).map_err(|_| "The form is malformed.".into()))
-    {
+    let form: SignInForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
         Ok(f) => f,
-        Err(e) => return error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(page) => return *page,
     };
-    if !pages::csrf_ok(&req, form.csrf.as_deref()) {
-        return stale_form(&state);
-    }
     let valid = match carried_request(&state, form.request.as_deref()).await {
         Ok(v) => v,
         Err(res) => return res,
@@ -449,8 +402,8 @@ pub async fn sign_in(
         Err(e) => {
             state.metrics.login("unavailable");
             tracing::warn!(error = %e, "hosted sign-in failed");
-            return error_page(
-                &state,
+            return pages::error_page(
+                &state.settings.browser.brand,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is briefly unavailable. Try again in a few seconds.",
             );
@@ -472,7 +425,7 @@ async fn signed_in(
     let now = shared::unix_now();
     let current = match current_session(req, state, now).await {
         Ok(c) => c.map(|(s, _)| s),
-        Err(e) => return unavailable(state, &e),
+        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let ua = super::user_agent(req);
     let (session, cookie) =
@@ -480,7 +433,7 @@ async fn signed_in(
             .await
         {
             Ok(s) => s,
-            Err(e) => return unavailable(state, &e),
+            Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
         };
     let peer = req
         .peer_addr()
@@ -506,8 +459,8 @@ async fn signed_in(
 /// `GET /v1/signup`: the sign-up page, when registration is open.
 pub async fn sign_up_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if state.settings.accounts.registration == RegistrationMode::Closed {
-        return error_page(
-            &state,
+        return pages::error_page(
+            &state.settings.browser.brand,
             StatusCode::NOT_FOUND,
             "Sign-up is closed on this service.",
         );
@@ -534,21 +487,16 @@ pub async fn sign_up(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     if state.settings.accounts.registration == RegistrationMode::Closed {
-        return error_page(
-            &state,
+        return pages::error_page(
+            &state.settings.browser.brand,
             StatusCode::NOT_FOUND,
             "Sign-up is closed on this service.",
         );
     }
-    let form: SignUpForm = match form_text(&req, &body)
-        .and_then(|t| serde_urlencoded::from_str(t).map_err(|_| "The form is malformed.".into()))
-    {
+    let form: SignUpForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
         Ok(f) => f,
-        Err(e) => return error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(page) => return *page,
     };
-    if !pages::csrf_ok(&req, form.csrf.as_deref()) {
-        return stale_form(&state);
-    }
     let valid = match carried_request(&state, form.request.as_deref()).await {
         Ok(v) => v,
         Err(res) => return res,
@@ -570,7 +518,9 @@ pub async fn sign_up(
             };
             return again(form, errors, StatusCode::TOO_MANY_REQUESTS);
         }
-        Err(crate::throttle::Refusal::Store(e)) => return unavailable(&state, &e),
+        Err(crate::throttle::Refusal::Store(e)) => {
+            return pages::unavailable(&state.settings.browser.brand, &e);
+        }
     }
     let username = match Username::parse(&raw_username) {
         Ok(u) => u,
@@ -632,15 +582,15 @@ pub async fn sign_up(
             }
             again(form, errors, StatusCode::UNPROCESSABLE_ENTITY)
         }
-        Err(UserError::RegistrationClosed) => error_page(
-            &state,
+        Err(UserError::RegistrationClosed) => pages::error_page(
+            &state.settings.browser.brand,
             StatusCode::NOT_FOUND,
             "Sign-up is closed on this service.",
         ),
         Err(e) => {
             tracing::warn!(error = %e, "hosted sign-up failed");
-            error_page(
-                &state,
+            pages::error_page(
+                &state.settings.browser.brand,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is briefly unavailable. Try again in a few seconds.",
             )
@@ -662,20 +612,15 @@ pub async fn consent(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let form: ConsentForm = match form_text(&req, &body)
-        .and_then(|t| serde_urlencoded::from_str(t).map_err(|_| "The form is malformed.".into()))
-    {
+    let form: ConsentForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
         Ok(f) => f,
-        Err(e) => return error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(page) => return *page,
     };
-    if !pages::csrf_ok(&req, form.csrf.as_deref()) {
-        return stale_form(&state);
-    }
     let valid = match carried_request(&state, form.request.as_deref()).await {
         Ok(Some(v)) => v,
         Ok(None) => {
-            return error_page(
-                &state,
+            return pages::error_page(
+                &state.settings.browser.brand,
                 StatusCode::BAD_REQUEST,
                 "The form carries no request.",
             );
@@ -695,7 +640,7 @@ pub async fn consent(
                 String::new(),
             );
         }
-        Err(e) => return unavailable(&state, &e),
+        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     match form.decision.as_deref() {
         Some("allow") => {
@@ -704,7 +649,7 @@ pub async fn consent(
                 .grant_consent(&session.sub, &valid.client.client_id, &valid.scopes, now)
                 .await
             {
-                return unavailable(&state, &e);
+                return pages::unavailable(&state.settings.browser.brand, &e);
             }
             state.audit_writer.event(
                 Some(&user.id.to_string()),
@@ -714,13 +659,35 @@ pub async fn consent(
             );
             match authorize::issue_code(&state, &valid, &session, now).await {
                 Ok(r) => respond(&state, &r, &[]),
-                Err(e) => unavailable(&state, &e),
+                Err(e) => pages::unavailable(&state.settings.browser.brand, &e),
             }
         }
         Some("deny") => {
             let r = valid.error(&state, "access_denied", "the user denied the request");
             respond(&state, &r, &[])
         }
-        _ => error_page(&state, StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
+        _ => pages::error_page(
+            &state.settings.browser.brand,
+            StatusCode::BAD_REQUEST,
+            "Choose Allow or Deny.",
+        ),
+    }
+}
+
+impl pages::HostedForm for SignInForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl pages::HostedForm for SignUpForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl pages::HostedForm for ConsentForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
     }
 }

@@ -33,7 +33,7 @@ use crate::storage::RegisteredClient;
 pub async fn end_session_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match AuthorizationParams::parse(req.query_string()) {
         Ok(params) => end_session(&req, &state, params, false).await,
-        Err(e) => error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(e) => pages::error_page(&state.settings.browser.brand, StatusCode::BAD_REQUEST, &e),
     }
 }
 
@@ -54,8 +54,8 @@ pub async fn end_session_post(
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => {
-            return error_page(
-                &state,
+            return pages::error_page(
+                &state.settings.browser.brand,
                 StatusCode::BAD_REQUEST,
                 "The form is not valid UTF-8.",
             );
@@ -63,32 +63,32 @@ pub async fn end_session_post(
     };
     let params = match AuthorizationParams::parse(text) {
         Ok(p) => p,
-        Err(e) => return error_page(&state, StatusCode::BAD_REQUEST, &e),
+        Err(e) => {
+            return pages::error_page(&state.settings.browser.brand, StatusCode::BAD_REQUEST, &e);
+        }
     };
     // The confirmation form carries the original request, a CSRF token and `confirm`.
     if params.get("confirm") == Some("yes") {
         if !pages::csrf_ok(&req, params.get("csrf")) {
-            return error_page(
-                &state,
+            return pages::error_page(
+                &state.settings.browser.brand,
                 StatusCode::FORBIDDEN,
                 "This form has expired or was not sent from this site. Go back, reload the page and try again.",
             );
         }
         let inner = match AuthorizationParams::parse(params.get("request").unwrap_or_default()) {
             Ok(p) => p,
-            Err(e) => return error_page(&state, StatusCode::BAD_REQUEST, &e),
+            Err(e) => {
+                return pages::error_page(
+                    &state.settings.browser.brand,
+                    StatusCode::BAD_REQUEST,
+                    &e,
+                );
+            }
         };
         return end_session(&req, &state, inner, true).await;
     }
     end_session(&req, &state, params, false).await
-}
-
-fn error_page(state: &AppState, status: StatusCode, detail: &str) -> HttpResponse {
-    let page = pages::ErrorPage {
-        page: Chrome::new(&state.settings.browser.brand, "This request cannot go on"),
-        detail: detail.to_owned(),
-    };
-    pages::render(status, &page, &page.page.nonce.clone(), &[], &[])
 }
 
 async fn end_session(
@@ -103,8 +103,8 @@ async fn end_session(
         Some(t) => match logout::verify_hint(state, t) {
             Some(h) => Some(h),
             None => {
-                return error_page(
-                    state,
+                return pages::error_page(
+                    &state.settings.browser.brand,
                     StatusCode::BAD_REQUEST,
                     "The sign-out request carries an ID token this service did not issue.",
                 );
@@ -116,8 +116,8 @@ async fn end_session(
         params.get("client_id"),
     ) {
         (Some(a), Some(b)) if a != b => {
-            return error_page(
-                state,
+            return pages::error_page(
+                &state.settings.browser.brand,
                 StatusCode::BAD_REQUEST,
                 "The sign-out request names two different applications.",
             );
@@ -129,7 +129,7 @@ async fn end_session(
         Some(id) if id.len() <= crate::services::clients::MAX_ID_LEN => {
             match state.clients.find_client(id).await {
                 Ok(found) => found.map(|(c, _)| c),
-                Err(e) => return unavailable(state, &e),
+                Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
             }
         }
         _ => None,
@@ -146,8 +146,8 @@ async fn end_session(
                 Some(uri.to_owned())
             }
             _ => {
-                return error_page(
-                    state,
+                return pages::error_page(
+                    &state.settings.browser.brand,
                     StatusCode::BAD_REQUEST,
                     "The address the application asked to return to after signing out is not one it registered.",
                 );
@@ -158,7 +158,7 @@ async fn end_session(
     let current = match pages::cookie(req, BROWSER_COOKIE) {
         Some(c) => match sessions::browser_session(state, &c, now).await {
             Ok(s) => s,
-            Err(e) => return unavailable(state, &e),
+            Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
         },
         None => None,
     };
@@ -191,7 +191,7 @@ async fn end_session(
             return pages::render(StatusCode::OK, &page, &page.page.nonce, &targets, &set);
         }
         if let Err(e) = sessions::end_browser(state, session, now).await {
-            return unavailable(state, &e);
+            return pages::unavailable(&state.settings.browser.brand, &e);
         }
         state.audit_writer.event(
             Some(&session.sub),
@@ -243,13 +243,4 @@ async fn end_session(
             )
         }
     }
-}
-
-fn unavailable(state: &AppState, e: &crate::storage::StoreError) -> HttpResponse {
-    tracing::warn!(error = %e, "sign-out could not reach a store");
-    error_page(
-        state,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The service is briefly unavailable. Try again in a few seconds.",
-    )
 }
