@@ -117,6 +117,24 @@ fn back_to_account(cookies: &[String]) -> HttpResponse {
     res.finish()
 }
 
+/// An account form (CSRF checked) and the browser session it acts in; `Err`: the page to answer
+/// with (the sign-in page when the browser has no session).
+async fn checked_form<T: pages::HostedForm>(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+) -> Result<(T, BrowserSession), Box<HttpResponse>> {
+    let form = pages::read_form(req, body, &state.settings.browser.brand)?;
+    match signed_in(req, state).await {
+        Ok(Some((session, _))) => Ok((form, session)),
+        Ok(None) => Err(Box::new(sign_in_page(req, state))),
+        Err(e) => Err(Box::new(pages::unavailable(
+            &state.settings.browser.brand,
+            &e,
+        ))),
+    }
+}
+
 #[derive(Deserialize)]
 struct EndForm {
     csrf: Option<String>,
@@ -130,14 +148,9 @@ pub async fn end_session(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let form: EndForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
+    let (form, session): (EndForm, _) = match checked_form(&req, &body, &state).await {
         Ok(f) => f,
         Err(page) => return *page,
-    };
-    let (session, _) = match signed_in(&req, &state).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return sign_in_page(&req, &state),
-        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let sid = form.sid.clone().unwrap_or_default();
     if let Err(e) = sessions::end_own(&state, &session.sub, &sid).await {
@@ -163,14 +176,9 @@ pub async fn withdraw_consent(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let form: WithdrawForm = match pages::read_form(&req, &body, &state.settings.browser.brand) {
+    let (form, session): (WithdrawForm, _) = match checked_form(&req, &body, &state).await {
         Ok(f) => f,
         Err(page) => return *page,
-    };
-    let (session, _) = match signed_in(&req, &state).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return sign_in_page(&req, &state),
-        Err(e) => return pages::unavailable(&state.settings.browser.brand, &e),
     };
     let client_id = form.client_id.clone().unwrap_or_default();
     if let Err(e) = account::withdraw_consent(&state, &session.sub, &client_id).await {

@@ -71,16 +71,9 @@ async fn answer(
         Accept::JsonOrForm,
     )
     .await?;
-    let creds = crate::services::clients::credentials(
-        req.headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        body.client_id.as_deref(),
-        body.client_secret.as_ref(),
-    )?
-    .ok_or(OAuthError::BadClientAuth(
-        "client authentication is required: HTTP Basic, or client_id and client_secret",
-    ))?;
+    let creds =
+        super::presented_client(req, body.client_id.as_deref(), body.client_secret.as_ref())?
+            .ok_or(OAuthError::BadClientAuth(super::CLIENT_AUTH_REQUIRED))?;
     crate::services::clients::authenticate(state, &creds).await?;
     let token = body
         .token

@@ -164,3 +164,23 @@ fn user_agent(req: &actix_web::HttpRequest) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// The client credentials a token-endpoint request presents (HTTP Basic, or `client_id` and
+/// `client_secret` in its body); `None`: none.
+fn presented_client(
+    req: &actix_web::HttpRequest,
+    client_id: Option<&str>,
+    client_secret: Option<&secrecy::SecretString>,
+) -> Result<Option<crate::services::clients::Credentials>, crate::error::OAuthError> {
+    crate::services::clients::credentials(
+        req.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        client_id,
+        client_secret,
+    )
+}
+
+/// The message of a request that must authenticate a client and presents none.
+const CLIENT_AUTH_REQUIRED: &str =
+    "client authentication is required: HTTP Basic, or client_id and client_secret";

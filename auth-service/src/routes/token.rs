@@ -83,35 +83,34 @@ pub async fn token(
             }
         }
         Some("authorization_code") => {
-            state
-                .throttle
-                .before_token(Action::ClientAuth, &client)
-                .await?;
-            let result = authorization_code(&req, body, &state).await;
-            if matches!(result, Err(OAuthError::BadClientAuth(_))) {
-                state
-                    .throttle
-                    .token_failed(Action::ClientAuth, &client)
-                    .await?;
-            }
-            result
+            client_auth_throttled(&state, &client, authorization_code(&req, body, &state)).await
         }
         Some("client_credentials") => {
-            state
-                .throttle
-                .before_token(Action::ClientAuth, &client)
-                .await?;
-            let result = client_credentials(&req, body, &state).await;
-            if matches!(result, Err(OAuthError::BadClientAuth(_))) {
-                state
-                    .throttle
-                    .token_failed(Action::ClientAuth, &client)
-                    .await?;
-            }
-            result
+            client_auth_throttled(&state, &client, client_credentials(&req, body, &state)).await
         }
         Some(_) => Err(OAuthError::UnsupportedGrantType),
     }
+}
+
+/// A grant that authenticates a client, under the brute-force defence: held back while the
+/// caller has failed too often, and a failed client authentication counted.
+async fn client_auth_throttled(
+    state: &AppState,
+    caller: &str,
+    grant: impl std::future::Future<Output = Result<HttpResponse, OAuthError>>,
+) -> Result<HttpResponse, OAuthError> {
+    state
+        .throttle
+        .before_token(Action::ClientAuth, caller)
+        .await?;
+    let result = grant.await;
+    if matches!(result, Err(OAuthError::BadClientAuth(_))) {
+        state
+            .throttle
+            .token_failed(Action::ClientAuth, caller)
+            .await?;
+    }
+    result
 }
 
 /// Client credentials: authenticates the client and issues its token
@@ -121,16 +120,9 @@ async fn client_credentials(
     body: TokenRequest,
     state: &web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let creds = crate::services::clients::credentials(
-        req.headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        body.client_id.as_deref(),
-        body.client_secret.as_ref(),
-    )?
-    .ok_or(OAuthError::BadClientAuth(
-        "client authentication is required: HTTP Basic, or client_id and client_secret",
-    ))?;
+    let creds =
+        super::presented_client(req, body.client_id.as_deref(), body.client_secret.as_ref())?
+            .ok_or(OAuthError::BadClientAuth(super::CLIENT_AUTH_REQUIRED))?;
     let client = crate::services::clients::authenticate(state, &creds).await?;
     let issued = crate::services::clients::issue_token(
         state,
@@ -158,13 +150,8 @@ async fn authorization_code(
     body: TokenRequest,
     state: &web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let creds = crate::services::clients::credentials(
-        req.headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        body.client_id.as_deref(),
-        body.client_secret.as_ref(),
-    )?;
+    let creds =
+        super::presented_client(req, body.client_id.as_deref(), body.client_secret.as_ref())?;
     let client =
         crate::services::authorize::exchanging_client(state, creds, body.client_id.as_deref())
             .await?;
@@ -219,13 +206,8 @@ async fn refresh(
             cookie.as_str()
         }
     };
-    let creds = crate::services::clients::credentials(
-        req.headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        body.client_id.as_deref(),
-        body.client_secret.as_ref(),
-    )?;
+    let creds =
+        super::presented_client(req, body.client_id.as_deref(), body.client_secret.as_ref())?;
     let pair = crate::services::sessions::refresh(
         state,
         token,
