@@ -166,7 +166,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let app = TestApp::spawn_with_admin().await;
+    setup_on(TestApp::spawn_with_admin().await).await
+}
+
+/// The same apps and user on a given service (another storage backend, say).
+async fn setup_on(app: TestApp) -> Setup {
     let admin = app.admin_tokens().await.access_token;
     register_client(
         &app,
@@ -1630,4 +1634,121 @@ async fn the_flow_is_counted_audited_and_shown_in_the_operators_brand() {
     assert_eq!(events[1]["detail"]["via"], "hosted");
     assert_eq!(events[1]["detail"]["client_id"], "spa");
     assert_eq!(events[0]["detail"]["client_id"], "spa");
+}
+
+/// The embedded store (SQLite) runs the same flow: codes taken once and reuse revoking, the
+/// browser session ending what was issued through it (the conformance suite covers the stores;
+/// this covers the service on them).
+#[tokio::test]
+async fn the_flow_runs_on_the_embedded_store_too() {
+    let dir = std::env::temp_dir().join(format!("oidc-embedded-{}", uuid::Uuid::new_v4().simple()));
+    let app = TestApp::builder()
+        .env("AUTH_DATABASE_URL", "")
+        .env("AUTH_REDIS_URL", "")
+        .env("AUTH_DATA_DIR", dir.to_str().unwrap())
+        .with_admin()
+        .spawn()
+        .await;
+    let s = setup_on(app).await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let redirect = "https://spa.example.com/cb";
+    let q = code_for_spa(&s, &mut browser, redirect).await;
+    let t: Value = exchange(app, &spa_exchange(&q["code"], redirect), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.me_status(&access).await, StatusCode::OK);
+    let res = exchange(app, &spa_exchange(&q["code"], redirect), None).await;
+    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert_eq!(
+        app.me_status(&access).await,
+        StatusCode::UNAUTHORIZED,
+        "reuse revoked it"
+    );
+
+    let q = query(&location(
+        &browser
+            .get(&authorize_url(app, "spa", redirect, &[("prompt", "none")]))
+            .await,
+    ));
+    let t: Value = exchange(app, &spa_exchange(&q["code"], redirect), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let sso = claims(t["id_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/users/me/sessions/{sso}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me_status(&access).await, StatusCode::UNAUTHORIZED);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Signing in as someone else in a browser that holds a session ends that session first (its
+/// apps' tokens revoked), and the new one has another id: no session is carried across users.
+#[tokio::test]
+async fn signing_in_as_another_user_ends_the_browsers_previous_session() {
+    let s = setup().await;
+    let app = &s.app;
+    let mut browser = Browser::new();
+    let redirect = "https://spa.example.com/cb";
+    let q = code_for_spa(&s, &mut browser, redirect).await;
+    let first: Value = exchange(app, &spa_exchange(&q["code"], redirect), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first_cookie = browser.cookies["__Host-auth_session"].clone();
+    let (other, _) = app.new_user().await;
+    let page = browser
+        .get(&authorize_url(app, "spa", redirect, &[("prompt", "login")]))
+        .await;
+    let res = sign_in_on(&mut browser, app, page, &other, PASSWORD).await;
+    let q = query(&location(&res));
+    let second: Value = exchange(app, &spa_exchange(&q["code"], redirect), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        browser.cookies["__Host-auth_session"], first_cookie,
+        "a new cookie"
+    );
+    let (a, b) = (
+        claims(first["id_token"].as_str().unwrap()),
+        claims(second["id_token"].as_str().unwrap()),
+    );
+    assert_ne!(a["sub"], b["sub"]);
+    assert_ne!(a["sid"], b["sid"], "another session");
+    assert_eq!(
+        app.me_status(first["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED,
+        "the first user's session ended"
+    );
+    assert_eq!(
+        app.me_status(second["access_token"].as_str().unwrap())
+            .await,
+        StatusCode::OK
+    );
+    // The old cookie no longer signs anyone in.
+    let mut replay = Browser::new();
+    replay
+        .cookies
+        .insert("__Host-auth_session".into(), first_cookie);
+    let res = replay
+        .get(&authorize_url(app, "spa", redirect, &[("prompt", "none")]))
+        .await;
+    assert_eq!(query(&location(&res))["error"], "login_required");
 }

@@ -1443,3 +1443,38 @@ pub async fn consents_grow_are_listed_withdrawn_and_go_with_the_user(s: &Stores)
     assert!(s.users.delete(user.id).await.unwrap());
     assert!(s.consents.list_consents(&sub).await.unwrap().is_empty());
 }
+
+pub async fn using_an_app_keeps_its_browser_session_alive(s: &Stores) {
+    let now = shared::unix_now();
+    // The browser session would idle out a second from now…
+    let mut sso = browser("sso", "u1", "d1", now);
+    sso.refresh_exp = now + 1 - LEEWAY;
+    assert!(s.sessions.create(&sso, now).await.unwrap());
+    let mut c = child("c1", "sso", "u1", "j1", now);
+    c.refresh_exp = now + 600;
+    assert!(s.sessions.create(&c, now).await.unwrap());
+    // …but the app refreshes now, which carries the browser session's idle expiry with it.
+    assert!(matches!(
+        s.sessions
+            .rotate("j1", "j1b", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = now + 2;
+    assert!(
+        s.sessions
+            .browser_session("d1", later, 600)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        s.sessions
+            .rotate("j1b", "j1c", later, 0, 600, later + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+}

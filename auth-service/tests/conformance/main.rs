@@ -143,6 +143,7 @@ conformance!(
     a_clients_sign_in_profile_round_trips_and_changes_whole,
     browser_sessions_end_with_the_sessions_issued_through_them,
     an_issued_session_ends_when_its_browser_session_has_expired,
+    using_an_app_keeps_its_browser_session_alive,
     an_authorization_code_is_taken_once,
     consents_grow_are_listed_withdrawn_and_go_with_the_user,
     expired_revocations_are_neither_live_nor_enforced,

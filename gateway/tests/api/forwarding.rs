@@ -455,4 +455,14 @@ async fn the_auth_services_cookies_do_not_reach_other_upstreams() {
         .await;
     assert_eq!(status, 200, "{echo}");
     assert!(echo["headers"].get("cookie").is_none(), "{echo}");
+    // A public route as well, and another spelling of the header's name.
+    let (status, echo) = s
+        .echo_of(
+            "/public/page",
+            None,
+            &[("COOKIE", "a=1;__Host-auth_session=x ; b=2")],
+        )
+        .await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(header(&echo, "cookie"), Some("a=1; b=2"));
 }
