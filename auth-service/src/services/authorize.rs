@@ -481,12 +481,9 @@ pub fn digest_hex(value: &str) -> String {
         .collect()
 }
 
-/// A new random secret value of 256 bits, base64url.
+/// A new random secret value of 256 bits, base64url ([`crate::crypto::random_secret`]).
 pub fn random_secret() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| StoreError::Other(anyhow::anyhow!("the random generator failed")))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    crate::crypto::random_secret().map_err(StoreError::Other)
 }
 
 /// Issues a code for the request in `session`: 256 random bits, stored as its digest for

@@ -64,9 +64,7 @@ pub fn parse_list(what: &str, raw: &[String]) -> Result<Vec<String>, String> {
 
 /// A new secret and its digest.
 pub fn new_secret() -> anyhow::Result<(SecretString, Vec<u8>)> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).context("the random generator failed")?;
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let secret = crate::crypto::random_secret()?;
     let hash = digest_of(&secret);
     Ok((SecretString::from(secret), hash))
 }
