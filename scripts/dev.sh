@@ -12,7 +12,11 @@
 #   DEV_STORE=postgres   use PostgreSQL + Redis instead (installed/started by scripts/services.sh)
 #   DEV_EXIT=1           stop after the walkthrough (what the CI smoke test does)
 #   DEV_WALK=0           skip the walkthrough
-#   DEV_AFTER="cmd"      run cmd against the running stack (its exit status becomes ours), then stop
+#   DEV_AFTER="cmd"      run cmd against the running stack (its exit status becomes ours), then stop;
+#                        cmd sees DEV_AUTH_URL, DEV_PUBLIC_URL, DEV_GATEWAY_URL, DEV_ADMIN_USERNAME,
+#                        DEV_ADMIN_PASSWORD and DEV_FEED_TOKEN
+#   DEV_DATA_DIR=dir     keep the embedded store there (default target/dev/data; a new directory
+#                        gives a fresh stack)
 #   GATEWAY_LEEWAY       the gateway's clock-skew allowance in seconds (default 30)
 #   AUTH_PORT, GATEWAY_PORT, GATEWAY_ADMIN_PORT, DEMO_PORT   change the ports
 set -euo pipefail
@@ -25,13 +29,14 @@ auth="http://127.0.0.1:$auth_port"; gw="http://127.0.0.1:$gw_port"
 public="http://localhost:$gw_port"
 mkdir -p target/dev
 
-store_env=(AUTH_DATA_DIR=target/dev/data)
+data_dir="${DEV_DATA_DIR:-target/dev/data}"
+store_env=(AUTH_DATA_DIR="$data_dir")
 if [ "${DEV_STORE:-embedded}" = postgres ]; then
   eval "$(bash scripts/services.sh)"
   db="${AUTH_DEV_DB:-auth_dev}"
   psql "$TEST_DATABASE_URL" -qtc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
     || psql "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db"
-  store_env=(AUTH_DATA_DIR=target/dev/data AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:")
+  store_env=(AUTH_DATA_DIR="$data_dir" AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$db" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="dev:")
 fi
 
 if [ -x target/debug/auth-service ] && [ -x target/debug/gateway ] && [ -x target/debug/demo-upstream ]; then
@@ -116,8 +121,9 @@ cors_origins="http://localhost:$gw_port,http://127.0.0.1:$gw_port${DEV_APP_ORIGI
 dev_admin_password="dev admin password $(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 printf '%s\n' "$dev_admin_password" | env "${store_env[@]}" AUTH_ISSUER="$public" \
   ./target/debug/auth-service users create dev-admin --admin >/dev/null 2>>target/dev/clients.log \
-  || { dev_admin_password="(kept from an earlier run: see target/dev/admin.txt)"; }
-[ "${dev_admin_password:0:1}" = "(" ] || printf 'username: dev-admin\npassword: %s\n' "$dev_admin_password" > target/dev/admin.txt
+  || { dev_admin_password=$(sed -n 's/^password: //p' target/dev/admin.txt 2>/dev/null); kept=1; }
+[ -n "$dev_admin_password" ] || dev_admin_password="(kept from an earlier run)"
+[ -n "${kept:-}" ] || printf 'username: dev-admin\npassword: %s\n' "$dev_admin_password" > target/dev/admin.txt
 
 # The demo page (gateway /app) calls the auth-service through the gateway: that origin may use
 # the refresh-token cookie.
@@ -200,7 +206,8 @@ if [ "${DEV_WALK:-1}" != 0 ]; then
 fi
 if [ -n "${DEV_AFTER:-}" ]; then
   status=0
-  bash -c "$DEV_AFTER" || status=$?
+  DEV_AUTH_URL="$auth" DEV_PUBLIC_URL="$public" DEV_GATEWAY_URL="$gw" DEV_ADMIN_USERNAME=dev-admin \
+    DEV_ADMIN_PASSWORD="$dev_admin_password" DEV_FEED_TOKEN="$feed_token" bash -c "$DEV_AFTER" || status=$?
   exit "$status"
 fi
 

@@ -28,7 +28,7 @@ fi
 # shared's downstream-service library (features jwks-client, actix) with its own tests.
 cargo test -p shared --all-features -q
 
-# schemathesis against the auth-service's OpenAPI document: zero 5xx, responses as documented.
+# schemathesis --checks all against the auth-service's OpenAPI document on a fresh dev stack.
 bash scripts/interop/schemathesis.sh
 
 # The fuzz targets, briefly (SECURITY.md; longer runs: scripts/fuzz.sh 600). FUZZ_SECONDS=0 skips.

@@ -118,6 +118,35 @@ pub async fn parse_body<T: DeserializeOwned>(
     }
 }
 
+/// For `#[serde(default, deserialize_with = "present")]`: a field that may be left out but not
+/// sent as `null` (in an update, `null` would read as "leave it" and hide a mistake).
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// For `#[serde(default, deserialize_with = "whole_number")]`: an integer as JSON Schema counts
+/// them, so `30.0` is 30 while `30.5`, `null` and strings are refused.
+pub fn whole_number<'de, D>(d: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        // Within ±2^53 every whole f64 is exact, and the cast cannot saturate.
+        Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number in range"
+        ))),
+    }
+}
+
 /// The bearer token of a request: `None` without an `Authorization` header.
 pub fn bearer_token(req: &HttpRequest) -> Result<Option<String>, BearerError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION);

@@ -67,6 +67,8 @@ pub struct AppState {
     backend: Backend,
     /// Whether the live key revocations have been read since the start.
     pub(crate) revoked_keys_read: Arc<std::sync::atomic::AtomicBool>,
+    /// The OpenAPI document as served (it states the configured password policy).
+    pub openapi: actix_web::web::Bytes,
 }
 
 /// Which stores back the state.
@@ -248,6 +250,8 @@ impl AppState {
             refresh_verifier: Verifier::new(refresh),
             backend,
             revoked_keys_read: Arc::default(),
+            openapi: crate::routes::openapi::document_json(&settings.accounts.password_policy)
+                .into(),
             settings: Arc::new(settings),
         };
         crate::services::keys::refuse_revoked(&state).await?;

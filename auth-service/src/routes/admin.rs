@@ -48,7 +48,7 @@ struct ListQuery {
 /// `GET /v1/admin/users?limit=&cursor=`: keyset pagination in creation order.
 #[utoipa::path(
     get, path = "/v1/admin/users", tag = "admin", security(("bearer" = []), ("password" = [])),
-    params(("limit" = Option<i64>, Query, description = "1–200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    params(("limit" = Option<i64>, Query, description = "1–200, default 50", minimum = 1, maximum = 200), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, description = "OK", body = super::openapi::UserPage), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem))
 )]
 pub async fn list_users(
@@ -94,7 +94,9 @@ pub async fn get_user(
 
 #[derive(Deserialize)]
 struct UserUpdate {
+    #[serde(default, deserialize_with = "crate::extract::present")]
     roles: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::extract::present")]
     disabled: Option<bool>,
 }
 
@@ -248,7 +250,7 @@ struct AuditQuery {
 /// `GET /v1/admin/users/{id}/audit[?limit=]`: the user's recent audit events, newest first.
 #[utoipa::path(
     get, path = "/v1/admin/users/{id}/audit", tag = "admin", security(("bearer" = []), ("password" = [])),
-    params(("id" = String, Path, description = "User id"), ("limit" = Option<usize>, Query, description = "At most 100")),
+    params(("id" = String, Path, description = "User id"), ("limit" = Option<usize>, Query, description = "1–100, default 50", minimum = 1, maximum = 100)),
     responses((status = 200, description = "OK", body = super::openapi::Object), (status = 400, description = "Bad request", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 403, description = "Not allowed", body = super::openapi::Problem), (status = 404, description = "Not found", body = super::openapi::Problem))
 )]
 pub async fn user_audit(
@@ -259,13 +261,16 @@ pub async fn user_audit(
 ) -> Result<HttpResponse, ApiError> {
     let q: AuditQuery = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        ));
+    }
     let id = user_id(&path)?;
     // This process's events are written off the request path: let them land first.
     state.audit_writer.flush().await;
-    let events = state
-        .audit_store
-        .recent(&id.to_string(), q.limit.unwrap_or(50))
-        .await?;
+    let events = state.audit_store.recent(&id.to_string(), limit).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({"events": events})))

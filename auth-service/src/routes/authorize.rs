@@ -27,18 +27,18 @@ use crate::storage::{BrowserSession, StoreError, User};
 #[utoipa::path(
     get, path = "/v1/authorize", tag = "openid",
     params(
-        ("response_type" = String, Query, description = "`code`"),
-        ("client_id" = String, Query, description = "A registered client allowed the authorization_code grant"),
-        ("redirect_uri" = String, Query, description = "Exactly one of the client's redirect URIs (loopback IP literals may vary the port)"),
-        ("scope" = Option<String>, Query, description = "Space-separated; `openid` for an ID token, `offline_access` for a refresh token"),
-        ("state" = Option<String>, Query, description = "Returned untouched"),
-        ("nonce" = Option<String>, Query, description = "Put in the ID token"),
-        ("code_challenge" = String, Query, description = "PKCE: BASE64URL(SHA-256(code_verifier)), required for every client"),
-        ("code_challenge_method" = String, Query, description = "`S256` (`plain` is refused)"),
-        ("prompt" = Option<String>, Query, description = "`none`, `login`, `consent`, `create`"),
-        ("max_age" = Option<i64>, Query, description = "Seconds since the last sign-in after which the user signs in again"),
+        ("response_type" = String, Query, description = "`code`", pattern = "^code$"),
+        ("client_id" = String, Query, description = "A registered client allowed the authorization_code grant", min_length = 1),
+        ("redirect_uri" = String, Query, description = "Exactly one of the client's redirect URIs (loopback IP literals may vary the port)", min_length = 1),
+        ("scope" = Option<String>, Query, description = "Space-separated scope tokens (RFC 6749 §3.3); `openid` for an ID token, `offline_access` for a refresh token; values the client may not have are left out", pattern = r"^[\x21\x23-\x5b\x5d-\x7e ]*$"),
+        ("state" = Option<String>, Query, description = "Returned untouched (at most 2048 bytes)", max_length = 2048),
+        ("nonce" = Option<String>, Query, description = "Put in the ID token (at most 512 bytes)", max_length = 512),
+        ("code_challenge" = String, Query, description = "PKCE: BASE64URL(SHA-256(code_verifier)), 43 characters, required for every client", pattern = "^[A-Za-z0-9_-]{43}$"),
+        ("code_challenge_method" = String, Query, description = "`S256` (`plain` is refused)", pattern = "^S256$"),
+        ("prompt" = Option<String>, Query, description = "Space-separated: `none` (alone), `login`, `consent`, `create`, `select_account`", pattern = "^ *((none|login|consent|create|select_account) *)*$"),
+        ("max_age" = Option<i64>, Query, description = "Seconds since the last sign-in after which the user signs in again", minimum = 0),
         ("login_hint" = Option<String>, Query, description = "Prefills the username"),
-        ("response_mode" = Option<String>, Query, description = "`query` (default) or `form_post`"),
+        ("response_mode" = Option<String>, Query, description = "`query` (default) or `form_post`", pattern = "^(query|form_post)$"),
     ),
     responses((status = 200, description = "A hosted page (sign in, sign up, consent) or, with form_post, the self-submitting response form", content_type = "text/html"),
         (status = 303, description = "The authorization response at the redirect URI: `code`, `state`, `iss`, or `error`, `error_description`, `state`, `iss`"),
@@ -54,7 +54,7 @@ pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Http
 /// `POST /v1/authorize`: an authorization request as a form (OpenID Connect Core §3.1.2.1).
 #[utoipa::path(
     post, path = "/v1/authorize", tag = "openid",
-    request_body(content = super::openapi::Object, content_type = "application/x-www-form-urlencoded", description = "The parameters of `GET /v1/authorize`"),
+    request_body(content = super::openapi::Object, content_type = "application/x-www-form-urlencoded", description = "The parameters of `GET /v1/authorize`, with the same constraints"),
     responses((status = 200, description = "A hosted page or the form_post response", content_type = "text/html"),
         (status = 303, description = "The authorization response at the redirect URI"),
         (status = 400, description = "An error page (never redirected)", content_type = "text/html"))

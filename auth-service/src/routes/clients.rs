@@ -123,6 +123,7 @@ pub async fn update(
 
 #[derive(Deserialize, Default)]
 struct Rotation {
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     previous_secret_ttl: Option<i64>,
 }
 

@@ -21,7 +21,7 @@ use crate::storage::RegisteredClient;
 #[utoipa::path(
     get, path = "/v1/end-session", tag = "openid",
     params(
-        ("id_token_hint" = Option<String>, Query, description = "An ID token this service issued to the app (it may have expired)"),
+        ("id_token_hint" = Option<String>, Query, description = "An ID token this service issued to the app (it may have expired)", pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"),
         ("client_id" = Option<String>, Query, description = "The app, when no id_token_hint is sent"),
         ("post_logout_redirect_uri" = Option<String>, Query, description = "Exactly one of the app's registered post-logout redirect URIs"),
         ("state" = Option<String>, Query, description = "Returned untouched"),
@@ -40,7 +40,7 @@ pub async fn end_session_get(req: HttpRequest, state: web::Data<AppState>) -> Ht
 /// `POST /v1/end-session`: the same parameters as a form, or the confirmation form.
 #[utoipa::path(
     post, path = "/v1/end-session", tag = "openid",
-    request_body(content = super::openapi::Object, content_type = "application/x-www-form-urlencoded", description = "The parameters of `GET /v1/end-session`"),
+    request_body(content = super::openapi::Object, content_type = "application/x-www-form-urlencoded", description = "The parameters of `GET /v1/end-session`, with the same constraints; or the confirmation page's form (`confirm=yes`, `csrf`, and the original request in `request`)"),
     responses((status = 200, description = "The signed-out page, or the confirmation page", content_type = "text/html"),
         (status = 303, description = "Signed out: back to post_logout_redirect_uri with state"),
         (status = 400, description = "An error page (never redirected)", content_type = "text/html"),

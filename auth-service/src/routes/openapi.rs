@@ -15,15 +15,50 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 
+/// A scope or audience value: an RFC 6749 §3.3 scope token of at most 128 characters.
+#[derive(ToSchema)]
+#[schema(pattern = r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")]
+pub struct ScopeToken(String);
+
+/// Space-separated scope tokens (RFC 6749 §3.3).
+#[derive(ToSchema)]
+#[schema(pattern = r"^[\x21\x23-\x5b\x5d-\x7e ]*$")]
+pub struct ScopeList(String);
+
+/// A role: 1–64 characters of `a-z`, `0-9`, `_`, `:`, `.`, `-`.
+#[derive(ToSchema)]
+#[schema(pattern = "^[a-z0-9_:.-]{1,64}$")]
+pub struct RoleName(String);
+
+/// A grant type a client may use.
+#[derive(ToSchema)]
+#[allow(dead_code, non_camel_case_types)]
+pub enum GrantType {
+    /// The code flow with PKCE (signs users in).
+    authorization_code,
+    /// Rotating refresh tokens (comes with `authorization_code`).
+    refresh_token,
+    /// A confidential client's own tokens.
+    client_credentials,
+}
+
+/// A redirect or logout URI: https, http on loopback (outside production), or a native app's
+/// private-use scheme (`com.example.app:/callback`); absolute, without fragment or userinfo,
+/// in canonical form (lowercase scheme and host, no default port, no dot segments).
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 2000)]
+pub struct RegisteredUri(String);
+
 /// `POST /v1/login` form (or JSON).
 #[derive(ToSchema)]
 pub struct LoginForm {
     /// Username (case-insensitive).
     username: String,
-    /// Password.
-    #[schema(format = Password)]
+    /// Password (at most `AUTH_PASSWORD_MAX_BYTES` bytes, 1024 by default).
+    #[schema(format = Password, max_length = 1024)]
     password: String,
     /// Requested scopes, space-separated (granted as the roles allow).
+    #[schema(value_type = Option<ScopeList>)]
     scope: Option<String>,
     /// A configured client id.
     client_id: Option<String>,
@@ -38,31 +73,55 @@ pub struct LoginForm {
 #[derive(ToSchema)]
 #[schema(as = Registration)]
 pub struct RegistrationDoc {
-    /// 3–64 characters: letters, digits, `.`, `_`, `-`.
+    /// 3–64 ASCII characters: letters, digits, `.`, `_`, `-`, `@`, `+`, starting with a letter
+    /// or digit (unique case-insensitively).
+    #[schema(
+        min_length = 3,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
+    )]
     username: String,
-    /// 15–1024 bytes (NIST SP 800-63B, counted after NFKC).
-    #[schema(format = Password)]
+    /// At least `AUTH_PASSWORD_MIN_LENGTH` characters (15 by default) after NFKC normalisation
+    /// and at most `AUTH_PASSWORD_MAX_BYTES` bytes (1024 by default; `maxLength` here counts
+    /// characters, so bytes may run out first). Beyond what a schema can say (NIST SP 800-63B):
+    /// not a common or breached password, not built from one, from the username or email, or
+    /// from a repeated, sequential or keyboard pattern (422 `password_too_common`), and not
+    /// the username (422 `password_equals_username`).
+    #[schema(format = Password, min_length = 15, max_length = 1024)]
     password: String,
-    /// Optional email.
+    /// Optional email: one `@`, a non-empty local part, a dotted domain that neither starts nor
+    /// ends with a dot, no spaces or control characters, at most 254 bytes.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s\x00-\x1f\x7f-\x9f.]$"
+    )]
     email: Option<String>,
 }
 
-/// `POST /v1/token` form: `grant_type=refresh_token` (RFC 6749 §6) or
-/// `grant_type=client_credentials` (RFC 6749 §4.4; the client authenticates with HTTP Basic, or
-/// with `client_id` and `client_secret` here, not both).
+/// `POST /v1/token` form: `grant_type=authorization_code` (RFC 6749 §4.1.3, with PKCE),
+/// `refresh_token` (RFC 6749 §6) or `client_credentials` (RFC 6749 §4.4). A confidential client
+/// authenticates with HTTP Basic, or with `client_id` and `client_secret` here, not both.
 #[derive(ToSchema)]
 pub struct TokenForm {
-    /// `refresh_token` or `client_credentials`.
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
     #[schema(
         example = "refresh_token",
-        pattern = "^(refresh_token|client_credentials)$"
+        pattern = "^(authorization_code|refresh_token|client_credentials)$"
     )]
     grant_type: String,
+    /// Code: the authorization code (single use, 60 seconds).
+    code: Option<String>,
+    /// Code: the redirect URI the code was sent to.
+    redirect_uri: Option<String>,
+    /// Code: the PKCE verifier (RFC 7636: 43–128 characters of `A-Z a-z 0-9 - . _ ~`).
+    #[schema(pattern = "^[A-Za-z0-9._~-]{43,128}$")]
+    code_verifier: Option<String>,
     /// Refresh: the refresh token (spent by this call). Browser mode: omitted, and read from the
     /// `auth_refresh` cookie (with an allowed `Origin` and an `X-Requested-With` header).
     refresh_token: Option<String>,
     /// Refresh: a narrower scope. Client credentials: requested scopes, each allowed for the
     /// client (default: all of them).
+    #[schema(value_type = Option<ScopeList>)]
     scope: Option<String>,
     /// Client credentials: requested audiences, space-separated, each allowed for the client
     /// (default: all of them).
@@ -78,6 +137,7 @@ pub struct TokenForm {
 #[derive(ToSchema)]
 pub struct IntrospectForm {
     /// The token to examine.
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` or `refresh_token` (a hint; only access tokens can be active).
     token_type_hint: Option<String>,
@@ -127,14 +187,18 @@ pub struct Introspection {
 #[schema(as = ClientRegistration)]
 pub struct ClientRegistrationDoc {
     /// 2–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit; not a
-    /// UUID.
+    /// UUID (user ids are).
+    #[schema(min_length = 2, max_length = 64, pattern = "^[a-z0-9][a-z0-9._-]*$")]
     client_id: String,
-    /// For people (at most 200 characters).
+    /// For people (at most 200 characters, no control characters).
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: Option<String>,
-    /// Scopes the client may be granted (default none).
-    scopes: Option<Vec<String>>,
-    /// Audiences its tokens may name (default: the configured access-token audience).
-    audiences: Option<Vec<String>>,
+    /// Scopes the client may be granted (default none; at most 64).
+    #[schema(max_items = 64)]
+    scopes: Option<Vec<ScopeToken>>,
+    /// Audiences its tokens may name (default: the configured access-token audience; at most 64).
+    #[schema(max_items = 64)]
+    audiences: Option<Vec<ScopeToken>>,
     /// `confidential` (default: has a secret) or `public` (a single-page or native app: no
     /// secret, PKCE alone). Cannot change later.
     #[schema(rename = "type")]
@@ -142,15 +206,23 @@ pub struct ClientRegistrationDoc {
     /// Signs users in without a consent page (default false).
     first_party: Option<bool>,
     /// `authorization_code`, `refresh_token`, `client_credentials` (default: the first two
-    /// when redirect URIs are given, otherwise `client_credentials`).
-    grant_types: Option<Vec<String>>,
-    /// Redirect URIs, compared as exact strings (loopback IP literals over http may vary the
-    /// port, RFC 8252 §7.3): https, http on loopback (anywhere outside production), or a native
-    /// app's private-use scheme; no fragment, written in canonical form.
-    redirect_uris: Option<Vec<String>>,
-    /// Where RP-initiated logout may return to (exact strings).
-    post_logout_redirect_uris: Option<Vec<String>>,
-    /// Where a logout token is POSTed when a session the client took part in ends.
+    /// for a public client or when redirect URIs are given, otherwise `client_credentials`).
+    /// The profile must hold together (422 otherwise): at least one grant; a public client
+    /// has `authorization_code` and not `client_credentials`; `authorization_code` needs
+    /// redirect URIs, and redirect URIs, `refresh_token` and logout URIs need
+    /// `authorization_code`.
+    #[schema(min_items = 1)]
+    grant_types: Option<Vec<GrantType>>,
+    /// Redirect URIs (at most 32), compared as exact strings (loopback IP literals over http
+    /// may vary the port, RFC 8252 §7.3).
+    #[schema(max_items = 32)]
+    redirect_uris: Option<Vec<RegisteredUri>>,
+    /// Where RP-initiated logout may return to (exact strings; at most 32).
+    #[schema(max_items = 32)]
+    post_logout_redirect_uris: Option<Vec<RegisteredUri>>,
+    /// Where a logout token is POSTed when a session the client took part in ends (https, or
+    /// http on loopback outside production; `""`: none).
+    #[schema(max_length = 2000)]
     backchannel_logout_uri: Option<String>,
 }
 
@@ -167,38 +239,54 @@ pub enum ClientTypeDoc {
     Public,
 }
 
-/// `PATCH /v1/admin/clients/{id}` body: any of these. Disabling, or changing scopes or
-/// audiences, revokes the client's tokens.
+/// `PATCH /v1/admin/clients/{id}` body: at least one of these (none may be `null`; unknown
+/// fields are ignored). Disabling, or changing scopes or audiences, revokes the client's
+/// tokens. The client's profile after the change must hold together as at registration (422
+/// otherwise).
 #[derive(ToSchema)]
 #[schema(as = ClientUpdate)]
 pub struct ClientUpdateDoc {
-    /// Name.
+    /// Name (at most 200 characters, no control characters).
+    #[schema(
+        nullable = false,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: Option<String>,
-    /// Allowed scopes.
-    scopes: Option<Vec<String>>,
-    /// Allowed audiences.
-    audiences: Option<Vec<String>>,
+    /// Allowed scopes (at most 64).
+    #[schema(nullable = false, max_items = 64)]
+    scopes: Option<Vec<ScopeToken>>,
+    /// Allowed audiences (at most 64).
+    #[schema(nullable = false, max_items = 64)]
+    audiences: Option<Vec<ScopeToken>>,
     /// Disable or enable.
+    #[schema(nullable = false)]
     disabled: Option<bool>,
-    /// Must be the current type if sent.
-    #[schema(rename = "type")]
+    /// The type cannot change: sending another one is refused (422 `type_fixed`).
+    #[schema(rename = "type", nullable = false)]
     r#type: Option<ClientTypeDoc>,
     /// Skip the consent page.
+    #[schema(nullable = false)]
     first_party: Option<bool>,
     /// Grant types (replaces the list; removing one revokes the client's tokens).
-    grant_types: Option<Vec<String>>,
-    /// Redirect URIs (replaces the list; removing one revokes the client's tokens).
-    redirect_uris: Option<Vec<String>>,
-    /// Post-logout redirect URIs (replaces the list).
-    post_logout_redirect_uris: Option<Vec<String>>,
+    #[schema(nullable = false, min_items = 1)]
+    grant_types: Option<Vec<GrantType>>,
+    /// Redirect URIs (replaces the list; removing one revokes the client's tokens; at most 32).
+    #[schema(nullable = false, max_items = 32)]
+    redirect_uris: Option<Vec<RegisteredUri>>,
+    /// Post-logout redirect URIs (replaces the list; at most 32).
+    #[schema(nullable = false, max_items = 32)]
+    post_logout_redirect_uris: Option<Vec<RegisteredUri>>,
     /// Back-channel logout URI (`""` removes it).
+    #[schema(nullable = false, max_length = 2000)]
     backchannel_logout_uri: Option<String>,
 }
 
 /// `POST /v1/admin/clients/{id}/secret` body (optional).
 #[derive(ToSchema)]
 pub struct SecretRotation {
-    /// Seconds the previous secret keeps working (0–2592000, default 0).
+    /// Seconds the previous secret keeps working (0–2592000, that is up to 30 days; default 0).
+    #[schema(nullable = false, minimum = 0, maximum = 2592000)]
     previous_secret_ttl: Option<i64>,
 }
 
@@ -261,6 +349,7 @@ pub struct ClientList {
 #[derive(ToSchema)]
 pub struct RevokeForm {
     /// An access or refresh token.
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` or `refresh_token`.
     token_type_hint: Option<String>,
@@ -270,19 +359,22 @@ pub struct RevokeForm {
 #[derive(ToSchema)]
 pub struct PasswordChange {
     /// The current password.
-    #[schema(format = Password)]
+    #[schema(format = Password, max_length = 1024)]
     current_password: String,
-    /// The new password.
-    #[schema(format = Password)]
+    /// The new password: the rules of registration's `password`.
+    #[schema(format = Password, min_length = 15, max_length = 1024)]
     new_password: String,
 }
 
-/// `PATCH /v1/admin/users/{id}` body: either or both.
+/// `PATCH /v1/admin/users/{id}` body: either or both (neither may be `null`; unknown fields
+/// are ignored).
 #[derive(ToSchema)]
 pub struct UserUpdate {
-    /// The new roles (the user's access tokens are revoked).
-    roles: Option<Vec<String>>,
+    /// The new roles, at most 32 (the user's access tokens are revoked).
+    #[schema(nullable = false, max_items = 32)]
+    roles: Option<Vec<RoleName>>,
     /// Disable (ends every session) or enable.
+    #[schema(nullable = false)]
     disabled: Option<bool>,
 }
 
@@ -383,6 +475,23 @@ pub struct Consents {
 pub struct Sessions {
     /// Newest use first.
     sessions: Vec<Session>,
+}
+
+/// One Server-Sent Event of the revocation feed (the stream is a sequence of these).
+#[derive(ToSchema)]
+pub struct FeedEvent {
+    /// `snapshot` (the whole list, first), `revoke` (one entry), `key_revoked` (a signing key
+    /// withdrawn), `heartbeat`, or `reset` (the position was lost: reconnect without
+    /// `Last-Event-ID`).
+    #[schema(pattern = "^(snapshot|revoke|key_revoked|heartbeat|reset)$")]
+    event: String,
+    /// The stream position (resume with `Last-Event-ID`); absent on heartbeats.
+    #[schema(nullable = false)]
+    id: Option<String>,
+    /// A JSON object: `{position, time_ms, entries}` for a snapshot, an entry
+    /// (`{type, value, exp}`) for a revocation, `{time_ms}` for a heartbeat.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// RFC 9457 problem details (`application/problem+json`).
@@ -570,19 +679,115 @@ fn common_responses(doc: &mut serde_json::Value) {
     }
 }
 
-/// The document as served.
-pub fn document_json() -> &'static str {
-    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-        common_responses(&mut doc);
-        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
-    })
+/// What the served document says beyond the handlers' annotations, in one place:
+/// - request bodies that may be left out;
+/// - update bodies that must change at least one field (`minProperties` and one `required` per
+///   field: unknown fields do not count);
+/// - the forms of `POST /v1/authorize` and `POST /v1/end-session`, which take exactly the query
+///   parameters of their `GET` (with the same constraints), written once there;
+/// - the password policy as configured (`AUTH_PASSWORD_MIN_LENGTH`, `AUTH_PASSWORD_MAX_BYTES`).
+fn refine(doc: &mut serde_json::Value, policy: &crate::domain::PasswordPolicy) {
+    use serde_json::{Value, json};
+    for (path, method) in [
+        ("/v1/admin/clients/{id}/secret", "post"),
+        ("/v1/end-session", "post"),
+    ] {
+        if let Some(body) = doc.pointer_mut(&format!(
+            "/paths/{}/{method}/requestBody",
+            path.replace('~', "~0").replace('/', "~1")
+        )) {
+            body["required"] = json!(false);
+        }
+    }
+    for name in ["ClientUpdate", "UserUpdate"] {
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+            let fields: Vec<Value> = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().map(|k| json!({"required": [k]})).collect())
+                .unwrap_or_default();
+            schema["minProperties"] = json!(1);
+            schema["anyOf"] = Value::Array(fields);
+        }
+    }
+    let extra = json!({
+        "confirm": {"type": "string", "pattern": "^yes$", "description": "The confirmation page's form: `yes`"},
+        "csrf": {"type": "string", "description": "The confirmation page's form: its CSRF token"},
+        "request": {"type": "string", "description": "The confirmation page's form: the original request, form-encoded"},
+    });
+    for (path, extra) in [("/v1/authorize", None), ("/v1/end-session", Some(&extra))] {
+        let Some(item) = doc.pointer_mut(&format!("/paths/{}", path.replace('/', "~1"))) else {
+            continue;
+        };
+        let params = item
+            .pointer("/get/parameters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut properties = serde_json::Map::new();
+        let mut required = Vec::new();
+        for p in params {
+            let (Some(name), Some(schema)) = (p["name"].as_str(), p.get("schema")) else {
+                continue;
+            };
+            let mut schema = schema.clone();
+            if let Some(d) = p.get("description") {
+                schema["description"] = d.clone();
+            }
+            if p["required"] == json!(true) {
+                required.push(json!(name));
+            }
+            properties.insert(name.to_owned(), schema);
+        }
+        if let Some(Value::Object(extra)) = extra {
+            properties.extend(extra.clone());
+        }
+        if let Some(media) =
+            item.pointer_mut("/post/requestBody/content/application~1x-www-form-urlencoded")
+        {
+            media["schema"] =
+                json!({"type": "object", "properties": properties, "required": required});
+        }
+    }
+    let bound = |schema: Option<&mut Value>, min: bool| {
+        if let Some(s) = schema {
+            if min {
+                s["minLength"] = json!(policy.min_chars);
+            }
+            s["maxLength"] = json!(policy.max_bytes);
+        }
+    };
+    bound(
+        doc.pointer_mut("/components/schemas/Registration/properties/password"),
+        true,
+    );
+    bound(
+        doc.pointer_mut("/components/schemas/PasswordChange/properties/new_password"),
+        true,
+    );
+    bound(
+        doc.pointer_mut("/components/schemas/PasswordChange/properties/current_password"),
+        false,
+    );
+    bound(
+        doc.pointer_mut("/components/schemas/LoginForm/properties/password"),
+        false,
+    );
 }
 
-/// `GET /openapi.json`.
-pub async fn document() -> actix_web::HttpResponse {
+/// The document as served, for this configuration.
+pub fn document_json(policy: &crate::domain::PasswordPolicy) -> String {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    common_responses(&mut doc);
+    refine(&mut doc, policy);
+    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
+}
+
+/// `GET /openapi.json` (built once, at the start).
+pub async fn document(
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
-        .body(document_json())
+        .body(state.openapi.clone())
 }

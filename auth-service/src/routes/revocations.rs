@@ -28,7 +28,7 @@ fn feed_token_ok(state: &AppState, presented: &str) -> bool {
 #[utoipa::path(
     get, path = "/v1/revocations", tag = "revocation feed", security(("bearer" = [])),
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
-    responses((status = 200, description = "Server-Sent Events: snapshot, revoke, heartbeat, reset", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: snapshot, revoke, key_revoked, heartbeat, reset", content_type = "text/event-stream", body = super::openapi::FeedEvent),
         (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 404, description = "The feed is not enabled", body = super::openapi::Problem),
         (status = 503, description = "Unavailable; retry", body = super::openapi::Problem))
 )]

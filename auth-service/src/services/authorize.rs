@@ -58,11 +58,35 @@ pub struct AuthorizationParams {
 }
 
 impl AuthorizationParams {
-    /// From the decoded query or form pairs. A parameter sent twice is refused.
+    /// The parameters this service reads (authorization, end-session and the forms that carry
+    /// them); others are ignored, as RFC 6749 §3.1 requires of unrecognised parameters.
+    const KNOWN: [&'static str; 18] = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "max_age",
+        "login_hint",
+        "response_mode",
+        "request",
+        "request_uri",
+        "id_token_hint",
+        "post_logout_redirect_uri",
+        "confirm",
+        "csrf",
+    ];
+
+    /// From the decoded query or form pairs. A parameter this service reads, sent twice, is
+    /// refused (RFC 6749 §3.1); unrecognised ones are ignored, repeated or not.
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, String> {
         let mut seen = BTreeSet::new();
         for (k, _) in &pairs {
-            if !seen.insert(k.as_str()) {
+            if Self::KNOWN.contains(&k.as_str()) && !seen.insert(k.as_str()) {
                 return Err(format!("the parameter {k} is sent more than once"));
             }
         }
@@ -886,6 +910,10 @@ mod tests {
     #[test]
     fn parameters_are_sent_once_and_empty_ones_are_absent() {
         assert!(AuthorizationParams::parse("client_id=a&client_id=b").is_err());
+        assert!(AuthorizationParams::parse("csrf=a&x=1&csrf=b").is_err());
+        // Unrecognised parameters are ignored, even repeated (RFC 6749 §3.1).
+        let p = AuthorizationParams::parse("x=1&x=2&=3&=4&client_id=a").unwrap();
+        assert_eq!(p.get("client_id"), Some("a"));
         let p = AuthorizationParams::parse("client_id=a&nonce=&state=x%20y").unwrap();
         assert_eq!(p.get("client_id"), Some("a"));
         assert_eq!(p.get("nonce"), None);

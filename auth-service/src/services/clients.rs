@@ -115,15 +115,19 @@ pub fn credentials(
     form_secret: Option<&SecretString>,
 ) -> Result<Option<Credentials>, OAuthError> {
     let basic = basic_credentials(authorization)?;
+    // Parameters sent without a value are treated as omitted (RFC 6749 §3.1).
+    let form_id = form_id.filter(|id| !id.is_empty());
+    let form_secret = form_secret.filter(|s| !s.expose_secret().is_empty());
     match (basic, form_secret) {
-        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest(
-            "use one client authentication method: HTTP Basic or client_secret in the body, not both"
-                .into(),
+        // More than one method (RFC 6749 §2.3) or two client ids: the client is not
+        // authenticated, so the answer is `invalid_client` with its Basic challenge.
+        (Some(_), Some(_)) => Err(OAuthError::BadClientAuth(
+            "use one client authentication method: HTTP Basic or client_secret in the body, not both",
         )),
         (Some((id, secret)), None) => {
             if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::InvalidRequest(
-                    "client_id in the body differs from the authenticated client".into(),
+                return Err(OAuthError::BadClientAuth(
+                    "client_id in the body differs from the client of the Basic credentials",
                 ));
             }
             Ok(Some(Credentials { id, secret }))
@@ -241,34 +245,34 @@ pub struct ClientRegistration {
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct Patch {
     /// New name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub name: Option<String>,
     /// New allowed scopes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub scopes: Option<Vec<String>>,
     /// New allowed audiences.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub audiences: Option<Vec<String>>,
     /// Disable or enable.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub disabled: Option<bool>,
     /// The type cannot change; sending the current one is accepted.
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "crate::extract::present")]
     pub client_type: Option<ClientType>,
     /// Skips the consent page.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub first_party: Option<bool>,
     /// Grant types.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub grant_types: Option<Vec<String>>,
     /// Redirect URIs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub redirect_uris: Option<Vec<String>>,
     /// Post-logout redirect URIs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub post_logout_redirect_uris: Option<Vec<String>>,
     /// Back-channel logout endpoint (`""` removes it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     pub backchannel_logout_uri: Option<String>,
 }
 

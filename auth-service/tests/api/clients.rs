@@ -188,9 +188,22 @@ async fn bad_client_credentials_get_rfc_6749_errors() {
             .unwrap();
         assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     }
-    // Two methods at once (RFC 6749 §2.3: only one).
+    // Two methods at once (RFC 6749 §2.3: only one), or two different client ids: the client is
+    // not authenticated, so `invalid_client` with the Basic challenge.
     let res = token_basic(&app, &c.id, &c.secret, &[("client_secret", &c.secret)]).await;
-    assert_oauth_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(res.headers().contains_key("www-authenticate"));
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let res = token_basic(&app, &c.id, &c.secret, &[("client_id", "someone-else")]).await;
+    assert_oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    // Parameters without a value count as omitted (RFC 6749 §3.1): Basic alone, accepted.
+    let res = token_basic(
+        &app,
+        &c.id,
+        &c.secret,
+        &[("client_secret", ""), ("client_id", "")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
     // A scope or audience the client may not have.
     let res = token_basic(
         &app,

@@ -252,3 +252,252 @@ async fn docs_without_its_slash_redirects_to_swagger_ui() {
     assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
     assert_eq!(res.headers()["location"], "/docs/");
 }
+
+async fn send_json(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn update_bodies_refuse_null_and_need_a_change() {
+    let app = TestApp::spawn_with_admin().await;
+    let admin = app.admin_tokens().await;
+    let (_, user) = app.new_user().await;
+    let id = app.user_id(&user.access_token).await;
+    let created = app
+        .post_json(
+            "/v1/admin/clients",
+            &json!({"client_id": "batch", "scopes": ["orders:read"]}),
+            Some(&admin.access_token),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let patch = reqwest::Method::PATCH;
+    let user_path = format!("/v1/admin/users/{id}");
+    // `null` is not "leave it": it is refused, alone or beside a real change, in every field.
+    for body in [
+        r#"{"roles": null}"#,
+        r#"{"disabled": null}"#,
+        r#"{"roles": null, "disabled": false}"#,
+        r#"{"roles": ["user"], "disabled": null}"#,
+    ] {
+        let res = send_json(&app, patch.clone(), &user_path, body, &admin.access_token).await;
+        assert_problem(res, StatusCode::BAD_REQUEST).await;
+    }
+    for field in [
+        "name",
+        "scopes",
+        "audiences",
+        "disabled",
+        "type",
+        "first_party",
+        "grant_types",
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "backchannel_logout_uri",
+    ] {
+        let body = format!(r#"{{"{field}": null}}"#);
+        let res = send_json(
+            &app,
+            patch.clone(),
+            "/v1/admin/clients/batch",
+            &body,
+            &admin.access_token,
+        )
+        .await;
+        assert_problem(res, StatusCode::BAD_REQUEST).await;
+    }
+    // Nothing to change (unknown fields do not count).
+    for body in ["{}", r#"{"role": ["admin"]}"#] {
+        let res = send_json(&app, patch.clone(), &user_path, body, &admin.access_token).await;
+        let p = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("nothing to change"),
+            "{p}"
+        );
+    }
+    let res = send_json(
+        &app,
+        patch.clone(),
+        "/v1/admin/clients/batch",
+        "{}",
+        &admin.access_token,
+    )
+    .await;
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+    // A real change still works.
+    let res = send_json(
+        &app,
+        patch,
+        "/v1/admin/clients/batch",
+        r#"{"name": "Batch"}"#,
+        &admin.access_token,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_secret_rotations_overlap_is_a_whole_number_as_json_schema_counts_them() {
+    let app = TestApp::spawn_with_admin().await;
+    let admin = app.admin_tokens().await;
+    let created = app
+        .post_json(
+            "/v1/admin/clients",
+            &json!({"client_id": "batch"}),
+            Some(&admin.access_token),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let path = "/v1/admin/clients/batch/secret";
+    let post = reqwest::Method::POST;
+    for (body, status) in [
+        (r#"{"previous_secret_ttl": 60}"#, StatusCode::OK),
+        (r#"{"previous_secret_ttl": 60.0}"#, StatusCode::OK),
+        (r#"{"previous_secret_ttl": 6e1}"#, StatusCode::OK),
+        (r#"{}"#, StatusCode::OK),
+        (r#"{"previous_secret_ttl": 60.5}"#, StatusCode::BAD_REQUEST),
+        (r#"{"previous_secret_ttl": null}"#, StatusCode::BAD_REQUEST),
+        (r#"{"previous_secret_ttl": "60"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"previous_secret_ttl": 1e300}"#, StatusCode::BAD_REQUEST),
+        (
+            r#"{"previous_secret_ttl": -1}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            r#"{"previous_secret_ttl": 2592001.0}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let res = send_json(&app, post.clone(), path, body, &admin.access_token).await;
+        assert_eq!(res.status(), status, "{body}");
+    }
+    // The body is optional.
+    let res = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_openapi_document_states_the_constraints_as_configured() {
+    let app = TestApp::builder()
+        .env("AUTH_PASSWORD_MIN_LENGTH", "20")
+        .env("AUTH_PASSWORD_MAX_BYTES", "512")
+        .spawn()
+        .await;
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    let password = &schema("Registration")["properties"]["password"];
+    assert_eq!(password["minLength"], 20, "{password}");
+    assert_eq!(password["maxLength"], 512, "{password}");
+    assert_eq!(
+        schema("PasswordChange")["properties"]["new_password"]["minLength"],
+        20
+    );
+    let username = &schema("Registration")["properties"]["username"];
+    assert_eq!(
+        (username["minLength"].clone(), username["maxLength"].clone()),
+        (json!(3), json!(64))
+    );
+    assert!(username["pattern"].is_string());
+    // Update bodies must change something, and their fields are not nullable.
+    for name in ["ClientUpdate", "UserUpdate"] {
+        let s = schema(name);
+        assert_eq!(s["minProperties"], 1, "{name}");
+        let fields = s["properties"].as_object().unwrap();
+        assert_eq!(s["anyOf"].as_array().unwrap().len(), fields.len(), "{name}");
+        for (field, f) in fields {
+            assert!(
+                !f.to_string().contains("\"null\""),
+                "{name}.{field} is nullable: {f}"
+            );
+        }
+    }
+    // Ranges.
+    let limit = doc["paths"]["/v1/admin/users"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"]
+        .clone();
+    assert_eq!(
+        (limit["minimum"].clone(), limit["maximum"].clone()),
+        (json!(1), json!(200))
+    );
+    let ttl = &schema("SecretRotation")["properties"]["previous_secret_ttl"];
+    assert_eq!(
+        (ttl["minimum"].clone(), ttl["maximum"].clone()),
+        (json!(0), json!(2592000))
+    );
+    // The forms of the POST variants are the GET's parameters, with the same constraints.
+    for path in ["/v1/authorize", "/v1/end-session"] {
+        let params = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let form = &doc["paths"][path]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+            ["schema"];
+        for p in params {
+            let name = p["name"].as_str().unwrap();
+            let field = &form["properties"][name];
+            assert_eq!(field["pattern"], p["schema"]["pattern"], "{path} {name}");
+            assert_eq!(
+                form["required"].as_array().unwrap().contains(&p["name"]),
+                p["required"] == json!(true),
+                "{path} {name}"
+            );
+        }
+    }
+    assert_eq!(
+        doc["paths"]["/v1/end-session"]["post"]["requestBody"]["required"],
+        false
+    );
+    assert_eq!(
+        doc["paths"]["/v1/admin/clients/{id}/secret"]["post"]["requestBody"]["required"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn unrecognised_authorization_parameters_are_ignored_even_repeated() {
+    let app = TestApp::spawn().await;
+    // RFC 6749 §3.1: unknown parameters are ignored; only the known ones may not repeat. Both
+    // reach the same answer for an unknown client: the error page, about the client.
+    let res = app
+        .client
+        .get(app.url(
+            "/v1/authorize?x=1&x=2&=a&=b&client_id=nobody&redirect_uri=https%3A%2F%2Fa.example%2F",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = res.text().await.unwrap();
+    assert!(!page.contains("more than once"), "{page}");
+    let res = app
+        .client
+        .get(app.url("/v1/authorize?client_id=a&client_id=b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("more than once"));
+}
