@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's compose walkthrough, runnable: every step is a curl command against the gateway
+# The compose walkthrough of docs/deployment.md, runnable: every step is a curl command against the gateway
 # (the stack's one public entry point), and each one checks what it printed.
 #
 #   deploy/compose/walkthrough.sh [BASE_URL] [ADMIN_PASSWORD]

@@ -1,5 +1,5 @@
 """Writes a .env from .env.example with every empty secret filled with a fresh random value,
-as the README asks an operator to do (`compose_env.py .env.example .env`)."""
+as docs/deployment.md asks an operator to do (`compose_env.py .env.example .env`)."""
 
 import base64
 import secrets

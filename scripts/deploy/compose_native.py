@@ -1,5 +1,5 @@
 """Runs the topology of docker-compose.yml as native processes (no container engine here) and
-walks the README's compose walkthrough against it.
+walks the compose walkthrough of docs/deployment.md against it.
 
 What comes from the compose file and the Dockerfile, as written: the services and their start
 order (`depends_on` with `service_healthy`), every environment variable (interpolated from a
@@ -46,8 +46,10 @@ HOSTS = {
     "auth": "127.0.30.11",
     "demo": "127.0.30.20",
 }
-# The compose edge network 172.30.1.0/24 maps onto 127.0.30.0/24.
-SUBNET = ("172.30.1.", "127.0.30.")
+# The compose file's fixed addresses (`ipv4_address`) and subnets (`ipam`), after interpolation
+# (EDGE_GATEWAY_IP, EDGE_SUBNET), → their loopback stand-ins; filled in by main().
+NATIVE_SUBNET = "127.0.30.0/24"
+FIXED = {}
 
 
 def free_port(ip):
@@ -93,12 +95,29 @@ def localise(value, service, secrets_dir):
     """Container addresses, names and secret paths → their native stand-ins."""
     value = value.replace("/run/secrets/", f"{secrets_dir}/")
     value = value.replace("0.0.0.0", HOSTS[service])
-    value = value.replace(SUBNET[0], SUBNET[1])
+    for addr in sorted(FIXED, key=len, reverse=True):
+        value = re.sub(rf"(?<![\d.]){re.escape(addr)}(?!\d)", FIXED[addr], value)
     for name, (port, native) in PORTS.items():
         value = re.sub(rf"(?<=[/@]){re.escape(name)}:{port}\b", f"{HOSTS[name]}:{native}", value)
     for name in sorted(HOSTS, key=len, reverse=True):
         value = re.sub(rf"(?<=[/@]){re.escape(name)}(?=:)", HOSTS[name], value)
     return value
+
+
+def fixed_addresses(compose, env):
+    """Each network's `ipam` subnet → NATIVE_SUBNET, and each service's `ipv4_address` → its
+    loopback address, with compose variables interpolated as compose would."""
+    out = {}
+    for net in (compose.get("networks") or {}).values():
+        for cfg in ((net or {}).get("ipam") or {}).get("config") or []:
+            if "subnet" in cfg:
+                out[interpolate(cfg["subnet"], env)] = NATIVE_SUBNET
+    for name, spec in compose["services"].items():
+        nets = spec.get("networks")
+        for net in (nets.values() if isinstance(nets, dict) else []):
+            if isinstance(net, dict) and "ipv4_address" in net:
+                out[interpolate(net["ipv4_address"], env)] = HOSTS[name]
+    return out
 
 
 def dockerfile_targets(path):
@@ -189,7 +208,7 @@ def main():
     secrets_dir = WORK / "secrets"
     secrets_dir.mkdir()
 
-    # .env, as the README says: from .env.example, with fresh secrets.
+    # .env, as docs/deployment.md says: from .env.example, with fresh secrets.
     subprocess.run([sys.executable, str(ROOT / "scripts/deploy/compose_env.py"),
                     str(ROOT / ".env.example"), str(WORK / ".env")], check=True)
     env_file = {}
@@ -201,6 +220,8 @@ def main():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     images = dockerfile_targets(ROOT / "Dockerfile")
     services = compose["services"]
+    FIXED.update(fixed_addresses(compose, env_file))
+    log("fixed addresses: " + ", ".join(f"{a} → {n}" for a, n in FIXED.items()))
 
     for name, spec in compose.get("secrets", {}).items():
         value = env_file[spec["environment"]] if "environment" in spec else Path(ROOT / spec["file"]).read_text()

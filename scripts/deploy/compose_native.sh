@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs docker-compose.yml's topology as native processes (two auth-service replicas on one
 # PostgreSQL and one Redis, the gateway, the demo service), as the compose file and the
-# Dockerfile define them, and walks the README's compose walkthrough against it
+# Dockerfile define them, and walks the compose walkthrough of docs/deployment.md against it
 # (deploy/compose/walkthrough.sh). No container engine needed; see compose_native.py for what
 # stands in for it. Needs PostgreSQL's server binaries and redis-server (scripts/services.sh
 # installs both).

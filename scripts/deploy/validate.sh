@@ -2,7 +2,8 @@
 # Validates the deployment files offline (no container engine, no cluster):
 #   - hadolint on the Dockerfile;
 #   - docker-compose 1.29.2 `config` on docker-compose.yml, with a .env made from .env.example;
-#   - `kubectl kustomize k8s` rendered, then kubernetes-validate (strict) on every object.
+#   - `kubectl kustomize k8s` rendered, then kubernetes-validate (strict) on every object;
+#   - kubernetes-validate (strict) on k8s/examples/*.yaml, which the default install leaves out.
 # The gateway configurations of both (deploy/compose/gateway.toml, k8s/gateway.toml) are loaded
 # by the gateway's own unit tests.
 set -euo pipefail
@@ -34,3 +35,5 @@ echo "deploy: docker-compose config: docker-compose.yml valid"
 "$KUBECTL" kustomize k8s > "$work/k8s.yaml"
 "$KUBERNETES_VALIDATE" --strict "$work/k8s.yaml"
 echo "deploy: kubernetes-validate: $(grep -c '^kind:' "$work/k8s.yaml") objects valid ($work/k8s.yaml)"
+"$KUBERNETES_VALIDATE" --strict k8s/examples/*.yaml
+echo "deploy: kubernetes-validate: k8s/examples valid"
