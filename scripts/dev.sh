@@ -3,7 +3,8 @@
 # embedded store (one SQLite file under target/dev/data), a demo downstream service that answers
 # with the identity it received, and the gateway in front of it. Walks through it (register, log
 # in, call through the gateway, refresh, reuse detection, log out → the gateway rejects the
-# tokens), prints the URLs, and keeps serving until Ctrl-C, which stops everything.
+# tokens) printing each step as a curl command that runs as printed, prints the URLs, and keeps
+# serving until Ctrl-C, which stops everything.
 #
 #   DEV_APP_ORIGIN=http://localhost:5173   your own app's origin (a Vite dev server, …): allowed by
 #                        the auth-service's CORS, registered as the public client `my-app` with
@@ -12,6 +13,8 @@
 #   DEV_STORE=postgres   use PostgreSQL + Redis instead (installed/started by scripts/services.sh)
 #   DEV_EXIT=1           stop after the walkthrough (what the CI smoke test does)
 #   DEV_WALK=0           skip the walkthrough
+#   WALK_VIA_CURL=1      the walkthrough runs its printed curl commands (bash and curl needed)
+#                        instead of sending the requests itself (what the CI smoke test does)
 #   DEV_AFTER="cmd"      run cmd against the running stack (its exit status becomes ours), then stop;
 #                        cmd sees DEV_AUTH_URL, DEV_PUBLIC_URL, DEV_GATEWAY_URL, DEV_ADMIN_USERNAME,
 #                        DEV_ADMIN_PASSWORD and DEV_FEED_TOKEN
