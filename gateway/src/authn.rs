@@ -2,13 +2,13 @@
 //! keys. A bounded per-worker cache of verified tokens skips the signature check for tokens seen
 //! before; expiry is still checked on every request, and a change of keys empties it.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use shared::{AccessClaims, Validation, Verifier, VerifyError};
 
 use crate::forwarding::ForwardedIdentity;
+use crate::metrics::{CacheEvent, Metrics};
 use crate::server::RawHeaders;
 
 use crate::keys::KeyCache;
@@ -51,10 +51,52 @@ struct Entry {
     /// The whole token: a hit is a token equal to this one, compared in constant time.
     token: Box<[u8]>,
     identity: Arc<ForwardedIdentity>,
-    generation: u64,
 }
 
+/// Hashes the cache's keys: they are already random (a signature's tail), so one
+/// multiplication spreads them over the bits the table reads.
+#[derive(Clone, Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Counts evictions into the gateway's metrics.
+#[derive(Clone)]
+struct CountEvictions(Arc<Metrics>);
+
+impl quick_cache::Lifecycle<u64, Entry> for CountEvictions {
+    type RequestState = ();
+    fn on_evict(&self, _: &mut (), _: u64, _: Entry) {
+        self.0.token_cache(CacheEvent::Eviction);
+    }
+}
+
+type Table = quick_cache::unsync::Cache<
+    u64,
+    Entry,
+    quick_cache::UnitWeighter,
+    std::hash::BuildHasherDefault<KeyHasher>,
+    CountEvictions,
+>;
+
 /// Verified tokens of one worker.
+///
+/// Bounded, and it keeps what is hot: when full, quick_cache's CLOCK-Pro variant (close to
+/// S3-FIFO) evicts tokens seen once before tokens seen again, so a working set larger than the
+/// cache still hits on its frequent tokens instead of starting over. Expiry and `nbf` are
+/// checked on every hit, and entries of older keys never hit (a change of keys empties it).
 ///
 /// Found by a 64-bit key taken from the token's last eight bytes (its signature's tail, which
 /// is random for every token this cache can hold: only verified tokens go in) and confirmed by
@@ -63,16 +105,27 @@ struct Entry {
 /// This costs a copy of each cached token (~1 KiB) and no hashing of the ~1 KiB presented (a
 /// SHA-256 of it was ~4% of the gateway's CPU per request).
 pub struct VerifiedCache {
-    map: RefCell<HashMap<u64, Entry>>,
+    table: RefCell<Table>,
+    /// The key generation the table's tokens were verified with.
+    generation: Cell<Option<u64>>,
     capacity: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl VerifiedCache {
-    /// A cache of at most `capacity` tokens (0 disables it).
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` tokens (0 disables it), counting into `metrics`.
+    pub fn new(capacity: usize, metrics: Arc<Metrics>) -> Self {
         VerifiedCache {
-            map: RefCell::new(HashMap::new()),
+            table: RefCell::new(Table::with(
+                capacity,
+                capacity.max(1) as u64,
+                quick_cache::UnitWeighter,
+                Default::default(),
+                CountEvictions(Arc::clone(&metrics)),
+            )),
+            generation: Cell::new(None),
             capacity,
+            metrics,
         }
     }
 
@@ -85,36 +138,46 @@ impl VerifiedCache {
     }
 
     fn get(&self, token: &str, generation: u64) -> Option<Arc<ForwardedIdentity>> {
-        let map = self.map.borrow();
-        map.get(&Self::key(token))
-            .filter(|e| {
-                e.generation == generation
-                    && aws_lc_rs::constant_time::verify_slices_are_equal(&e.token, token.as_bytes())
+        if self.capacity == 0 {
+            return None;
+        }
+        let found = if self.generation.get() == Some(generation) {
+            self.table
+                .borrow()
+                .get(&Self::key(token))
+                .filter(|e| {
+                    aws_lc_rs::constant_time::verify_slices_are_equal(&e.token, token.as_bytes())
                         .is_ok()
-            })
-            .map(|e| Arc::clone(&e.identity))
+                })
+                .map(|e| Arc::clone(&e.identity))
+        } else {
+            None
+        };
+        self.metrics.token_cache(if found.is_some() {
+            CacheEvent::Hit
+        } else {
+            CacheEvent::Miss
+        });
+        found
     }
 
-    fn put(&self, token: &str, identity: Arc<ForwardedIdentity>, generation: u64, now: i64) {
+    fn put(&self, token: &str, identity: Arc<ForwardedIdentity>, generation: u64) {
         if self.capacity == 0 {
             return;
         }
-        let mut map = self.map.borrow_mut();
-        if map.len() >= self.capacity {
-            // Drop what expired or belongs to old keys; if that is not enough, start over.
-            map.retain(|_, e| e.generation == generation && e.identity.claims.exp > now);
-            if map.len() >= self.capacity {
-                map.clear();
-            }
+        let mut table = self.table.borrow_mut();
+        // Tokens verified with other keys are of no use now.
+        if self.generation.get() != Some(generation) {
+            table.clear();
+            self.generation.set(Some(generation));
         }
         // Another token with the same key (never seen in practice) is replaced: a miss for it
         // later costs a verification, never a wrong identity.
-        map.insert(
+        table.insert(
             Self::key(token),
             Entry {
                 token: token.as_bytes().into(),
                 identity,
-                generation,
             },
         );
     }
@@ -135,12 +198,13 @@ impl WorkerAuthenticator {
         keys: Arc<KeyCache>,
         revocations: Option<Arc<RevocationReplica>>,
         cache_capacity: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         WorkerAuthenticator {
             verifier: Verifier::new(validation),
             keys,
             revocations,
-            cache: VerifiedCache::new(cache_capacity),
+            cache: VerifiedCache::new(cache_capacity, metrics),
         }
     }
 
@@ -219,8 +283,7 @@ impl WorkerAuthenticator {
         match result {
             Ok((claims, generation)) => {
                 let identity = Arc::new(ForwardedIdentity::new(claims));
-                self.cache
-                    .put(token, Arc::clone(&identity), generation, now);
+                self.cache.put(token, Arc::clone(&identity), generation);
                 Ok(identity)
             }
             Err(e) => Err(AuthFailure::Invalid(e.reason())),
@@ -248,15 +311,19 @@ mod tests {
         }))
     }
 
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(vec![]))
+    }
+
     /// Only the very token that was verified hits: one forged to share its key (same length, same
     /// last eight bytes) is a miss, and so is any token after the keys changed.
     #[test]
     fn a_hit_is_the_same_token_byte_for_byte() {
-        let cache = VerifiedCache::new(10);
+        let cache = VerifiedCache::new(10, metrics());
         let victim = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2aWN0aW0ifQ.c2lnbmF0dXJlLXRhaWw";
         let forged = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhdHRhY2sifQ.c2lnbmF0dXJlLXRhaWw";
         assert_eq!(VerifiedCache::key(victim), VerifiedCache::key(forged));
-        cache.put(victim, identity("victim"), 1, 0);
+        cache.put(victim, identity("victim"), 1);
         assert_eq!(
             cache.get(victim, 1).map(|i| i.claims.sub.clone()),
             Some("victim".to_owned())
@@ -265,26 +332,64 @@ mod tests {
         assert!(cache.get(&victim[1..], 1).is_none(), "a suffix");
         assert!(cache.get(victim, 2).is_none(), "keys changed since");
         // A second verified token with the same key takes the slot; neither is ever confused.
-        cache.put(forged, identity("other"), 1, 0);
+        cache.put(forged, identity("other"), 1);
         assert!(cache.get(victim, 1).is_none());
         assert_eq!(
             cache.get(forged, 1).map(|i| i.claims.sub.clone()),
             Some("other".to_owned())
         );
         assert!(cache.get("", 1).is_none() && cache.get("x", 1).is_none());
+        // New keys: a token verified with them starts a table of its own.
+        cache.put(victim, identity("victim"), 2);
+        assert!(cache.get(victim, 2).is_some());
+        assert!(cache.get(forged, 1).is_none() && cache.get(forged, 2).is_none());
+    }
+
+    fn token(i: usize) -> String {
+        format!("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.sig-{i:016x}")
+    }
+
+    /// When the tokens in use outnumber the cache, the ones used again stay and the ones seen
+    /// once go: a stream of new tokens does not flush the hot ones (the old cache emptied itself
+    /// when full, so its hit rate fell to nothing).
+    #[test]
+    fn a_full_cache_keeps_the_tokens_used_again_and_counts_what_it_does() {
+        let m = metrics();
+        let cache = VerifiedCache::new(1000, Arc::clone(&m));
+        let hot: Vec<String> = (0..500).map(token).collect();
+        for t in &hot {
+            cache.put(t, identity("hot"), 1);
+        }
+        for round in 0..20 {
+            for t in &hot {
+                if cache.get(t, 1).is_none() {
+                    cache.put(t, identity("hot"), 1);
+                }
+            }
+            // Ten times the capacity of tokens seen once.
+            for i in 0..500 {
+                let t = token(1_000_000 + round * 500 + i);
+                assert!(cache.get(&t, 1).is_none());
+                cache.put(&t, identity("once"), 1);
+            }
+        }
+        let kept = hot.iter().filter(|t| cache.get(t, 1).is_some()).count();
+        assert!(kept >= 450, "only {kept} of 500 hot tokens kept");
+        let text = m.render(None);
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} not in {text}"))
+        };
+        assert!(value("gateway_token_cache_evictions_total") >= 9_000);
+        assert!(value("gateway_token_cache_lookups_total{result=\"miss\"}") >= 10_000);
+        assert!(value("gateway_token_cache_lookups_total{result=\"hit\"}") >= 9_000);
     }
 
     #[test]
-    fn a_full_cache_drops_expired_entries_first_and_a_zero_capacity_holds_nothing() {
-        let cache = VerifiedCache::new(2);
-        cache.put("token-a.x.aaaaaaaaaa", identity("a"), 1, 0);
-        cache.put("token-b.x.bbbbbbbbbb", identity("b"), 1, 0);
-        // At capacity and at a time when both have expired: they go, the new one stays.
-        cache.put("token-c.x.cccccccccc", identity("c"), 1, 200);
-        assert!(cache.get("token-a.x.aaaaaaaaaa", 1).is_none());
-        assert!(cache.get("token-c.x.cccccccccc", 1).is_some());
-        let none = VerifiedCache::new(0);
-        none.put("token-a.x.aaaaaaaaaa", identity("a"), 1, 0);
+    fn a_zero_capacity_holds_nothing() {
+        let none = VerifiedCache::new(0, metrics());
+        none.put("token-a.x.aaaaaaaaaa", identity("a"), 1);
         assert!(none.get("token-a.x.aaaaaaaaaa", 1).is_none());
     }
 }

@@ -33,6 +33,19 @@ pub struct Metrics {
     jwks_failed: AtomicU64,
     unknown_kid: AtomicU64,
     keys: AtomicU64,
+    /// The verified-token cache: hits, misses, evictions.
+    token_cache: [AtomicU64; 3],
+}
+
+/// What happened in the verified-token cache.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheEvent {
+    /// A token found verified.
+    Hit,
+    /// A token not in the cache (verified now, if it can be).
+    Miss,
+    /// A token dropped to make room.
+    Eviction,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -53,6 +66,7 @@ impl Metrics {
             jwks_failed: AtomicU64::new(0),
             unknown_kid: AtomicU64::new(0),
             keys: AtomicU64::new(0),
+            token_cache: Default::default(),
         }
     }
 
@@ -72,6 +86,11 @@ impl Metrics {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// The verified-token cache at work.
+    pub fn token_cache(&self, event: CacheEvent) {
+        self.token_cache[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request refused by its route's rate limit.
@@ -217,6 +236,32 @@ impl Metrics {
             out,
             "gateway_jwks_unknown_kid_refetches_total {}",
             self.unknown_kid.load(Ordering::Relaxed)
+        );
+        let cache = |e: CacheEvent| self.token_cache[e as usize].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP gateway_token_cache_lookups_total Tokens looked up in the verified-token cache, by result (a miss costs a signature verification)."
+        );
+        let _ = writeln!(out, "# TYPE gateway_token_cache_lookups_total counter");
+        let _ = writeln!(
+            out,
+            "gateway_token_cache_lookups_total{{result=\"hit\"}} {}",
+            cache(CacheEvent::Hit)
+        );
+        let _ = writeln!(
+            out,
+            "gateway_token_cache_lookups_total{{result=\"miss\"}} {}",
+            cache(CacheEvent::Miss)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_token_cache_evictions_total Verified tokens dropped from the cache to make room."
+        );
+        let _ = writeln!(out, "# TYPE gateway_token_cache_evictions_total counter");
+        let _ = writeln!(
+            out,
+            "gateway_token_cache_evictions_total {}",
+            cache(CacheEvent::Eviction)
         );
         let _ = writeln!(out, "# HELP gateway_jwks_keys Verifying keys held.");
         let _ = writeln!(out, "# TYPE gateway_jwks_keys gauge");

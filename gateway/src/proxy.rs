@@ -59,6 +59,7 @@ impl Worker {
             Arc::clone(&gateway.keys),
             gateway.revocations.clone(),
             s.verified_token_cache.div_ceil(s.workers),
+            Arc::clone(&gateway.metrics),
         );
         let client = crate::upstream::worker_client(tls, std::time::Duration::from_secs(5));
         let pool = crate::h1client::Pool::new(std::time::Duration::from_secs(5));

@@ -409,6 +409,22 @@ async fn admin_listener_health_readiness_and_metrics() {
     let t = s.auth.user("gina").await;
     let _ = s.get("/api/x", Some(&t.access_token)).await;
     let m = s.metrics().await;
+    // Two lookups missed (the garbage, the token's first use); the token's second use, on the
+    // same keep-alive connection (the same worker), hits.
+    let _ = s.get("/api/x", Some(&t.access_token)).await;
+    let after = s.metrics().await;
+    assert_eq!(
+        crate::helpers::metric(&after, "gateway_token_cache_lookups_total{result=\"miss\"}"),
+        2.0
+    );
+    assert_eq!(
+        crate::helpers::metric(&after, "gateway_token_cache_lookups_total{result=\"hit\"}"),
+        1.0
+    );
+    assert_eq!(
+        crate::helpers::metric(&after, "gateway_token_cache_evictions_total"),
+        0.0
+    );
     assert_eq!(
         crate::helpers::metric(
             &m,
@@ -419,6 +435,13 @@ async fn admin_listener_health_readiness_and_metrics() {
     assert_eq!(
         crate::helpers::metric(&m, "gateway_requests_total{route=\"/api\",code=\"2xx\"}"),
         1.0
+    );
+    assert_eq!(
+        crate::helpers::metric(
+            &after,
+            "gateway_requests_total{route=\"/api\",code=\"2xx\"}"
+        ),
+        2.0
     );
     assert_eq!(
         crate::helpers::metric(&m, "gateway_requests_total{route=\"/api\",code=\"4xx\"}"),
