@@ -185,6 +185,13 @@ pids_of() {
     gateway_ref) echo "$ref_pid" ;;
   esac
 }
+# The gateway's verified-token cache lookups so far: hits, misses.
+cache_lookups() {
+  curl -sf "http://127.0.0.1:$gw_admin/metrics" | awk -F'[ ]' '
+    /^gateway_token_cache_lookups_total\{result="hit"\}/ {h = $2}
+    /^gateway_token_cache_lookups_total\{result="miss"\}/ {m = $2}
+    END {print h + 0, m + 0}'
+}
 # User and kernel CPU ticks (USER_HZ) used so far by these processes.
 cpu_ticks() { for p in "$@"; do cat /proc/"$p"/task/*/stat; done 2>/dev/null | awk '{u += $14; s += $15} END {print u + 0, s + 0}'; }
 # The wrk arguments of a mix: how many tokens, and in which order.
@@ -205,8 +212,9 @@ run() { # $1 = name, $2 = port, $3 = mix
   if [ "$1" = gateway ] && [ -n "${PERF_OUT:-}" ]; then
     perf record -q -F 999 -g -o "$PERF_OUT" -p "$gw_pid" -- sleep "$DURATION" 2>/dev/null &
   fi
-  local pids before after
+  local pids before after hits0
   pids=$(pids_of "$1" | tr '\n' ' ')
+  [ "$1" = gateway ] && hits0=$(cache_lookups)
   # shellcheck disable=SC2086 # a list of pids
   before=$(cpu_ticks $pids)
   # shellcheck disable=SC2086
@@ -214,6 +222,8 @@ run() { # $1 = name, $2 = port, $3 = mix
   # shellcheck disable=SC2086
   after=$(cpu_ticks $pids)
   wait
+  # The gateway's verified-token cache over the measured run: hits and misses.
+  [ "$1" = gateway ] && echo "$3 $hits0 $(cache_lookups)" >> "$work/cache.txt"
   local rps p50 p99 non2xx
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$1.txt")
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' "$work/$1.txt")")
@@ -244,7 +254,7 @@ results=$(for r in $(seq 1 "$ROUNDS"); do
 done)
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
-RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
+CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
 import os, statistics as st
 rows = {}
 hz = os.sysconf("SC_CLK_TCK")
@@ -275,6 +285,15 @@ for mix in os.environ["MIXES"].split():
         u = st.median(m[k][r][4][0] for r in rounds)
         s = st.median(m[k][r][4][1] for r in rounds)
         print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(m[k][r][3] for r in rounds)} | {rng(ratio(k, 'nginx'))} | {rng(ratio(k, 'haproxy'))} | {u:.2f} + {s:.2f} |")
+    rates = []
+    for line in os.environ.get("CACHE", "").splitlines():
+        cmix, h0, m0, h1, m1 = line.split()
+        looked = (int(h1) - int(h0)) + (int(m1) - int(m0))
+        if cmix == mix and looked:
+            rates.append((int(h1) - int(h0)) / looked)
+    if rates:
+        print()
+        print(f"Our gateway's verified-token cache during the measured runs: {100 * st.median(rates):.1f}% hits (each round: {', '.join(f'{100 * x:.1f}%' for x in rates)}).")
 n, ok, before, soon, later = map(int, os.environ["IDLE_OUT"].split())
 print()
 print(f"Gateway memory: {before/1024:.1f} MiB resident before; holding {n} idle keep-alive connections ({ok} answered 200): {soon/1024:.1f} MiB after 3 s, {later/1024:.1f} MiB after 15 s.")
