@@ -8,6 +8,10 @@
 #   over  60,000 tokens in turn: more distinct tokens than the cache holds
 #   zipf  100,000 tokens drawn from a Zipf distribution (exponent 1.0): many users, a few of
 #         them far busier than the rest, as real traffic is
+#   cold  100,000 tokens in turn, and a second gateway with its cache off ("gateway, cold"):
+#         every request verified, the cold path. Reported against the limit measured in the same
+#         run on the same core: 1 / (one RSA-2048 verification, from `openssl speed`, + nginx's
+#         CPU per request in this mix)
 # The tokens are distinct access tokens of distinct users and sessions, signed by the running
 # auth-service's key (auth-service/examples/mint_tokens.rs). Requests are formatted once, before
 # the measured loop (scripts/bench/mix.lua). HAProxy checks the signature of every request; nginx
@@ -21,7 +25,7 @@ cd "$(dirname "$0")/../.."
 
 SVC_CPUS="${SVC_CPUS:-0}"; LOAD_CPUS="${LOAD_CPUS:-1}"
 DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"  # ROUNDS (default 3) below
-MIXES="${MIXES:-one fit over zipf}"
+MIXES="${MIXES:-one fit over zipf cold}"
 for tool in wrk taskset nginx haproxy curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk nginx-light haproxy curl)"; exit 1; }
 done
@@ -54,7 +58,7 @@ pids+=($!)
 for _ in $(seq 1 100); do curl -sf "$auth/readyz" >/dev/null && break; sleep 0.2; done
 # 100,000 distinct tokens (each its own user and session), signed with the service's key.
 ntokens=100000
-for m in $MIXES; do case "$m" in one) ;; fit) ;; over) ;; zipf) ;; *) echo "bench: unknown mix $m"; exit 1 ;; esac; done
+for m in $MIXES; do case "$m" in one) ;; fit) ;; over) ;; zipf) ;; cold) ;; *) echo "bench: unknown mix $m"; exit 1 ;; esac; done
 ./target/release/examples/mint_tokens "$ntokens" 7200 > "$work/tokens.txt"
 [ "$(wc -l < "$work/tokens.txt")" = "$ntokens" ] || { echo "bench: minting tokens failed"; exit 1; }
 curl -sf -X POST "$auth/v1/users" -H 'content-type: application/json' -d '{"username":"bench","password":"correct horse battery staple"}' >/dev/null
@@ -144,6 +148,16 @@ GATEWAY_CONFIG="$work/gateway.toml" GATEWAY_FEED_TOKEN=bench-feed-token-01234567
 gw_pid=$!; pids+=($gw_pid)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gw_admin/readyz" >/dev/null && break; sleep 0.2; done
 contenders="nginx:$ngx_port haproxy:$hap_port gateway:$gw_port"
+# The cold path: the same gateway with its verified-token cache off.
+cold_port=$(free_port); cold_admin=$(free_port)
+sed -e "s/127.0.0.1:$gw_port/127.0.0.1:$cold_port/" -e "s/127.0.0.1:$gw_admin/127.0.0.1:$cold_admin/" \
+  -e "s/^workers = 1$/workers = 1\nverified_token_cache = 0/" "$work/gateway.toml" > "$work/gateway_cold.toml"
+GATEWAY_CONFIG="$work/gateway_cold.toml" GATEWAY_FEED_TOKEN=bench-feed-token-0123456789abcdef RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/gateway > "$work/gateway_cold.log" 2>&1 &
+cold_pid=$!; pids+=($cold_pid)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$cold_admin/readyz" >/dev/null && break; sleep 0.2; done
+contenders="$contenders gateway_cold:$cold_port"
+# One RSA-2048 verification on the contenders' core (OpenSSL's own figure, in this run).
+verify_per_s=$(taskset -c "$SVC_CPUS" openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $NF}')
 if [ -n "${REF_GATEWAY:-}" ]; then
   ref_port=$(free_port); ref_admin=$(free_port)
   sed -e "s/127.0.0.1:$gw_port/127.0.0.1:$ref_port/" -e "s/127.0.0.1:$gw_admin/127.0.0.1:$ref_admin/" \
@@ -183,6 +197,7 @@ pids_of() {
     haproxy) cat "$work/d.pid" ;;
     gateway) echo "$gw_pid" ;;
     gateway_ref) echo "$ref_pid" ;;
+    gateway_cold) echo "$cold_pid" ;;
   esac
 }
 # The gateway's verified-token cache lookups so far: hits, misses.
@@ -201,6 +216,7 @@ mix_args() {
     fit) echo "$work/tokens.txt 5000 rr" ;;
     over) echo "$work/tokens.txt 60000 rr" ;;
     zipf) echo "$work/tokens.txt $ntokens zipf" ;;
+    cold) echo "$work/tokens.txt $ntokens rr" ;;
   esac
 }
 run() { # $1 = name, $2 = port, $3 = mix
@@ -208,9 +224,10 @@ run() { # $1 = name, $2 = port, $3 = mix
   mix_arg=$(mix_args "$3")
   # shellcheck disable=SC2086 # the mix's arguments
   taskset -c "$LOAD_CPUS" wrk -t2 -c"$CONNS" -d2s -s scripts/bench/mix.lua "http://127.0.0.1:$2/x" -- $mix_arg >/dev/null
-  # PERF_OUT=<file>: also sample the gateway's CPU (perf record, call graphs) during its run.
-  if [ "$1" = gateway ] && [ -n "${PERF_OUT:-}" ]; then
-    perf record -q -F 999 -g -o "$PERF_OUT" -p "$gw_pid" -- sleep "$DURATION" 2>/dev/null &
+  # PERF_OUT=<file>: also sample a contender's CPU (perf record, call graphs) during its run:
+  # PERF_TARGET's (default gateway; gateway_cold for the cold path).
+  if [ "$1" = "${PERF_TARGET:-gateway}" ] && [ -n "${PERF_OUT:-}" ]; then
+    perf record -q -F 999 -g -o "$PERF_OUT" -p "$(pids_of "$1" | head -n1)" -- sleep "$DURATION" 2>/dev/null &
   fi
   local pids before after hits0
   pids=$(pids_of "$1" | tr '\n' ' ')
@@ -240,7 +257,7 @@ echo "bench: $ROUNDS rounds × ${DURATION}s per contender and mix ($MIXES), $CON
 # mix only: it reads no token.
 order=(direct nginx gateway haproxy)
 [ -n "${REF_GATEWAY:-}" ] && order=(direct nginx gateway gateway_ref haproxy)
-port_of() { case "$1" in direct) echo "$direct_port";; nginx) echo "$ngx_port";; gateway) echo "$gw_port";; gateway_ref) echo "$ref_port";; haproxy) echo "$hap_port";; esac; }
+port_of() { case "$1" in direct) echo "$direct_port";; nginx) echo "$ngx_port";; gateway) echo "$gw_port";; gateway_ref) echo "$ref_port";; gateway_cold) echo "$cold_port";; haproxy) echo "$hap_port";; esac; }
 first_mix=${MIXES%% *}
 results=$(for r in $(seq 1 "$ROUNDS"); do
   for mix in $MIXES; do
@@ -248,13 +265,19 @@ results=$(for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 0 ]; then for ((i = ${#order[@]} - 1, j = 0; i >= 0; i--, j++)); do names[j]=${order[i]}; done; fi
     for name in "${names[@]}"; do
       [ "$name" = direct ] && [ "$mix" != "$first_mix" ] && continue
+      # The cold gateway only in the cold mix; there, it runs right after nginx.
+      if [ "$mix" = cold ] && [ "$name" = nginx ]; then
+        run nginx "$ngx_port" cold | sed "s/^/$r /"
+        run gateway_cold "$cold_port" cold | sed "s/^/$r /"
+        continue
+      fi
       run "$name" "$(port_of "$name")" "$mix" | sed "s/^/$r /"
     done
   done
 done)
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
-CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
+VERIFY_PER_S="$verify_per_s" CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
 import os, statistics as st
 rows = {}
 hz = os.sysconf("SC_CLK_TCK")
@@ -265,8 +288,8 @@ for line in os.environ["RESULTS"].strip().splitlines():
     n = max(float(rps) * duration, 1.0)
     cpu = ((int(u1) - int(u0)) / hz * 1e6 / n, (int(s1) - int(s0)) / hz * 1e6 / n)
     rows.setdefault(mix, {}).setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad), cpu)
-names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified", "gateway_ref": "REF_GATEWAY (the reference build)"}
-mixes = {"one": "one token (the gateway's best case: a verified-token cache hit)", "fit": "5,000 tokens in turn (fit the cache)", "over": "60,000 tokens in turn (more than the cache holds)", "zipf": "100,000 tokens, Zipf (exponent 1.0)"}
+names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified", "gateway_ref": "REF_GATEWAY (the reference build)", "gateway_cold": "our gateway, cold: its cache off, every request verified"}
+mixes = {"one": "one token (the gateway's best case: a verified-token cache hit)", "fit": "5,000 tokens in turn (fit the cache)", "over": "60,000 tokens in turn (more than the cache holds)", "zipf": "100,000 tokens, Zipf (exponent 1.0)", "cold": "100,000 tokens in turn, and the cold path (a gateway with its cache off)"}
 for mix in os.environ["MIXES"].split():
     m = rows[mix]
     rounds = sorted(m["gateway"])
@@ -278,13 +301,20 @@ for mix in os.environ["MIXES"].split():
     print()
     print(f"| Contender (1 core; median of {len(rounds)} interleaved rounds) | Requests/s | p50 ms | p99 ms (each round) | non-2xx | vs nginx | vs HAProxy | CPU µs/request (user + kernel) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for k in ["direct", "nginx", "haproxy", "gateway", "gateway_ref"]:
+    for k in ["direct", "nginx", "haproxy", "gateway", "gateway_ref", "gateway_cold"]:
         if k not in m:
             continue
         p99s = ", ".join(f"{m[k][r][2]:.2f}" for r in rounds)
         u = st.median(m[k][r][4][0] for r in rounds)
         s = st.median(m[k][r][4][1] for r in rounds)
         print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(m[k][r][3] for r in rounds)} | {rng(ratio(k, 'nginx'))} | {rng(ratio(k, 'haproxy'))} | {u:.2f} + {s:.2f} |")
+    if "gateway_cold" in m:
+        verify_us = 1e6 / float(os.environ["VERIFY_PER_S"])
+        nginx_us = st.median(sum(m["nginx"][r][4]) for r in rounds)
+        limit = 1e6 / (verify_us + nginx_us)
+        got = [m["gateway_cold"][r][0] for r in rounds]
+        print()
+        print(f"Cold path against its limit on this core: one RSA-2048 verification {verify_us:.2f} µs (openssl speed: {float(os.environ['VERIFY_PER_S']):.0f}/s) + nginx's {nginx_us:.2f} µs of CPU per request = {limit:.0f} requests/s; the cold gateway does {st.median(got):.0f}, **{st.median(got) / limit:.2f}× the limit** (each round: {', '.join(f'{g / limit:.2f}' for g in got)}).")
     rates = []
     for line in os.environ.get("CACHE", "").splitlines():
         cmix, h0, m0, h1, m1 = line.split()
