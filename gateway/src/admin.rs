@@ -63,9 +63,40 @@ pub async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
         })
 }
 
+/// Another method on an admin route: 405 with `Allow`, as a problem body.
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, "GET, HEAD"))
+        .content_type(shared::problem::CONTENT_TYPE)
+        .body(shared::problem::body(
+            405,
+            "Method Not Allowed",
+            "the admin endpoints answer GET and HEAD",
+            Some("method_not_allowed"),
+        ))
+}
+
+/// `GET`, and `HEAD` wherever `GET` works (the same answer without its body).
+fn get_or_head() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// The admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    cfg.service(
+        web::resource("/healthz")
+            .route(get_or_head().to(healthz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(get_or_head().to(readyz))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(get_or_head().to(metrics))
+            .default_service(web::to(method_not_allowed)),
+    );
 }

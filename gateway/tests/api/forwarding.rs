@@ -489,3 +489,27 @@ async fn the_auth_services_cookies_do_not_reach_other_upstreams() {
     assert_eq!(status, 200, "{echo}");
     assert_eq!(header(&echo, "cookie"), Some("a=1; b=2"));
 }
+
+/// `HEAD` works wherever `GET` does on the admin listener (the same status and headers, no
+/// body), and another method is 405 with `Allow`, not 404.
+#[actix_web::test]
+async fn the_admin_listener_answers_head_and_names_its_methods() {
+    let s = Stack::start().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let url = format!("{}{path}", s.admin);
+        let get = s.client.get(&url).send().await.unwrap();
+        let head = s.client.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "{path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "{path}"
+        );
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+        let post = s.client.post(&url).send().await.unwrap();
+        assert_eq!(post.status(), 405, "{path}");
+        assert_eq!(post.headers()["allow"], "GET, HEAD", "{path}");
+        let body: Value = post.json().await.unwrap();
+        assert_eq!(body["code"], "method_not_allowed", "{path}");
+    }
+}
