@@ -19,6 +19,9 @@ use shared::replica::{Check, RevocationReplica};
 pub enum AuthFailure {
     /// No bearer token.
     Missing,
+    /// An `Authorization` header, but not a bearer token: `true` when it has no scheme at all
+    /// (a token sent bare), `false` for another scheme (`Basic`, `Token`…).
+    NotBearer(bool),
     /// A token that does not verify (the reason is a `VerifyError::reason`).
     Invalid(&'static str),
     /// More than one `Authorization` header, or not readable.
@@ -44,7 +47,12 @@ pub fn bearer(headers: &RawHeaders) -> Result<Option<&str>, AuthFailure> {
     }
     // Bytes, not `to_str`: tokens are ~1 KiB and UTF-8 validation is vectorised. The same
     // rules as a downstream service's (`shared::identity::bearer_token`).
-    shared::identity::bearer_token(value).map_err(|_| AuthFailure::Invalid("malformed"))
+    match shared::identity::bearer_token(value) {
+        Ok(Some(token)) => Ok(Some(token)),
+        // Not a bearer token: say how to send one (RFC 6750: no error code, as for none).
+        Ok(None) => Err(AuthFailure::NotBearer(!value.contains(&b' '))),
+        Err(_) => Err(AuthFailure::Invalid("malformed")),
+    }
 }
 
 struct Entry {

@@ -125,13 +125,18 @@ fn challenge(error: Option<(&str, &str)>) -> String {
 
 fn auth_error(f: &AuthFailure, metrics: &Metrics) -> Response {
     match f {
-        AuthFailure::Missing => {
+        AuthFailure::Missing | AuthFailure::NotBearer(_) => {
             metrics.verify_failure("missing");
-            let mut r = problem(
-                StatusCode::UNAUTHORIZED,
-                "a bearer access token is required",
-                "unauthorized",
-            );
+            let detail = match f {
+                AuthFailure::NotBearer(true) => {
+                    "the Authorization header has no scheme: send Authorization: Bearer <access token>"
+                }
+                AuthFailure::NotBearer(false) => {
+                    "the Authorization header is not a bearer token: send Authorization: Bearer <access token>"
+                }
+                _ => "a bearer access token is required: send Authorization: Bearer <access token>",
+            };
+            let mut r = problem(StatusCode::UNAUTHORIZED, detail, "unauthorized");
             r.headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"gateway\""),
@@ -140,11 +145,7 @@ fn auth_error(f: &AuthFailure, metrics: &Metrics) -> Response {
         }
         AuthFailure::Invalid(reason) => {
             metrics.verify_failure(reason);
-            let desc = match *reason {
-                "expired" => "the token has expired",
-                "not_yet_valid" => "the token is not valid yet",
-                _ => "the token is not valid",
-            };
+            let desc = shared::verifier::reason_detail(reason);
             let mut r = problem(StatusCode::UNAUTHORIZED, desc, "invalid_token");
             if let Ok(v) = HeaderValue::from_str(&challenge(Some(("invalid_token", desc)))) {
                 r.headers.insert(header::WWW_AUTHENTICATE, v);

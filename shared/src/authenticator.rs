@@ -79,11 +79,11 @@ impl AuthError {
     /// What the client is told (no more than the gateway tells it).
     pub fn detail(&self) -> &'static str {
         match self {
-            AuthError::Missing => "a bearer access token is required",
+            AuthError::Missing => {
+                "a bearer access token is required: send Authorization: Bearer <access token>"
+            }
             AuthError::InvalidRequest => "send exactly one Authorization header",
-            AuthError::InvalidToken(VerifyError::Expired) => "the token has expired",
-            AuthError::InvalidToken(VerifyError::NotYetValid) => "the token is not valid yet",
-            AuthError::InvalidToken(_) => "the token is not valid",
+            AuthError::InvalidToken(e) => crate::verifier::reason_detail(e.reason()),
             AuthError::Revoked => "the token has been revoked",
             AuthError::NoGatewayIdentity(_) => "the request carries no authenticated identity",
             AuthError::KeysUnavailable => "token verification keys are not available yet",

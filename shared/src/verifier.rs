@@ -67,6 +67,27 @@ impl VerifyError {
     }
 }
 
+/// What a client is told about a refused token, by [`VerifyError::reason`] (and `revoked`): what
+/// went wrong and, where the client can fix it, how. The gateway and [`crate::Authenticator`]
+/// say the same.
+pub fn reason_detail(reason: &str) -> &'static str {
+    match reason {
+        "expired" => "the token has expired",
+        "not_yet_valid" => "the token is not valid yet",
+        "wrong_type" => {
+            "this is not an access token (a refresh token or an ID token?): send the access_token"
+        }
+        "wrong_issuer" => "the token was issued by another issuer",
+        "wrong_audience" => "the token is not meant for this audience",
+        "malformed" => "the token is malformed: a JWS compact token is expected",
+        "algorithm" => "the token's algorithm is not accepted",
+        "unknown_kid" => "the token's signing key is unknown",
+        "bad_signature" => "the token's signature does not verify",
+        "revoked" | "revoked_key" => "the token has been revoked",
+        _ => "the token is not valid",
+    }
+}
+
 /// Every [`VerifyError::reason`], in a fixed order (metrics label values), then `revoked`, the
 /// reason services add when a valid token is on the revocation list, and `revoked_key`, when it
 /// was signed by a key the issuer revoked.
@@ -416,6 +437,20 @@ mod tests {
 
     const ISS: &str = "https://issuer.test";
     const NOW: i64 = 1_800_000_000;
+
+    /// Every reason a token is refused for is told as itself, and a refresh or ID token sent as
+    /// an access token is told to send the access token.
+    #[test]
+    fn each_refusal_says_what_went_wrong() {
+        let generic = reason_detail("something else");
+        for reason in FAILURE_REASONS {
+            let detail = reason_detail(reason);
+            if !matches!(reason, "missing_kid" | "invalid_claim") {
+                assert_ne!(detail, generic, "{reason}");
+            }
+        }
+        assert!(reason_detail(VerifyError::WrongType.reason()).contains("send the access_token"));
+    }
 
     struct Signer {
         kp: KeyPair,

@@ -513,3 +513,57 @@ async fn the_admin_listener_answers_head_and_names_its_methods() {
         assert_eq!(body["code"], "method_not_allowed", "{path}");
     }
 }
+
+/// Errors that name the fix, as the auth-service's do: a token sent without the Bearer scheme,
+/// another scheme, and a refresh token sent as an access token are each told what to send.
+#[actix_web::test]
+async fn a_token_sent_the_wrong_way_is_told_how_to_send_it() {
+    let s = Stack::start().await;
+    let t = s.auth.user("hugo").await;
+    for (authorization, says) in [
+        (
+            t.access_token.clone(),
+            "has no scheme: send Authorization: Bearer",
+        ),
+        (
+            format!("Token {}", t.access_token),
+            "not a bearer token: send Authorization: Bearer",
+        ),
+        (
+            "Basic dXNlcjpwYXNz".to_owned(),
+            "not a bearer token: send Authorization: Bearer",
+        ),
+        (
+            format!("Bearer {}", t.refresh_token),
+            "this is not an access token",
+        ),
+    ] {
+        let res = s
+            .client
+            .get(format!("{}/api/x", s.url))
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{says}");
+        assert!(res.headers().contains_key("www-authenticate"), "{says}");
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains(says),
+            "{says}: {body}"
+        );
+    }
+    // With no header at all, the answer says what to send, without an error code (RFC 6750).
+    let res = s.get("/api/x", None).await;
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"gateway\""
+    );
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+}
