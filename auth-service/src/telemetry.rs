@@ -141,15 +141,33 @@ pub async fn request_context(
     let status = res.status();
     if (status.is_client_error() || status.is_server_error()) && !is_meant(res.headers()) {
         let (req, old) = res.into_parts();
-        let mut new = problem(
-            status,
-            status.canonical_reason().unwrap_or("error"),
-            Some(bare_code(status)),
-        );
+        // A 405 names the methods the endpoint answers: HEAD wherever GET (see above).
+        let allow = old
+            .headers()
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .map(|a| {
+                let has = |m: &str| a.split(',').any(|x| x.trim().eq_ignore_ascii_case(m));
+                if has("GET") && !has("HEAD") {
+                    format!("{a}, HEAD")
+                } else {
+                    a.to_owned()
+                }
+            });
+        let detail = match &allow {
+            Some(a) if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED => {
+                format!("this endpoint answers {a}")
+            }
+            _ => status.canonical_reason().unwrap_or("error").to_owned(),
+        };
+        let mut new = problem(status, &detail, Some(bare_code(status)));
         for (k, v) in old.headers() {
             if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
                 new.headers_mut().insert(k.clone(), v.clone());
             }
+        }
+        if let Some(v) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            new.headers_mut().insert(header::ALLOW, v);
         }
         res = ServiceResponse::new(req, new);
     }

@@ -76,6 +76,18 @@ async fn method_not_allowed() -> HttpResponse {
         ))
 }
 
+/// Any other path on the admin listener: 404 with a problem body.
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type(shared::problem::CONTENT_TYPE)
+        .body(shared::problem::body(
+            404,
+            "Not Found",
+            "the admin listener serves /healthz, /readyz and /metrics",
+            Some("not_found"),
+        ))
+}
+
 /// `GET`, and `HEAD` wherever `GET` works (the same answer without its body).
 fn get_or_head() -> actix_web::Route {
     use actix_web::guard;

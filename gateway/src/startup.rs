@@ -95,6 +95,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(Arc::clone(&gw)))
                 .configure(crate::admin::configure)
+                .default_service(web::to(crate::admin::not_found))
         })
         .workers(1)
         .shutdown_timeout(shutdown)

@@ -107,10 +107,16 @@ async fn a_json_body_without_its_content_type_is_told_to_add_it() {
 #[tokio::test]
 async fn every_problem_carries_its_code_and_every_bearer_refusal_its_challenge() {
     let app = TestApp::spawn_with_admin().await;
-    for (method, path) in [
-        (reqwest::Method::DELETE, "/v1/login"),
-        (reqwest::Method::PUT, "/v1/users/me"),
-        (reqwest::Method::POST, "/healthz"),
+    // A 405 names what the endpoint answers, HEAD included wherever GET is.
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/v1/login", "POST"),
+        (reqwest::Method::PUT, "/v1/users/me", "GET, HEAD"),
+        (reqwest::Method::POST, "/healthz", "GET, HEAD"),
+        (
+            reqwest::Method::DELETE,
+            "/.well-known/jwks.json",
+            "GET, HEAD",
+        ),
     ] {
         let res = app
             .client
@@ -118,8 +124,10 @@ async fn every_problem_carries_its_code_and_every_bearer_refusal_its_challenge()
             .send()
             .await
             .unwrap();
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
         let p = assert_problem(res, StatusCode::METHOD_NOT_ALLOWED).await;
         assert_eq!(p["code"], "method_not_allowed", "{method} {path}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains(allow), "{p}");
     }
     let res = app.get("/no/such/route", None).await;
     assert_eq!(

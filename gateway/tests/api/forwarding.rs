@@ -512,6 +512,15 @@ async fn the_admin_listener_answers_head_and_names_its_methods() {
         let body: Value = post.json().await.unwrap();
         assert_eq!(body["code"], "method_not_allowed", "{path}");
     }
+    let res = s
+        .client
+        .get(format!("{}/nowhere", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
 }
 
 /// Errors that name the fix, as the auth-service's do: a token sent without the Bearer scheme,
