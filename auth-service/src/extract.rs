@@ -60,6 +60,18 @@ fn media_type(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// The answer to a JSON body sent without `Content-Type: application/json`.
+const JSON_WITHOUT_ITS_TYPE: &str =
+    "application/json: the body looks like JSON, so add the header Content-Type: application/json";
+
+/// Whether a body (or its first chunk) starts like a JSON object or array.
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
 /// Reads at most `limit` bytes of body and parses it as `T`. Unknown fields are ignored (so
 /// `roles`, `id` or `is_admin` sent by a client are never applied: the types have no such field);
 /// duplicate fields are refused.
@@ -81,14 +93,9 @@ pub async fn parse_body<T: DeserializeOwned>(
         // A JSON body sent without its header (curl -d '{…}' sends it as a form, or with none):
         // say which header is missing.
         if let Some(Ok(first)) = payload.next().await
-            && matches!(
-                first.iter().find(|b| !b.is_ascii_whitespace()),
-                Some(b'{' | b'[')
-            )
+            && looks_like_json(&first)
         {
-            return Err(BodyParseError::UnsupportedMediaType(
-                "application/json: the body looks like JSON, so add the header Content-Type: application/json",
-            ));
+            return Err(BodyParseError::UnsupportedMediaType(JSON_WITHOUT_ITS_TYPE));
         }
         return Err(BodyParseError::UnsupportedMediaType(expected));
     }
@@ -112,6 +119,9 @@ pub async fn parse_body<T: DeserializeOwned>(
     if is_json {
         serde_json::from_slice(&body)
             .map_err(|e| BodyParseError::Malformed(format!("invalid JSON body: {e}")))
+    } else if looks_like_json(&body) {
+        // `curl -d '{…}'` labels JSON as a form: no field of ours starts a form with `{`.
+        Err(BodyParseError::UnsupportedMediaType(JSON_WITHOUT_ITS_TYPE))
     } else {
         serde_urlencoded::from_bytes(&body)
             .map_err(|e| BodyParseError::Malformed(format!("invalid form body: {e}")))
