@@ -18,6 +18,8 @@
 # checks nothing (the plain-proxy reference); the gateway verifies, caches, and checks revocation.
 # Each contender gets SVC_CPUS (one worker/thread); wrk and the upstream run on LOAD_CPUS.
 # Also: the gateway's resident memory holding 10k idle keep-alive connections. See BENCHMARKS.md.
+# GATEWAY_CACHE=n sets the gateway's verified_token_cache (default 10000); the resident memory at
+# start and after the mixes is printed.
 # REF_GATEWAY=<path to another gateway binary> adds it as a contender ("gateway_ref", e.g. an
 # earlier commit's build), so that a change is measured against what it changes in the same run.
 set -euo pipefail
@@ -140,6 +142,7 @@ audiences = ["api"]
 listen = "127.0.0.1:$gw_port"
 admin_listen = "127.0.0.1:$gw_admin"
 workers = 1
+verified_token_cache = ${GATEWAY_CACHE:-10000}
 [[routes]]
 prefix = "/"
 upstream = "http://127.0.0.1:$up_port"
@@ -147,11 +150,13 @@ TOML
 GATEWAY_CONFIG="$work/gateway.toml" GATEWAY_FEED_TOKEN=bench-feed-token-0123456789abcdef RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/gateway > "$work/gateway.log" 2>&1 &
 gw_pid=$!; pids+=($gw_pid)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gw_admin/readyz" >/dev/null && break; sleep 0.2; done
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+gw_rss_start=$(rss_kib "$gw_pid")
 contenders="nginx:$ngx_port haproxy:$hap_port gateway:$gw_port"
 # The cold path: the same gateway with its verified-token cache off.
 cold_port=$(free_port); cold_admin=$(free_port)
 sed -e "s/127.0.0.1:$gw_port/127.0.0.1:$cold_port/" -e "s/127.0.0.1:$gw_admin/127.0.0.1:$cold_admin/" \
-  -e "s/^workers = 1$/workers = 1\nverified_token_cache = 0/" "$work/gateway.toml" > "$work/gateway_cold.toml"
+  -e "s/^verified_token_cache = .*/verified_token_cache = 0/" "$work/gateway.toml" > "$work/gateway_cold.toml"
 GATEWAY_CONFIG="$work/gateway_cold.toml" GATEWAY_FEED_TOKEN=bench-feed-token-0123456789abcdef RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/gateway > "$work/gateway_cold.log" 2>&1 &
 cold_pid=$!; pids+=($cold_pid)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$cold_admin/readyz" >/dev/null && break; sleep 0.2; done
@@ -275,6 +280,8 @@ results=$(for r in $(seq 1 "$ROUNDS"); do
     done
   done
 done)
+gw_rss_warm=$(rss_kib "$gw_pid")
+echo "bench: the gateway's resident memory: $((gw_rss_start / 1024)) MiB at start, $((gw_rss_warm / 1024)) MiB after the mixes (its verified-token cache bound: ${GATEWAY_CACHE:-10000} tokens)" >&2
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
 VERIFY_PER_S="$verify_per_s" CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
