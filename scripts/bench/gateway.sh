@@ -282,6 +282,7 @@ results=$(for r in $(seq 1 "$ROUNDS"); do
 done)
 gw_rss_warm=$(rss_kib "$gw_pid")
 echo "bench: the gateway's resident memory: $((gw_rss_start / 1024)) MiB at start, $((gw_rss_warm / 1024)) MiB after the mixes (its verified-token cache bound: ${GATEWAY_CACHE:-10000} tokens)" >&2
+[ -n "${REF_GATEWAY:-}" ] && echo "bench: REF_GATEWAY's resident memory after the mixes: $(($(rss_kib "$ref_pid") / 1024)) MiB" >&2
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
 VERIFY_PER_S="$verify_per_s" CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
