@@ -170,8 +170,9 @@ fn hop_by_hop<L: AsRef<[u8]>>(name: &str, listed: &[L]) -> bool {
 pub struct ForwardedIdentity {
     /// The verified claims.
     pub claims: AccessClaims,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// The same headers as request lines, ready to copy into an upstream request.
+    /// The identity headers as request lines (`Name: value\r\n`), ready to copy into an
+    /// upstream request: kept once, in the form the usual path sends (the verified-token cache
+    /// holds one per token).
     lines: Box<[u8]>,
 }
 
@@ -193,22 +194,15 @@ impl ForwardedIdentity {
             ),
             (headers::CLIENT_ID, Some(claims.client_id.clone())),
         ];
-        let headers = values
-            .into_iter()
-            .filter_map(|(n, v)| Some((n, v?)))
-            .filter_map(|(n, v)| {
-                http::HeaderValue::from_str(&v)
-                    .ok()
-                    .map(|v| (http::HeaderName::from_static(n), v))
-            })
-            .collect::<Vec<_>>();
         let mut lines = bytes::BytesMut::new();
-        for (n, v) in &headers {
-            crate::server::wire::put_line(&mut lines, n.as_str(), v.as_bytes());
+        for (n, v) in values.into_iter().filter_map(|(n, v)| Some((n, v?))) {
+            // A value that is not a valid field value (never from our issuer) is left out.
+            if http::HeaderValue::from_str(&v).is_ok() {
+                crate::server::wire::put_line(&mut lines, n, v.as_bytes());
+            }
         }
         ForwardedIdentity {
             claims,
-            headers,
             lines: lines.as_ref().into(),
         }
     }
@@ -247,10 +241,17 @@ pub trait HeaderSink {
     /// Adds one line; `name` is a token and `value` a valid field value.
     fn line(&mut self, name: &str, value: &[u8]);
 
-    /// Adds the identity's headers.
+    /// Adds the identity's headers, read back from its lines.
     fn identity(&mut self, identity: &ForwardedIdentity) {
-        for (n, v) in &identity.headers {
-            self.line(n.as_str(), v.as_bytes());
+        for line in identity.lines.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            if let Ok(name) = std::str::from_utf8(name) {
+                self.line(name, value.strip_prefix(b" ").unwrap_or(value));
+            }
         }
     }
 }
