@@ -4,13 +4,11 @@
 // code at the token endpoint cross-origin, and calls the gateway's /api (CORS for that origin).
 //
 //   node scripts/browser/app_origin.test.mjs <base url> <dir with node_modules> <app port>
-import { createRequire } from "node:module";
 import assert from "node:assert/strict";
 import http from "node:http";
-import path from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, dir, port] = process.argv.slice(2);
-const { chromium } = createRequire(path.resolve(dir) + "/")("playwright-core");
 const origin = `http://localhost:${port}`;
 
 // The app: one page, about what an SPA's sign-in module does.
@@ -43,12 +41,7 @@ const server = http.createServer((req, res) => {
 });
 await new Promise((ok) => server.listen(Number(port), "127.0.0.1", ok));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium(dir);
 try {
   const username = `vite${Date.now()}`;
   const password = `correct horse battery staple ${Date.now()}`;

@@ -8,21 +8,14 @@
 // within a second. Screenshots are kept.
 //
 //   node scripts/browser/login.test.mjs <base url> <dir with node_modules/playwright-core>
-import { createRequire } from "node:module";
 import assert from "node:assert/strict";
-import path from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, dir] = process.argv.slice(2);
-const { chromium } = createRequire(path.resolve(dir) + "/")("playwright-core");
 const accessTtl = Number(process.env.AUTH_ACCESS_TOKEN_TTL || 5);
 const step = (s) => console.log(`browser: ${s}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium(dir);
 try {
   const context = await browser.newContext();
   const page = await context.newPage();

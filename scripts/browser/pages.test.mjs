@@ -5,14 +5,12 @@
 // signed-out page. The apps' redirect URIs are answered by a stand-in that shows a page.
 //
 //   node scripts/browser/pages.test.mjs <base url> <dir with node_modules>
-import { createRequire } from "node:module";
 import assert from "node:assert/strict";
-import path from "node:path";
 import crypto from "node:crypto";
 import http from "node:http";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, dir] = process.argv.slice(2);
-const { chromium } = createRequire(path.resolve(dir) + "/")("playwright-core");
 const step = (s) => console.log(`pages: ${s}`);
 // The apps' redirect URIs (loopback: any port matches the registered http://127.0.0.1/callback).
 const stand_in = http.createServer((req, res) => {
@@ -29,12 +27,7 @@ const authorize = (client, extra = {}) => `${base}/v1/authorize?${new URLSearchP
   state: "pages", code_challenge: challenge, code_challenge_method: "S256", ...extra,
 })}`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium(dir);
 async function context() {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();

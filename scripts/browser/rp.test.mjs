@@ -14,10 +14,10 @@ import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
 import http from "node:http";
 import path from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, dir] = process.argv.slice(2);
 const need = createRequire(path.resolve(dir) + "/");
-const { chromium } = need("playwright-core");
 const client = await import(need.resolve("openid-client"));
 const step = (s) => console.log(`rp: ${s}`);
 const env = (k) => { const v = process.env[k]; assert.ok(v, `${k} is not set`); return v; };
@@ -98,12 +98,7 @@ for (let i = 0; i < 100; i++) {
   try { await fetch(`${pyBase}/bye`); break; } catch { await new Promise((ok) => setTimeout(ok, 100)); }
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium(dir);
 const result = async (page) => JSON.parse(await page.textContent("#result"));
 try {
   const username = `rp${Date.now()}`;
