@@ -29,7 +29,8 @@ pub const THROTTLED_ENDPOINTS: [&str; 5] =
 /// The limits that can refuse a request.
 pub const THROTTLE_LIMITS: [&str; 3] = ["client", "account_client", "account"];
 /// Refresh outcomes.
-pub const REFRESH_OUTCOMES: [&str; 4] = ["rotated", "grace", "reuse_detected", "invalid"];
+pub const REFRESH_OUTCOMES: [&str; 5] =
+    ["rotated", "grace", "reuse_detected", "invalid", "malformed"];
 /// Authorization-flow outcomes: codes issued, exchanged, refused or reused, and the errors
 /// authorization requests were answered with (an error page counts as
 /// `invalid_client_or_redirect_uri`).
@@ -257,7 +258,7 @@ impl Metrics {
         labelled(
             &mut out,
             "auth_refreshes_total",
-            "Refresh-token uses, by outcome (reuse_detected revoked a session).",
+            "Refresh-token uses, by outcome (reuse_detected revoked a session; malformed was refused before any store lookup).",
             "outcome",
             &REFRESH_OUTCOMES,
             &self.refreshes,

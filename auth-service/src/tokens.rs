@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::HttpResponse;
 use actix_web::http::header;
 use serde::Serialize;
-use shared::{AccessClaims, Audience, RefreshClaims};
+use shared::{AccessClaims, Audience};
 
 use crate::domain::valid_scope_token;
 use crate::storage::User;
@@ -19,7 +19,7 @@ pub struct TokenPair {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
-    /// RS256 refresh token (`rt+jwt`); every use rotates it.
+    /// Opaque refresh token (`agrt_…`, see `crypto::refresh`); every use rotates it.
     pub refresh_token: String,
     /// Seconds until the refresh token expires if unused (the idle timeout).
     pub refresh_expires_in: i64,
@@ -160,28 +160,6 @@ impl Issuance {
             sid: Some(grant.sid.to_owned()),
             roles: user.roles.clone(),
             scope,
-        }
-    }
-
-    /// Refresh-token claims; the `aud` is the issuer itself.
-    pub fn refresh_claims(
-        &self,
-        user: &User,
-        grant: &Grant<'_>,
-        jti: &str,
-        now: i64,
-        exp: i64,
-    ) -> RefreshClaims {
-        RefreshClaims {
-            iss: self.issuer.clone(),
-            sub: user.id.to_string(),
-            aud: Audience::One(self.issuer.clone()),
-            exp,
-            iat: now,
-            jti: jti.to_owned(),
-            sid: grant.sid.to_owned(),
-            client_id: grant.client_id.to_owned(),
-            scope: grant.scope.to_owned(),
         }
     }
 }

@@ -4,8 +4,13 @@ use serde::{Deserialize, Serialize};
 
 /// `typ` header of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
-/// `typ` header of refresh tokens (ours; never accepted where an access token is expected).
+/// `typ` header of the signed refresh tokens issued before refresh tokens became opaque (still
+/// accepted by the issuer until they expire; never accepted where an access token is expected).
 pub const REFRESH_TOKEN_TYPE: &str = "rt+jwt";
+/// How every refresh token issued now begins: `agrt_` then 256 random bits and a 32-bit
+/// checksum, base64url. Only the issuer reads them; a verifier that meets one says it is a
+/// refresh token rather than a malformed JWT.
+pub const REFRESH_TOKEN_PREFIX: &str = "agrt_";
 
 /// The `aud` claim: RFC 7519 allows a single string or an array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -321,6 +321,10 @@ impl Verifier {
         token: &str,
         now: i64,
     ) -> Result<C, VerifyError> {
+        if token.starts_with(crate::claims::REFRESH_TOKEN_PREFIX) {
+            // An opaque refresh token: no JWS, and not for a verifier.
+            return Err(VerifyError::WrongType);
+        }
         let parts = jws::split(token).map_err(VerifyError::Malformed)?;
         let header = &parts.header;
         if header.crit.is_some() {
@@ -701,6 +705,26 @@ mod tests {
             rv.verify::<RefreshClaims>(&keys, &s.access(&claims()), NOW),
             Err(VerifyError::WrongType)
         );
+    }
+
+    #[test]
+    fn an_opaque_refresh_token_is_named_as_a_refresh_token() {
+        let (_, keys, v) = setup();
+        let opaque = format!(
+            "{}AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIj",
+            crate::claims::REFRESH_TOKEN_PREFIX
+        );
+        assert_eq!(check(&v, &keys, &opaque), Err(VerifyError::WrongType));
+        assert!(reason_detail(VerifyError::WrongType.reason()).contains("refresh token"));
+        // The same letters without the prefix are only a malformed token.
+        assert!(matches!(
+            check(
+                &v,
+                &keys,
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIj"
+            ),
+            Err(VerifyError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod kek;
 pub mod keys;
 pub mod password;
+pub mod refresh;
 
 /// A random (v4) UUID from the OS generator: for token and session ids.
 pub fn random_id() -> String {

@@ -388,7 +388,8 @@ pub struct TokenResponse {
     token_type: String,
     /// Seconds until the access token expires.
     expires_in: i64,
-    /// RS256 refresh token (`typ` `rt+jwt`); every use rotates it. Absent for client
+    /// Opaque refresh token (`agrt_` and 48 base64url characters; read only by this service);
+    /// every use rotates it. Absent for client
     /// credentials, and in browser mode (where it is in the cookie).
     refresh_token: Option<String>,
     /// Seconds until the refresh token expires if unused (absent for client credentials).

@@ -126,10 +126,10 @@ pub async fn logout(
                 code: "cross_site",
                 detail: d.to_owned(),
             })?;
-            match crate::services::tokens::verify_refresh(&state, &cookie).await {
-                Ok(c) => (c.sub, c.sid),
+            match crate::services::sessions::refresh_token_owner(&state, &cookie).await? {
+                Some((sub, sid, _)) => (sub, sid),
                 // Nothing left to end: the cookie is removed all the same.
-                Err(_) => return Ok(res.finish()),
+                None => return Ok(res.finish()),
             }
         }
         _ => {

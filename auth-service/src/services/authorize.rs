@@ -772,14 +772,17 @@ pub async fn exchange(
     // one is issued; otherwise it lives as long as the browser session would stay idle.
     let abs_exp = now + session_max;
     let refresh_exp = (now + secs(s.tokens.refresh_ttl)).min(abs_exp);
-    let refresh_jti = refresh.then(crate::crypto::random_id);
+    let refresh_token = match refresh {
+        true => Some(crate::services::sessions::new_refresh_token()?),
+        false => None,
+    };
     let opened = state
         .sessions
         .create(
             &NewSession {
                 sid: issue.sid.clone(),
                 sub: grant.sub.clone(),
-                refresh_jti: refresh_jti.clone(),
+                refresh_jti: refresh_token.as_ref().map(|(_, handle)| handle.clone()),
                 parent: Some(grant.sso_sid.clone()),
                 browser: None,
                 amr: grant.amr.clone(),
@@ -811,18 +814,7 @@ pub async fn exchange(
     let access_token = key
         .sign(shared::claims::ACCESS_TOKEN_TYPE, &access)
         .map_err(OAuthError::Unexpected)?;
-    let refresh_token = match &refresh_jti {
-        Some(jti) => {
-            let claims = state
-                .issuance
-                .refresh_claims(&user, &token_grant, jti, now, refresh_exp);
-            Some(
-                key.sign(shared::claims::REFRESH_TOKEN_TYPE, &claims)
-                    .map_err(OAuthError::Unexpected)?,
-            )
-        }
-        None => None,
-    };
+    let refresh_token = refresh_token.map(|(token, _)| token);
     let id_token = if scopes.contains(&"openid") {
         let extra = user_claims(&user, &scopes);
         let claims = IdClaims {
@@ -860,8 +852,8 @@ pub async fn exchange(
         access_token,
         token_type: "Bearer",
         expires_in: access.exp - now,
+        refresh_expires_in: refresh_token.as_ref().map(|_| refresh_exp - now),
         refresh_token,
-        refresh_expires_in: refresh_jti.map(|_| refresh_exp - now),
         id_token,
         scope,
     })

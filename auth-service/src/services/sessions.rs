@@ -1,13 +1,16 @@
 //! Sessions and the token pairs they issue: opening one (a login, a password change), signing
 //! a pair, and ending every session of a user. A session's id is the `sid` of its tokens; its
-//! refresh token rotates in the store (see `storage::SessionStore`).
+//! refresh token rotates in the store (see `storage::SessionStore`). Refresh tokens are opaque
+//! (`crypto::refresh`): the store knows each by its digest; signed ones issued by earlier
+//! versions are still accepted until they expire, and rotate into opaque ones.
 
-use shared::{AccessClaims, RefreshClaims};
+use shared::AccessClaims;
 
 use crate::configuration::secs;
+use crate::crypto::refresh::Presented;
 use crate::error::OAuthError;
 use crate::state::AppState;
-use crate::storage::{BrowserSession, NewSession, Rotation, StoreError, User};
+use crate::storage::{BrowserSession, NewSession, RefreshSession, Rotation, StoreError, User};
 use crate::tokens::{Grant, TokenPair, grant_scope};
 
 /// The `client_id` to put in tokens: the requested one if configured, else the default.
@@ -23,14 +26,20 @@ pub fn revoke_until(state: &AppState, now: i64) -> i64 {
     now + secs(state.settings.tokens.access_ttl)
 }
 
-/// Signs both tokens. On the worker, deliberately: two RS256 signatures through a pre-parsed
-/// aws-lc key are ~0.5 ms of bounded CPU, less than what handing them to the blocking pool
-/// and back cost in context switches (measured: +5% refreshes/s, kernel time 20% → 13%; see
-/// BENCHMARKS.md). Argon2 (~13 ms) stays off the workers.
+/// A new opaque refresh token and the handle the store keeps it under.
+pub fn new_refresh_token() -> Result<(String, String), StoreError> {
+    crate::crypto::refresh::mint().map_err(StoreError::Other)
+}
+
+/// Signs the access token and pairs it with the (opaque) refresh token. On the worker,
+/// deliberately: one RS256 signature through a pre-parsed aws-lc key is ~0.25 ms of bounded
+/// CPU, less than what handing it to the blocking pool and back costs in context switches
+/// (measured: +5% refreshes/s, kernel time 20% → 13%; see BENCHMARKS.md). Argon2 (~13 ms)
+/// stays off the workers.
 pub async fn sign_pair(
     state: &AppState,
     access: AccessClaims,
-    refresh: RefreshClaims,
+    refresh_token: String,
     refresh_exp: i64,
     now: i64,
 ) -> Result<TokenPair, StoreError> {
@@ -40,9 +49,6 @@ pub async fn sign_pair(
     let scope = access.scope.clone();
     let access_token = key
         .sign(shared::claims::ACCESS_TOKEN_TYPE, &access)
-        .map_err(StoreError::Other)?;
-    let refresh_token = key
-        .sign(shared::claims::REFRESH_TOKEN_TYPE, &refresh)
         .map_err(StoreError::Other)?;
     state.metrics.issued_pair();
     Ok(TokenPair {
@@ -67,13 +73,13 @@ pub async fn open(
 ) -> Result<TokenPair, StoreError> {
     let s = &state.settings;
     let sid = crate::crypto::random_id();
-    let jti = crate::crypto::random_id();
+    let (refresh_token, handle) = new_refresh_token()?;
     let abs_exp = now + secs(s.tokens.session_max_ttl);
     let refresh_exp = (now + secs(s.tokens.refresh_ttl)).min(abs_exp);
     let session = NewSession {
         sid: sid.clone(),
         sub: user.id.to_string(),
-        refresh_jti: Some(jti.clone()),
+        refresh_jti: Some(handle),
         parent: None,
         browser: None,
         amr: "pwd".into(),
@@ -90,13 +96,10 @@ pub async fn open(
         client_id,
         scope: &scope,
     };
-    let refresh = state
-        .issuance
-        .refresh_claims(user, &grant, &jti, now, refresh_exp);
     let access = state
         .issuance
         .access_claims(user, &grant, scope.clone(), now, abs_exp);
-    sign_pair(state, access, refresh, refresh_exp, now).await
+    sign_pair(state, access, refresh_token, refresh_exp, now).await
 }
 
 /// Ends every session of a user and revokes every token issued so far. `not_before` must be
@@ -136,18 +139,34 @@ pub async fn refresh(
 ) -> Result<TokenPair, OAuthError> {
     // Everything that can refuse the request without spending the token comes first.
     let now = shared::unix_now();
-    let claims = crate::services::tokens::verify_refresh(state, token)
-        .await
-        .map_err(|_| OAuthError::InvalidGrant(INVALID))?;
-    if client_id.is_some_and(|c| c != claims.client_id) {
+    let Some(presented) = present(state, token, now).await? else {
+        return Err(OAuthError::InvalidGrant(INVALID));
+    };
+    let s = &state.settings;
+    let Some(grant) = presented.session else {
+        // The session has ended: nothing can be issued, but a spent token is still reuse.
+        let rotation = state
+            .sessions
+            .rotate(
+                &presented.jti,
+                &new_refresh_token()?.1,
+                now,
+                secs(s.tokens.refresh_reuse_grace),
+                secs(s.tokens.refresh_ttl),
+                revoke_until(state, now),
+            )
+            .await?;
+        return Err(refused(state, rotation, &presented.sub));
+    };
+    if client_id.is_some_and(|c| c != grant.client_id) {
         return Err(OAuthError::InvalidGrant(
             "the refresh token was issued to another client",
         ));
     }
     // A registered client's refresh token (the code flow's): a confidential client
     // authenticates (RFC 6749 §6), and a disabled or deleted client's tokens stop working.
-    if !state.settings.tokens.client_ids.contains(&claims.client_id) {
-        let registered = state.clients.find_client(&claims.client_id).await?;
+    if !state.settings.tokens.client_ids.contains(&grant.client_id) {
+        let registered = state.clients.find_client(&grant.client_id).await?;
         match registered {
             Some((c, _)) if !c.disabled => {
                 if c.profile.client_type == crate::storage::ClientType::Confidential {
@@ -170,7 +189,7 @@ pub async fn refresh(
             "this refresh token needs no client authentication".into(),
         ));
     }
-    let user_id: uuid::Uuid = claims
+    let user_id: uuid::Uuid = presented
         .sub
         .parse()
         .map_err(|_| OAuthError::InvalidGrant(INVALID))?;
@@ -181,16 +200,15 @@ pub async fn refresh(
     // The OpenID scopes of a code-flow session stay within its grant (the ceiling), as any.
     let allowed =
         crate::tokens::allowed_scopes_with_openid(&state.settings.tokens.role_scopes, &user.roles);
-    let scope = grant_scope(&allowed, requested_scope, Some(&claims.scope))
+    let scope = grant_scope(&allowed, requested_scope, Some(&grant.scope))
         .map_err(OAuthError::InvalidScope)?;
 
-    let new_jti = crate::crypto::random_id();
-    let s = &state.settings;
+    let (refresh_token, new_handle) = new_refresh_token()?;
     match state
         .sessions
         .rotate(
-            &claims.jti,
-            &new_jti,
+            &presented.jti,
+            &new_handle,
             now,
             secs(s.tokens.refresh_reuse_grace),
             secs(s.tokens.refresh_ttl),
@@ -206,39 +224,107 @@ pub async fn refresh(
             state.metrics.refresh("rotated");
             let grant = Grant {
                 sid: &sid,
-                client_id: &claims.client_id,
-                scope: &claims.scope,
+                client_id: &grant.client_id,
+                scope: &grant.scope,
             };
-            let refresh = state
-                .issuance
-                .refresh_claims(&user, &grant, &new_jti, now, refresh_exp);
             let access = state
                 .issuance
                 .access_claims(&user, &grant, scope, now, abs_exp);
-            Ok(sign_pair(state, access, refresh, refresh_exp, now).await?)
+            Ok(sign_pair(state, access, refresh_token, refresh_exp, now).await?)
         }
+        other => Err(refused(state, other, &presented.sub)),
+    }
+}
+
+/// A refresh token as presented: the store's id for it, its user, and its session's grant
+/// (none when the session has ended).
+struct PresentedRefresh {
+    jti: String,
+    sid: String,
+    sub: String,
+    session: Option<RefreshSession>,
+}
+
+/// Reads a presented refresh token without spending it: an opaque one through its store record
+/// (garbage, by its checksum, with no lookup at all), a signed one of an earlier version by its
+/// signature and claims. `None`: not a refresh token of ours (counted).
+async fn present(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<Option<PresentedRefresh>, StoreError> {
+    match crate::crypto::refresh::parse(token) {
+        Presented::Opaque(handle) => match state.sessions.refresh_record(&handle, now).await? {
+            Some(r) => Ok(Some(PresentedRefresh {
+                jti: handle,
+                sid: r.sid,
+                sub: r.sub,
+                session: r.session,
+            })),
+            None => {
+                state.metrics.refresh("invalid");
+                Ok(None)
+            }
+        },
+        Presented::Garbage => {
+            state.metrics.refresh("malformed");
+            Ok(None)
+        }
+        Presented::Other => match crate::services::tokens::verify_refresh(state, token).await {
+            Ok(claims) => Ok(Some(PresentedRefresh {
+                jti: claims.jti,
+                sid: claims.sid,
+                sub: claims.sub,
+                session: Some(RefreshSession {
+                    client_id: claims.client_id,
+                    scope: claims.scope,
+                }),
+            })),
+            Err(e) => {
+                let malformed = matches!(e, shared::VerifyError::Malformed(_));
+                state
+                    .metrics
+                    .refresh(if malformed { "malformed" } else { "invalid" });
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// What a refresh that did not rotate answers (and counts, and audits).
+fn refused(state: &AppState, rotation: Rotation, sub: &str) -> OAuthError {
+    match rotation {
         Rotation::Grace => {
             state.metrics.refresh("grace");
-            Err(OAuthError::InvalidGrant(
-                "the refresh token was already used",
-            ))
+            OAuthError::InvalidGrant("the refresh token was already used")
         }
         Rotation::Reused { sid } => {
             state.metrics.refresh("reuse_detected");
-            tracing::warn!(user_id = %user.id, sid = %sid, "refresh token reuse: session revoked");
+            tracing::warn!(user_id = %sub, sid = %sid, "refresh token reuse: session revoked");
             state.audit_writer.event(
-                Some(&user.id.to_string()),
+                Some(sub),
                 "refresh_reuse",
                 None,
                 serde_json::json!({"sid": sid}),
             );
-            Err(OAuthError::InvalidGrant(INVALID))
+            OAuthError::InvalidGrant(INVALID)
         }
-        Rotation::Invalid => {
+        Rotation::Invalid | Rotation::Rotated { .. } => {
             state.metrics.refresh("invalid");
-            Err(OAuthError::InvalidGrant(INVALID))
+            OAuthError::InvalidGrant(INVALID)
         }
     }
+}
+
+/// Whose refresh token this is, for revoking it or logging out with it: (user, session, client).
+/// `None`: not a live refresh token of ours.
+pub async fn refresh_token_owner(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(String, String, String)>, StoreError> {
+    Ok(present(state, token, shared::unix_now())
+        .await?
+        .and_then(|p| p.session.map(|g| (p.sub, p.sid, g.client_id))))
 }
 
 /// Revokes a token (RFC 7009): an access token by its `jti`, a refresh token by ending its whole
@@ -289,13 +375,13 @@ pub async fn revoke_token(
                 tracing::info!(user_id = %claims.sub, "access token revoked");
                 return Ok(true);
             }
-        } else if let Ok(claims) = crate::services::tokens::verify_refresh(state, token).await {
-            owned(&claims.sub, &claims.client_id)?;
+        } else if let Some((sub, sid, client)) = refresh_token_owner(state, token).await? {
+            owned(&sub, &client)?;
             state
                 .sessions
-                .end(&claims.sub, &claims.sid, now, revoke_until(state, now))
+                .end(&sub, &sid, now, revoke_until(state, now))
                 .await?;
-            tracing::info!(user_id = %claims.sub, sid = %claims.sid, "session revoked by refresh token");
+            tracing::info!(user_id = %sub, sid = %sid, "session revoked by refresh token");
             return Ok(true);
         }
     }

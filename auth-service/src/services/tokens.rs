@@ -55,15 +55,16 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AccessClaims,
     Ok(claims)
 }
 
-/// True when a token's header says it is a refresh token (read without trusting it: only to
-/// word the refusal).
+/// True when a token is an opaque refresh token, or its header says it is a signed one (read
+/// without trusting it: only to word the refusal).
 fn is_refresh_token(token: &str) -> bool {
-    shared::jws::split(token).is_ok_and(|p| {
-        p.header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(shared::claims::REFRESH_TOKEN_TYPE))
-    })
+    token.starts_with(shared::claims::REFRESH_TOKEN_PREFIX)
+        || shared::jws::split(token).is_ok_and(|p| {
+            p.header
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(shared::claims::REFRESH_TOKEN_TYPE))
+        })
 }
 
 /// Verifies an access token's signature and claims only (no revocation check).

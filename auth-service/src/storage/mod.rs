@@ -545,6 +545,28 @@ pub enum Rotation {
     Invalid,
 }
 
+/// What the store holds for a refresh token, read without spending it (for the checks that
+/// must come first: its client, its user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// Session id.
+    pub sid: String,
+    /// User id.
+    pub sub: String,
+    /// The session's grant; none when the session has ended (the token can then only be
+    /// refused, or detected as reused).
+    pub session: Option<RefreshSession>,
+}
+
+/// A live session's grant, as a refresh reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshSession {
+    /// The client the session belongs to.
+    pub client_id: String,
+    /// The scope granted at login.
+    pub scope: String,
+}
+
 /// A browser's sign-in session, as its cookie finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrowserSession {
@@ -638,7 +660,7 @@ pub trait SessionStore: Send + Sync {
     /// session has ended.
     async fn create(&self, session: &NewSession, now: i64) -> Result<bool, StoreError>;
     /// Spends `old_jti` and makes `new_jti` live, atomically: of concurrent calls with one token
-    /// exactly one rotates. A spent token outside `grace` revokes the session (`sid` revocation
+    /// exactly one rotates. A token past its expiry is `Invalid`. A spent token outside `grace` revokes the session (`sid` revocation
     /// until `revoke_until`).
     async fn rotate(
         &self,
@@ -649,6 +671,12 @@ pub trait SessionStore: Send + Sync {
         idle_ttl: i64,
         revoke_until: i64,
     ) -> Result<Rotation, StoreError>;
+    /// The refresh record `jti` (live or spent, not past its expiry), without changing it.
+    async fn refresh_record(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> Result<Option<RefreshRecord>, StoreError>;
     /// The user's live sessions.
     async fn list(&self, sub: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError>;
     /// Ends one of the user's sessions and revokes its tokens (`sid` until `revoke_until`);

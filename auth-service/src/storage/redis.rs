@@ -6,7 +6,9 @@
 //! - `P s:{sid}`      session hash: sub, rt (current refresh jti, '' for a browser's sign-in
 //!   session), auth_time, abs_exp, last_used, client_id, scope, ua, amr, parent (the browser
 //!   session it was issued through, or ''), b (a browser session's cookie digest, or '')
-//! - `P r:{jti}`      refresh record: sid, sub, state (live|spent), spent_at
+//! - `P r:{jti}`      refresh record: sid, sub, state (live|spent), spent_at, exp (the token's
+//!   expiry; absent on records made before refresh tokens became opaque, whose JWT carries it).
+//!   `jti` is an opaque token's handle (its SHA-256), or a signed refresh token's `jti`
 //! - `P b:{digest}`   a browser session's sid, by its cookie's digest
 //! - `P k:{sid}`      set of the sessions issued through a browser session
 //! - `P code:{digest}` authorization code: g (its grant, JSON), used (0|1), jti and sid (what
@@ -31,8 +33,8 @@ use shared::feed::StreamId;
 
 use super::{
     AUDIT_KEEP, AuditEvent, AuditStore, Backoff, BrowserSession, CodeGrant, CodeIssue, CodeTake,
-    FeedFollower, FeedState, NewSession, RateLimitStore, RevocationFeed, RevocationStore, Rotation,
-    SessionInfo, SessionStore, StoreError,
+    FeedFollower, FeedState, NewSession, RateLimitStore, RefreshRecord, RefreshSession,
+    RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore, StoreError,
 };
 
 /// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
@@ -106,7 +108,7 @@ redis.call('HSET', p .. 's:' .. sid, 'sub', sub, 'rt', jti, 'auth_time', ARGV[14
   'parent', parent, 'b', browser)
 redis.call('EXPIREAT', p .. 's:' .. sid, until_)
 if jti ~= '' then
-  redis.call('HSET', p .. 'r:' .. jti, 'sid', sid, 'sub', sub, 'state', 'live')
+  redis.call('HSET', p .. 'r:' .. jti, 'sid', sid, 'sub', sub, 'state', 'live', 'exp', ARGV[9])
   redis.call('EXPIREAT', p .. 'r:' .. jti, until_)
 end
 if browser ~= '' then
@@ -182,8 +184,8 @@ return {'taken', c[1]}
 const ROTATE: &str = r#"
 local old, new = ARGV[5], ARGV[6]
 local grace, idle, revoke_until = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local r = redis.call('HMGET', p .. 'r:' .. old, 'sid', 'sub', 'state', 'spent_at')
-if not r[1] then return {'invalid'} end
+local r = redis.call('HMGET', p .. 'r:' .. old, 'sid', 'sub', 'state', 'spent_at', 'exp')
+if not r[1] or (r[5] and now >= tonumber(r[5])) then return {'invalid'} end
 local sid, sub = r[1], r[2]
 if r[3] == 'spent' then
   if grace > 0 and now - tonumber(r[4]) <= grace then return {'grace'} end
@@ -205,7 +207,7 @@ if now >= abs or (parent ~= '' and redis.call('EXISTS', p .. 's:' .. parent) == 
 end
 local exp = math.min(now + idle, abs)
 redis.call('HSET', p .. 'r:' .. old, 'state', 'spent', 'spent_at', now)
-redis.call('HSET', p .. 'r:' .. new, 'sid', sid, 'sub', sub, 'state', 'live')
+redis.call('HSET', p .. 'r:' .. new, 'sid', sid, 'sub', sub, 'state', 'live', 'exp', exp)
 redis.call('EXPIREAT', p .. 'r:' .. new, exp + leeway)
 redis.call('HSET', p .. 's:' .. sid, 'rt', new, 'last_used', now)
 redis.call('EXPIREAT', p .. 's:' .. sid, exp + leeway)
@@ -217,6 +219,15 @@ if parent ~= '' then
   if ps[2] and ps[2] ~= '' then redis.call('EXPIREAT', p .. 'b:' .. ps[2], pexp) end
 end
 return {'rotated', sid, tostring(exp), s[1]}
+"#;
+
+/// ARGV 5 jti. A refresh record (unexpired) and its session's client and scope, if it lives.
+const PEEK: &str = r#"
+local r = redis.call('HMGET', p .. 'r:' .. ARGV[5], 'sid', 'sub', 'exp')
+if not r[1] or (r[3] and now >= tonumber(r[3])) then return {} end
+local s = redis.call('HMGET', p .. 's:' .. r[1], 'client_id', 'scope')
+if not s[1] then return {r[1], r[2]} end
+return {r[1], r[2], s[1], s[2]}
 "#;
 
 /// ARGV 5 sub
@@ -359,6 +370,7 @@ return {f, 0}
 struct Scripts {
     create: Script,
     rotate: Script,
+    peek: Script,
     list: Script,
     end: Script,
     end_all: Script,
@@ -381,6 +393,7 @@ impl Scripts {
         Scripts {
             create: s(CREATE),
             rotate: s(ROTATE),
+            peek: s(PEEK),
             list: s(LIST),
             end: s(END),
             end_all: s(END_ALL),
@@ -690,6 +703,35 @@ impl SessionStore for RedisStore {
             _ => {
                 return Err(StoreError::Other(anyhow::anyhow!(
                     "unexpected rotate reply {reply:?}"
+                )));
+            }
+        })
+    }
+
+    async fn refresh_record(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        let reply: Vec<Value> = self.run(&self.scripts.peek, now, &[&jti]).await?;
+        Ok(match reply.as_slice() {
+            [] => None,
+            [sid, sub] => Some(RefreshRecord {
+                sid: text(sid),
+                sub: text(sub),
+                session: None,
+            }),
+            [sid, sub, client_id, scope] => Some(RefreshRecord {
+                sid: text(sid),
+                sub: text(sub),
+                session: Some(RefreshSession {
+                    client_id: text(client_id),
+                    scope: text(scope),
+                }),
+            }),
+            _ => {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "unexpected refresh record reply {reply:?}"
                 )));
             }
         })

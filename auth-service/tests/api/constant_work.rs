@@ -17,8 +17,8 @@ use auth_service::storage::postgres::PgStore;
 use auth_service::storage::redis::RedisStore;
 use auth_service::storage::{
     AuditEvent, AuditStore, Backoff, BrowserSession, CodeGrant, CodeIssue, CodeTake,
-    CreateUserError, NewSession, NewUser, RateLimitStore, RevocationStore, Rotation, SessionInfo,
-    SessionStore, StoreError, Stores, User, UserCursor, UserStore,
+    CreateUserError, NewSession, NewUser, RateLimitStore, RefreshRecord, RevocationStore, Rotation,
+    SessionInfo, SessionStore, StoreError, Stores, User, UserCursor, UserStore,
 };
 use secrecy::SecretString;
 use shared::{AccessClaims, RevocationEvent};
@@ -224,6 +224,14 @@ impl SessionStore for Recording<dyn SessionStore> {
             .rotate(old_jti, new_jti, now, grace, idle_ttl, revoke_until)
             .await
     }
+    async fn refresh_record(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        self.log.note("sessions.refresh_record");
+        self.inner.refresh_record(jti, now).await
+    }
     async fn list(&self, sub: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
         self.log.note("sessions.list");
         self.inner.list(sub, now).await
@@ -405,4 +413,72 @@ async fn a_failed_login_does_the_same_store_operations_whether_or_not_the_accoun
     let (success, ok) = attempt(&state, &log, "alice", PASSWORD).await;
     assert_eq!(ok, Ok(()));
     assert_ne!(success, unknown);
+}
+
+/// Refreshes on a task of their own; the store operations that task performed.
+async fn refresh_ops(state: &AppState, log: &Log, token: &str) -> (Vec<&'static str>, bool) {
+    let state = state.clone();
+    let token = token.to_owned();
+    let task = tokio::spawn(async move {
+        auth_service::services::sessions::refresh(&state, &token, None, None, None)
+            .await
+            .is_ok()
+    });
+    let id = task.id();
+    let ok = task.await.unwrap();
+    (log.of(id), ok)
+}
+
+/// A refresh token that is not one (a changed character, a cut, an invented body) is refused by
+/// its checksum: no store is asked anything. A well-formed one is looked up, then spent.
+#[tokio::test]
+async fn a_garbage_refresh_token_is_refused_without_a_store_lookup() {
+    let (state, log, _resources) = recorded_state().await;
+    let user = create_user(&state, "rita").await;
+    let pair = auth_service::services::sessions::open(
+        &state,
+        &user,
+        state.settings.default_client_id(),
+        String::new(),
+        "test",
+        shared::unix_now(),
+    )
+    .await
+    .unwrap();
+    let rt = pair.refresh_token;
+    let prefix = shared::claims::REFRESH_TOKEN_PREFIX;
+    let mut changed = rt.clone().into_bytes();
+    changed[prefix.len()] = if changed[prefix.len()] == b'x' {
+        b'y'
+    } else {
+        b'x'
+    };
+    let garbage = [
+        String::from_utf8(changed).unwrap(),
+        format!("{rt}x"),
+        rt[..40].to_owned(),
+        format!("{prefix}{}", "A".repeat(48)),
+        format!("{prefix}{}", "*".repeat(48)),
+    ];
+    for g in &garbage {
+        let (ops, ok) = refresh_ops(&state, &log, g).await;
+        assert!(!ok, "{g}");
+        assert!(ops.is_empty(), "{g}: {ops:?}");
+    }
+    let scraped = state.render_metrics().await;
+    assert!(
+        scraped.contains("auth_refreshes_total{outcome=\"malformed\"} 5"),
+        "{scraped}"
+    );
+    // The real token: read, then spent (the user re-read between the two).
+    let (ops, ok) = refresh_ops(&state, &log, &rt).await;
+    assert!(ok);
+    assert_eq!(
+        ops.iter()
+            .filter(|o| o.starts_with("sessions."))
+            .copied()
+            .collect::<Vec<_>>(),
+        vec!["sessions.refresh_record", "sessions.rotate"],
+        "{ops:?}"
+    );
 }

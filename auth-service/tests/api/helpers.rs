@@ -280,3 +280,72 @@ pub fn header(token: &str) -> Value {
     let h = token.split('.').next().unwrap();
     serde_json::from_slice(&shared::jws::b64_decode(h).unwrap()).unwrap()
 }
+
+/// A signed refresh token as versions before opaque refresh tokens issued them (`typ` `rt+jwt`,
+/// signed by the current key), with the session record they made: a session of `sub` for
+/// `client_id` and `scope`. Its store record has no expiry of its own, as theirs had none.
+pub async fn legacy_refresh_token(
+    app: &TestApp,
+    sub: &str,
+    client_id: &str,
+    scope: &str,
+) -> String {
+    let now = shared::unix_now();
+    let (sid, jti) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let exp = now + 600;
+    let opened = app
+        .state
+        .sessions
+        .create(
+            &auth_service::storage::NewSession {
+                sid: sid.clone(),
+                sub: sub.to_owned(),
+                refresh_jti: Some(jti.clone()),
+                parent: None,
+                browser: None,
+                amr: "pwd".into(),
+                auth_time: now,
+                abs_exp: now + 3600,
+                refresh_exp: exp,
+                client_id: client_id.to_owned(),
+                scope: scope.to_owned(),
+                user_agent: "an earlier version".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(opened);
+    if app.env.get("AUTH_REDIS_URL").is_some_and(|u| !u.is_empty()) {
+        let prefix = &app.env["AUTH_REDIS_PREFIX"];
+        let mut conn = redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: i64 = redis::cmd("HDEL")
+            .arg(format!("{prefix}r:{jti}"))
+            .arg("exp")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let claims = shared::RefreshClaims {
+        iss: app.state.issuance.issuer.clone(),
+        sub: sub.to_owned(),
+        aud: shared::Audience::One(app.state.issuance.issuer.clone()),
+        exp,
+        iat: now,
+        jti,
+        sid,
+        client_id: client_id.to_owned(),
+        scope: scope.to_owned(),
+    };
+    let ring = app.state.keys.signing_ring().await.unwrap();
+    ring.signing()
+        .sign(shared::claims::REFRESH_TOKEN_TYPE, &claims)
+        .unwrap()
+}

@@ -5,7 +5,7 @@ use tokio::process::Command;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, header};
+use crate::helpers::{TestApp, claims, header, legacy_refresh_token};
 
 async fn kids(app: &TestApp) -> Vec<String> {
     let jwks: Value = app
@@ -98,7 +98,8 @@ async fn cli(
 
 /// `keys rotate --now` is the compromise response: a new key signs at once, every older key is
 /// deleted, and the running service (which reloads keys only every hour here) refuses the old
-/// key's access and refresh tokens at once, told by the revocation stream.
+/// key's access tokens, and the signed refresh tokens of earlier versions, at once, told by the
+/// revocation stream. Sessions survive: their opaque refresh tokens owe nothing to a key.
 #[tokio::test]
 async fn keys_rotate_now_replaces_every_key_and_the_running_service_refuses_the_old_ones_at_once() {
     let app = TestApp::builder()
@@ -110,6 +111,15 @@ async fn keys_rotate_now_replaces_every_key_and_the_running_service_refuses_the_
         .as_str()
         .unwrap()
         .to_owned();
+    // A signed refresh token as earlier versions issued them, signed by the old key.
+    let at = claims(&old.access_token);
+    let signed_before = legacy_refresh_token(
+        &app,
+        at["sub"].as_str().unwrap(),
+        at["client_id"].as_str().unwrap(),
+        "",
+    )
+    .await;
     let out = cli(&app.env, &["keys", "rotate", "--now"]).await;
     assert!(
         out.status.success(),
@@ -153,11 +163,25 @@ async fn keys_rotate_now_replaces_every_key_and_the_running_service_refuses_the_
     let body: Value = app.me(&old.access_token).await.json().await.unwrap();
     assert!(body.to_string().contains("revoked"), "{body}");
     assert_eq!(kids(&app).await, vec![new_kid.clone()]);
+    // A signed refresh token of an earlier version, signed by the old key, is refused: a key in
+    // other hands could have made it.
+    assert_eq!(
+        app.refresh(&signed_before).await.status(),
+        StatusCode::BAD_REQUEST,
+        "a signed refresh token of the old key"
+    );
+    // The session itself survives: its refresh token is opaque, which no signing key can
+    // forge, and rotates into a pair of the new key.
     let res = app.refresh(&old.refresh_token).await;
     assert_eq!(
         res.status(),
-        StatusCode::BAD_REQUEST,
-        "refresh tokens of the old key too"
+        StatusCode::OK,
+        "the session survives the rotation"
+    );
+    let pair: Value = res.json().await.unwrap();
+    assert_eq!(
+        header(pair["access_token"].as_str().unwrap())["kid"],
+        new_kid.as_str()
     );
     let fresh = app.login(&name, crate::helpers::PASSWORD).await;
     assert_eq!(header(&fresh.access_token)["kid"], new_kid.as_str());

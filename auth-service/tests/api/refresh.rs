@@ -178,17 +178,18 @@ async fn rotation_never_extends_the_absolute_session_limit() {
         .spawn()
         .await;
     let (_, mut t) = app.new_user().await;
-    let login_exp = claims(&t.refresh_token)["iat"].as_i64().unwrap() + 8;
+    let login_exp = claims(&t.access_token)["iat"].as_i64().unwrap() + 8;
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let res = app.refresh(&t.refresh_token).await;
         assert_eq!(res.status(), StatusCode::OK);
+        let answered = shared::unix_now();
         t = res.json().await.unwrap();
-        let c = claims(&t.refresh_token);
+        // The opaque token's expiry, as the answer states it.
+        let refresh_exp = answered + t.refresh_expires_in;
         assert!(
-            c["exp"].as_i64().unwrap() <= login_exp,
-            "refresh exp {} beyond session end {login_exp}",
-            c["exp"]
+            refresh_exp <= login_exp + 1,
+            "refresh exp {refresh_exp} beyond session end {login_exp}"
         );
         assert!(
             claims(&t.access_token)["exp"].as_i64().unwrap() <= login_exp,
@@ -364,4 +365,125 @@ async fn a_refresh_token_is_never_accepted_as_an_access_token() {
         www.starts_with("Bearer ") && www.contains("error=\"invalid_token\""),
         "{www}"
     );
+}
+
+/// A signed refresh token issued before refresh tokens became opaque still works after the
+/// upgrade: it rotates once, into an opaque one, and is then spent like any other (presented
+/// again, it ends the session, the new opaque token with it).
+#[tokio::test]
+async fn a_signed_refresh_token_of_an_earlier_version_rotates_once_into_an_opaque_one() {
+    let app = TestApp::spawn().await;
+    let (_, t) = app.new_user().await;
+    let at = claims(&t.access_token);
+    let (sub, client) = (
+        at["sub"].as_str().unwrap(),
+        at["client_id"].as_str().unwrap(),
+    );
+    let signed = crate::helpers::legacy_refresh_token(&app, sub, client, "").await;
+    assert_eq!(crate::helpers::header(&signed)["typ"], "rt+jwt");
+
+    let res = app.refresh(&signed).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let pair: Tokens = res.json().await.unwrap();
+    assert!(
+        pair.refresh_token
+            .starts_with(shared::claims::REFRESH_TOKEN_PREFIX),
+        "{}",
+        pair.refresh_token
+    );
+    assert_eq!(claims(&pair.access_token)["sub"], sub);
+    assert_eq!(app.me_status(&pair.access_token).await, StatusCode::OK);
+    // The opaque one rotates in turn.
+    let res = app.refresh(&pair.refresh_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let newest: Tokens = res.json().await.unwrap();
+    // The signed one is spent: presenting it again is reuse, and ends the session.
+    assert_oauth_error(
+        app.refresh(&signed).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        app.refresh(&newest.refresh_token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // The user's other session (the login's) is untouched.
+    assert_eq!(app.refresh(&t.refresh_token).await.status(), StatusCode::OK);
+}
+
+/// A signed refresh token of an earlier version is also revoked (RFC 7009) by what it is.
+#[tokio::test]
+async fn a_signed_refresh_token_of_an_earlier_version_can_be_revoked() {
+    let app = TestApp::spawn().await;
+    let (_, t) = app.new_user().await;
+    let at = claims(&t.access_token);
+    let (sub, client) = (
+        at["sub"].as_str().unwrap(),
+        at["client_id"].as_str().unwrap(),
+    );
+    let signed = crate::helpers::legacy_refresh_token(&app, sub, client, "").await;
+    let res = app
+        .post_form("/v1/revoke", &[("token", signed.as_str())], None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_oauth_error(
+        app.refresh(&signed).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}
+
+/// Opaque tokens that are not ours, in each way one can fail, are `invalid_grant` (and counted
+/// as `malformed` when the checksum refuses them, before any lookup).
+#[tokio::test]
+async fn opaque_refresh_tokens_that_are_not_ours_are_invalid_grants() {
+    let app = TestApp::builder()
+        .env("AUTH_ADMIN_LISTEN", "127.0.0.1:0")
+        .spawn()
+        .await;
+    let (_, t) = app.new_user().await;
+    let rt = &t.refresh_token;
+    let body = &rt[shared::claims::REFRESH_TOKEN_PREFIX.len()..];
+    let flipped = {
+        let mut b = rt.clone().into_bytes();
+        let last = b.len() - 1;
+        b[last] = if b[last] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let garbage = [
+        flipped,
+        format!("{rt}A"),
+        rt[..rt.len() - 1].to_owned(),
+        format!("AGRT_{body}"),
+        format!("{}{}", shared::claims::REFRESH_TOKEN_PREFIX, "%".repeat(48)),
+        shared::claims::REFRESH_TOKEN_PREFIX.to_owned(),
+    ];
+    for g in &garbage {
+        assert_oauth_error(
+            app.refresh(g).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        )
+        .await;
+    }
+    let admin = app.admin.clone().expect("admin listener");
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let malformed = metrics
+        .lines()
+        .find(|l| l.starts_with("auth_refreshes_total{outcome=\"malformed\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    // Five of the six carry the prefix (one is upper-cased, which is no opaque token at all and
+    // fails as a JWT would: also malformed).
+    assert!(malformed.ends_with(" 6"), "{malformed}");
+    // The real token was untouched by all of it.
+    assert_eq!(app.refresh(rt).await.status(), StatusCode::OK);
 }

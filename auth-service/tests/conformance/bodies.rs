@@ -6,7 +6,7 @@ use auth_service::crypto::keys::SigningKey;
 use auth_service::domain::{Role, Username};
 use auth_service::storage::{
     ClientProfile, ClientType, ClientUpdate, CodeGrant, CodeIssue, CodeTake, CreateClientError,
-    CreateUserError, NewClient, NewSession, NewUser, Rotation,
+    CreateUserError, NewClient, NewSession, NewUser, RefreshRecord, RefreshSession, Rotation,
 };
 use shared::feed::{Position, StreamId};
 use shared::{AccessClaims, Audience, RevocationEvent};
@@ -326,6 +326,94 @@ pub async fn a_compromise_replaces_every_key_with_one_current_key(s: &Stores) {
     assert!(s.feed.live_entries(now).await.unwrap().contains(&e));
     let events = s.feed.events_after(StreamId::default(), 100).await.unwrap();
     assert!(events.iter().any(|(_, got)| *got == e));
+}
+
+/// A refresh token's record is read without being spent (the checks that precede a rotation),
+/// live or spent, with its session's grant while the session lives; past the token's own
+/// expiry (which an opaque token does not carry) it is neither read nor rotated, even within
+/// the leeway the record is kept for.
+pub async fn refresh_records_are_read_without_spending_and_end_at_the_tokens_expiry(s: &Stores) {
+    let now = shared::unix_now();
+    s.sessions
+        .create(&session("s1", "u1", "h1", now), now)
+        .await
+        .unwrap();
+    let grant = Some(RefreshSession {
+        client_id: "app".into(),
+        scope: "profile".into(),
+    });
+    let record = RefreshRecord {
+        sid: "s1".into(),
+        sub: "u1".into(),
+        session: grant.clone(),
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            s.sessions.refresh_record("h1", now).await.unwrap(),
+            Some(record.clone()),
+            "reading twice changes nothing"
+        );
+    }
+    assert_eq!(
+        s.sessions.refresh_record("unknown", now).await.unwrap(),
+        None
+    );
+    // Rotated: the spent record still reads (a reuse must be detectable), as does the new one.
+    assert!(matches!(
+        s.sessions
+            .rotate("h1", "h2", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    assert_eq!(
+        s.sessions.refresh_record("h1", now).await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        s.sessions.refresh_record("h2", now).await.unwrap(),
+        Some(record.clone())
+    );
+    // The new token expires at now + 600 (the idle timeout): at that second it is refused by
+    // both, though its record is kept for the leeway beyond.
+    assert_eq!(
+        s.sessions.refresh_record("h2", now + 600).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.sessions
+            .rotate("h2", "h3", now + 600, 0, 600, now + 1500)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    // A second before, it still rotates.
+    assert!(matches!(
+        s.sessions
+            .rotate("h2", "h3", now + 599, 0, 600, now + 1500)
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    // Once the session has ended, a spent token still reads (without the session's grant) and
+    // its reuse is still detected.
+    assert!(s.sessions.end("u1", "s1", now, now + 900).await.unwrap());
+    assert_eq!(
+        s.sessions.refresh_record("h1", now).await.unwrap(),
+        Some(RefreshRecord {
+            session: None,
+            ..record.clone()
+        })
+    );
+    assert_eq!(
+        s.sessions
+            .rotate("h1", "h9", now, 0, 600, now + 900)
+            .await
+            .unwrap(),
+        Rotation::Reused { sid: "s1".into() }
+    );
+    // The live token died with its session.
+    assert_eq!(s.sessions.refresh_record("h3", now).await.unwrap(), None);
 }
 
 pub async fn refresh_rotation_reuse_and_grace(s: &Stores) {

@@ -134,6 +134,7 @@ conformance!(
     keys_move_from_next_to_current_to_retired_to_removed,
     a_compromise_replaces_every_key_with_one_current_key,
     refresh_rotation_reuse_and_grace,
+    refresh_records_are_read_without_spending_and_end_at_the_tokens_expiry,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
     the_absolute_session_limit_is_never_extended,
     sessions_are_listed_ended_one_by_one_or_all_together,

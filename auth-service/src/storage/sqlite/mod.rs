@@ -23,8 +23,8 @@ use super::{
     AUDIT_KEEP, AuditEvent, AuditStore, Backoff, BrowserSession, ClientSecrets, ClientStore,
     ClientUpdate, CodeGrant, CodeIssue, CodeTake, CreateClientError, CreateUserError, FeedFollower,
     FeedState, KeyState, KeyStore, KeyTimes, NewClient, NewSession, NewUser, RateLimitStore,
-    RegisteredClient, RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore,
-    StoreError, StoredKey, User, UserCursor, UserStore,
+    RefreshRecord, RefreshSession, RegisteredClient, RevocationFeed, RevocationStore, Rotation,
+    SessionInfo, SessionStore, StoreError, StoredKey, User, UserCursor, UserStore,
 };
 use crate::crypto::keys::NewKey;
 use crate::domain::Role;

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sign_in",
         include_str!("../../../migrations/sqlite/0004_sign_in.sql"),
     ),
+    (
+        5,
+        "opaque_refresh",
+        include_str!("../../../migrations/sqlite/0005_opaque_refresh.sql"),
+    ),
 ];
 
 /// The versions a file made before migrations existed already has: every earlier binary created
@@ -135,7 +140,7 @@ mod tests {
     fn a_new_file_gets_every_migration_in_order() {
         let (dir, path) = temp();
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2, 3, 4]);
+        assert_eq!(versions(&path), vec![1, 2, 3, 4, 5]);
         let conn = Connection::open(&path).unwrap();
         for (table, column, _) in LEGACY_COLUMNS {
             assert!(column_exists(&conn, table, column).unwrap(), "{column}");
@@ -143,7 +148,56 @@ mod tests {
         drop(conn);
         // Opening again applies nothing twice.
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2, 3, 4]);
+        assert_eq!(versions(&path), vec![1, 2, 3, 4, 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A refresh record written before `0005` (a signed refresh token's, no expiry of its own)
+    /// still rotates; the record that replaces it has one.
+    #[tokio::test]
+    async fn a_refresh_record_from_before_opaque_tokens_still_rotates() {
+        let (dir, path) = temp();
+        let store = SqliteStore::open(&path, 30, 100).unwrap();
+        let now = shared::unix_now();
+        let session = NewSession {
+            sid: "s1".into(),
+            sub: "u1".into(),
+            refresh_jti: Some("legacy-jti".into()),
+            parent: None,
+            browser: None,
+            amr: "pwd".into(),
+            auth_time: now,
+            abs_exp: now + 3600,
+            refresh_exp: now + 600,
+            client_id: "app".into(),
+            scope: String::new(),
+            user_agent: String::new(),
+        };
+        assert!(SessionStore::create(&store, &session, now).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("UPDATE refresh_tokens SET exp = NULL", [])
+            .unwrap();
+        assert!(
+            store
+                .refresh_record("legacy-jti", now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(matches!(
+            store
+                .rotate("legacy-jti", "h2", now, 0, 600, now + 900)
+                .await
+                .unwrap(),
+            Rotation::Rotated { .. }
+        ));
+        let exp: Option<i64> = conn
+            .query_row("SELECT exp FROM refresh_tokens WHERE jti = 'h2'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(exp, Some(now + 600));
+        drop((conn, store));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -168,7 +222,7 @@ mod tests {
         .unwrap();
         drop(old);
         drop(SqliteStore::open(&path, 30, 100).unwrap());
-        assert_eq!(versions(&path), vec![1, 2, 3, 4]);
+        assert_eq!(versions(&path), vec![1, 2, 3, 4, 5]);
         let conn = Connection::open(&path).unwrap();
         let name: String = conn
             .query_row("SELECT username FROM users", [], |r| r.get(0))
@@ -189,7 +243,7 @@ mod tests {
             .unwrap();
         drop(half);
         drop(SqliteStore::open(&path2, 30, 100).unwrap());
-        assert_eq!(versions(&path2), vec![1, 2, 3, 4]);
+        assert_eq!(versions(&path2), vec![1, 2, 3, 4, 5]);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }

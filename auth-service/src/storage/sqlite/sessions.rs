@@ -83,13 +83,46 @@ impl SessionStore for SqliteStore {
             .map_err(db)?;
             if let Some(jti) = &s.refresh_jti {
                 tx.execute(
-                    "INSERT OR REPLACE INTO refresh_tokens (jti, sid, sub, state, spent_at, expires_at)
-                     VALUES (?1, ?2, ?3, 'live', NULL, ?4)",
-                    params![jti, s.sid, s.sub, until],
+                    "INSERT OR REPLACE INTO refresh_tokens (jti, sid, sub, state, spent_at, expires_at, exp)
+                     VALUES (?1, ?2, ?3, 'live', NULL, ?4, ?5)",
+                    params![jti, s.sid, s.sub, until, s.refresh_exp],
                 )
                 .map_err(db)?;
             }
             Ok(true)
+        })
+        .await
+    }
+
+    async fn refresh_record(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        let jti = jti.to_owned();
+        self.tx(move |tx| {
+            tx.prepare_cached(
+                "SELECT r.sid, r.sub, s.client_id, s.scope FROM refresh_tokens r
+                 LEFT JOIN sessions s ON s.sid = r.sid AND s.expires_at > ?2
+                 WHERE r.jti = ?1 AND r.expires_at > ?2 AND (r.exp IS NULL OR r.exp > ?2)",
+            )
+            .map_err(db)?
+            .query_row(params![jti, now], |r| {
+                let client_id: Option<String> = r.get(2)?;
+                Ok(RefreshRecord {
+                    sid: r.get(0)?,
+                    sub: r.get(1)?,
+                    session: match client_id {
+                        Some(client_id) => Some(RefreshSession {
+                            client_id,
+                            scope: r.get(3)?,
+                        }),
+                        None => None,
+                    },
+                })
+            })
+            .optional()
+            .map_err(db)
         })
         .await
     }
@@ -232,7 +265,8 @@ impl SessionStore for SqliteStore {
             .tx(move |tx| {
                 let r: Option<(String, String, String, Option<i64>)> = tx
                     .query_row(
-                        "SELECT sid, sub, state, spent_at FROM refresh_tokens WHERE jti = ?1 AND expires_at > ?2",
+                        "SELECT sid, sub, state, spent_at FROM refresh_tokens
+                         WHERE jti = ?1 AND expires_at > ?2 AND (exp IS NULL OR exp > ?2)",
                         params![old, now],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
@@ -275,9 +309,9 @@ impl SessionStore for SqliteStore {
                 )
                 .map_err(db)?;
                 tx.execute(
-                    "INSERT OR REPLACE INTO refresh_tokens (jti, sid, sub, state, spent_at, expires_at)
-                     VALUES (?1, ?2, ?3, 'live', NULL, ?4)",
-                    params![new, sid, sub, exp + leeway],
+                    "INSERT OR REPLACE INTO refresh_tokens (jti, sid, sub, state, spent_at, expires_at, exp)
+                     VALUES (?1, ?2, ?3, 'live', NULL, ?4, ?5)",
+                    params![new, sid, sub, exp + leeway, exp],
                 )
                 .map_err(db)?;
                 tx.execute(
