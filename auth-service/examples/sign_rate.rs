@@ -4,7 +4,7 @@
 use auth_service::crypto::keys::SigningKey;
 
 fn main() -> anyhow::Result<()> {
-    let new = SigningKey::generate(2048)?;
+    let new = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048))?;
     let stored = auth_service::storage::StoredKey {
         kid: new.kid.clone(),
         format_version: new.format_version,

@@ -99,6 +99,10 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_u64(d.as_secs())
 }
 
+fn as_name<S: serde::Serializer>(a: &shared::Algorithm, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -216,6 +220,10 @@ pub struct KeySettings {
     pub reload_interval: Duration,
     /// `AUTH_RSA_KEY_BITS`.
     pub rsa_key_bits: usize,
+    /// `AUTH_SIGNING_ALG`: `RS256` (default), `ES256` or `EdDSA`, what new keys sign with.
+    /// Changing it is a rotation: a key of the new algorithm is published before it signs.
+    #[serde(serialize_with = "as_name")]
+    pub signing_alg: shared::Algorithm,
     /// `AUTH_JWKS_MAX_AGE`: how long clients and gateways may cache the JWKS.
     #[serde(serialize_with = "as_secs")]
     pub jwks_max_age: Duration,
@@ -233,6 +241,18 @@ pub struct KeySettings {
     /// with a key kept in the data directory.
     #[serde(rename = "key_encryption_keys")]
     pub encryption_keys: Vec<Secret>,
+}
+
+impl KeySettings {
+    /// The kind of key a rotation generates.
+    pub fn spec(&self) -> crate::crypto::keys::KeySpec {
+        use crate::crypto::keys::KeySpec;
+        match self.signing_alg {
+            shared::Algorithm::ES256 => KeySpec::P256,
+            shared::Algorithm::EdDSA => KeySpec::Ed25519,
+            _ => KeySpec::Rsa(self.rsa_key_bits),
+        }
+    }
 }
 
 /// Accounts: who may register, the first admin, passwords.
@@ -690,6 +710,16 @@ impl Settings {
         if ![2048, 3072, 4096].contains(&rsa_key_bits) {
             return err("AUTH_RSA_KEY_BITS must be 2048, 3072 or 4096");
         }
+        let signing_alg = match src.var("AUTH_SIGNING_ALG").as_deref() {
+            None | Some("") | Some("RS256") => shared::Algorithm::RS256,
+            Some("ES256") => shared::Algorithm::ES256,
+            Some("EdDSA") => shared::Algorithm::EdDSA,
+            Some(other) => {
+                return err(format!(
+                    "AUTH_SIGNING_ALG must be RS256, ES256 or EdDSA (exactly so spelled), not {other:?}"
+                ));
+            }
+        };
 
         let feed_tokens = src.secret_list("AUTH_FEED_TOKEN")?;
         if feed_tokens.iter().any(|t| {
@@ -796,6 +826,7 @@ impl Settings {
             keys: KeySettings {
                 reload_interval: Duration::from_secs(reload_interval),
                 rsa_key_bits,
+                signing_alg,
                 jwks_max_age: Duration::from_secs(jwks_max_age),
                 rotation_lead: seconds(key_rotation_lead),
                 rotation_interval: key_rotation_interval.map(seconds),

@@ -124,6 +124,9 @@ impl Application {
         let reload = tokio::spawn(async move {
             let mut tick = tokio::time::interval(state.settings.keys.reload_interval);
             tick.tick().await;
+            if let Err(e) = crate::services::keys::follow_configured_algorithm(&state).await {
+                tracing::warn!(error = %e, "switching to the configured signing algorithm failed; trying again at the next key tick");
+            }
             loop {
                 tick.tick().await;
                 if let Err(e) = crate::services::keys::tick(&state).await {

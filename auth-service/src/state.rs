@@ -199,7 +199,7 @@ impl AppState {
         let kek = key_encryption(&settings)?;
         let keys = KeyManager::start(
             Arc::clone(&key_store),
-            settings.keys.rsa_key_bits,
+            settings.keys.spec(),
             kek,
             settings.key_published_after_retirement(),
         )
@@ -215,11 +215,20 @@ impl AppState {
             vec![settings.tokens.audience.clone()],
         );
         access.leeway = secs(settings.tokens.leeway);
+        // Only this service's own keys are in its rings: each key's algorithm is the one it was
+        // made for, whichever `AUTH_SIGNING_ALG` says now (a switch keeps older keys verifying).
+        let own = vec![
+            shared::Algorithm::RS256,
+            shared::Algorithm::ES256,
+            shared::Algorithm::EdDSA,
+        ];
+        access.algorithms = own.clone();
         let mut refresh = Validation::new(
             settings.tokens.issuer.clone(),
             vec![settings.tokens.issuer.clone()],
         );
         refresh.leeway = secs(settings.tokens.leeway);
+        refresh.algorithms = own;
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let state = AppState {
             users: stores.users,

@@ -603,7 +603,7 @@ impl Settings {
             .map(|a| {
                 Algorithm::from_name(a).ok_or_else(|| {
                     ConfigError(format!(
-                        "algorithms: unsupported {a:?} (RS256, RS384, RS512, PS256, PS384, PS512)"
+                        "algorithms: unsupported {a:?} (RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA)"
                     ))
                 })
             })

@@ -5,8 +5,12 @@
 #   - sign-ins/s through the whole browser flow (GET /v1/authorize → the sign-in page, POST
 #     /v1/signin with the password → the code, POST /v1/token with PKCE → the tokens; a browser
 #     without a session each time), as a ratio of the same Argon2 limit;
-#   - refreshes/s, as a ratio of the RS256 signing limit
-#     (`openssl speed rsa2048` signs/s on the service's core × its cores ÷ 2 signatures per refresh);
+#   - refreshes/s (opaque refresh tokens: one RS256 signature each, the access token's), as a
+#     ratio of the RS256 signing limit (`openssl speed rsa2048` signs/s on the service's core × its
+#     cores);
+#   - refreshes/s of signed refresh tokens issued by earlier versions (the transition: each one
+#     presented once, its signature verified, then one signature), as a ratio of the limit of one
+#     verification and one signature per refresh;
 #   - /healthz p99 while logins saturate the service's CPU.
 # The service is pinned to SVC_CPUS; wrk, and private PostgreSQL and Redis instances, to LOAD_CPUS,
 # so the limits are computed for exactly the cores the service has. See BENCHMARKS.md.
@@ -33,7 +37,7 @@ to_ms() { python3 -c "import re,sys; m=re.match(r'([0-9.]+)(us|ms|s)', sys.argv[
 
 svc_n=$(ncpu "$SVC_CPUS")
 echo "bench: service on CPU(s) $SVC_CPUS ($svc_n core(s)); wrk, PostgreSQL and Redis on CPU(s) $LOAD_CPUS" >&2
-cargo build --release -q -p auth-service --bin auth-service --example hash_time --example signin_load
+cargo build --release -q -p auth-service --bin auth-service --example hash_time --example signin_load --example mint_tokens
 
 work=$(mktemp -d /tmp/authbench.XXXXXX)
 chmod 755 "$work"
@@ -74,7 +78,10 @@ fi
 first_cpu=$(echo "$SVC_CPUS" | sed 's/[,-].*//')
 argon_limit() { python3 -c "print($svc_n * 1000 / $(taskset -c "$first_cpu" ./target/release/examples/hash_time 30))"; }
 settle() { sleep 1; }  # let queued work drain before timing a reference
-rsa_signs() { taskset -c "$first_cpu" openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}'; }
+rsa_speed() { taskset -c "$first_cpu" openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6, $7}'; }
+rsa_signs() { rsa_speed | awk '{print $1}'; }
+# Refreshes per second per core when each verifies one signature and makes one.
+rsa_verify_sign() { rsa_speed | awk '{print 1 / (1 / $1 + 1 / $2)}'; }
 ROUNDS="${ROUNDS:-3}"
 round_s=$((DURATION / ROUNDS))
 
@@ -82,9 +89,9 @@ port=$(free_port)
 base="http://127.0.0.1:$port"
 # The app of the sign-in flow: a public client, provisioned at start.
 echo '[{"client_id": "bench", "type": "public", "first_party": true, "redirect_uris": ["http://127.0.0.1/cb"]}]' > "$work/clients.json"
-AUTH_BOOTSTRAP_CLIENTS_FILE="$work/clients.json" AUTH_DATABASE_URL="$db_url" AUTH_REDIS_URL="redis://127.0.0.1:$redis_port" AUTH_REDIS_PREFIX="bench:" \
-AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="$base" RUST_LOG=warn AUTH_THROTTLE=off AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
-  taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
+export AUTH_BOOTSTRAP_CLIENTS_FILE="$work/clients.json" AUTH_DATABASE_URL="$db_url" AUTH_REDIS_URL="redis://127.0.0.1:$redis_port" AUTH_REDIS_PREFIX="bench:" \
+  AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="$base" RUST_LOG=warn AUTH_THROTTLE=off AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)"
+taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "$base/readyz" >/dev/null || { cat "$work/auth.log"; exit 1; }
@@ -152,7 +159,27 @@ for r in $(seq 1 "$ROUNDS"); do
   refresh_rows+="$rate $failures $before $after $busy $p99"$'\n'
 done
 
-LOGIN_ROWS="$login_rows" FLOW_ROWS="$flow_rows" REFRESH_ROWS="$refresh_rows" SVC_N="$svc_n" PG_NOTE="$pg_note" python3 - <<'PY'
+LEGACY_TOKENS="${LEGACY_TOKENS:-60000}"
+echo "bench: signed refresh tokens of an earlier version, $ROUNDS rounds of ${round_s}s ($REFRESH_CLIENTS clients, $LEGACY_TOKENS tokens a round, each presented once)" >&2
+legacy_rows=""
+for r in $(seq 1 "$ROUNDS"); do
+  taskset -c "$LOAD_CPUS" ./target/release/examples/mint_tokens "$LEGACY_TOKENS" 3600 refresh:bench-0 > "$work/legacy.txt"
+  before=$(rsa_verify_sign)
+  t0=$(cpu_ticks); s0=$(date +%s.%N)
+  BENCH_TOKENS="$work/legacy.txt" BENCH_THREADS="$REFRESH_CLIENTS" taskset -c "$LOAD_CPUS" wrk -t"$REFRESH_CLIENTS" -c"$REFRESH_CLIENTS" -d"${round_s}s" --latency \
+    -s scripts/bench/refresh_once.lua "$base" > "$work/legacy_out.txt"
+  busy=$(python3 -c "print(round(100 * ($(cpu_ticks) - $t0) / $hz / ($(date +%s.%N) - $s0) / $svc_n))")
+  settle
+  after=$(rsa_verify_sign)
+  rate=$(awk '/^Requests\/sec/ {print $2}' "$work/legacy_out.txt")
+  failures=$(awk '/^refresh failures/ {print $3}' "$work/legacy_out.txt")
+  exhausted=$(awk '/^tokens exhausted/ {print $3}' "$work/legacy_out.txt")
+  [ "$exhausted" = 0 ] || echo "bench: $exhausted requests ran out of tokens: raise LEGACY_TOKENS" >&2
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' "$work/legacy_out.txt")")
+  legacy_rows+="$rate $failures $before $after $busy $p99"$'\n'
+done
+
+LOGIN_ROWS="$login_rows" FLOW_ROWS="$flow_rows" REFRESH_ROWS="$refresh_rows" LEGACY_ROWS="$legacy_rows" SVC_N="$svc_n" PG_NOTE="$pg_note" python3 - <<'PY'
 import os, statistics as st
 n = int(os.environ["SVC_N"])
 logins = [list(map(float, l.split())) for l in os.environ["LOGIN_ROWS"].strip().splitlines()]
@@ -160,7 +187,9 @@ refreshes = [list(map(float, l.split())) for l in os.environ["REFRESH_ROWS"].str
 flows = [list(map(float, l.split())) for l in os.environ["FLOW_ROWS"].strip().splitlines()]
 fr = [100 * r[0] / ((r[2] + r[3]) / 2) for r in flows]
 lr = [100 * r[0] / ((r[2] + r[3]) / 2) for r in logins]
-rr = [100 * r[0] / (n * (r[2] + r[3]) / 4) for r in refreshes]
+legacy = [list(map(float, l.split())) for l in os.environ["LEGACY_ROWS"].strip().splitlines()]
+rr = [100 * r[0] / (n * (r[2] + r[3]) / 2) for r in refreshes]
+lgr = [100 * r[0] / (n * (r[2] + r[3]) / 2) for r in legacy]
 fmt = lambda xs: f"{st.median(xs):.1f}% (rounds: {', '.join(f'{x:.1f}' for x in xs)})"
 lim = lambda rows, f: f"{min(f(r) for r in rows):.0f}–{max(f(r) for r in rows):.0f}/s"
 print()
@@ -170,7 +199,9 @@ print(f"| Logins/s (Argon2id m=19456 KiB, t=2, p=1) | {st.median(r[0] for r in l
       f"| Argon2 limit = cores ÷ one hash's time: {lim(logins, lambda r: (r[2]+r[3])/2)} | {fmt(lr)} | ≥ 90% |")
 print(f"| Sign-ins/s through the whole browser flow (authorize page, password, code, token exchange with PKCE; ID and access token signed) | {st.median(r[0] for r in flows):.1f} ({int(sum(r[1] for r in flows))} failures; service CPU {st.median(r[4] for r in flows):.0f}% busy) "
       f"| Argon2 limit: {lim(flows, lambda r: (r[2]+r[3])/2)} | {fmt(fr)} | ≥ 85% |")
-print(f"| Refreshes/s (2 RS256 signatures each) | {st.median(r[0] for r in refreshes):.1f} ({int(sum(r[1] for r in refreshes))} failures; p99 {st.median(r[5] for r in refreshes):.2f} ms; service CPU {st.median(r[4] for r in refreshes):.0f}% busy) "
-      f"| RS256 limit = openssl signs/s × cores ÷ 2: {lim(refreshes, lambda r: n*(r[2]+r[3])/4)} | {fmt(rr)} | ≥ 80% |")
+print(f"| Refreshes/s (opaque refresh tokens: 1 RS256 signature each) | {st.median(r[0] for r in refreshes):.1f} ({int(sum(r[1] for r in refreshes))} failures; p99 {st.median(r[5] for r in refreshes):.2f} ms; service CPU {st.median(r[4] for r in refreshes):.0f}% busy) "
+      f"| RS256 limit = openssl signs/s × cores: {lim(refreshes, lambda r: n*(r[2]+r[3])/2)} | {fmt(rr)} | ≥ 85% |")
+print(f"| Refreshes/s of signed refresh tokens of an earlier version (the transition: each presented once; 1 RS256 verification + 1 signature each) | {st.median(r[0] for r in legacy):.1f} ({int(sum(r[1] for r in legacy))} failures; p99 {st.median(r[5] for r in legacy):.2f} ms; service CPU {st.median(r[4] for r in legacy):.0f}% busy) "
+      f"| limit = cores ÷ (1/signs + 1/verifies): {lim(legacy, lambda r: n*(r[2]+r[3])/2)} | {fmt(lgr)} | — |")
 print(f"| /healthz latency while logins saturate | p50 {st.median(r[5] for r in logins):.3f} ms, p99 {st.median(r[6] for r in logins):.2f} ms (worst round {max(r[6] for r in logins):.2f} ms) | — | — | p99 < 5 ms |")
 PY

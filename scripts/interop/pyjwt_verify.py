@@ -1,7 +1,8 @@
 """Verify a token the auth-service issued with PyJWT, a JWT library that is not ours.
 
-Usage: pyjwt_verify.py JWKS_URL TOKEN ISSUER AUDIENCE
-Fetches the JWKS with PyJWT's PyJWKClient, verifies the RS256 signature and the registered claims,
+Usage: pyjwt_verify.py JWKS_URL TOKEN ISSUER AUDIENCE [ALGORITHM]
+Fetches the JWKS with PyJWT's PyJWKClient, verifies the signature (RS256 unless ALGORITHM says
+ES256 or EdDSA: the only one accepted) and the registered claims,
 and prints the verified claims as JSON. Exits non-zero (with PyJWT's reason) if anything fails.
 """
 import json
@@ -13,11 +14,12 @@ from jwt import PyJWKClient
 
 def main() -> int:
     jwks_url, token, issuer, audience = sys.argv[1:5]
+    algorithm = sys.argv[5] if len(sys.argv) > 5 else "RS256"
     signing_key = PyJWKClient(jwks_url, cache_keys=False).get_signing_key_from_jwt(token)
     claims = jwt.decode(
         token,
         signing_key.key,
-        algorithms=["RS256"],
+        algorithms=[algorithm],
         audience=audience,
         issuer=issuer,
         options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},

@@ -12,8 +12,10 @@ pub const MAX_HEADER_LEN: usize = 1024;
 /// Longest `kid` we accept; also keeps hostile values out of logs and maps.
 pub const MAX_KID_LEN: usize = 128;
 
-/// Signature algorithms a verifier can be configured to accept. All are RSA; the issuer signs
-/// with `RS256`, and a verifier accepts only `RS256` unless configured otherwise.
+/// Signature algorithms a verifier can be configured to accept: RSA (PKCS#1 v1.5 and PSS), ECDSA
+/// on P-256 (`ES256`) and Ed25519 (`EdDSA`, RFC 8037). The issuer signs with `RS256` unless
+/// `AUTH_SIGNING_ALG` says `ES256` or `EdDSA`; a verifier accepts only `RS256` unless configured
+/// otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
@@ -28,6 +30,10 @@ pub enum Algorithm {
     PS384,
     /// RSASSA-PSS with SHA-512.
     PS512,
+    /// ECDSA on P-256 with SHA-256, the signature as `r ‖ s` (RFC 7518 §3.4).
+    ES256,
+    /// Ed25519 (RFC 8037); the only `EdDSA` curve we accept.
+    EdDSA,
 }
 
 impl Algorithm {
@@ -40,6 +46,8 @@ impl Algorithm {
             Algorithm::PS256 => "PS256",
             Algorithm::PS384 => "PS384",
             Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
         }
     }
 
@@ -52,20 +60,45 @@ impl Algorithm {
             "PS256" => Algorithm::PS256,
             "PS384" => Algorithm::PS384,
             "PS512" => Algorithm::PS512,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
             _ => return None,
         })
     }
 
-    /// aws-lc verification parameters; each enforces a 2048..=8192-bit modulus.
-    pub fn verification(self) -> &'static RsaParameters {
+    /// Every algorithm, in a fixed order.
+    pub const ALL: [Algorithm; 8] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ];
+
+    /// The JWK `kty` of this algorithm's keys: `RSA`, `EC` or `OKP`.
+    pub fn key_type(self) -> &'static str {
         match self {
+            Algorithm::ES256 => "EC",
+            Algorithm::EdDSA => "OKP",
+            _ => "RSA",
+        }
+    }
+
+    /// aws-lc verification parameters of the RSA algorithms; each enforces a 2048..=8192-bit
+    /// modulus. `None` for ES256 and EdDSA.
+    pub fn rsa_parameters(self) -> Option<&'static RsaParameters> {
+        Some(match self {
             Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
             Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
             Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
             Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
             Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
-        }
+            Algorithm::ES256 | Algorithm::EdDSA => return None,
+        })
     }
 }
 

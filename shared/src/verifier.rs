@@ -110,7 +110,7 @@ pub const FAILURE_REASONS: [&str; 13] = [
 /// Why a JWK could not become a verifying key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    /// Not an RSA key.
+    /// Not an RSA, EC P-256 or OKP Ed25519 key.
     #[error("unsupported key type {0:?}")]
     KeyType(String),
     /// `use` other than `sig`.
@@ -147,9 +147,20 @@ impl VerifyingKey {
     /// Builds a key from a JWK. A JWK without `alg` is taken as `RS256`, the only algorithm the
     /// issuer signs with, so a key can never be used with an algorithm it was not published for.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
-        if jwk.kty != "RSA" {
-            return Err(KeyError::KeyType(jwk.kty.clone()));
-        }
+        // The key type decides the family; `alg`, when present, must belong to it.
+        let default_alg = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+            ("RSA", _) => Algorithm::RS256,
+            ("EC", Some("P-256")) => Algorithm::ES256,
+            ("OKP", Some("Ed25519")) => Algorithm::EdDSA,
+            ("EC" | "OKP", crv) => {
+                return Err(KeyError::KeyType(format!(
+                    "{} {}",
+                    jwk.kty,
+                    crv.unwrap_or("without crv")
+                )));
+            }
+            _ => return Err(KeyError::KeyType(jwk.kty.clone())),
+        };
         if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
             return Err(KeyError::Use);
         }
@@ -159,11 +170,36 @@ impl VerifyingKey {
             .filter(|k| valid_kid(k))
             .ok_or(KeyError::Kid)?;
         let alg = match jwk.alg.as_deref() {
-            None => Algorithm::RS256,
+            None => default_alg,
             Some(name) => {
                 Algorithm::from_name(name).ok_or_else(|| KeyError::Algorithm(name.to_owned()))?
             }
         };
+        if alg.key_type() != jwk.kty {
+            return Err(KeyError::Algorithm(alg.name().to_owned()));
+        }
+        let b64 = |v: &Option<String>| v.as_deref().and_then(jws::b64_decode);
+        match alg {
+            Algorithm::ES256 => {
+                let (x, y) = (b64(&jwk.x), b64(&jwk.y));
+                let (Some(x), Some(y)) = (x, y) else {
+                    return Err(KeyError::Material);
+                };
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(KeyError::Material);
+                }
+                let mut point = Vec::with_capacity(65);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                return Self::from_public_bytes(kid, alg, &point);
+            }
+            Algorithm::EdDSA => {
+                let x = b64(&jwk.x).filter(|x| x.len() == 32);
+                return Self::from_public_bytes(kid, alg, &x.ok_or(KeyError::Material)?);
+            }
+            _ => {}
+        }
         let n = jwk
             .n
             .as_deref()
@@ -177,7 +213,23 @@ impl VerifyingKey {
         Self::from_components(kid, alg, &n, &e)
     }
 
-    /// Builds a key from the big-endian modulus and exponent.
+    /// Builds an ES256 key from its uncompressed P-256 point (`04 ‖ x ‖ y`; the point must be on
+    /// the curve) or an EdDSA key from its 32 Ed25519 public bytes.
+    pub fn from_public_bytes(kid: &str, alg: Algorithm, public: &[u8]) -> Result<Self, KeyError> {
+        let verification: &'static dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
+            Algorithm::ES256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            Algorithm::EdDSA => &aws_lc_rs::signature::ED25519,
+            other => return Err(KeyError::Algorithm(other.name().to_owned())),
+        };
+        let key = ParsedPublicKey::new(verification, public).map_err(|_| KeyError::Material)?;
+        Ok(VerifyingKey {
+            kid: kid.to_owned(),
+            alg,
+            key,
+        })
+    }
+
+    /// Builds an RSA key from the big-endian modulus and exponent.
     pub fn from_components(
         kid: &str,
         alg: Algorithm,
@@ -190,8 +242,11 @@ impl VerifyingKey {
         if !(2048..=8192).contains(&bits) {
             return Err(KeyError::Material);
         }
+        let params = alg
+            .rsa_parameters()
+            .ok_or_else(|| KeyError::Algorithm(alg.name().to_owned()))?;
         let key = RsaPublicKeyComponents { n, e }
-            .to_parsed_public_key(alg.verification())
+            .to_parsed_public_key(params)
             .map_err(|_| KeyError::Material)?;
         Ok(VerifyingKey {
             kid: kid.to_owned(),
@@ -868,6 +923,9 @@ mod tests {
             alg: None,
             n: None,
             e: None,
+            crv: Some("P-384".into()),
+            x: None,
+            y: None,
         };
         let weak = KeyPair::generate(KeySize::Rsa2048).unwrap();
         let c: PublicKeyComponents<Vec<u8>> = weak.public_key().into();

@@ -1,5 +1,6 @@
-//! RSA signing keys: generated and used through aws-lc (one crypto backend, no `rsa` crate and
-//! so no RUSTSEC-2023-0071), stored with a format version, published as a JWKS.
+//! Signing keys (RSA for RS256, P-256 for ES256, Ed25519 for EdDSA): generated and used through
+//! aws-lc (one crypto backend, no `rsa` crate and so no RUSTSEC-2023-0071), stored as PKCS#8 with
+//! a format version, published as a JWKS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{self, KeyPair as _};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::Serialize;
 use shared::jws::{self, Header};
@@ -24,10 +25,39 @@ pub const FORMAT_PKCS8_PLAIN: i32 = 1;
 /// bound as associated data (see [`crate::crypto::kek`]).
 pub const FORMAT_PKCS8_SEALED: i32 = 2;
 
+/// What kind of key to generate: `AUTH_SIGNING_ALG` (and, for RSA, `AUTH_RSA_KEY_BITS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    /// RS256 with a modulus of this many bits (2048, 3072 or 4096).
+    Rsa(usize),
+    /// ES256: ECDSA on P-256.
+    P256,
+    /// EdDSA: Ed25519.
+    Ed25519,
+}
+
+impl KeySpec {
+    /// The JWS algorithm keys of this kind sign with.
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            KeySpec::Rsa(_) => Algorithm::RS256,
+            KeySpec::P256 => Algorithm::ES256,
+            KeySpec::Ed25519 => Algorithm::EdDSA,
+        }
+    }
+}
+
+/// The parsed private key.
+enum Pair {
+    Rsa(KeyPair),
+    P256(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
 /// A private key ready to sign, parsed once.
 pub struct SigningKey {
     kid: String,
-    pair: KeyPair,
+    pair: Pair,
     jwk: Jwk,
     rng: SystemRandom,
 }
@@ -53,24 +83,43 @@ pub struct NewKey {
 }
 
 impl SigningKey {
-    /// Generates a key of `bits` bits (2048, 3072 or 4096). Slow (tens to hundreds of ms): call
-    /// it off the async workers.
-    pub fn generate(bits: usize) -> anyhow::Result<NewKey> {
-        let size = match bits {
-            2048 => KeySize::Rsa2048,
-            3072 => KeySize::Rsa3072,
-            4096 => KeySize::Rsa4096,
-            _ => anyhow::bail!("unsupported RSA key size {bits}"),
+    /// Generates a key. RSA is slow (tens to hundreds of ms): call it off the async workers.
+    pub fn generate(spec: KeySpec) -> anyhow::Result<NewKey> {
+        let (der, pair): (Vec<u8>, Pair) = match spec {
+            KeySpec::Rsa(bits) => {
+                let size = match bits {
+                    2048 => KeySize::Rsa2048,
+                    3072 => KeySize::Rsa3072,
+                    4096 => KeySize::Rsa4096,
+                    _ => anyhow::bail!("unsupported RSA key size {bits}"),
+                };
+                let pair = KeyPair::generate(size)
+                    .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+                let der = AsDer::<Pkcs8V1Der>::as_der(&pair)
+                    .map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
+                (der.as_ref().to_vec(), Pair::Rsa(pair))
+            }
+            KeySpec::P256 => {
+                let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+                let doc = EcdsaKeyPair::generate_pkcs8(alg, &SystemRandom::new())
+                    .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(alg, doc.as_ref())
+                    .map_err(|e| anyhow::anyhow!("P-256 key does not parse: {e}"))?;
+                (doc.as_ref().to_vec(), Pair::P256(pair))
+            }
+            KeySpec::Ed25519 => {
+                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+                let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                    .map_err(|e| anyhow::anyhow!("Ed25519 key does not parse: {e}"))?;
+                (doc.as_ref().to_vec(), Pair::Ed25519(pair))
+            }
         };
-        let pair =
-            KeyPair::generate(size).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
-        let der = AsDer::<Pkcs8V1Der>::as_der(&pair)
-            .map_err(|_| anyhow::anyhow!("PKCS#8 encoding failed"))?;
         let jwk = public_jwk(&pair, None);
         Ok(NewKey {
             kid: jwk.kid.clone().unwrap_or_default(),
             format_version: FORMAT_PKCS8_PLAIN,
-            private: der.as_ref().to_vec().into(),
+            private: der.into(),
             public_jwk: jwk,
         })
     }
@@ -104,11 +153,25 @@ impl SigningKey {
     /// Loads a stored key.
     pub fn from_stored(key: &StoredKey, kek: &KeyEncryption) -> anyhow::Result<Self> {
         let der = Self::plaintext(key, kek)?;
-        let pair = KeyPair::from_pkcs8(der.expose_secret())
-            .map_err(|e| anyhow::anyhow!("key {} does not parse: {e}", key.kid))?;
-        if pair.public_modulus_len() * 8 < 2048 {
-            anyhow::bail!("key {} is shorter than 2048 bits", key.kid);
-        }
+        let der = der.expose_secret();
+        // PKCS#8 names the key's type: RSA, EC P-256 or Ed25519, tried in that order.
+        let pair = if let Ok(pair) = KeyPair::from_pkcs8(der) {
+            if pair.public_modulus_len() * 8 < 2048 {
+                anyhow::bail!("key {} is shorter than 2048 bits", key.kid);
+            }
+            Pair::Rsa(pair)
+        } else if let Ok(pair) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+        {
+            Pair::P256(pair)
+        } else {
+            Pair::Ed25519(Ed25519KeyPair::from_pkcs8(der).map_err(|e| {
+                anyhow::anyhow!(
+                    "key {} does not parse as RSA, P-256 or Ed25519: {e}",
+                    key.kid
+                )
+            })?)
+        };
         let jwk = public_jwk(&pair, Some(&key.kid));
         Ok(SigningKey {
             kid: key.kid.clone(),
@@ -128,10 +191,20 @@ impl SigningKey {
         &self.jwk
     }
 
-    /// Signs `claims` as a compact JWS with header `{"alg":"RS256","typ":typ,"kid":…}`.
+    /// The algorithm this key signs with.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.pair {
+            Pair::Rsa(_) => Algorithm::RS256,
+            Pair::P256(_) => Algorithm::ES256,
+            Pair::Ed25519(_) => Algorithm::EdDSA,
+        }
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg":…,"typ":typ,"kid":…}`, the key's
+    /// algorithm.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> anyhow::Result<String> {
         let header = Header {
-            alg: Algorithm::RS256.name().into(),
+            alg: self.algorithm().name().into(),
             typ: Some(typ.into()),
             kid: Some(self.kid.clone()),
             crit: None,
@@ -139,39 +212,52 @@ impl SigningKey {
         let mut token = jws::b64_encode(serde_json::to_vec(&header)?);
         token.push('.');
         token.push_str(&jws::b64_encode(serde_json::to_vec(claims)?));
-        let mut sig = vec![0u8; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &signature::RSA_PKCS1_SHA256,
-                &self.rng,
-                token.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+        let sig = match &self.pair {
+            Pair::Rsa(pair) => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &self.rng,
+                    token.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+                sig
+            }
+            // `r ‖ s`, 64 bytes (the FIXED signing algorithm), as JWS wants (RFC 7518 §3.4).
+            Pair::P256(pair) => pair
+                .sign(&self.rng, token.as_bytes())
+                .map_err(|_| anyhow::anyhow!("ECDSA signing failed"))?
+                .as_ref()
+                .to_vec(),
+            Pair::Ed25519(pair) => pair.sign(token.as_bytes()).as_ref().to_vec(),
+        };
         token.push('.');
         token.push_str(&jws::b64_encode(sig));
         Ok(token)
     }
 }
 
-fn public_jwk(pair: &KeyPair, kid: Option<&str>) -> Jwk {
-    let c: PublicKeyComponents<Vec<u8>> = pair.public_key().into();
-    let mut jwk = Jwk::rsa("", Algorithm::RS256, &c.n, &c.e);
+fn public_jwk(pair: &Pair, kid: Option<&str>) -> Jwk {
+    let mut jwk = match pair {
+        Pair::Rsa(pair) => {
+            let c: PublicKeyComponents<Vec<u8>> = pair.public_key().into();
+            Jwk::rsa("", Algorithm::RS256, &c.n, &c.e)
+        }
+        Pair::P256(pair) => {
+            // Uncompressed SEC1 point: 04 ‖ x ‖ y.
+            let point = pair.public_key().as_ref();
+            Jwk::ec_p256("", &point[1..33], &point[33..65])
+        }
+        Pair::Ed25519(pair) => Jwk::ed25519("", pair.public_key().as_ref()),
+    };
     jwk.kid = Some(kid.map_or_else(|| thumbprint(&jwk), str::to_owned));
     jwk
 }
 
-/// RFC 7638 JWK thumbprint (SHA-256) of an RSA key: a kid anyone can recompute.
+/// RFC 7638 JWK thumbprint (SHA-256) of a key: a kid anyone can recompute.
 pub fn thumbprint(jwk: &Jwk) -> String {
-    let canonical = format!(
-        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-        jwk.e.as_deref().unwrap_or(""),
-        jwk.n.as_deref().unwrap_or("")
-    );
-    jws::b64_encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        canonical.as_bytes(),
-    ))
+    jwk.thumbprint()
 }
 
 /// The keys in use at one moment: the signing key, every published key, and the JWKS document.
@@ -337,12 +423,12 @@ impl KeyManager {
     /// retired ([`crate::configuration::Settings::key_published_after_retirement`]).
     pub async fn start(
         store: Arc<dyn KeyStore>,
-        rsa_bits: usize,
+        spec: KeySpec,
         kek: Arc<KeyEncryption>,
         published_after_retirement: i64,
     ) -> anyhow::Result<Self> {
         if !store.has_current().await? {
-            let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
+            let new = tokio::task::spawn_blocking(move || SigningKey::generate(spec)).await??;
             if store
                 .insert_if_no_current(SigningKey::seal(new, &kek)?)
                 .await?
@@ -522,11 +608,11 @@ impl KeyManager {
     /// at `activate_after` (publish-before-use). `None` if a rotation is already pending.
     pub async fn rotate(
         store: &dyn KeyStore,
-        rsa_bits: usize,
+        spec: KeySpec,
         kek: &KeyEncryption,
         activate_after: i64,
     ) -> anyhow::Result<Option<String>> {
-        let new = tokio::task::spawn_blocking(move || SigningKey::generate(rsa_bits)).await??;
+        let new = tokio::task::spawn_blocking(move || SigningKey::generate(spec)).await??;
         let kid = new.kid.clone();
         Ok(store
             .add_next(SigningKey::seal(new, kek)?, activate_after)
@@ -575,7 +661,7 @@ mod tests {
 
     #[test]
     fn generated_keys_sign_tokens_the_shared_verifier_accepts() {
-        let new = SigningKey::generate(2048).unwrap();
+        let new = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         assert_eq!(new.kid, thumbprint(&new.public_jwk));
         let ring = KeyRing::build(
             &[stored(&new, KeyState::Current)],
@@ -596,10 +682,74 @@ mod tests {
         assert!(jwks["keys"][0].get("d").is_none());
     }
 
+    /// Each algorithm's key: generated, stored (sealed) and loaded back, signs tokens that the
+    /// shared verifier accepts when it allows that algorithm, and only then; a changed byte of
+    /// the signature fails; its JWK carries its type's public members only.
+    #[test]
+    fn every_signing_algorithm_round_trips_through_the_store_and_the_shared_verifier() {
+        for (spec, kty, sig_len) in [
+            (KeySpec::Rsa(2048), "RSA", 256),
+            (KeySpec::P256, "EC", 64),
+            (KeySpec::Ed25519, "OKP", 64),
+        ] {
+            let alg = spec.algorithm();
+            let new = SigningKey::seal(SigningKey::generate(spec).unwrap(), &kek()).unwrap();
+            assert_eq!(new.kid, thumbprint(&new.public_jwk));
+            let ring = KeyRing::build(
+                &[stored(&new, KeyState::Current)],
+                None,
+                &kek(),
+                &HashMap::new(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(ring.signing().algorithm(), alg);
+            let claims = serde_json::json!({"iss":"i","sub":"u","aud":"api","client_id":"c","exp":2_000_000_000i64,
+                "iat":1,"nbf":1,"jti":"j","sid":"s","roles":["user"]});
+            let token = ring.signing().sign("at+jwt", &claims).unwrap();
+            let parts = shared::jws::split(&token).unwrap();
+            assert_eq!(parts.header.alg, alg.name());
+            assert_eq!(parts.signature.len(), sig_len, "{alg}");
+            let mut validation = Validation::new("i", vec!["api".into()]);
+            validation.algorithms = vec![alg];
+            let v = Verifier::new(validation);
+            let c: AccessClaims = v.verify(ring.verifying(), &token, 10).unwrap();
+            assert_eq!(c.sub, "u");
+            let mut tampered = token.clone().into_bytes();
+            let at = tampered.len() - 3;
+            tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+            assert!(
+                v.verify::<AccessClaims>(
+                    ring.verifying(),
+                    std::str::from_utf8(&tampered).unwrap(),
+                    10
+                )
+                .is_err()
+            );
+            // A verifier that does not allow the algorithm refuses the token.
+            if alg != Algorithm::RS256 {
+                let rs_only = Verifier::new(Validation::new("i", vec!["api".into()]));
+                assert_eq!(
+                    rs_only.verify::<AccessClaims>(ring.verifying(), &token, 10),
+                    Err(shared::VerifyError::Algorithm)
+                );
+            }
+            let jwks: serde_json::Value = serde_json::from_slice(ring.jwks()).unwrap();
+            let key = &jwks["keys"][0];
+            assert_eq!(
+                (key["kty"].as_str(), key["alg"].as_str()),
+                (Some(kty), Some(alg.name()))
+            );
+            for private in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(key.get(private).is_none(), "{alg}: {private}");
+            }
+        }
+    }
+
     #[test]
     fn newest_current_key_signs_and_old_ones_stay_published() {
-        let old = SigningKey::generate(2048).unwrap();
-        let new = SigningKey::generate(2048).unwrap();
+        let old = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
+        let new = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         let ring = KeyRing::build(
             &[
                 stored(&new, KeyState::Current),
@@ -624,7 +774,7 @@ mod tests {
             .is_err()
         );
         // A next key is published but does not sign.
-        let next = SigningKey::generate(2048).unwrap();
+        let next = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         let ring = KeyRing::build(
             &[
                 stored(&next, KeyState::Next),
@@ -642,8 +792,8 @@ mod tests {
 
     #[test]
     fn a_retired_key_leaves_the_jwks_after_its_access_tokens_but_verifies_refresh_tokens() {
-        let old = SigningKey::generate(2048).unwrap();
-        let new = SigningKey::generate(2048).unwrap();
+        let old = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
+        let new = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         let now = shared::unix_now();
         let mut retired = stored(&old, KeyState::Retired);
         retired.times.retired_at = Some(now - 100);
@@ -668,8 +818,8 @@ mod tests {
 
     #[test]
     fn a_revoked_key_neither_signs_verifies_nor_is_published() {
-        let old = SigningKey::generate(2048).unwrap();
-        let new = SigningKey::generate(2048).unwrap();
+        let old = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
+        let new = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         let both = [
             stored(&new, KeyState::Current),
             stored(&old, KeyState::Retired),
@@ -686,7 +836,7 @@ mod tests {
 
     #[test]
     fn unknown_format_versions_are_refused() {
-        let new = SigningKey::generate(2048).unwrap();
+        let new = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         let mut s = stored(&new, KeyState::Current);
         s.format_version = 99;
         assert!(SigningKey::from_stored(&s, &kek()).is_err());
@@ -695,7 +845,7 @@ mod tests {
     #[test]
     fn sealed_keys_load_and_plaintext_ones_still_read() {
         let k = kek();
-        let new = SigningKey::generate(2048).unwrap();
+        let new = SigningKey::generate(KeySpec::Rsa(2048)).unwrap();
         let plain = stored(&new, KeyState::Current);
         let sealed_new = SigningKey::seal(new, &k).unwrap();
         assert_eq!(sealed_new.format_version, FORMAT_PKCS8_SEALED);

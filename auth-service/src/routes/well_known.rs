@@ -6,6 +6,25 @@ use serde_json::json;
 
 use crate::state::AppState;
 
+/// The algorithms ID tokens are or will be signed with: the signing key's, every published
+/// key's, and the configured one's (a switch in progress lists both), in a fixed order.
+fn signing_algorithms(state: &AppState) -> Vec<&'static str> {
+    let ring = state.keys.ring();
+    shared::Algorithm::ALL
+        .into_iter()
+        .filter(|a| {
+            *a == state.settings.keys.signing_alg
+                || *a == ring.signing().algorithm()
+                || ring
+                    .verifying()
+                    .kids()
+                    .filter_map(|k| ring.verifying().get(k))
+                    .any(|k| k.algorithm() == *a)
+        })
+        .map(shared::Algorithm::name)
+        .collect()
+}
+
 /// `/.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`: what a
 /// Basic OpenID provider publishes (OpenID Connect Discovery 1.0 §3, RFC 8414). The first-party
 /// login is deliberately not advertised as a password grant (RFC 9700).
@@ -36,7 +55,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
+            "id_token_signing_alg_values_supported": signing_algorithms(&state),
             "code_challenge_methods_supported": ["S256"],
             "prompt_values_supported": PROMPT_VALUES,
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid", "amr", "at_hash",

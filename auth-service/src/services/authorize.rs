@@ -639,10 +639,20 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
 }
 
-/// `at_hash`: the left half of the SHA-256 of the access token's ASCII, base64url.
-pub fn at_hash(access_token: &str) -> String {
-    let d = digest::digest(&digest::SHA256, access_token.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.as_ref()[..16])
+/// `at_hash`: the left half of the hash of the access token's ASCII, base64url, with the hash of
+/// the ID token's `alg` (OpenID Connect Core §3.1.3.6): SHA-256 for RS256 and ES256, SHA-512
+/// for EdDSA on Ed25519 (the OpenID Connect working group's answer, connect issue 1125).
+pub fn at_hash(access_token: &str, alg: shared::Algorithm) -> String {
+    let hash = match alg {
+        shared::Algorithm::EdDSA | shared::Algorithm::RS512 | shared::Algorithm::PS512 => {
+            &digest::SHA512
+        }
+        shared::Algorithm::RS384 | shared::Algorithm::PS384 => &digest::SHA384,
+        _ => &digest::SHA256,
+    };
+    let d = digest::digest(hash, access_token.as_bytes());
+    let half = d.as_ref().len() / 2;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d.as_ref()[..half])
 }
 
 /// What the user's claims are under `scopes` (UserInfo and ID token alike).
@@ -828,7 +838,7 @@ pub async fn exchange(
             azp: client.client_id.clone(),
             sid: grant.sso_sid.clone(),
             amr: grant.amr.split(' ').map(str::to_owned).collect(),
-            at_hash: Some(at_hash(&access_token)),
+            at_hash: Some(at_hash(&access_token, key.algorithm())),
             preferred_username: extra
                 .get("preferred_username")
                 .and_then(|v| v.as_str())
@@ -926,6 +936,13 @@ mod tests {
     #[test]
     fn at_hash_is_half_the_digest() {
         // OpenID Connect Core §3.1.3.6: 128 bits, base64url: 22 characters.
-        assert_eq!(at_hash("token").len(), 22);
+        assert_eq!(at_hash("token", shared::Algorithm::RS256).len(), 22);
+        assert_eq!(at_hash("token", shared::Algorithm::ES256).len(), 22);
+        // Ed25519: the left half of SHA-512, 256 bits: 43 characters.
+        assert_eq!(at_hash("token", shared::Algorithm::EdDSA).len(), 43);
+        assert_eq!(
+            at_hash("token", shared::Algorithm::RS256),
+            at_hash("token", shared::Algorithm::ES256)
+        );
     }
 }

@@ -69,7 +69,7 @@ pub async fn rotate(state: &AppState, actor: Actor<'_>) -> anyhow::Result<Option
     let at = now + secs(state.settings.keys.rotation_lead);
     let kid = KeyManager::rotate(
         state.key_store.as_ref(),
-        state.settings.keys.rsa_key_bits,
+        state.settings.keys.spec(),
         state.keys.kek(),
         at,
     )
@@ -117,8 +117,8 @@ pub async fn replace_compromised(
     state: &AppState,
     actor: Actor<'_>,
 ) -> anyhow::Result<(String, Vec<String>)> {
-    let bits = state.settings.keys.rsa_key_bits;
-    let new = tokio::task::spawn_blocking(move || SigningKey::generate(bits))
+    let spec = state.settings.keys.spec();
+    let new = tokio::task::spawn_blocking(move || SigningKey::generate(spec))
         .await
         .context("generating a key")??;
     let kid = new.kid.clone();
@@ -185,6 +185,7 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
             tracing::info!(kid = %r.kid, activates_at = r.activates_at, "scheduled key rotation: new key published");
         }
     }
+    follow_configured_algorithm(state).await?;
     state
         .keys
         .advance(now, state.settings.key_kept_after_retirement())
@@ -192,6 +193,32 @@ pub async fn tick(state: &AppState) -> anyhow::Result<()> {
     state.keys.reload().await?;
     if !state.revoked_keys_read.load(Ordering::Relaxed) {
         refuse_revoked(state).await?;
+    }
+    Ok(())
+}
+
+/// Switching `AUTH_SIGNING_ALG` is a rotation: when the signing key's algorithm is not the
+/// configured one and no rotation is pending, a key of the configured algorithm is published now
+/// and signs after `AUTH_KEY_ROTATION_LEAD` (publish before use), as any rotation. Run at start
+/// and at every key tick, so that it happens whichever replica runs the new setting first.
+pub async fn follow_configured_algorithm(state: &AppState) -> anyhow::Result<()> {
+    let configured = state.settings.keys.signing_alg;
+    let signing = state.keys.ring().signing().algorithm();
+    if signing == configured {
+        return Ok(());
+    }
+    let stored = state.key_store.load().await?;
+    if stored.iter().any(|k| k.state == KeyState::Next) {
+        return Ok(());
+    }
+    if let Some(r) = rotate(state, Actor::Service).await? {
+        tracing::info!(
+            kid = %r.kid,
+            activates_at = r.activates_at,
+            from = %signing,
+            to = %configured,
+            "AUTH_SIGNING_ALG differs from the signing key's algorithm: a key of the configured one is published, and signs once every verifier has it"
+        );
     }
     Ok(())
 }

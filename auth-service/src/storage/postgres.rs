@@ -993,8 +993,8 @@ async fn insert_key(
     let state = state.as_str();
     tx.execute(
         "INSERT INTO signing_keys (kid, alg, format_version, private_key, public_jwk, state, activated_at)
-         VALUES ($1, 'RS256', $2, $3, $4, $5, now())",
-        &[&key.kid, &key.format_version, &key.private.expose_secret(), &jwk, &state],
+         VALUES ($1, $6, $2, $3, $4, $5, now())",
+        &[&key.kid, &key.format_version, &key.private.expose_secret(), &jwk, &state, &key.public_jwk.alg.as_deref().unwrap_or("RS256")],
     )
     .await?;
     Ok(())

@@ -74,7 +74,7 @@ async fn plaintext_keys_of_earlier_versions_are_sealed_at_the_first_start() {
     .unwrap();
     pg.migrate().await.unwrap();
     // What an earlier version stored: format 1, plain PKCS#8.
-    let old = SigningKey::generate(2048).unwrap();
+    let old = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let kid = old.kid.clone();
     assert_eq!(old.format_version, FORMAT_PKCS8_PLAIN);
     assert!(pg.insert_if_no_current(old).await.unwrap());

@@ -236,7 +236,10 @@ async fn a_token_from_a_key_this_replica_has_not_loaded_triggers_a_reload() {
     // hour, has not seen it.
     let store = &a.state.key_store;
     let now = shared::unix_now();
-    let key = auth_service::crypto::keys::SigningKey::generate(2048).unwrap();
+    let key = auth_service::crypto::keys::SigningKey::generate(
+        auth_service::crypto::keys::KeySpec::Rsa(2048),
+    )
+    .unwrap();
     let key = auth_service::crypto::keys::SigningKey::seal(key, a.state.keys.kek()).unwrap();
     assert!(store.add_next(key, now).await.unwrap());
     assert!(store.advance(now, 3600).await.unwrap());
@@ -411,4 +414,83 @@ async fn keys_rotate_on_a_schedule() {
     }
     assert_ne!(signing, first, "a scheduled rotation happened");
     assert!(kids(&app).await.contains(&signing));
+}
+
+/// Switching `AUTH_SIGNING_ALG` is a rotation. A replica started with ES256 on keys that are
+/// RS256 publishes an ES256 key at once, keeps signing RS256 until the lead time has passed
+/// (publish before use), then signs ES256; the RS256 tokens issued before still verify, and the
+/// sessions opened under RS256 refresh into ES256 pairs.
+#[tokio::test]
+async fn switching_the_signing_algorithm_is_a_rotation_published_before_use() {
+    let timing = [
+        ("AUTH_KEY_RELOAD_INTERVAL", "1"),
+        ("AUTH_JWKS_MAX_AGE", "1"),
+        ("AUTH_KEY_ROTATION_LEAD", "2"),
+    ];
+    let mut first = TestApp::builder();
+    for (k, v) in timing {
+        first = first.env(k, v);
+    }
+    let rs = first.spawn().await;
+    let (name, before) = rs.new_user().await;
+    assert_eq!(header(&before.access_token)["alg"], "RS256");
+    let mut second = TestApp::builder()
+        .resources(rs.resources.clone())
+        .env("AUTH_SIGNING_ALG", "ES256");
+    for (k, v) in timing {
+        second = second.env(k, v);
+    }
+    let es = second.spawn().await;
+    // Published at once (both keys in the JWKS), not signing yet.
+    let mut published = Vec::new();
+    for _ in 0..20 {
+        let jwks: Value = es
+            .get("/.well-known/jwks.json", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        published = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["alg"].as_str().unwrap().to_owned())
+            .collect();
+        if published.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    published.sort();
+    assert_eq!(published, vec!["ES256", "RS256"]);
+    let t = es.login(&name, crate::helpers::PASSWORD).await;
+    assert_eq!(
+        header(&t.access_token)["alg"],
+        "RS256",
+        "signing before the lead time"
+    );
+    // After the lead time, ES256 signs, on both replicas (the RS256 one follows the store).
+    let mut algs = (String::new(), String::new());
+    for _ in 0..60 {
+        let a = es.login(&name, crate::helpers::PASSWORD).await;
+        let b = rs.login(&name, crate::helpers::PASSWORD).await;
+        algs = (
+            header(&a.access_token)["alg"].as_str().unwrap().to_owned(),
+            header(&b.access_token)["alg"].as_str().unwrap().to_owned(),
+        );
+        if algs.0 == "ES256" && algs.1 == "ES256" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(algs, ("ES256".to_owned(), "ES256".to_owned()));
+    // The RS256 token issued before still verifies, and its session refreshes into ES256.
+    assert_eq!(es.me_status(&before.access_token).await, StatusCode::OK);
+    let res = es.refresh(&before.refresh_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let pair: Value = res.json().await.unwrap();
+    assert_eq!(
+        header(pair["access_token"].as_str().unwrap())["alg"],
+        "ES256"
+    );
 }

@@ -224,25 +224,30 @@ pub async fn users_are_listed_in_creation_order_by_keyset_pages(s: &Stores) {
 
 pub async fn keys_move_from_next_to_current_to_retired_to_removed(s: &Stores) {
     assert!(!s.keys.has_current().await.unwrap());
-    let first = SigningKey::generate(2048).unwrap();
+    let first = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let first_kid = first.kid.clone();
     assert!(s.keys.insert_if_no_current(first).await.unwrap());
     assert!(s.keys.has_current().await.unwrap());
     assert!(
         !s.keys
-            .insert_if_no_current(SigningKey::generate(2048).unwrap())
+            .insert_if_no_current(
+                SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap()
+            )
             .await
             .unwrap()
     );
     tokio::time::sleep(Duration::from_millis(5)).await;
     let now = shared::unix_now();
-    let second = SigningKey::generate(2048).unwrap();
+    let second = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let second_kid = second.kid.clone();
     // Published as next, not signing until its time.
     assert!(s.keys.add_next(second, now + 100).await.unwrap());
     assert!(
         !s.keys
-            .add_next(SigningKey::generate(2048).unwrap(), now + 100)
+            .add_next(
+                SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap(),
+                now + 100
+            )
             .await
             .unwrap(),
         "one pending rotation at a time"
@@ -285,18 +290,18 @@ pub async fn keys_move_from_next_to_current_to_retired_to_removed(s: &Stores) {
 
 pub async fn a_compromise_replaces_every_key_with_one_current_key(s: &Stores) {
     let now = shared::unix_now();
-    let first = SigningKey::generate(2048).unwrap();
+    let first = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let first_kid = first.kid.clone();
     assert!(s.keys.insert_if_no_current(first).await.unwrap());
-    let second = SigningKey::generate(2048).unwrap();
+    let second = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let second_kid = second.kid.clone();
     assert!(s.keys.add_next(second, now).await.unwrap());
     assert!(s.keys.advance(now, 600).await.unwrap());
-    let pending = SigningKey::generate(2048).unwrap();
+    let pending = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let pending_kid = pending.kid.clone();
     assert!(s.keys.add_next(pending, now + 600).await.unwrap());
     // current, retired and a pending next key: all go, the new key is the only one, current.
-    let fresh = SigningKey::generate(2048).unwrap();
+    let fresh = SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap();
     let fresh_kid = fresh.kid.clone();
     let mut removed = s.keys.replace_all(fresh).await.unwrap();
     removed.sort();
@@ -313,7 +318,10 @@ pub async fn a_compromise_replaces_every_key_with_one_current_key(s: &Stores) {
     // A plain rotation works from there as before.
     assert!(
         s.keys
-            .add_next(SigningKey::generate(2048).unwrap(), now + 10)
+            .add_next(
+                SigningKey::generate(auth_service::crypto::keys::KeySpec::Rsa(2048)).unwrap(),
+                now + 10
+            )
             .await
             .unwrap()
     );

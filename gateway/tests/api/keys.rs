@@ -325,3 +325,56 @@ async fn keys_are_refreshed_on_the_cache_interval_without_an_unknown_kid() {
         0.0
     );
 }
+
+/// Each signing algorithm through the gateway: an auth-service signing ES256 or EdDSA, a gateway
+/// whose `algorithms` allow it verifies the tokens locally (and refuses a changed one), and a
+/// gateway left at the default (RS256 only) refuses them as an algorithm it does not accept.
+#[actix_web::test]
+async fn tokens_of_each_signing_algorithm_pass_where_the_algorithm_is_allowed() {
+    for alg in ["ES256", "EdDSA"] {
+        let s = Stack::start_with(
+            &[("AUTH_SIGNING_ALG", alg)],
+            &format!("algorithms = [\"RS256\", \"{alg}\"]"),
+        )
+        .await;
+        let t = s.auth.user("kim").await;
+        let header: serde_json::Value = serde_json::from_slice(
+            &shared::jws::b64_decode(t.access_token.split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], alg);
+        let (status, echo) = s.echo_of("/api/x", Some(&t.access_token), &[]).await;
+        assert_eq!(status, 200, "{alg}");
+        let sub = serde_json::from_slice::<serde_json::Value>(
+            &shared::jws::b64_decode(t.access_token.split('.').nth(1).unwrap()).unwrap(),
+        )
+        .unwrap()["sub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(echo.to_string().contains(&sub), "{echo}");
+        // One changed signature character: refused.
+        let mut bad = t.access_token.clone().into_bytes();
+        let at = bad.len() - 2;
+        bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert_eq!(s.get("/api/x", Some(&bad)).await.status(), 401, "{alg}");
+
+        // The default allow-list (RS256 only) refuses the algorithm, saying so.
+        let strict = start_gateway(&config(&s.auth.url, &s.echo.url, ""), &[]).await;
+        crate::helpers::wait_ready(&strict.admin).await;
+        let res = s
+            .client
+            .get(format!("{}/api/x", strict.url))
+            .bearer_auth(&t.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{alg}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body.to_string().contains("algorithm is not accepted"),
+            "{alg}: {body}"
+        );
+    }
+}
