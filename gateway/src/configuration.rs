@@ -260,7 +260,7 @@ pub struct Settings {
     pub production: bool,
     /// HTTP workers.
     pub workers: usize,
-    /// Verified tokens remembered per worker.
+    /// Verified tokens remembered, in one cache the workers share.
     pub verified_token_cache: usize,
     /// Largest request head (headers), bytes; beyond it, 431.
     pub max_header_bytes: usize,

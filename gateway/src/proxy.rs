@@ -33,9 +33,11 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The revocation replica (`None` when revocation is switched off).
     pub revocations: Option<Arc<shared::RevocationReplica>>,
+    /// Verified tokens, shared by the workers.
+    pub verified: Arc<crate::authn::VerifiedCache>,
 }
 
-/// One HTTP worker's state: its upstream connection pool and verified-token cache.
+/// One HTTP worker's state: its upstream connection pool (and the shared verified-token cache).
 pub struct Worker {
     gateway: Arc<Gateway>,
     auth: WorkerAuthenticator,
@@ -58,8 +60,7 @@ impl Worker {
             validation,
             Arc::clone(&gateway.keys),
             gateway.revocations.clone(),
-            s.verified_token_cache.div_ceil(s.workers),
-            Arc::clone(&gateway.metrics),
+            Arc::clone(&gateway.verified),
         );
         let client = crate::upstream::worker_client(tls, std::time::Duration::from_secs(5));
         let pool = crate::h1client::Pool::new(std::time::Duration::from_secs(5));

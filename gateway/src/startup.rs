@@ -69,11 +69,16 @@ impl Application {
                 "revocation is switched off: revoked tokens stay valid here until they expire"
             );
         }
+        let verified = Arc::new(crate::authn::VerifiedCache::new(
+            settings.verified_token_cache,
+            Arc::clone(&metrics),
+        ));
         let gateway = Arc::new(Gateway {
             settings,
             keys,
             metrics,
             revocations,
+            verified,
         });
 
         let gw = Arc::clone(&gateway);

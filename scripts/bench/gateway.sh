@@ -28,6 +28,10 @@ cd "$(dirname "$0")/../.."
 SVC_CPUS="${SVC_CPUS:-0}"; LOAD_CPUS="${LOAD_CPUS:-1}"
 DURATION="${DURATION:-15}"; CONNS="${CONNS:-64}"; IDLE="${IDLE:-10000}"  # ROUNDS (default 3) below
 MIXES="${MIXES:-one fit over zipf cold}"
+# AUTH_SIGNING_ALG=ES256 or EdDSA: the tokens are signed so, the gateways allow that algorithm,
+# the cold path's limit is that algorithm's verification (openssl speed ecdsap256 / ed25519),
+# and HAProxy (RS256 configured here; its jwt_verify has no EdDSA) sits out.
+SIGNING_ALG="${AUTH_SIGNING_ALG:-RS256}"
 for tool in wrk taskset nginx haproxy curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: apt-get install wrk nginx-light haproxy curl)"; exit 1; }
 done
@@ -54,7 +58,8 @@ auth_port=$(free_port); auth="http://127.0.0.1:$auth_port"
 psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS gwbench WITH (FORCE)" -c "CREATE DATABASE gwbench" >/dev/null
 export AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/gwbench" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="gwbench:" \
   AUTH_LISTEN="127.0.0.1:$auth_port" AUTH_ISSUER="$auth" AUTH_ACCESS_TOKEN_TTL=3600 RUST_LOG=warn AUTH_THROTTLE=off \
-  AUTH_FEED_TOKEN=bench-feed-token-0123456789abcdef AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)"
+  AUTH_FEED_TOKEN=bench-feed-token-0123456789abcdef AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" \
+  AUTH_SIGNING_ALG="$SIGNING_ALG"
 taskset -c "$LOAD_CPUS" ./target/release/auth-service > "$work/auth.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "$auth/readyz" >/dev/null && break; sleep 0.2; done
@@ -65,7 +70,7 @@ for m in $MIXES; do case "$m" in one) ;; fit) ;; over) ;; zipf) ;; cold) ;; *) e
 [ "$(wc -l < "$work/tokens.txt")" = "$ntokens" ] || { echo "bench: minting tokens failed"; exit 1; }
 curl -sf -X POST "$auth/v1/users" -H 'content-type: application/json' -d '{"username":"bench","password":"correct horse battery staple"}' >/dev/null
 token=$(curl -sf -X POST "$auth/v1/login" -d username=bench --data-urlencode "password=correct horse battery staple" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
-curl -sf "$auth/.well-known/jwks.json" | target/interop-venv/bin/python -c '
+[ "$SIGNING_ALG" = RS256 ] && curl -sf "$auth/.well-known/jwks.json" | target/interop-venv/bin/python -c '
 import sys, json, base64
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from cryptography.hazmat.primitives import serialization
@@ -132,8 +137,8 @@ frontend fe
 backend be
   server s1 127.0.0.1:$up_port
 HAP
-haproxy -c -f "$work/haproxy.cfg" >/dev/null
-taskset -c "$SVC_CPUS" haproxy -D -f "$work/haproxy.cfg"
+[ "$SIGNING_ALG" != RS256 ] || haproxy -c -f "$work/haproxy.cfg" >/dev/null
+[ "$SIGNING_ALG" = RS256 ] && taskset -c "$SVC_CPUS" haproxy -D -f "$work/haproxy.cfg"
 
 gw_port=$(free_port); gw_admin=$(free_port)
 cat > "$work/gateway.toml" <<TOML
@@ -142,6 +147,7 @@ audiences = ["api"]
 listen = "127.0.0.1:$gw_port"
 admin_listen = "127.0.0.1:$gw_admin"
 workers = 1
+algorithms = ["$SIGNING_ALG"]
 verified_token_cache = ${GATEWAY_CACHE:-10000}
 [[routes]]
 prefix = "/"
@@ -153,6 +159,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gw_admin/readyz" >/dev/nul
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 gw_rss_start=$(rss_kib "$gw_pid")
 contenders="nginx:$ngx_port haproxy:$hap_port gateway:$gw_port"
+[ "$SIGNING_ALG" = RS256 ] || contenders="nginx:$ngx_port gateway:$gw_port"
 # The cold path: the same gateway with its verified-token cache off.
 cold_port=$(free_port); cold_admin=$(free_port)
 sed -e "s/127.0.0.1:$gw_port/127.0.0.1:$cold_port/" -e "s/127.0.0.1:$gw_admin/127.0.0.1:$cold_admin/" \
@@ -161,8 +168,13 @@ GATEWAY_CONFIG="$work/gateway_cold.toml" GATEWAY_FEED_TOKEN=bench-feed-token-012
 cold_pid=$!; pids+=($cold_pid)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$cold_admin/readyz" >/dev/null && break; sleep 0.2; done
 contenders="$contenders gateway_cold:$cold_port"
-# One RSA-2048 verification on the contenders' core (OpenSSL's own figure, in this run).
-verify_per_s=$(taskset -c "$SVC_CPUS" openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $NF}')
+# One verification on the contenders' core (OpenSSL's own figure, in this run).
+case "$SIGNING_ALG" in
+  RS256) verify_per_s=$(taskset -c "$SVC_CPUS" openssl speed -seconds 5 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $NF}') ;;
+  ES256) verify_per_s=$(taskset -c "$SVC_CPUS" openssl speed -seconds 5 ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print $NF}') ;;
+  EdDSA) verify_per_s=$(taskset -c "$SVC_CPUS" openssl speed -seconds 5 ed25519 2>/dev/null | awk '/EdDSA \(Ed25519\)/ {print $NF}') ;;
+  *) echo "bench: AUTH_SIGNING_ALG must be RS256, ES256 or EdDSA"; exit 1 ;;
+esac
 if [ -n "${REF_GATEWAY:-}" ]; then
   ref_port=$(free_port); ref_admin=$(free_port)
   sed -e "s/127.0.0.1:$gw_port/127.0.0.1:$ref_port/" -e "s/127.0.0.1:$gw_admin/127.0.0.1:$ref_admin/" \
@@ -185,7 +197,7 @@ forged=$(python3 -c '
 import base64, sys
 h, p, sig = sys.argv[1].split(".")
 raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
-raw[100] ^= 1
+raw[len(raw) // 2] ^= 1
 print(h + "." + p + "." + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="))' "$token")
 for name_port in $contenders; do
   [ "${name_port%%:*}" = nginx ] && continue
@@ -260,8 +272,9 @@ echo "bench: $ROUNDS rounds × ${DURATION}s per contender and mix ($MIXES), $CON
 # to back, and every other round runs the contenders in reverse order, so a steady drift of the
 # shared machine favours neither of them. The upstream alone ("direct") is measured in the first
 # mix only: it reads no token.
-order=(direct nginx gateway haproxy)
-[ -n "${REF_GATEWAY:-}" ] && order=(direct nginx gateway gateway_ref haproxy)
+order=(direct nginx gateway)
+[ -n "${REF_GATEWAY:-}" ] && order+=(gateway_ref)
+[ "$SIGNING_ALG" = RS256 ] && order+=(haproxy)
 port_of() { case "$1" in direct) echo "$direct_port";; nginx) echo "$ngx_port";; gateway) echo "$gw_port";; gateway_ref) echo "$ref_port";; gateway_cold) echo "$cold_port";; haproxy) echo "$hap_port";; esac; }
 first_mix=${MIXES%% *}
 results=$(for r in $(seq 1 "$ROUNDS"); do
@@ -285,7 +298,7 @@ echo "bench: the gateway's resident memory: $((gw_rss_start / 1024)) MiB at star
 [ -n "${REF_GATEWAY:-}" ] && echo "bench: REF_GATEWAY's resident memory after the mixes: $(($(rss_kib "$ref_pid") / 1024)) MiB" >&2
 idle=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/idle_conns.py 127.0.0.1 "$gw_port" "$IDLE" "$gw_pid" "$token" /x)
 
-VERIFY_PER_S="$verify_per_s" CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
+ALG="$SIGNING_ALG" VERIFY_PER_S="$verify_per_s" CACHE="$(cat "$work/cache.txt" 2>/dev/null)" RESULTS="$results" IDLE_OUT="$idle" DURATION="$DURATION" MIXES="$MIXES" python3 - <<'PY'
 import os, statistics as st
 rows = {}
 hz = os.sysconf("SC_CLK_TCK")
@@ -296,7 +309,7 @@ for line in os.environ["RESULTS"].strip().splitlines():
     n = max(float(rps) * duration, 1.0)
     cpu = ((int(u1) - int(u0)) / hz * 1e6 / n, (int(s1) - int(s0)) / hz * 1e6 / n)
     rows.setdefault(mix, {}).setdefault(name, {})[int(r)] = (float(rps), float(p50), float(p99), int(bad), cpu)
-names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": "our gateway, RS256 verified", "gateway_ref": "REF_GATEWAY (the reference build)", "gateway_cold": "our gateway, cold: its cache off, every request verified"}
+names = {"direct": "upstream directly (no proxy)", "nginx": "nginx 1.22, plain reverse proxy", "haproxy": "HAProxy 2.6, jwt_verify RS256 + iss/exp", "gateway": f"our gateway, {os.environ['ALG']} verified", "gateway_ref": "REF_GATEWAY (the reference build)", "gateway_cold": "our gateway, cold: its cache off, every request verified"}
 mixes = {"one": "one token (the gateway's best case: a verified-token cache hit)", "fit": "5,000 tokens in turn (fit the cache)", "over": "60,000 tokens in turn (more than the cache holds)", "zipf": "100,000 tokens, Zipf (exponent 1.0)", "cold": "100,000 tokens in turn, and the cold path (a gateway with its cache off)"}
 for mix in os.environ["MIXES"].split():
     m = rows[mix]
@@ -322,7 +335,7 @@ for mix in os.environ["MIXES"].split():
         limit = 1e6 / (verify_us + nginx_us)
         got = [m["gateway_cold"][r][0] for r in rounds]
         print()
-        print(f"Cold path against its limit on this core: one RSA-2048 verification {verify_us:.2f} µs (openssl speed: {float(os.environ['VERIFY_PER_S']):.0f}/s) + nginx's {nginx_us:.2f} µs of CPU per request = {limit:.0f} requests/s; the cold gateway does {st.median(got):.0f}, **{st.median(got) / limit:.2f}× the limit** (each round: {', '.join(f'{g / limit:.2f}' for g in got)}).")
+        print(f"Cold path against its limit on this core: one {os.environ['ALG']} verification {verify_us:.2f} µs (openssl speed: {float(os.environ['VERIFY_PER_S']):.0f}/s) + nginx's {nginx_us:.2f} µs of CPU per request = {limit:.0f} requests/s; the cold gateway does {st.median(got):.0f}, **{st.median(got) / limit:.2f}× the limit** (each round: {', '.join(f'{g / limit:.2f}' for g in got)}).")
     rates = []
     for line in os.environ.get("CACHE", "").splitlines():
         cmix, h0, m0, h1, m1 = line.split()
