@@ -328,7 +328,7 @@ for mix in os.environ["MIXES"].split():
         p99s = ", ".join(f"{m[k][r][2]:.2f}" for r in rounds)
         u = st.median(m[k][r][4][0] for r in rounds)
         s = st.median(m[k][r][4][1] for r in rounds)
-        print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(m[k][r][3] for r in rounds)} | {rng(ratio(k, 'nginx'))} | {rng(ratio(k, 'haproxy'))} | {u:.2f} + {s:.2f} |")
+        print(f"| {names[k]} | {med(k, 0):.0f} | {med(k, 1):.2f} | {med(k, 2):.2f} ({p99s}) | {sum(m[k][r][3] for r in rounds)} | {rng(ratio(k, 'nginx'))} | {rng(ratio(k, 'haproxy')) if 'haproxy' in m else '—'} | {u:.2f} + {s:.2f} |")
     if "gateway_cold" in m:
         verify_us = 1e6 / float(os.environ["VERIFY_PER_S"])
         nginx_us = st.median(sum(m["nginx"][r][4]) for r in rounds)
