@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests against real PostgreSQL and Redis (each test
 # gets its own database and Redis key prefix), the storage conformance suite on both backends,
-# the interop check with PyJWT, schemathesis, a short run of each fuzz target, and the run
-# command (scripts/dev.sh) started, walked through and stopped.
+# the interop check with PyJWT, schemathesis, a short run of each fuzz target, a short run of the
+# faults under load, and the run command (scripts/dev.sh) started, walked through and stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +39,11 @@ fi
 # The deployment files, validated offline; the compose topology run natively and walked through.
 bash scripts/deploy/validate.sh
 bash scripts/deploy/compose_native.sh
+
+# Faults under load, each once and briefly (RELIABILITY.md; the full run with its soak:
+# scripts/chaos/run.sh). Fails on any revoked token accepted, any acknowledged write lost beyond
+# the documented window, or any 5xx other than 503.
+bash scripts/chaos/run.sh --smoke
 
 # The browser login flow in Chromium (playwright-core) against the dev stack.
 bash scripts/browser/test.sh
