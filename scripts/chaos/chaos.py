@@ -457,7 +457,8 @@ class SessionWorker(threading.Thread):
                 time.sleep(0.2)
                 continue
             rotations = 0
-            while not self.stop.is_set() and rotations < 40:
+            # A new sign-in every 10 rotations: logins under each fault are counted too.
+            while not self.stop.is_set() and rotations < 10:
                 for _ in range(5):
                     t0 = now()
                     st, body, _ = self.gw.request("GET", "/api/chaos", headers={"authorization": f"Bearer {tokens['access_token']}"})
