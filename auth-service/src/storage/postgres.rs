@@ -994,7 +994,7 @@ async fn insert_key(
     tx.execute(
         "INSERT INTO signing_keys (kid, alg, format_version, private_key, public_jwk, state, activated_at)
          VALUES ($1, $6, $2, $3, $4, $5, now())",
-        &[&key.kid, &key.format_version, &key.private.expose_secret(), &jwk, &state, &key.public_jwk.alg.as_deref().unwrap_or("RS256")],
+        &[&key.kid, &key.format_version, &key.private.expose_secret(), &jwk, &state, &key.algorithm_name()],
     )
     .await?;
     Ok(())

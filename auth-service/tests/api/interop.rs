@@ -67,16 +67,23 @@ async fn pyjwt_verifies_our_access_tokens_with_our_jwks() {
     );
 }
 
-/// Each signing algorithm end to end: the service signs with it (`AUTH_SIGNING_ALG`), publishes
+/// Each signing algorithm end to end, on both storage backends: the service signs with it (`AUTH_SIGNING_ALG`), publishes
 /// the matching JWK (`EC` P-256 or `OKP` Ed25519, with its RFC 7638 thumbprint as `kid`), and
 /// PyJWT verifies the token with that JWKS, for that algorithm only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_verifies_tokens_of_each_signing_algorithm() {
-    for (alg, kty, crv) in [("ES256", "EC", "P-256"), ("EdDSA", "OKP", "Ed25519")] {
-        let app = TestApp::builder()
-            .env("AUTH_SIGNING_ALG", alg)
-            .spawn()
-            .await;
+    let cases = [("ES256", "EC", "P-256"), ("EdDSA", "OKP", "Ed25519")];
+    // Both storage backends: the keys are sealed, stored and loaded back by each.
+    for ((alg, kty, crv), embedded) in cases.iter().flat_map(|c| [(*c, false), (*c, true)]) {
+        let mut builder = TestApp::builder().env("AUTH_SIGNING_ALG", alg);
+        if embedded {
+            let dir = std::env::temp_dir().join(format!("alg-{}", uuid::Uuid::new_v4().simple()));
+            builder = builder
+                .env("AUTH_DATABASE_URL", "")
+                .env("AUTH_REDIS_URL", "")
+                .env("AUTH_DATA_DIR", dir.to_str().unwrap());
+        }
+        let app = builder.spawn().await;
         let (_, t) = app.new_user().await;
         let header = crate::helpers::header(&t.access_token);
         assert_eq!(header["alg"], alg);

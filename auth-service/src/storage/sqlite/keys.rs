@@ -172,8 +172,8 @@ pub(super) fn insert_key(tx: &Connection, key: &NewKey, state: KeyState) -> Resu
     let now = now_us();
     let activated = (state == KeyState::Current).then_some(now);
     tx.execute(
-        "INSERT INTO signing_keys (kid, format_version, private_key, public_jwk, state, created_at_us, activated_at_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO signing_keys (kid, format_version, private_key, public_jwk, state, created_at_us, activated_at_us, alg)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             key.kid,
             key.format_version,
@@ -181,7 +181,8 @@ pub(super) fn insert_key(tx: &Connection, key: &NewKey, state: KeyState) -> Resu
             jwk,
             state.as_str(),
             now,
-            activated
+            activated,
+            key.algorithm_name()
         ],
     )
     .map_err(db)?;
