@@ -762,6 +762,107 @@ mod tests {
         );
     }
 
+    /// EC and OKP keys: the key type decides the algorithm family, so a JWK whose `alg`
+    /// belongs to another family, an unsupported curve, a point off the curve or public bytes of
+    /// the wrong length never become a key; well-formed P-256 and Ed25519 keys do.
+    #[test]
+    fn ec_and_okp_jwks_are_accepted_only_when_type_curve_alg_and_material_agree() {
+        let rng = SystemRandom::new();
+        let ec = signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let ec = signature::EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            ec.as_ref(),
+        )
+        .unwrap();
+        let point = ec.public_key().as_ref().to_vec();
+        let good_ec = Jwk::ec_p256("ec", &point[1..33], &point[33..65]);
+        assert_eq!(
+            VerifyingKey::from_jwk(&good_ec).unwrap().algorithm(),
+            Algorithm::ES256
+        );
+        let mut no_alg = good_ec.clone();
+        no_alg.alg = None;
+        assert_eq!(
+            VerifyingKey::from_jwk(&no_alg).unwrap().algorithm(),
+            Algorithm::ES256
+        );
+        let ed = signature::Ed25519KeyPair::generate().unwrap();
+        let good_ed = Jwk::ed25519("ed", ed.public_key().as_ref());
+        assert_eq!(
+            VerifyingKey::from_jwk(&good_ed).unwrap().algorithm(),
+            Algorithm::EdDSA
+        );
+
+        let with = |base: &Jwk, f: &dyn Fn(&mut Jwk)| {
+            let mut j = base.clone();
+            f(&mut j);
+            VerifyingKey::from_jwk(&j).map(|k| k.algorithm())
+        };
+        // Another family's algorithm on the key.
+        for alg in ["RS256", "PS256", "EdDSA"] {
+            assert!(
+                matches!(
+                    with(&good_ec, &|j| j.alg = Some(alg.into())),
+                    Err(KeyError::Algorithm(_))
+                ),
+                "EC + {alg}"
+            );
+        }
+        for alg in ["RS256", "ES256"] {
+            assert!(
+                matches!(
+                    with(&good_ed, &|j| j.alg = Some(alg.into())),
+                    Err(KeyError::Algorithm(_))
+                ),
+                "OKP + {alg}"
+            );
+        }
+        // Curves we do not take, or none.
+        for crv in [Some("P-384"), Some("secp256k1"), None] {
+            assert!(
+                matches!(
+                    with(&good_ec, &|j| j.crv = crv.map(Into::into)),
+                    Err(KeyError::KeyType(_))
+                ),
+                "{crv:?}"
+            );
+        }
+        assert!(matches!(
+            with(&good_ed, &|j| j.crv = Some("Ed448".into())),
+            Err(KeyError::KeyType(_))
+        ));
+        // Material: a point off the curve, coordinates of the wrong length, missing ones.
+        let mut off = point.clone();
+        off[64] ^= 1;
+        let off_curve = Jwk::ec_p256("ec", &off[1..33], &off[33..65]);
+        assert_eq!(
+            VerifyingKey::from_jwk(&off_curve).err(),
+            Some(KeyError::Material)
+        );
+        assert_eq!(
+            with(&good_ec, &|j| j.y =
+                Some(crate::jws::b64_encode(&point[33..64])))
+            .err(),
+            Some(KeyError::Material)
+        );
+        assert_eq!(
+            with(&good_ec, &|j| j.y = None).err(),
+            Some(KeyError::Material)
+        );
+        assert_eq!(
+            with(&good_ed, &|j| j.x = Some(crate::jws::b64_encode([0u8; 31]))).err(),
+            Some(KeyError::Material)
+        );
+        assert_eq!(
+            with(&good_ed, &|j| j.x = None).err(),
+            Some(KeyError::Material)
+        );
+    }
+
     #[test]
     fn an_opaque_refresh_token_is_named_as_a_refresh_token() {
         let (_, keys, v) = setup();
