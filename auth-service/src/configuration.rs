@@ -332,6 +332,14 @@ pub struct FeedSettings {
     /// `AUTH_FEED_RETENTION`: about how many events the stream keeps for gateways to resume from.
     #[serde(rename = "feed_retention")]
     pub retention: u64,
+    /// `AUTH_FEED_OUTAGE_GRACE` (seconds, default 30, 0: off): while Redis is down, the feed
+    /// tells its gateways that no revocation can be acknowledged without them for this long, so
+    /// gateways that fail closed on a stale list (`max_staleness`) keep serving through a store
+    /// outage of up to this length. The price: every replica acknowledges a revocation only once
+    /// each replica serving a gateway has read it (milliseconds), and while one replica is cut
+    /// off from a Redis the others reach, their revocations answer 503 until its grace runs out.
+    #[serde(rename = "feed_outage_grace", serialize_with = "as_secs")]
+    pub outage_grace: Duration,
 }
 
 /// Everything the auth-service is configured with, by section. `auth-service config` prints it
@@ -762,6 +770,10 @@ impl Settings {
         if feed_retention < 100 {
             return err("AUTH_FEED_RETENTION must be at least 100");
         }
+        let feed_outage_grace = src.parsed("AUTH_FEED_OUTAGE_GRACE", 30u64)?;
+        if feed_outage_grace > 3600 {
+            return err("AUTH_FEED_OUTAGE_GRACE must be at most 3600 seconds");
+        }
 
         let throttle = throttle_settings(&src)?;
 
@@ -897,6 +909,7 @@ impl Settings {
                 tokens: secrets(feed_tokens),
                 heartbeat: Duration::from_millis(feed_heartbeat_ms),
                 retention: feed_retention,
+                outage_grace: Duration::from_secs(feed_outage_grace),
             },
         };
         if production {
@@ -1110,6 +1123,7 @@ mod tests {
         assert_eq!(s.accounts.hashing.memory_kib, 19_456);
         assert_eq!(s.accounts.password_policy.min_chars, 15);
         assert_eq!(s.accounts.password_policy.max_bytes, 1024);
+        assert_eq!(s.feed.outage_grace, Duration::from_secs(30));
     }
 
     #[test]
@@ -1351,6 +1365,16 @@ mod tests {
         assert!(load(&[("AUTH_ROLE_SCOPES", "{\"Admin\":[\"x\"]}")]).is_err());
         assert!(load(&[("AUTH_ROLE_SCOPES", "{\"admin\":[\"users:write\"]}")]).is_ok());
         assert!(load(&[("AUTH_BOOTSTRAP_ADMIN_USERNAME", "root")]).is_err());
+        for bad in ["3601", "-1", "ten"] {
+            assert!(
+                load(&[("AUTH_FEED_OUTAGE_GRACE", bad)]).is_err(),
+                "AUTH_FEED_OUTAGE_GRACE={bad:?}"
+            );
+        }
+        for (good, secs) in [("0", 0), ("3600", 3600), ("45", 45)] {
+            let s = load(&[("AUTH_FEED_OUTAGE_GRACE", good)]).unwrap();
+            assert_eq!(s.feed.outage_grace, Duration::from_secs(secs));
+        }
     }
 
     #[test]

@@ -6,8 +6,18 @@
 //! `Last-Event-ID`, the events it missed, read from the stream), then the hub's events (ids it
 //! has already had are skipped), `heartbeat`s while the hub reads the stream successfully, and
 //! `reset` plus a new snapshot when its position cannot be resumed or the stream was lost.
+//!
+//! **Store outages.** With `AUTH_FEED_OUTAGE_GRACE`, the hub registers itself in the store after
+//! each read: its position and the followers (gateways naming themselves with
+//! `Revocation-Subscriber`) it serves. When it cannot read the store, it tells those followers
+//! (`outage`) that nothing will be acknowledged without them until its last registration plus the
+//! grace (less a margin): every replica's store waits, before acknowledging a revocation, until
+//! each registered hub has read it or its window has closed (`storage::redis`). Gateways that
+//! fail closed on a stale list so keep serving through a store outage, while a revocation is
+//! still refused everywhere within a second of its acknowledgement.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
@@ -15,7 +25,11 @@ use shared::RevocationEvent;
 use shared::feed::{self, Heartbeat, Position, Reset, Snapshot, StreamId};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::storage::{FeedFollower, FeedState, RevocationFeed, StoreError};
+use crate::storage::{FeedFollower, FeedState, OUTAGE_MARGIN, RevocationFeed, StoreError};
+
+/// The longest pause between attempts to read the store again: short, because acknowledgements
+/// wait for this hub to read once the store is back.
+const MAX_RETRY: Duration = Duration::from_millis(250);
 
 /// Events read per round trip.
 const BATCH: usize = 1000;
@@ -29,6 +43,58 @@ pub enum HubMessage {
     Heartbeat(i64),
     /// The stream's epoch changed (the store lost it): every connection starts over.
     Reset,
+    /// The store cannot be read; the followers named in `to` (those the last registration
+    /// listed) may trust their lists for `grace_ms` more.
+    Outage {
+        grace_ms: u64,
+        to: Arc<HashSet<String>>,
+    },
+}
+
+/// The followers the hub serves, by name, for its registrations.
+#[derive(Debug, Default)]
+struct Subscribers {
+    /// Name → connections open under it.
+    live: HashMap<String, usize>,
+    /// Names whose last connection ended since the last registration.
+    left: HashSet<String>,
+    /// The names the last successful registration listed: the only ones a grace is promised to.
+    registered: Arc<HashSet<String>>,
+    /// When the last successful registration was sent.
+    registered_at: Option<Instant>,
+}
+
+/// A follower's name held while its connection lasts.
+pub struct Attached {
+    subscribers: Arc<Mutex<Subscribers>>,
+    name: Option<String>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let Some(name) = self.name.take() else {
+            return;
+        };
+        let mut s = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = s.live.get_mut(&name) {
+            *n -= 1;
+            if *n == 0 {
+                s.live.remove(&name);
+                s.left.insert(name);
+            }
+        }
+    }
+}
+
+/// Whether `name` may name a follower: 1 to 64 of `A-Z a-z 0-9 _ -`.
+pub fn valid_subscriber(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Fans the event stream out to the feed's connections.
@@ -36,13 +102,24 @@ pub enum HubMessage {
 pub struct Hub {
     tx: broadcast::Sender<HubMessage>,
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    subscribers: Arc<Mutex<Subscribers>>,
+    /// This process's reader name in the store (random).
+    id: Arc<str>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
+        let mut id = [0u8; 12];
+        let _ = aws_lc_rs::rand::fill(&mut id);
         Hub {
             tx: broadcast::channel(4096).0,
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            subscribers: Arc::default(),
+            id: id
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
         }
     }
 }
@@ -74,15 +151,92 @@ impl Hub {
         let _ = self.tx.send(m);
     }
 
+    /// Holds `name` (a follower's `Revocation-Subscriber`, if it sent one) as served by this
+    /// hub until the returned value is dropped.
+    pub fn attach(&self, name: Option<String>) -> Attached {
+        if let Some(n) = &name {
+            let mut s = self.lock();
+            *s.live.entry(n.clone()).or_default() += 1;
+            s.left.remove(n);
+        }
+        Attached {
+            subscribers: Arc::clone(&self.subscribers),
+            name,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers this hub at `position` with the followers it serves now (see the module docs).
+    async fn register(
+        &self,
+        store: &dyn RevocationFeed,
+        position: StreamId,
+    ) -> Result<(), StoreError> {
+        let (serving, left): (Vec<String>, Vec<String>) = {
+            let s = self.lock();
+            (
+                s.live.keys().cloned().collect(),
+                s.left.iter().cloned().collect(),
+            )
+        };
+        let sent = Instant::now();
+        if store
+            .confirm_reader(&self.id, position, &serving, &left)
+            .await?
+        {
+            let mut s = self.lock();
+            for l in &left {
+                s.left.remove(l);
+            }
+            s.registered = Arc::new(serving.into_iter().collect());
+            s.registered_at = Some(sent);
+        }
+        Ok(())
+    }
+
+    /// Tells the registered followers how long they may still trust their lists: until the last
+    /// registration plus `grace`, less the margin.
+    fn promise(&self, grace: Duration) {
+        let (at, to) = {
+            let s = self.lock();
+            (s.registered_at, Arc::clone(&s.registered))
+        };
+        let Some(at) = at else {
+            return;
+        };
+        if grace.is_zero() || to.is_empty() {
+            return;
+        }
+        let left = (at + grace)
+            .checked_duration_since(Instant::now())
+            .and_then(|d| d.checked_sub(OUTAGE_MARGIN));
+        if let Some(left) = left
+            && !left.is_zero()
+        {
+            self.send(HubMessage::Outage {
+                grace_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+                to,
+            });
+        }
+    }
+
     /// Follows the stream forever: blocking reads of up to `heartbeat`, then a heartbeat (after
     /// confirming the stream's epoch) at most once per `heartbeat`. While the store is
-    /// unreachable no heartbeat is sent, so gateways see the feed's staleness grow. Every
-    /// revoked key it reads is handed to `on_key_revoked` (this process's own keys), whether or
-    /// not any gateway is connected.
+    /// unreachable no heartbeat is sent, so gateways see the feed's staleness grow, unless an
+    /// `outage_grace` lets the hub vouch for them (an `outage` event after each failed attempt,
+    /// or when a read takes half a heartbeat longer than it can). Every revoked key it reads is
+    /// handed to `on_key_revoked` (this process's own keys), whether or not any gateway is
+    /// connected.
     pub async fn run(
         self,
         store: Arc<dyn RevocationFeed>,
         heartbeat: Duration,
+        outage_grace: Duration,
         on_key_revoked: impl Fn(&str, i64) + Send,
     ) {
         let mut follower: Option<Box<dyn FeedFollower>> = None;
@@ -90,17 +244,26 @@ impl Hub {
         let mut checked = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
+        // A healthy read returns within `heartbeat` plus a round trip.
+        let stalled = heartbeat + heartbeat / 2 + Duration::from_millis(100);
         loop {
-            let step = self
-                .step(
+            let step = {
+                let step = self.step(
                     &*store,
                     &mut follower,
                     &mut at,
                     &mut checked,
                     heartbeat,
                     &on_key_revoked,
-                )
-                .await;
+                );
+                tokio::pin!(step);
+                loop {
+                    tokio::select! {
+                        r = &mut step => break r,
+                        () = tokio::time::sleep(stalled) => self.promise(outage_grace),
+                    }
+                }
+            };
             match step {
                 Ok(()) => {
                     if failing {
@@ -114,8 +277,9 @@ impl Hub {
                         tracing::warn!(error = %e, "cannot read the revocation stream; retrying");
                     }
                     failing = true;
+                    self.promise(outage_grace);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(MAX_RETRY);
                 }
             }
         }
@@ -153,6 +317,9 @@ impl Hub {
             *position = id;
             self.send(HubMessage::Event(id, event_name(&event), data));
         }
+        // Everything read so far is with the connections: register that (acknowledgements of
+        // revocations wait for it).
+        self.register(store, *position).await?;
         if checked.elapsed() >= heartbeat {
             let state = store.feed_state().await?;
             *checked = Instant::now();
@@ -220,6 +387,8 @@ struct Connection {
     tx: mpsc::Sender<Bytes>,
     epoch: String,
     last: StreamId,
+    /// The follower's name, if it gave one.
+    subscriber: Option<String>,
 }
 
 impl Connection {
@@ -318,6 +487,15 @@ impl Connection {
                     let data = json(&Heartbeat { time_ms })?;
                     self.send(frame(feed::HEARTBEAT, None, &data)).await?;
                 }
+                Ok(HubMessage::Outage { grace_ms, to }) => {
+                    if self.subscriber.as_ref().is_some_and(|n| to.contains(n)) {
+                        let data = json(&feed::Outage {
+                            time_ms: shared::unix_now_ms(),
+                            grace_ms,
+                        })?;
+                        self.send(frame(feed::OUTAGE, None, &data)).await?;
+                    }
+                }
                 Ok(HubMessage::Reset) => {
                     let state = self.store.feed_state().await?;
                     self.reset("epoch", &state).await?;
@@ -346,13 +524,16 @@ pub async fn serve(
     state: FeedState,
     resume: Option<Result<Position, ()>>,
     tx: mpsc::Sender<Bytes>,
+    subscriber: Option<String>,
 ) {
     let closing = hub.closing();
+    let _attached = hub.attach(subscriber.clone());
     let mut conn = Connection {
         store,
         tx,
         epoch: state.epoch.clone(),
         last: state.last,
+        subscriber,
     };
     let result = match conn.start(resume, state).await {
         Ok(()) => conn.follow(rx, closing).await,

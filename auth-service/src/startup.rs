@@ -141,6 +141,7 @@ impl Application {
         let hub = Some(tokio::spawn(self.state.hub.clone().run(
             std::sync::Arc::clone(&self.state.feed),
             self.state.settings.feed.heartbeat,
+            self.state.settings.feed.outage_grace,
             move |kid, exp| {
                 if keys.is_revoked(kid) {
                     return;

@@ -177,7 +177,8 @@ impl AppState {
                     settings.stores.timeout,
                 )
             })
-            .await?,
+            .await?
+            .with_outage_grace(settings.feed.outage_grace),
         );
         check_redis(&redis, settings.production).await?;
         let stores = Stores::shared(Arc::clone(&pg), Arc::clone(&redis));

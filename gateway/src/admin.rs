@@ -26,6 +26,7 @@ pub async fn readyz(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
             "connected": r.connected(),
             "entries": r.len(),
             "staleness_seconds": r.staleness().as_secs_f64(),
+            "outage_grace_seconds": r.outage_grace().map(|g| g.as_secs_f64()),
         })
     });
     let list_ok = gw.revocations.as_ref().is_none_or(|r| r.loaded());

@@ -54,6 +54,7 @@ struct FileConfig {
 struct RevocationFile {
     enabled: Option<bool>,
     max_staleness: Option<u64>,
+    max_outage_grace: Option<u64>,
     idle_timeout: Option<u64>,
     sweep_interval: Option<u64>,
 }
@@ -221,6 +222,10 @@ pub struct RevocationSettings {
     /// Fail closed (503) once the list has not been confirmed by the feed for this long; unset:
     /// keep verifying with the last known list while the feed is down.
     pub max_staleness: Option<Duration>,
+    /// The longest store-outage grace taken from the feed: while the issuer's store is down, the
+    /// feed vouches that nothing is acknowledged this gateway has not had, for a while (default
+    /// 300 s; 0: never, a store outage counts against `max_staleness` like a cut feed).
+    pub max_outage_grace: Duration,
     /// Reconnect when the feed has sent nothing (heartbeats included) for this long.
     pub idle_timeout: Duration,
     /// How often entries past their `exp` plus the leeway are dropped.
@@ -693,6 +698,18 @@ impl Settings {
                 .max_staleness
                 .map(|m| seconds("revocation.max_staleness", m, DAY))
                 .transpose()?,
+            max_outage_grace: Duration::from_secs(
+                rf.max_outage_grace
+                    .map(|m| {
+                        if m > DAY {
+                            err("revocation.max_outage_grace must be at most 86400 seconds")
+                        } else {
+                            Ok(m)
+                        }
+                    })
+                    .transpose()?
+                    .unwrap_or(300),
+            ),
             idle_timeout: Duration::from_secs(rf.idle_timeout.unwrap_or(20).clamp(1, 3600)),
             sweep_interval: Duration::from_secs(rf.sweep_interval.unwrap_or(30).clamp(1, 3600)),
         };
@@ -813,6 +830,10 @@ mod tests {
                 "[revocation]\nmax_staleness = 86401",
                 "revocation.max_staleness",
             ),
+            (
+                "[revocation]\nmax_outage_grace = 86401",
+                "revocation.max_outage_grace",
+            ),
             ("workers = 1025", "workers"),
         ] {
             let e = load(&with(top), &[]).unwrap_err().to_string();
@@ -847,6 +868,11 @@ mod tests {
         assert!(!s.redacted().to_string().contains("feed-token-for-tests"));
         assert!(load(&with("[revocation]\nmax_staleness = 0"), &[]).is_err());
         assert!(load(&with("[revocation]\nbogus = 1"), &[]).is_err());
+        assert_eq!(s.revocation.max_outage_grace, Duration::from_secs(300));
+        for (v, secs) in [("0", 0), ("86400", 86_400)] {
+            let s = load(&with(&format!("[revocation]\nmax_outage_grace = {v}")), &[]).unwrap();
+            assert_eq!(s.revocation.max_outage_grace, Duration::from_secs(secs));
+        }
     }
 
     const EXAMPLE: &str = r#"

@@ -11,6 +11,7 @@ pub fn replica_config(settings: &RevocationSettings, leeway: i64) -> ReplicaConf
         leeway,
         max_staleness: settings.max_staleness,
         idle_timeout: settings.idle_timeout,
+        max_outage_grace: settings.max_outage_grace,
     }
 }
 
@@ -46,6 +47,21 @@ pub fn render_metrics(replica: &RevocationReplica, out: &mut String) {
         "gauge",
         "Seconds since the feed last confirmed the list (snapshot, event or heartbeat).",
         format!("{:.3}", replica.staleness().as_secs_f64()),
+    );
+    metric(
+        "gateway_revocation_outage_grace_seconds",
+        "gauge",
+        "Seconds the issuer's store-outage grace still vouches for the list (0: none running).",
+        format!(
+            "{:.3}",
+            replica.outage_grace().unwrap_or_default().as_secs_f64()
+        ),
+    );
+    metric(
+        "gateway_revocation_outages_total",
+        "counter",
+        "Store-outage notices received from the feed.",
+        replica.outages().to_string(),
     );
     metric(
         "gateway_revocation_last_sync_timestamp_seconds",

@@ -774,9 +774,55 @@ def markdown(results):
     return "\n".join(out)
 
 
-def soak(stack, rec, seconds, out, workers):
+def soak_tokens(stack, n):
+    """`n` users of the soak's own (never disabled or logged out), one access token each."""
+    c = Http([stack.lb.port])
+    tokens = []
+    for i in range(n):
+        name = f"soak-{i}"
+        st, body, _ = c.request("POST", "/v1/users", json.dumps({"username": name, "password": PASSWORD}),
+                                {"content-type": "application/json"})
+        if st not in (201, 409):
+            raise SystemExit(f"chaos: registering {name}: {st} {body[:200]}")
+        st, body, _ = c.request("POST", "/v1/login", form({"username": name, "password": PASSWORD}), FORM)
+        if st != 200:
+            raise SystemExit(f"chaos: signing {name} in: {st} {body[:200]}")
+        tokens.append(json.loads(body)["access_token"])
+    return tokens
+
+
+def run_loadgen(loadgen, stack, tokens_file, rate, seconds, connections=32):
+    """Starts the load generator on both gateways; returns the process (JSON lines on stdout)."""
+    targets = ",".join(f"127.0.0.1:{g['port']}" for g in stack.gw)
+    return subprocess.Popen([str(loadgen), "--targets", targets, "--path", "/api/soak", "--tokens", str(tokens_file),
+                             "--connections", str(connections), "--rate", str(rate), "--seconds", str(seconds),
+                             "--interval", "10"], stdout=subprocess.PIPE, text=True)
+
+
+def loadgen_lines(p):
+    out, _ = p.communicate()
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def soak(stack, rec, seconds, out, workers, loadgen=None):
     """Runs the traffic for `seconds`: latency per 10 s, resident memory of every process every
-    5 s, errors; the memory slope of each process over the second half; a plot beside."""
+    5 s, errors; the memory slope of each process over the second half; a plot beside.
+
+    With `loadgen` (the full run), the stack's capacity is measured first, under the session
+    workers' traffic: the load generator closed-loop on both gateways for 10 s, with 500 users'
+    tokens. The soak then holds 80% of that rate, open-loop (latency counted from when each
+    request was due), beside the session workers, the admin and the prober."""
+    capacity = target_rate = None
+    lg = None
+    if loadgen:
+        tokens_file = out / "work" / "soak-tokens.txt"
+        tokens_file.write_text("\n".join(soak_tokens(stack, 500)) + "\n")
+        cap = loadgen_lines(run_loadgen(loadgen, stack, tokens_file, 0, 10))[-1]
+        capacity = cap["rate"]
+        target_rate = round(capacity * 0.8)
+        log(f"soak: capacity {capacity} req/s closed-loop ({cap['failed']} failed, p99 {cap['p99_ms']} ms); "
+            f"holding {target_rate} req/s")
+        lg = run_loadgen(loadgen, stack, tokens_file, target_rate, seconds)
     start = now()
     first_event = len(rec.events)
     samples = []  # (t, {name: kib})
@@ -793,8 +839,28 @@ def soak(stack, rec, seconds, out, workers):
     for b in sorted(buckets):
         ds = sorted(buckets[b])
         series.append((b * 10 + 5, ds[len(ds) // 2] * 1000, ds[int(len(ds) * 0.99) - 1] * 1000, len(ds) / 10))
+    loaded = None
+    if lg:
+        lines = loadgen_lines(lg)
+        intervals = [l for l in lines if not l["summary"]]
+        total = lines[-1]
+        loaded = {
+            "capacity_per_s": capacity,
+            "target_per_s": target_rate,
+            "achieved_per_s": round((total["ok"] + total["failed"]) / seconds, 1),
+            "requests": total["ok"] + total["failed"],
+            "failed": total["failed"],
+            "failed_by_status": total["failed_by_status"],
+            "p50_ms": total["p50_ms"],
+            "p99_ms": total["p99_ms"],
+            "max_ms": total["max_ms"],
+            "p99_ms_per_interval": {"min": min(l["p99_ms"] for l in intervals), "median": statistics.median(l["p99_ms"] for l in intervals),
+                                    "max": max(l["p99_ms"] for l in intervals)} if intervals else None,
+            "series": [(l["t"] - 5, l["p50_ms"], l["p99_ms"], l["rate"]) for l in intervals],
+        }
     ev = rec.events[first_event:]
     errors = [e for e in ev if e[2] in ("fail", "lost", "503", "accepted")]
+    load_failed = loaded["failed"] if loaded else 0
     slopes = {}
     for n in names:
         pts = [(t, m[n]) for t, m in samples if m.get(n) is not None and t >= seconds / 2]
@@ -810,8 +876,10 @@ def soak(stack, rec, seconds, out, workers):
         "seconds": round(end - start),
         "gateway_requests": len(lat),
         "rate_per_s": round(len(lat) / (end - start), 1),
-        "errors": len(errors),
-        "error_examples": [f"{e[1]} {e[2]} {e[3]} {e[4][:80]}" for e in errors[:5]],
+        "errors": len(errors) + load_failed,
+        "error_examples": [f"{e[1]} {e[2]} {e[3]} {e[4][:80]}" for e in errors[:5]]
+        + ([f"load generator: {loaded['failed_by_status']}"] if load_failed else []),
+        "load": loaded,
         "p99_ms": {"min": round(min(p99s), 2), "median": round(statistics.median(p99s), 2), "max": round(max(p99s), 2)} if p99s else None,
         "memory": slopes,
         "series": series,
@@ -821,9 +889,13 @@ def soak(stack, rec, seconds, out, workers):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, (a, b) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-        a.plot([x for x, *_ in series], [p for _, _, p, _ in series], label="p99")
-        a.plot([x for x, *_ in series], [m for _, m, _, _ in series], label="p50")
+        shown = loaded["series"] if loaded else series
+        a.plot([x for x, *_ in shown], [p for _, _, p, _ in shown], label="p99")
+        a.plot([x for x, *_ in shown], [m for _, m, _, _ in shown], label="p50")
         a.set_ylabel("gateway latency (ms)")
+        if loaded:
+            a.set_title(f"{loaded['target_per_s']} req/s (80% of the measured {loaded['capacity_per_s']}/s), open loop",
+                        fontsize="small")
         a.legend()
         for n in names:
             pts = [(t, m[n] / 1024) for t, m in samples if m.get(n) is not None]
@@ -861,6 +933,7 @@ def main():
     ap.add_argument("--pace", type=float, default=0.01)
     ap.add_argument("--only", default="")
     ap.add_argument("--soak", type=float, default=0)
+    ap.add_argument("--loadgen", default="", help="the load generator (testkit's loadgen example) the soak holds 80%% of capacity with")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -905,7 +978,7 @@ def main():
                                               "recovery_s")}))
         if args.soak:
             log(f"soak: {args.soak:.0f} s")
-            soaked = soak(stack, rec, args.soak, out, args.workers)
+            soaked = soak(stack, rec, args.soak, out, args.workers, Path(args.loadgen).resolve() if args.loadgen else None)
             (out / "soak.json").write_text(json.dumps(soaked, indent=1))
             log(json.dumps({k: v for k, v in soaked.items() if k != "series"}))
             if soaked["errors"]:

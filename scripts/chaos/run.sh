@@ -4,7 +4,7 @@
 # mixed traffic, each fault injected once with recovery in between, and per fault what failed,
 # for how long, what was lost and whether any revoked token was accepted.
 #
-#   bash scripts/chaos/run.sh                 # the full run: release binaries, 10 s faults, a 10-minute soak
+#   bash scripts/chaos/run.sh                 # the full run: release binaries, 10 s faults, a 10-minute soak at 80% of capacity
 #   bash scripts/chaos/run.sh --smoke         # what CI runs: debug binaries, 3 s faults, no soak
 #   CHAOS_OUT=dir CHAOS_ONLY=redis_sigkill,feed_cut bash scripts/chaos/run.sh …
 #
@@ -30,8 +30,9 @@ if [ -n "$smoke" ]; then
   set -- --fault-seconds 3 --settle 4 --workers 4 "$@"
 else
   cargo build --release -q -p auth-service -p gateway -p demo-upstream --bins
+  cargo build --release -q -p testkit --example loadgen
   bin=target/release
-  set -- --soak "${CHAOS_SOAK:-600}" "$@"
+  set -- --soak "${CHAOS_SOAK:-600}" --loadgen target/release/examples/loadgen "$@"
 fi
 args=()
 for a in "$@"; do [ "$a" = --smoke ] || args+=("$a"); done

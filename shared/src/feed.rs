@@ -8,7 +8,13 @@
 //! - `heartbeat` (no `id`): [`Heartbeat`], sent every few seconds while the server can read the
 //!   event stream, so that a quiet feed and a dead one can be told apart;
 //! - `reset` (no `id`): [`Reset`], the requested `Last-Event-ID` cannot be resumed (trimmed, or
-//!   the store lost its stream); a `snapshot` follows on the same connection.
+//!   the store lost its stream); a `snapshot` follows on the same connection;
+//! - `outage` (no `id`): [`Outage`], the server cannot read the event stream because its store is
+//!   down, and guarantees that no revocation will be acknowledged that this follower has not
+//!   received, for `grace_ms` from now. Sent only to followers that named themselves with
+//!   [`SUBSCRIBER_HEADER`] and that the server has registered in its store (so that every other
+//!   replica of the issuer holds back its acknowledgements for them). A follower that ignores the
+//!   event judges its staleness as before.
 //!
 //! A position is `{epoch}/{ms}-{seq}`: the epoch names one life of the store's stream (a store
 //! that lost its data starts a new epoch), the rest is the stream entry id.
@@ -32,6 +38,12 @@ pub const KEY_REVOKED: &str = "key_revoked";
 pub const HEARTBEAT: &str = "heartbeat";
 /// SSE event name of a reset.
 pub const RESET: &str = "reset";
+/// SSE event name of a store outage with a grace, see [`Outage`].
+pub const OUTAGE: &str = "outage";
+/// The request header a follower names itself with (a random id per process, 1 to 64 of
+/// `[A-Za-z0-9_-]`): the server registers the names it serves in its store, which is what lets
+/// it promise an [`Outage`] grace.
+pub const SUBSCRIBER_HEADER: &str = "revocation-subscriber";
 
 /// An entry id of the event stream (`{ms}-{seq}`, as Redis Streams number them); ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -121,6 +133,23 @@ pub struct Snapshot {
 pub struct Heartbeat {
     /// Server time in Unix milliseconds when the stream was last read successfully.
     pub time_ms: i64,
+}
+
+/// The `data` of an `outage` event.
+///
+/// The issuer's replicas acknowledge a revocation only once every replica serving a registered
+/// follower has read it, or that replica's last registration is older than the grace it may
+/// have promised (plus a margin). So while the store is down no revocation is acknowledged that
+/// this follower has not had, for `grace_ms`, and the follower may keep trusting its list that
+/// long. A replica cut off from a store that the others still reach holds their
+/// acknowledgements back the same way: they answer 503 rather than acknowledge what this
+/// follower cannot learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// Server time in Unix milliseconds.
+    pub time_ms: i64,
+    /// How long from receipt the list stays trustworthy without news.
+    pub grace_ms: u64,
 }
 
 /// The `data` of a `reset` event.

@@ -35,16 +35,21 @@ pub struct ReplicaConfig {
     pub max_staleness: Option<Duration>,
     /// Reconnect when the feed has sent nothing (heartbeats included) for this long.
     pub idle_timeout: Duration,
+    /// The longest store-outage grace accepted from the feed (an `outage` event: the issuer
+    /// cannot read its store, and holds back every acknowledgement this replica has not had for
+    /// that long); zero: none, a store outage counts as staleness like any other silence.
+    pub max_outage_grace: Duration,
 }
 
 impl Default for ReplicaConfig {
     /// A 30 s leeway, no staleness bound, reconnect after 20 s of silence (the feed's heartbeat
-    /// is 5 s by default).
+    /// is 5 s by default), store-outage graces of up to 5 minutes accepted.
     fn default() -> Self {
         ReplicaConfig {
             leeway: 30,
             max_staleness: None,
             idle_timeout: Duration::from_secs(20),
+            max_outage_grace: Duration::from_secs(300),
         }
     }
 }
@@ -148,6 +153,10 @@ pub struct RevocationReplica {
     loaded: AtomicBool,
     /// Unix ms at which the feed last confirmed the list (snapshot, event or heartbeat).
     synced_ms: AtomicI64,
+    /// Unix ms until which an `outage` event vouches for the list (0: none); cleared by the next
+    /// confirmation.
+    grace_until_ms: AtomicI64,
+    outages: AtomicU64,
     connected: AtomicBool,
     /// Last event's delay from its creation to its application, ms.
     lag_ms: AtomicI64,
@@ -166,6 +175,8 @@ impl RevocationReplica {
             lists: RwLock::new(Lists::default()),
             loaded: AtomicBool::new(false),
             synced_ms: AtomicI64::new(0),
+            grace_until_ms: AtomicI64::new(0),
+            outages: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             lag_ms: AtomicI64::new(0),
             events: AtomicU64::new(0),
@@ -188,6 +199,7 @@ impl RevocationReplica {
         }
         if let Some(max) = self.config.max_staleness
             && self.staleness() > max
+            && self.outage_grace().is_none()
         {
             return Check::Stale;
         }
@@ -222,6 +234,31 @@ impl RevocationReplica {
         Duration::from_millis(
             u64::try_from(crate::unix_now_ms().saturating_sub(synced)).unwrap_or(0),
         )
+    }
+
+    /// How much longer a store-outage grace from the feed vouches for the list, if one does.
+    pub fn outage_grace(&self) -> Option<Duration> {
+        let until = self.grace_until_ms.load(Ordering::Relaxed);
+        let left = until.saturating_sub(crate::unix_now_ms());
+        (until > 0 && left > 0).then(|| Duration::from_millis(left.unsigned_abs()))
+    }
+
+    /// `outage` events received (each a store outage at the issuer, or a repeat of one).
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
+    /// Takes an `outage` event's grace (capped by [`ReplicaConfig::max_outage_grace`]). Only a
+    /// grace for a list that has loaded counts.
+    pub fn outage(&self, grace: Duration) {
+        self.outages.fetch_add(1, Ordering::Relaxed);
+        let grace = grace.min(self.config.max_outage_grace);
+        if grace.is_zero() || !self.loaded() {
+            return;
+        }
+        let until = crate::unix_now_ms()
+            .saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+        self.grace_until_ms.store(until, Ordering::Relaxed);
     }
 
     /// Unix seconds of the last confirmation, if any.
@@ -267,6 +304,9 @@ impl RevocationReplica {
         // Unix time, not `Instant`: staleness is also shown as a timestamp.
         self.synced_ms
             .store(crate::unix_now_ms(), Ordering::Relaxed);
+        // The feed reads its store again: an earlier outage's grace no longer holds (another
+        // silence from now on is a cut feed, not a store outage the issuer vouched for).
+        self.grace_until_ms.store(0, Ordering::Relaxed);
     }
 
     fn apply_all(&self, events: impl IntoIterator<Item = RevocationEvent>) {
@@ -360,6 +400,8 @@ pub struct ReplicaFollower {
     keys: Arc<KeyCache>,
     token: String,
     last_event_id: Option<String>,
+    /// This follower's name at the feed ([`feed::SUBSCRIBER_HEADER`]): random, per process.
+    subscriber: String,
 }
 
 impl std::fmt::Debug for ReplicaFollower {
@@ -375,11 +417,14 @@ impl ReplicaFollower {
     /// cache's configured `feed_url`) with the key cache's HTTP client, and presenting `token`
     /// (one of the issuer's `AUTH_FEED_TOKEN` values).
     pub fn new(replica: Arc<RevocationReplica>, keys: Arc<KeyCache>, token: String) -> Self {
+        let mut id = [0u8; 16];
+        let _ = aws_lc_rs::rand::fill(&mut id);
         ReplicaFollower {
             replica,
             keys,
             token,
             last_event_id: None,
+            subscriber: id.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }
 
@@ -436,6 +481,9 @@ impl ReplicaFollower {
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", self.token),
             );
+        if !self.replica.config.max_outage_grace.is_zero() {
+            request = request.header(feed::SUBSCRIBER_HEADER, self.subscriber.as_str());
+        }
         if let Some(id) = &self.last_event_id {
             request = request.header("last-event-id", id.as_str());
         }
@@ -531,6 +579,17 @@ impl ReplicaFollower {
             feed::HEARTBEAT => {
                 let _: Heartbeat = serde_json::from_str(&event.data).map_err(bad)?;
                 self.replica.synced();
+            }
+            feed::OUTAGE => {
+                let o: feed::Outage = serde_json::from_str(&event.data).map_err(bad)?;
+                let before = self.replica.outage_grace().is_some();
+                self.replica.outage(Duration::from_millis(o.grace_ms));
+                if !before && let Some(g) = self.replica.outage_grace() {
+                    tracing::warn!(
+                        grace_ms = g.as_millis() as u64,
+                        "the issuer cannot read its store: keeping the list, vouched for by the feed"
+                    );
+                }
             }
             feed::RESET => {
                 // A snapshot follows; it is merged into what we hold.
@@ -729,5 +788,72 @@ mod tests {
         open.merge_snapshot(vec![]);
         open.set_synced_ms(crate::unix_now_ms() - 5_000_000);
         assert_eq!(open.check(&c), Check::Pass);
+    }
+
+    #[test]
+    fn an_outage_grace_vouches_for_a_stale_list_until_it_ends_or_the_feed_speaks_again() {
+        let far = crate::unix_now() + 3600;
+        let c = claims("j", "s", "u", 1);
+        let revoked = claims("jr", "s2", "u2", 1);
+
+        // Not before the list has loaded: a grace cannot stand in for a snapshot.
+        let cold = RevocationReplica::new(config(Some(1)));
+        cold.outage(Duration::from_secs(30));
+        assert_eq!(cold.outage_grace(), None);
+        assert_eq!(cold.check(&c), Check::NotLoaded);
+
+        let r = RevocationReplica::new(config(Some(1)));
+        r.merge_snapshot(vec![RevocationEvent::Jti {
+            value: "jr".into(),
+            exp: far,
+        }]);
+        r.set_synced_ms(crate::unix_now_ms() - 5_000);
+        assert_eq!(r.check(&c), Check::Stale);
+        r.outage(Duration::from_secs(30));
+        let left = r.outage_grace().expect("a grace runs");
+        assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30));
+        assert_eq!(r.check(&c), Check::Pass, "the grace vouches for the list");
+        assert_eq!(
+            r.check(&revoked),
+            Check::Revoked,
+            "what the list holds is still refused"
+        );
+        assert_eq!(r.outages(), 1);
+
+        // The feed speaks again: the grace is over, and the next silence counts from there.
+        r.apply(
+            RevocationEvent::Sid {
+                value: "s9".into(),
+                exp: far,
+            },
+            None,
+        );
+        assert_eq!(r.outage_grace(), None);
+        r.set_synced_ms(crate::unix_now_ms() - 5_000);
+        assert_eq!(r.check(&c), Check::Stale);
+
+        // A grace that has run out vouches for nothing.
+        r.outage(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(r.outage_grace(), None);
+        assert_eq!(r.check(&c), Check::Stale);
+
+        // The replica's own cap bounds what the feed offers, and zero refuses every grace.
+        let capped = RevocationReplica::new(ReplicaConfig {
+            max_outage_grace: Duration::from_secs(2),
+            ..config(Some(1))
+        });
+        capped.merge_snapshot(vec![]);
+        capped.outage(Duration::from_secs(600));
+        assert!(capped.outage_grace().unwrap() <= Duration::from_secs(2));
+        let none = RevocationReplica::new(ReplicaConfig {
+            max_outage_grace: Duration::ZERO,
+            ..config(Some(1))
+        });
+        none.merge_snapshot(vec![]);
+        none.set_synced_ms(crate::unix_now_ms() - 5_000);
+        none.outage(Duration::from_secs(600));
+        assert_eq!(none.outage_grace(), None);
+        assert_eq!(none.check(&c), Check::Stale);
     }
 }

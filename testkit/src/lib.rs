@@ -15,6 +15,7 @@ pub mod feed;
 pub mod interop;
 pub mod raw;
 pub mod redis_server;
+pub mod relay;
 pub mod stores;
 
 /// The standard test password.

@@ -27,9 +27,10 @@ fn feed_token_ok(state: &AppState, presented: &str) -> bool {
 /// The feed. Needs `Authorization: Bearer <AUTH_FEED_TOKEN>`; resumes from `Last-Event-ID`.
 #[utoipa::path(
     get, path = "/v1/revocations", tag = "revocation feed", security(("bearer" = [])),
-    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
-    responses((status = 200, description = "Server-Sent Events: snapshot, revoke, key_revoked, heartbeat, reset", content_type = "text/event-stream", body = super::openapi::FeedEvent),
-        (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 404, description = "The feed is not enabled", body = super::openapi::Problem),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this position"),
+        ("Revocation-Subscriber" = Option<String>, Header, description = "The follower's name (random, per process; 1 to 64 of A-Z a-z 0-9 _ -): followers that give one may receive `outage` events")),
+    responses((status = 200, description = "Server-Sent Events: snapshot, revoke, key_revoked, heartbeat, reset, outage", content_type = "text/event-stream", body = super::openapi::FeedEvent),
+        (status = 400, description = "An invalid Revocation-Subscriber", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 404, description = "The feed is not enabled", body = super::openapi::Problem),
         (status = 503, description = "Unavailable; retry", body = super::openapi::Problem))
 )]
 pub async fn revocations(
@@ -51,6 +52,19 @@ pub async fn revocations(
             "not a revocation feed credential",
         )));
     }
+    let subscriber = match req.headers().get(shared::feed::SUBSCRIBER_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(name) if crate::feed_server::valid_subscriber(name) => Some(name.to_owned()),
+            _ => {
+                return Ok(crate::error::problem(
+                    StatusCode::BAD_REQUEST,
+                    "Revocation-Subscriber must be 1 to 64 of A-Z a-z 0-9 _ -",
+                    Some("invalid_request"),
+                ));
+            }
+        },
+    };
     let resume = req.headers().get("last-event-id").map(|v| {
         v.to_str()
             .ok()
@@ -64,7 +78,7 @@ pub async fn revocations(
     let store = std::sync::Arc::clone(&state.feed);
     let hub = state.hub.clone();
     actix_web::rt::spawn(async move {
-        crate::feed_server::serve(store, &hub, rx, feed_state, resume, tx).await;
+        crate::feed_server::serve(store, &hub, rx, feed_state, resume, tx, subscriber).await;
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

@@ -820,6 +820,11 @@ impl Backoff {
     }
 }
 
+/// Added to the store-outage grace on the acknowledging side (a store's wait for the feed's
+/// readers) and taken off it on the promising side (the feed's `outage` event), so that a promise
+/// reaching its follower late, or clocks ticking apart, cannot outlast the wait.
+pub const OUTAGE_MARGIN: Duration = Duration::from_secs(1);
+
 /// Where the revocation event stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedState {
@@ -878,6 +883,19 @@ pub trait RevocationFeed: Send + Sync {
     ) -> Result<Vec<(StreamId, RevocationEvent)>, StoreError>;
     /// A reader that blocks for new events on a connection of its own.
     async fn follower(&self) -> Result<Box<dyn FeedFollower>, StoreError>;
+    /// Registers this process's feed reader `reader` as having read, and handed to its
+    /// connections, everything up to `position`, serving the followers `serving` (`left`: those
+    /// that went since the last call). False when the store keeps no readers: then the reader
+    /// may promise no store-outage grace (the embedded store, or a grace of zero).
+    async fn confirm_reader(
+        &self,
+        _reader: &str,
+        _position: StreamId,
+        _serving: &[String],
+        _left: &[String],
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// Waits for new revocation events.

@@ -20,6 +20,15 @@
 //!   `AUTH_FEED_RETENTION` entries: the feed's `revoke` events and resumption
 //! - `P rev:epoch`    names this life of the stream; a Redis that lost its data starts a new one,
 //!   so that gateways resuming from an old position get `reset` and a new snapshot
+//! - `P feed:hub:{id}` one replica's feed reader: t (server ms of its last confirmation), pos
+//!   (the last stream id it has read and handed to its connections), gws (the followers it
+//!   serves, comma-separated); expires a while after its window
+//! - `P feed:hubs`    set of reader ids
+//! - `P feed:gw`      hash, follower id → the reader it was last registered by
+//!
+//! With a store-outage grace configured, a revocation is acknowledged only once every reader
+//! whose window is open (`t` + grace + margin) and that still serves a follower (one whose
+//! latest registration is its own) has read it: see [`RedisStore::with_outage_grace`].
 
 use std::time::Duration;
 
@@ -33,9 +42,13 @@ use shared::feed::StreamId;
 
 use super::{
     AUDIT_KEEP, AuditEvent, AuditStore, Backoff, BrowserSession, CodeGrant, CodeIssue, CodeTake,
-    FeedFollower, FeedState, NewSession, RateLimitStore, RefreshRecord, RefreshSession,
-    RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore, StoreError,
+    FeedFollower, FeedState, NewSession, OUTAGE_MARGIN, RateLimitStore, RefreshRecord,
+    RefreshSession, RevocationFeed, RevocationStore, Rotation, SessionInfo, SessionStore,
+    StoreError,
 };
+
+/// How long an acknowledgement waits for the feed's readers before answering 503.
+pub const ACK_WAIT: Duration = Duration::from_secs(3);
 
 /// Shared Lua helpers. `ARGV[1]` is always the key prefix, `ARGV[2]` the leeway, `ARGV[3]` now,
 /// `ARGV[4]` the event stream's approximate length bound.
@@ -302,6 +315,66 @@ if added == length then complete = '1' end
 return {e, last, first, complete, deleted}
 "#;
 
+/// ARGV 5 reader id, 6 its position, 7 the record's ttl in ms, 8 the followers it serves now,
+/// 9 the followers that left it since its last confirmation (both comma-separated). Returns the
+/// server time in ms.
+const FEED_CONFIRM: &str = r#"
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hub = ARGV[5]
+local key = p .. 'feed:hub:' .. hub
+redis.call('HSET', key, 't', now_ms, 'pos', ARGV[6], 'gws', ARGV[8])
+redis.call('PEXPIRE', key, ARGV[7])
+redis.call('SADD', p .. 'feed:hubs', hub)
+for g in string.gmatch(ARGV[8], '[^,]+') do redis.call('HSET', p .. 'feed:gw', g, hub) end
+for g in string.gmatch(ARGV[9], '[^,]+') do
+  if redis.call('HGET', p .. 'feed:gw', g) == hub then redis.call('HDEL', p .. 'feed:gw', g) end
+end
+return now_ms
+"#;
+
+/// ARGV 5 the stream id to wait for ('': the newest entry now), 6 the window in ms: {that id,
+/// readers still behind it, ms until the last of their windows closes}. A reader counts while
+/// its window is open and it serves a follower registered by nobody since.
+const FEED_PENDING: &str = r#"
+local target = ARGV[5]
+if target == '' then
+  local last = redis.call('XREVRANGE', p .. 'rev:stream', '+', '-', 'COUNT', 1)
+  if #last == 0 then return {'0-0', 0, 0} end
+  target = last[1][1]
+end
+local function behind(a, b)
+  local am, as = string.match(a or '', '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not am or not bm then return true end
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[6])
+local pending, left = 0, 0
+for _, hub in ipairs(redis.call('SMEMBERS', p .. 'feed:hubs')) do
+  local r = redis.call('HMGET', p .. 'feed:hub:' .. hub, 't', 'pos', 'gws')
+  if not r[1] then
+    redis.call('SREM', p .. 'feed:hubs', hub)
+  else
+    local closes = tonumber(r[1]) + window
+    if now_ms < closes and behind(r[2], target) then
+      for g in string.gmatch(r[3] or '', '[^,]+') do
+        if redis.call('HGET', p .. 'feed:gw', g) == hub then
+          pending = pending + 1
+          if closes - now_ms > left then left = closes - now_ms end
+          break
+        end
+      end
+    end
+  end
+end
+return {target, pending, left}
+"#;
+
 /// ARGV 5 ZSCAN cursor, 6 count: {next cursor, {member, exp, iat_before}...} of live entries.
 const SNAPSHOT_PAGE: &str = r#"
 local r = redis.call('ZSCAN', p .. 'rev:index', ARGV[5], 'COUNT', ARGV[6])
@@ -385,6 +458,8 @@ struct Scripts {
     reauth: Script,
     put_code: Script,
     take_code: Script,
+    feed_confirm: Script,
+    feed_pending: Script,
 }
 
 impl Scripts {
@@ -408,6 +483,8 @@ impl Scripts {
             reauth: s(REAUTH),
             put_code: s(PUT_CODE),
             take_code: s(TAKE_CODE),
+            feed_confirm: s(FEED_CONFIRM),
+            feed_pending: s(FEED_PENDING),
         }
     }
 }
@@ -423,6 +500,9 @@ pub struct RedisStore {
     session_max_ttl: i64,
     stream_cap: u64,
     timeout: Duration,
+    /// The store-outage grace readers may promise their followers, plus the margin; `None`:
+    /// none, and acknowledgements wait for nobody.
+    outage_window: Option<Duration>,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -474,8 +554,59 @@ impl RedisStore {
             session_max_ttl,
             stream_cap,
             timeout,
+            outage_window: None,
             scripts: std::sync::Arc::new(Scripts::new()),
         })
+    }
+
+    /// Lets the feed's readers promise their followers a grace of `grace` while this store is
+    /// down (`AUTH_FEED_OUTAGE_GRACE`; zero: none). In exchange every acknowledged revocation
+    /// (a logout, a disabled user, a revoked token or key) first waits until each reader that
+    /// may be keeping a follower on such a promise has read it, or its promise has run out:
+    /// normally a few milliseconds; while a replica is cut off from a store the others reach, or
+    /// for a moment after a replica died, longer, and past [`ACK_WAIT`] the revocation is
+    /// recorded but answered 503 (retrying it is harmless).
+    #[must_use]
+    pub fn with_outage_grace(mut self, grace: Duration) -> Self {
+        self.outage_window = (!grace.is_zero()).then(|| grace + OUTAGE_MARGIN);
+        self
+    }
+
+    /// Waits until every reader that may be keeping a follower on an outage grace has read the
+    /// newest revocation (see [`RedisStore::with_outage_grace`]).
+    async fn acknowledge(&self) -> Result<(), StoreError> {
+        let Some(window) = self.outage_window else {
+            return Ok(());
+        };
+        let window_ms = window.as_millis();
+        let deadline = tokio::time::Instant::now() + ACK_WAIT;
+        let mut target = String::new();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let (id, pending, left): (String, i64, i64) = self
+                .run(
+                    &self.scripts.feed_pending,
+                    shared::unix_now(),
+                    &[&target, &window_ms],
+                )
+                .await?;
+            if pending == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    readers = pending,
+                    closes_in_ms = left,
+                    "a revocation is recorded, but a feed reader that may be vouching for its gateways during a store outage has not read it: answering 503 until it does or its grace runs out"
+                );
+                return Err(StoreError::Unavailable(anyhow::anyhow!(
+                    "a revocation feed reader has not confirmed the revocation"
+                )));
+            }
+            target = id;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Another connection to the same server, opened lazily on the runtime that first uses it:
@@ -772,6 +903,9 @@ impl SessionStore for RedisStore {
         let n: i64 = self
             .run(&self.scripts.end, now, &[&sub, &sid, &revoke_until])
             .await?;
+        if n == 1 {
+            self.acknowledge().await?;
+        }
         Ok(n == 1)
     }
 
@@ -789,6 +923,7 @@ impl SessionStore for RedisStore {
                 &[&sub, &iat_before, &revoke_until],
             )
             .await?;
+        self.acknowledge().await?;
         Ok(n.max(0) as u64)
     }
 }
@@ -804,7 +939,7 @@ impl RevocationStore for RedisStore {
                 &[&typ, &value, &exp, &iat_before],
             )
             .await?;
-        Ok(())
+        self.acknowledge().await
     }
 
     async fn is_revoked(&self, c: &AccessClaims) -> Result<bool, StoreError> {
@@ -923,6 +1058,33 @@ impl RevocationFeed for RedisStore {
             .arg(limit);
         let reply: redis::streams::StreamRangeReply = self.query(&cmd).await?;
         Ok(reply.ids.iter().filter_map(stream_event).collect())
+    }
+
+    async fn confirm_reader(
+        &self,
+        reader: &str,
+        position: StreamId,
+        serving: &[String],
+        left: &[String],
+    ) -> Result<bool, StoreError> {
+        let Some(window) = self.outage_window else {
+            return Ok(false);
+        };
+        let ttl = window.saturating_add(Duration::from_secs(60));
+        let _: i64 = self
+            .run(
+                &self.scripts.feed_confirm,
+                shared::unix_now(),
+                &[
+                    &reader,
+                    &position,
+                    &ttl.as_millis(),
+                    &serving.join(","),
+                    &left.join(","),
+                ],
+            )
+            .await?;
+        Ok(true)
     }
 
     async fn follower(&self) -> Result<Box<dyn FeedFollower>, StoreError> {

@@ -485,3 +485,225 @@ async fn an_embedded_auth_service_feeds_the_gateway_too() {
     auth.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every answer of `url` for `token` over `span`, one request every 100 ms.
+async fn answers_over(url: &str, token: &str, span: Duration) -> Vec<u16> {
+    let end = tokio::time::Instant::now() + span;
+    let mut seen = Vec::new();
+    while tokio::time::Instant::now() < end {
+        seen.push(status(url, token).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+/// Redis down for longer than `max_staleness`: the feed tells its gateways that nothing can be
+/// acknowledged without them (`outage`, within `AUTH_FEED_OUTAGE_GRACE`), so a gateway that fails
+/// closed keeps serving valid tokens, and still refuses what it holds as revoked. A gateway that
+/// takes no grace (`max_outage_grace = 0`) fails closed as before. Once Redis is back, the grace
+/// ends at the first heartbeat and revocations flow again.
+#[actix_web::test]
+async fn through_a_store_outage_a_fail_closed_gateway_keeps_serving_under_the_feeds_grace() {
+    let mut redis = testkit::redis_server::OwnRedis::start().await;
+    let redis_url = redis.url();
+    let auth = Auth::start(&[("AUTH_REDIS_URL", &redis_url)]).await;
+    let echo = testkit::echo::start().await;
+    let graced = start_ready_gateway(
+        &config(&auth.url, &echo.url, "[revocation]\nmax_staleness = 1\n"),
+        &[],
+    )
+    .await;
+    let strict = start_ready_gateway(
+        &config(
+            &auth.url,
+            &echo.url,
+            "[revocation]\nmax_staleness = 1\nmax_outage_grace = 0\n",
+        ),
+        &[],
+    )
+    .await;
+    let kept = auth.user("pia").await;
+    let revoked = auth.user("quin").await;
+    logout(&auth, &revoked).await;
+    for g in [&graced, &strict] {
+        until(&g.url, &revoked.access_token, 401).await;
+        assert_eq!(status(&g.url, &kept.access_token).await, 200);
+    }
+
+    redis.shutdown().await;
+    // The strict gateway goes stale and fails closed.
+    until(&strict.url, &kept.access_token, 503).await;
+    // The graced one, three times its staleness bound later, still serves, never a 503.
+    let seen = answers_over(&graced.url, &kept.access_token, Duration::from_secs(3)).await;
+    assert!(seen.iter().all(|s| *s == 200), "{seen:?}");
+    assert_eq!(status(&graced.url, &revoked.access_token).await, 401);
+    let m = metrics(&graced.admin).await;
+    assert!(metric(&m, "gateway_revocation_outages_total") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "gateway_revocation_outage_grace_seconds") > 20.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "gateway_revocation_staleness_seconds") > 1.0,
+        "{m}"
+    );
+    let (_, ready) = readyz(&graced.admin).await;
+    assert!(
+        ready["checks"]["revocations"]["outage_grace_seconds"]
+            .as_f64()
+            .is_some_and(|g| g > 20.0),
+        "{ready}"
+    );
+    // A logout now cannot be recorded: 503, and the token stays valid (nothing acknowledged).
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/logout", auth.url))
+        .bearer_auth(&kept.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+
+    redis.restart().await;
+    // The strict gateway comes back by itself; the grace ends at the first heartbeat.
+    until(&strict.url, &kept.access_token, 200).await;
+    for _ in 0..100 {
+        let m = metrics(&graced.admin).await;
+        if metric(&m, "gateway_revocation_outage_grace_seconds") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = metrics(&graced.admin).await;
+    assert_eq!(
+        metric(&m, "gateway_revocation_outage_grace_seconds"),
+        0.0,
+        "{m}"
+    );
+    // And revocations flow again.
+    let mut res = None;
+    for _ in 0..50 {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/logout", auth.url))
+            .bearer_auth(&kept.access_token)
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            res = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(res.is_some(), "the logout succeeds once Redis is back");
+    for g in [&graced, &strict] {
+        until(&g.url, &kept.access_token, 401).await;
+    }
+}
+
+/// One replica (A) cut off from a Redis that the other (B) still reaches: A's gateway keeps its
+/// list on A's grace, so B must not acknowledge a revocation that gateway cannot learn. B
+/// records it but answers 503 (with `Retry-After`) while A's window is open; once it has closed,
+/// B acknowledges, and from that moment A's gateway, its grace over, refuses the token (503,
+/// failing closed) until A reads Redis again and it learns the revocation (401). Before the cut,
+/// with A healthy, B acknowledges a logout at once and A's gateway refuses the token.
+#[actix_web::test]
+async fn a_replica_cut_off_from_redis_holds_back_the_others_acknowledgements_for_its_gateways() {
+    let resources = Resources::create().await;
+    let to_redis = testkit::relay::Relay::start(vec![
+        testkit::stores::redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned(),
+    ])
+    .await;
+    let redis_via_relay = format!("redis://{}", to_redis.addr);
+    // Long enough that the first acknowledgement's wait (3 s) ends before A's window does.
+    let grace = [("AUTH_FEED_OUTAGE_GRACE", "8")];
+    let port_a = testkit::free_port();
+    let a = Auth::start_on(
+        port_a,
+        Arc::clone(&resources),
+        &[grace[0], ("AUTH_REDIS_URL", &redis_via_relay)],
+    )
+    .await;
+    let b = Auth::start_on(
+        testkit::free_port(),
+        Arc::clone(&resources),
+        &[grace[0], ("AUTH_ISSUER", &a.url)],
+    )
+    .await;
+    let echo = testkit::echo::start().await;
+    let g = start_ready_gateway(
+        &config(&a.url, &echo.url, "[revocation]\nmax_staleness = 1\n"),
+        &[],
+    )
+    .await;
+
+    // Healthy: B's acknowledgement waits for A's reader, a few milliseconds.
+    let first = b.user("ria").await;
+    assert_eq!(status(&g.url, &first.access_token).await, 200);
+    logout(&b, &first).await;
+    until(&g.url, &first.access_token, 401).await;
+
+    let t = b.user("sol").await;
+    let other = b.user("tam").await;
+    assert_eq!(status(&g.url, &t.access_token).await, 200);
+    to_redis.cut();
+    // A's gateway outlives its staleness bound on A's grace.
+    let seen = answers_over(&g.url, &other.access_token, Duration::from_millis(2500)).await;
+    assert!(seen.iter().all(|s| *s == 200), "{seen:?}");
+
+    // An admin disables the user through B. Disabling is idempotent: each attempt records the
+    // revocation again and waits for its acknowledgement.
+    let client = reqwest::Client::new();
+    let me: Value = client
+        .get(format!("{}/v1/users/me", b.url))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = me["id"].as_str().unwrap().to_owned();
+    let admin = b.admin().await;
+    let disable = || {
+        client
+            .patch(format!("{}/v1/admin/users/{id}", b.url))
+            .bearer_auth(&admin.access_token)
+            .json(&serde_json::json!({"disabled": true}))
+            .send()
+    };
+    let res = disable().await.unwrap();
+    assert_eq!(
+        res.status(),
+        503,
+        "not acknowledged while A vouches for its gateway"
+    );
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        status(&g.url, &t.access_token).await,
+        200,
+        "not acknowledged, and A's gateway has not learnt it"
+    );
+
+    // Once A's window has closed, B acknowledges.
+    let mut acked = false;
+    for _ in 0..40 {
+        let r = disable().await.unwrap();
+        if r.status().is_success() {
+            acked = true;
+            break;
+        }
+        assert_eq!(r.status(), 503);
+    }
+    assert!(acked, "acknowledged once A's window has closed");
+    // From the acknowledgement on, A's gateway never lets the token through.
+    let seen = answers_over(&g.url, &t.access_token, Duration::from_millis(1500)).await;
+    assert!(seen.iter().all(|s| *s == 503 || *s == 401), "{seen:?}");
+
+    to_redis.restore();
+    until(&g.url, &t.access_token, 401).await;
+    until(&g.url, &other.access_token, 200).await;
+}
