@@ -500,8 +500,9 @@ class SessionWorker(threading.Thread):
                         break
                     time.sleep(0.2)
             if not self.stop.is_set() and random.random() < 0.3 and tokens:
+                sent = now()
                 st, _, _ = self.auth.request("POST", "/v1/logout", None, {"authorization": f"Bearer {tokens['access_token']}"})
-                self.rec.add("logout", "ok" if st == 204 else ("503" if st == 503 else "fail"), st)
+                self.rec.add("logout", "ok" if st == 204 else ("503" if st == 503 else "fail"), st, f"{now() - sent:.4f}")
                 if st == 204:
                     self.rec.revoke(tokens["access_token"], "logout")
 
@@ -536,8 +537,9 @@ class AdminWorker(threading.Thread):
             victim = json.loads(body)["access_token"]
             sub = json.loads(b64(victim.split(".")[1]))["sub"]
             auth = {"authorization": f"Bearer {self.token}", "content-type": "application/json"}
+            sent = now()
             st, body, _ = self.auth.request("PATCH", f"/v1/admin/users/{sub}", json.dumps({"disabled": True}), auth)
-            self.rec.add("admin", "ok" if st == 200 else ("503" if st == 503 else "fail"), st)
+            self.rec.add("admin", "ok" if st == 200 else ("503" if st == 503 else "fail"), st, f"{now() - sent:.4f}")
             if st == 200:
                 self.rec.revoke(victim, "disabled")
             elif st == 401:
@@ -713,6 +715,9 @@ def window_report(rec, name, title, start, end, recovered_by, kill_at=None):
         else:
             lost_beyond += 1
     other5xx = [e for e in ev if isinstance(e[3], int) and e[3] >= 500 and e[3] != 503]
+    # Revocations: logouts and admin disables (the admin's re-enabling is not recorded).
+    revs = [e for e in ev if e[1] in ("logout", "admin")]
+    acked = sorted(float(e[4]) for e in revs if e[2] == "ok" and e[4])
     return {
         "fault": name,
         "title": title,
@@ -739,6 +744,11 @@ def window_report(rec, name, title, start, end, recovered_by, kill_at=None):
         "five_xx_other_than_503": len(other5xx),
         "five_xx_examples": [f"{e[1]} {e[3]} {e[4][:100]}" for e in other5xx[:3]],
         "503_without_retry_after": count("login", "503_without_retry_after") + count("refresh", "503_without_retry_after"),
+        "revocations_ok": sum(1 for e in revs if e[2] == "ok"),
+        "revocations_503": sum(1 for e in revs if e[2] == "503"),
+        "revocations_failed": sum(1 for e in revs if e[2] == "fail"),
+        "revocation_ack_ms": {"p50": round(acked[len(acked) // 2] * 1000, 1),
+                              "max": round(acked[-1] * 1000, 1)} if acked else None,
         "recovery_s": round(recovery, 2),
         "window_s": round(recovered_by - start, 2),
         "fault_s": round(end - start, 2),
@@ -757,6 +767,10 @@ def markdown(results):
             ("Logins failing for", f"{r['login_outage_s']} s"),
             ("Refreshes: passed / 503 / other failures", f"{r['refresh_ok']} / {r['refresh_503']} / {r['refresh_failed']}"),
             ("Refreshes failing for", f"{r['refresh_outage_s']} s"),
+            ("Revocations (logouts, admin disables): acknowledged / 503 / other failures",
+             f"{r['revocations_ok']} / {r['revocations_503']} / {r['revocations_failed']}"),
+            ("Time to acknowledge a revocation: median / slowest",
+             f"{r['revocation_ack_ms']['p50']} / {r['revocation_ack_ms']['max']} ms" if r['revocation_ack_ms'] else "—"),
             ("Refresh tokens lost (beyond the documented window)", f"**{r['refresh_lost']}**"),
             ("Refresh tokens lost within the everysec window of a SIGKILL", f"{r['refresh_lost_within_window']}"),
             ("Refreshes whose answer was lost with a killed replica (the token spent, the client without the new one)", f"{r['refresh_unanswered']}"),
@@ -791,12 +805,12 @@ def soak_tokens(stack, n):
     return tokens
 
 
-def run_loadgen(loadgen, stack, tokens_file, rate, seconds, connections=32):
+def run_loadgen(loadgen, stack, tokens_file, rate, seconds, connections=32, interval=10):
     """Starts the load generator on both gateways; returns the process (JSON lines on stdout)."""
     targets = ",".join(f"127.0.0.1:{g['port']}" for g in stack.gw)
     return subprocess.Popen([str(loadgen), "--targets", targets, "--path", "/api/soak", "--tokens", str(tokens_file),
                              "--connections", str(connections), "--rate", str(rate), "--seconds", str(seconds),
-                             "--interval", "10"], stdout=subprocess.PIPE, text=True)
+                             "--interval", str(interval)], stdout=subprocess.PIPE, text=True)
 
 
 def loadgen_lines(p):
@@ -817,11 +831,14 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
     if loadgen:
         tokens_file = out / "work" / "soak-tokens.txt"
         tokens_file.write_text("\n".join(soak_tokens(stack, 500)) + "\n")
-        cap = loadgen_lines(run_loadgen(loadgen, stack, tokens_file, 0, 10))[-1]
-        capacity = cap["rate"]
+        # Sustained capacity: the median of five 4 s intervals after a 4 s warm-up.
+        lines = loadgen_lines(run_loadgen(loadgen, stack, tokens_file, 0, 24, interval=4))
+        rates = [l["rate"] for l in lines if not l["summary"]][1:]
+        cap = lines[-1]
+        capacity = round(statistics.median(rates))
         target_rate = round(capacity * 0.8)
-        log(f"soak: capacity {capacity} req/s closed-loop ({cap['failed']} failed, p99 {cap['p99_ms']} ms); "
-            f"holding {target_rate} req/s")
+        log(f"soak: capacity {capacity} req/s closed-loop (intervals {rates}, {cap['failed']} failed, "
+            f"p99 {cap['p99_ms']} ms); holding {target_rate} req/s")
         lg = run_loadgen(loadgen, stack, tokens_file, target_rate, seconds)
     start = now()
     first_event = len(rec.events)
@@ -893,6 +910,7 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
         a.plot([x for x, *_ in shown], [p for _, _, p, _ in shown], label="p99")
         a.plot([x for x, *_ in shown], [m for _, m, _, _ in shown], label="p50")
         a.set_ylabel("gateway latency (ms)")
+        a.set_yscale("log")
         if loaded:
             a.set_title(f"{loaded['target_per_s']} req/s (80% of the measured {loaded['capacity_per_s']}/s), open loop",
                         fontsize="small")

@@ -261,6 +261,20 @@ impl RevocationReplica {
         self.grace_until_ms.store(until, Ordering::Relaxed);
     }
 
+    /// A new feed connection was answered: a grace from an earlier one lasts at most `within`
+    /// more. The replica that vouched for it may no longer be the one this follower is
+    /// registered by, so the new connection must confirm the list soon (its catch-up or first
+    /// heartbeat does at once) or the grace ends.
+    fn reconnected(&self, within: Duration) {
+        let cap = crate::unix_now_ms()
+            .saturating_add(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
+        let _ = self
+            .grace_until_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |until| {
+                (until > cap).then_some(cap)
+            });
+    }
+
     /// Unix seconds of the last confirmation, if any.
     pub fn last_sync(&self) -> Option<f64> {
         let ms = self.synced_ms.load(Ordering::Relaxed);
@@ -508,6 +522,7 @@ impl ReplicaFollower {
             )));
         }
         self.replica.connected.store(true, Ordering::Relaxed);
+        self.replica.reconnected(Duration::from_secs(1));
         let mut body = res.into_body();
         let mut parser = SseParser::new(MAX_EVENT_BYTES);
         loop {
@@ -837,6 +852,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(r.outage_grace(), None);
         assert_eq!(r.check(&c), Check::Stale);
+
+        // A new connection leaves an earlier grace a second at most, for it to confirm the list.
+        r.outage(Duration::from_secs(30));
+        r.reconnected(Duration::from_secs(1));
+        assert!(r.outage_grace().unwrap() <= Duration::from_secs(1));
+        r.reconnected(Duration::from_secs(5));
+        assert!(
+            r.outage_grace().unwrap() <= Duration::from_secs(1),
+            "never lengthened"
+        );
 
         // The replica's own cap bounds what the feed offers, and zero refuses every grace.
         let capped = RevocationReplica::new(ReplicaConfig {

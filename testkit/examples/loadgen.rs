@@ -303,12 +303,12 @@ fn main() {
             interval.add(&o);
             total.add(&o);
         }
-        if !interval.latencies.is_empty() || !interval.failed.is_empty() {
-            let span = args.interval - (bound - args.seconds).max(0.0);
-            println!(
-                "{}",
-                interval.report(bound.min(args.seconds), span.max(0.1), false)
-            );
+        // The last interval, if the run ended inside it (answers that came after the end count
+        // in the summary only).
+        if bound <= args.seconds + 1e-9
+            && (!interval.latencies.is_empty() || !interval.failed.is_empty())
+        {
+            println!("{}", interval.report(bound, args.interval, false));
         }
         println!("{}", total.report(args.seconds, args.seconds, true));
     });
