@@ -3,7 +3,10 @@
 #  1. propagation: 1,000 logouts, each timed from the moment the logout call returns until both
 #     gateways reject the session's access token (scripts/bench/revocation_latency.py);
 #  2. cost of a big list: a gateway holding 100,000 live revocation entries against one holding
-#     none, same token shape, same upstream, rounds interleaved (wrk).
+#     none, same token shape, same upstream, rounds interleaved (wrk);
+#  3. cost of the acknowledgement: the logout call's duration with the default store-outage grace
+#     (each logout waits until every feed reader serving a gateway has read it) against
+#     AUTH_FEED_OUTAGE_GRACE=0 (no wait), same machine, same run.
 # Services run on SVC_CPUS, the load generators and upstream on LOAD_CPUS. See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,8 +27,8 @@ feed=revbench-feed-token-0123456789abcdef
 cleanup() {
   # Every service writes $work/NAME.pid (the functions below run in subshells).
   for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-  for db in revbench_a revbench_b; do psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; done
-  for p in revbench_a: revbench_b:; do
+  for db in revbench_a revbench_b revbench_c; do psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; done
+  for p in revbench_a: revbench_b: revbench_c:; do
     redis-cli -u "$TEST_REDIS_URL" --scan --pattern "$p*" | xargs -r -n 1000 redis-cli -u "$TEST_REDIS_URL" del >/dev/null 2>&1 || true
   done
   rm -rf "$work"
@@ -43,13 +46,13 @@ http { access_log off; keepalive_requests 1000000;
 NGINX
 taskset -c "$LOAD_CPUS" nginx -c "$work/upstream.conf" -e "$work/nginx-error.log"
 
-start_auth() { # $1 = name (database and Redis prefix) → prints the URL
+start_auth() { # $1 = name (database and Redis prefix), $2 = AUTH_FEED_OUTAGE_GRACE → prints the URL
   local port; port=$(free_port)
   psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null 2>&1
   redis-cli -u "$TEST_REDIS_URL" --scan --pattern "$1:*" | xargs -r -n 1000 redis-cli -u "$TEST_REDIS_URL" del >/dev/null
   AUTH_DATABASE_URL="${TEST_DATABASE_URL%/*}/$1" AUTH_REDIS_URL="$TEST_REDIS_URL" AUTH_REDIS_PREFIX="$1:" \
   AUTH_LISTEN="127.0.0.1:$port" AUTH_ISSUER="http://127.0.0.1:$port" AUTH_ACCESS_TOKEN_TTL=3600 AUTH_THROTTLE=off \
-  AUTH_FEED_TOKEN="$feed" AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/$1.log" 2>&1 &
+  AUTH_FEED_OUTAGE_GRACE="${2:-30}" AUTH_FEED_TOKEN="$feed" AUTH_KEY_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn taskset -c "$SVC_CPUS" ./target/release/auth-service > "$work/$1.log" 2>&1 &
   echo $! > "$work/$1.pid"
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
   echo "http://127.0.0.1:$port"
@@ -78,6 +81,7 @@ token_from() { # $1 = auth URL
 
 auth_a=$(start_auth revbench_a)
 auth_b=$(start_auth revbench_b)
+auth_c=$(start_auth revbench_c 0)
 # B's list: ENTRIES live entries (a third each of jti, sid and sub), written as the service does.
 exp=$(( $(date +%s) + 3600 ))
 redis-cli -u "$TEST_REDIS_URL" EVAL "
@@ -97,6 +101,8 @@ return n" 0 revbench_b: "$ENTRIES" "$exp" >/dev/null
 read -r ga_port ga_admin < <(start_gateway ga "$auth_a")
 read -r ga2_port ga2_admin < <(start_gateway ga2 "$auth_a")
 read -r gb_port gb_admin < <(start_gateway gb "$auth_b")
+read -r gc_port _ < <(start_gateway gc "$auth_c")
+read -r gc2_port _ < <(start_gateway gc2 "$auth_c")
 held=$(curl -s "http://127.0.0.1:$gb_admin/metrics" | awk '$1=="gateway_revocation_entries" {print $2}')
 [ "$held" = "$ENTRIES" ] || { echo "bench: the 100k gateway holds $held entries"; exit 1; }
 token_a=$(token_from "$auth_a"); token_b=$(token_from "$auth_b")
@@ -116,10 +122,11 @@ results=$(for r in $(seq 1 "$ROUNDS"); do
   run big "$gb_port" "$token_b" | sed "s/^/$r /"
 done)
 latency=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/revocation_latency.py "$auth_a" "http://127.0.0.1:$ga_port" "http://127.0.0.1:$ga2_port" "$REVOCATIONS")
+latency_c=$(taskset -c "$LOAD_CPUS" python3 scripts/bench/revocation_latency.py "$auth_c" "http://127.0.0.1:$gc_port" "http://127.0.0.1:$gc2_port" "$REVOCATIONS")
 rss_none=$(ps -o rss= -p "$(cat "$work/ga.pid")" || echo 0)
 rss_big=$(ps -o rss= -p "$(cat "$work/gb.pid")" || echo 0)
 
-RESULTS="$results" LATENCY="$latency" ENTRIES="$ENTRIES" python3 - <<'PY'
+RESULTS="$results" LATENCY="$latency" LATENCY_C="$latency_c" ENTRIES="$ENTRIES" python3 - <<'PY'
 import json, os, statistics as st
 rows = {}
 for line in os.environ["RESULTS"].strip().splitlines():
@@ -141,5 +148,13 @@ print(f"| | p50 ms | p99 ms | max ms |")
 print(f"| --- | --- | --- | --- |")
 print(f"| each gateway ({2 * lat['revocations']} samples) | {pg['p50']} | {pg['p99']} | {pg['max']} |")
 print(f"| both gateways rejecting | {both['p50']} | {both['p99']} | {both['max']} |")
+c = json.loads(os.environ["LATENCY_C"])
+print(f"\nThe logout call itself (its acknowledgement), {lat['revocations']} each:")
+print(f"| | p50 ms | p99 ms | max ms |")
+print(f"| --- | --- | --- | --- |")
+lo, lc = lat["logout_ms"], c["logout_ms"]
+print(f"| AUTH_FEED_OUTAGE_GRACE=30 (default: waits for the feed readers) | {lo['p50']} | {lo['p99']} | {lo['max']} |")
+print(f"| AUTH_FEED_OUTAGE_GRACE=0 (reference: no wait) | {lc['p50']} | {lc['p99']} | {lc['max']} |")
+print(f"Ratio at the median: {lo['p50'] / lc['p50']:.2f}×; propagation without the wait: p50 {c['both_gateways_ms']['p50']} ms, p99 {c['both_gateways_ms']['p99']} ms (both gateways)")
 PY
 echo "resident memory after the runs: $((rss_none / 1024)) MiB with no entries, $((rss_big / 1024)) MiB with $ENTRIES"

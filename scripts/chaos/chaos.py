@@ -818,6 +818,30 @@ def loadgen_lines(p):
     return [json.loads(l) for l in out.splitlines() if l.strip()]
 
 
+def gateway_gauges(stack):
+    """Per gateway: verified tokens held in its cache (inserted on a miss, less evictions) and
+    revocation entries held, from its metrics."""
+    out = []
+    for g in stack.gw:
+        try:
+            st, body, _ = Http([g["admin"]]).request("GET", "/metrics")
+            text = body.decode()
+        except Exception:  # noqa: BLE001 - a gauge we could not read is reported as missing
+            out.append(None)
+            continue
+        def metric(name):
+            for line in text.splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+            return 0.0
+        misses = metric('gateway_token_cache_lookups_total{result="miss"}')
+        evictions = metric("gateway_token_cache_evictions_total")
+        out.append({"cache_inserted": int(misses), "cache_evicted": int(evictions),
+                    "cache_held": int(misses - evictions),
+                    "revocation_entries": int(metric("gateway_revocation_entries"))})
+    return out
+
+
 def soak(stack, rec, seconds, out, workers, loadgen=None):
     """Runs the traffic for `seconds`: latency per 10 s, resident memory of every process every
     5 s, errors; the memory slope of each process over the second half; a plot beside.
@@ -841,6 +865,7 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
             f"p99 {cap['p99_ms']} ms); holding {target_rate} req/s")
         lg = run_loadgen(loadgen, stack, tokens_file, target_rate, seconds)
     start = now()
+    gauges_start = gateway_gauges(stack)
     first_event = len(rec.events)
     samples = []  # (t, {name: kib})
     names = [p.name for p in stack.processes()]
@@ -848,6 +873,7 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
         samples.append((now() - start, {p.name: p.rss_kib() for p in stack.processes()}))
         time.sleep(5)
     end = now()
+    gauges_end = gateway_gauges(stack)
     lat = [(t - start, d) for t, d in rec.latencies if start <= t <= end]
     buckets = {}
     for t, d in lat:
@@ -899,6 +925,9 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
         "load": loaded,
         "p99_ms": {"min": round(min(p99s), 2), "median": round(statistics.median(p99s), 2), "max": round(max(p99s), 2)} if p99s else None,
         "memory": slopes,
+        "gateways_at_start": gauges_start,
+        "gateways_at_end": gauges_end,
+        "memory_samples": [(round(t, 1), m) for t, m in samples],
         "series": series,
     }
     try:
@@ -998,7 +1027,7 @@ def main():
             log(f"soak: {args.soak:.0f} s")
             soaked = soak(stack, rec, args.soak, out, args.workers, Path(args.loadgen).resolve() if args.loadgen else None)
             (out / "soak.json").write_text(json.dumps(soaked, indent=1))
-            log(json.dumps({k: v for k, v in soaked.items() if k != "series"}))
+            log(json.dumps({k: v for k, v in soaked.items() if k not in ("series", "memory_samples")}))
             if soaked["errors"]:
                 failed = True
                 log(f"FAILED: the soak saw {soaked['errors']} errors: {soaked['error_examples']}")
