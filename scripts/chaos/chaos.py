@@ -912,8 +912,9 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
             mm = statistics.mean(m for _, m in pts)
             var = sum((t - mt) ** 2 for t, _ in pts)
             slope = sum((t - mt) * (m - mm) for t, m in pts) / var if var else 0.0
-            slopes[n] = {"kib_per_min": round(slope * 60, 1), "start_mib": round(pts[0][1] / 1024, 1),
-                         "end_mib": round(pts[-1][1] / 1024, 1)}
+            first = next(m[n] for _, m in samples if m.get(n) is not None)
+            slopes[n] = {"kib_per_min": round(slope * 60, 1), "first_mib": round(first / 1024, 1),
+                         "half_mib": round(pts[0][1] / 1024, 1), "last_mib": round(pts[-1][1] / 1024, 1)}
     p99s = [p for _, _, p, _ in series]
     result = {
         "seconds": round(end - start),

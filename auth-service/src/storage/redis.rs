@@ -22,13 +22,15 @@
 //!   so that gateways resuming from an old position get `reset` and a new snapshot
 //! - `P feed:hub:{id}` one replica's feed reader: t (server ms of its last confirmation), pos
 //!   (the last stream id it has read and handed to its connections), gws (the followers it
-//!   serves, comma-separated); expires a while after its window
+//!   serves, comma-separated), w (its window: the grace it may promise plus the margin, ms);
+//!   expires a while after its window
 //! - `P feed:hubs`    set of reader ids
 //! - `P feed:gw`      hash, follower id → the reader it was last registered by
 //!
-//! With a store-outage grace configured, a revocation is acknowledged only once every reader
-//! whose window is open (`t` + grace + margin) and that still serves a follower (one whose
-//! latest registration is its own) has read it: see [`RedisStore::with_outage_grace`].
+//! A revocation is acknowledged only once every reader whose window is open (`t` + `w`) and that
+//! still serves a follower (one whose latest registration is its own) has read it: see
+//! [`RedisStore::with_outage_grace`]. Each reader's own window counts, so replicas configured
+//! with different graces (a rolling change of `AUTH_FEED_OUTAGE_GRACE`) stay safe.
 
 use std::time::Duration;
 
@@ -316,14 +318,14 @@ return {e, last, first, complete, deleted}
 "#;
 
 /// ARGV 5 reader id, 6 its position, 7 the record's ttl in ms, 8 the followers it serves now,
-/// 9 the followers that left it since its last confirmation (both comma-separated). Returns the
-/// server time in ms.
+/// 9 the followers that left it since its last confirmation (both comma-separated), 10 its
+/// window in ms. Returns the server time in ms.
 const FEED_CONFIRM: &str = r#"
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hub = ARGV[5]
 local key = p .. 'feed:hub:' .. hub
-redis.call('HSET', key, 't', now_ms, 'pos', ARGV[6], 'gws', ARGV[8])
+redis.call('HSET', key, 't', now_ms, 'pos', ARGV[6], 'gws', ARGV[8], 'w', ARGV[10])
 redis.call('PEXPIRE', key, ARGV[7])
 redis.call('SADD', p .. 'feed:hubs', hub)
 for g in string.gmatch(ARGV[8], '[^,]+') do redis.call('HSET', p .. 'feed:gw', g, hub) end
@@ -333,9 +335,9 @@ end
 return now_ms
 "#;
 
-/// ARGV 5 the stream id to wait for ('': the newest entry now), 6 the window in ms: {that id,
-/// readers still behind it, ms until the last of their windows closes}. A reader counts while
-/// its window is open and it serves a follower registered by nobody since.
+/// ARGV 5 the stream id to wait for ('': the newest entry now): {that id, readers still behind
+/// it, ms until the last of their windows closes}. A reader counts while its own window is open
+/// and it serves a follower registered by nobody since.
 const FEED_PENDING: &str = r#"
 local target = ARGV[5]
 if target == '' then
@@ -353,14 +355,13 @@ local function behind(a, b)
 end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[6])
 local pending, left = 0, 0
 for _, hub in ipairs(redis.call('SMEMBERS', p .. 'feed:hubs')) do
-  local r = redis.call('HMGET', p .. 'feed:hub:' .. hub, 't', 'pos', 'gws')
+  local r = redis.call('HMGET', p .. 'feed:hub:' .. hub, 't', 'pos', 'gws', 'w')
   if not r[1] then
     redis.call('SREM', p .. 'feed:hubs', hub)
   else
-    local closes = tonumber(r[1]) + window
+    local closes = tonumber(r[1]) + (tonumber(r[4]) or 0)
     if now_ms < closes and behind(r[2], target) then
       for g in string.gmatch(r[3] or '', '[^,]+') do
         if redis.call('HGET', p .. 'feed:gw', g) == hub then
@@ -559,13 +560,13 @@ impl RedisStore {
         })
     }
 
-    /// Lets the feed's readers promise their followers a grace of `grace` while this store is
-    /// down (`AUTH_FEED_OUTAGE_GRACE`; zero: none). In exchange every acknowledged revocation
-    /// (a logout, a disabled user, a revoked token or key) first waits until each reader that
-    /// may be keeping a follower on such a promise has read it, or its promise has run out:
-    /// normally a few milliseconds; while a replica is cut off from a store the others reach, or
-    /// for a moment after a replica died, longer, and past [`ACK_WAIT`] the revocation is
-    /// recorded but answered 503 (retrying it is harmless).
+    /// Lets this process's feed reader promise its followers a grace of `grace` while this
+    /// store is down (`AUTH_FEED_OUTAGE_GRACE`; zero: none). Every acknowledged revocation (a
+    /// logout, a disabled user, a revoked token or key), whatever this setting, first waits
+    /// until each reader that may be keeping a follower on such a promise has read it, or its
+    /// promise has run out: normally a few milliseconds; while a replica is cut off from a store
+    /// the others reach, or for a moment after a replica died, longer, and past [`ACK_WAIT`]
+    /// the revocation is recorded but answered 503 (retrying it is harmless).
     #[must_use]
     pub fn with_outage_grace(mut self, grace: Duration) -> Self {
         self.outage_window = (!grace.is_zero()).then(|| grace + OUTAGE_MARGIN);
@@ -575,20 +576,12 @@ impl RedisStore {
     /// Waits until every reader that may be keeping a follower on an outage grace has read the
     /// newest revocation (see [`RedisStore::with_outage_grace`]).
     async fn acknowledge(&self) -> Result<(), StoreError> {
-        let Some(window) = self.outage_window else {
-            return Ok(());
-        };
-        let window_ms = window.as_millis();
         let deadline = tokio::time::Instant::now() + ACK_WAIT;
         let mut target = String::new();
         let mut pause = Duration::from_millis(1);
         loop {
             let (id, pending, left): (String, i64, i64) = self
-                .run(
-                    &self.scripts.feed_pending,
-                    shared::unix_now(),
-                    &[&target, &window_ms],
-                )
+                .run(&self.scripts.feed_pending, shared::unix_now(), &[&target])
                 .await?;
             if pending == 0 {
                 return Ok(());
@@ -1081,6 +1074,7 @@ impl RevocationFeed for RedisStore {
                     &ttl.as_millis(),
                     &serving.join(","),
                     &left.join(","),
+                    &window.as_millis(),
                 ],
             )
             .await?;
