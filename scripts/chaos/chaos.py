@@ -228,7 +228,7 @@ class Relay:
 
 
 class Stack:
-    def __init__(self, bins, work, fault_seconds):
+    def __init__(self, bins, work, fault_seconds, access_ttl=900):
         self.bins, self.work = bins, work
         self.fault_seconds = fault_seconds
         self.loop = asyncio.new_event_loop()
@@ -275,6 +275,9 @@ class Stack:
             "AUTH_FEED_TOKEN": self.feed_token,
             "AUTH_FEED_HEARTBEAT_MS": "250",
             "AUTH_THROTTLE": "off",
+            # The default 15 minutes, or longer for a soak that outlasts it (its tokens are
+            # minted once, at its start).
+            "AUTH_ACCESS_TOKEN_TTL": str(access_ttl),
             "AUTH_BOOTSTRAP_ADMIN_USERNAME": "chaos-admin",
             "AUTH_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password,
             "AUTH_REFRESH_REUSE_GRACE": "0",
@@ -990,7 +993,8 @@ def main():
         shutil.rmtree(work)
     work.mkdir()
     log("starting the stack")
-    stack = Stack(Path(args.bin).resolve(), work, args.fault_seconds)
+    stack = Stack(Path(args.bin).resolve(), work, args.fault_seconds,
+                  access_ttl=max(900, int(args.soak) + 300))
     results, failed = [], False
     try:
         users = seed_users(stack, 24)
