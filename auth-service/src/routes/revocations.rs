@@ -28,7 +28,7 @@ fn feed_token_ok(state: &AppState, presented: &str) -> bool {
 #[utoipa::path(
     get, path = "/v1/revocations", tag = "revocation feed", security(("bearer" = [])),
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this position"),
-        ("Revocation-Subscriber" = Option<String>, Header, description = "The follower's name (random, per process; 1 to 64 of A-Z a-z 0-9 _ -): followers that give one may receive `outage` events")),
+        ("Revocation-Subscriber" = Option<String>, Header, description = "The follower's name (random, per process; 1 to 64 of A-Z a-z 0-9 _ -): followers that give one may receive `outage` events", pattern = "^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)),
     responses((status = 200, description = "Server-Sent Events: snapshot, revoke, key_revoked, heartbeat, reset, outage", content_type = "text/event-stream", body = super::openapi::FeedEvent),
         (status = 400, description = "An invalid Revocation-Subscriber", body = super::openapi::Problem), (status = 401, description = "Not authenticated (RFC 6750 challenge)", body = super::openapi::Problem), (status = 404, description = "The feed is not enabled", body = super::openapi::Problem),
         (status = 503, description = "Unavailable; retry", body = super::openapi::Problem))
