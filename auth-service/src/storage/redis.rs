@@ -564,7 +564,7 @@ impl RedisStore {
     /// store is down (`AUTH_FEED_OUTAGE_GRACE`; zero: none). Every acknowledged revocation (a
     /// logout, a disabled user, a revoked token or key), whatever this setting, first waits
     /// until each reader that may be keeping a follower on such a promise has read it, or its
-    /// promise has run out: normally a few milliseconds; while a replica is cut off from a store
+    /// promise has run out: normally a fraction of a millisecond; while a replica is cut off from a store
     /// the others reach, or for a moment after a replica died, longer, and past [`ACK_WAIT`]
     /// the revocation is recorded but answered 503 (retrying it is harmless).
     #[must_use]
