@@ -60,6 +60,7 @@ pub async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
             if let Some(r) = &gw.revocations {
                 crate::revocation::render_metrics(r, &mut text);
             }
+            crate::metrics::render_allocator(&mut text);
             text
         })
 }

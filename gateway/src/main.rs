@@ -13,6 +13,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    gateway::metrics::set_allocator_stats(jemalloc_stats);
     gateway::telemetry::init_subscriber("info");
     if std::env::args()
         .nth(1)
@@ -41,6 +42,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// jemalloc's counters, as of now (they are refreshed when the epoch advances).
+fn jemalloc_stats() -> Option<gateway::metrics::AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some(gateway::metrics::AllocatorStats {
+        allocated: stats::allocated::read().ok()? as u64,
+        active: stats::active::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+    })
 }
 
 /// `gateway healthcheck`: for container health checks (the runtime image has no curl). Asks the

@@ -2,6 +2,7 @@
 //! listener. Lock-free on the request path: plain atomics.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -325,5 +326,56 @@ pub fn render_key_ages(out: &mut String, ages: &[(String, Duration)]) {
             "gateway_jwks_key_age_seconds{{kid=\"{kid}\"}} {:.3}",
             age.as_secs_f64()
         );
+    }
+}
+
+/// What the process's allocator holds, in bytes: `allocated` to live objects; `active` in the
+/// pages those objects occupy (the gap is fragmentation inside them); `resident` in physical
+/// memory the allocator maps (also its metadata and freed pages not yet given back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatorStats {
+    /// Bytes allocated to live objects.
+    pub allocated: u64,
+    /// Bytes in the pages live objects occupy.
+    pub active: u64,
+    /// Bytes of physical memory the allocator holds.
+    pub resident: u64,
+}
+
+static ALLOCATOR_STATS: OnceLock<fn() -> Option<AllocatorStats>> = OnceLock::new();
+
+/// Says how to read the allocator's statistics. The gateway binary registers jemalloc's; a
+/// process that registers nothing (a test linking the library) renders no allocator gauges.
+pub fn set_allocator_stats(read: fn() -> Option<AllocatorStats>) {
+    let _ = ALLOCATOR_STATS.set(read);
+}
+
+/// `gateway_allocator_{allocated,active,resident}_bytes`, when the allocator's statistics can be
+/// read: they tell a leak (live bytes growing) from memory the allocator keeps (resident growing
+/// while live bytes stay flat).
+pub fn render_allocator(out: &mut String) {
+    let Some(stats) = ALLOCATOR_STATS.get().and_then(|read| read()) else {
+        return;
+    };
+    for (name, help, value) in [
+        (
+            "allocated",
+            "Bytes the allocator has handed out to live objects.",
+            stats.allocated,
+        ),
+        (
+            "active",
+            "Bytes in the allocator's pages that hold live objects.",
+            stats.active,
+        ),
+        (
+            "resident",
+            "Bytes of physical memory the allocator holds (live pages, metadata, freed pages not yet returned).",
+            stats.resident,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP gateway_allocator_{name}_bytes {help}");
+        let _ = writeln!(out, "# TYPE gateway_allocator_{name}_bytes gauge");
+        let _ = writeln!(out, "gateway_allocator_{name}_bytes {value}");
     }
 }

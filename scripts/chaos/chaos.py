@@ -47,6 +47,8 @@ import urllib.parse
 from pathlib import Path
 
 PASSWORD = "correct horse battery staple"
+# The access-token lifetime (the default); the soak renews its load's tokens every third of it.
+ACCESS_TTL = 900
 # The product's promise: a revocation reaches every gateway following the feed within a second.
 PROPAGATION = 1.0
 # AOF with appendfsync everysec: a SIGKILL may lose about the last second of writes.
@@ -122,6 +124,40 @@ class Proc:
         except (OSError, ValueError):
             return None
         return None
+
+
+def cpu_seconds(roots):
+    """CPU seconds (user + system) each of `roots` ({name: pid}) has used, with every process
+    below it (PostgreSQL's backends, a wrapper's child). A name whose pid is None, or gone, is
+    left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(d.name)
+        parent[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    children = {}
+    for pid, pp in parent.items():
+        children.setdefault(pp, []).append(pid)
+    out = {}
+    for name, root in roots.items():
+        if root is None or root not in used:
+            continue
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            total += used.get(pid, 0.0)
+            # The client's own threads only: its children are the stack, counted by name.
+            if name != "client":
+                todo.extend(children.get(pid, []))
+        out[name] = round(total, 2)
+    return out
 
 
 def wait_http(url, timeout=60, ok=(200,)):
@@ -228,7 +264,7 @@ class Relay:
 
 
 class Stack:
-    def __init__(self, bins, work, fault_seconds, access_ttl=900):
+    def __init__(self, bins, work, fault_seconds):
         self.bins, self.work = bins, work
         self.fault_seconds = fault_seconds
         self.loop = asyncio.new_event_loop()
@@ -275,9 +311,8 @@ class Stack:
             "AUTH_FEED_TOKEN": self.feed_token,
             "AUTH_FEED_HEARTBEAT_MS": "250",
             "AUTH_THROTTLE": "off",
-            # The default 15 minutes, or longer for a soak that outlasts it (its tokens are
-            # minted once, at its start).
-            "AUTH_ACCESS_TOKEN_TTL": str(access_ttl),
+            # The default lifetime, stated: the soak renews its tokens well inside it.
+            "AUTH_ACCESS_TOKEN_TTL": str(ACCESS_TTL),
             "AUTH_BOOTSTRAP_ADMIN_USERNAME": "chaos-admin",
             "AUTH_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password,
             "AUTH_REFRESH_REUSE_GRACE": "0",
@@ -792,7 +827,7 @@ def markdown(results):
 
 
 def soak_tokens(stack, n):
-    """`n` users of the soak's own (never disabled or logged out), one access token each."""
+    """`n` users of the soak's own (never disabled or logged out), one token pair each."""
     c = Http([stack.lb.port])
     tokens = []
     for i in range(n):
@@ -804,8 +839,42 @@ def soak_tokens(stack, n):
         st, body, _ = c.request("POST", "/v1/login", form({"username": name, "password": PASSWORD}), FORM)
         if st != 200:
             raise SystemExit(f"chaos: signing {name} in: {st} {body[:200]}")
-        tokens.append(json.loads(body)["access_token"])
+        tokens.append(json.loads(body))
     return tokens
+
+
+def write_tokens(path, pairs):
+    """The access tokens, one per line, replacing `path` whole (the load generator reads it again
+    when it changes)."""
+    tmp = path.with_suffix(".new")
+    tmp.write_text("\n".join(p["access_token"] for p in pairs) + "\n")
+    tmp.replace(path)
+
+
+def renew_tokens(stack, pairs, path, every, stop, counts):
+    """Every `every` seconds, refreshes each soak user's pair and gives the load generator the
+    new access tokens, as clients do inside the tokens' lifetime: so a soak may outlast it, and
+    the gateways' cache and revocation list reach their steady state (old tokens expire, new
+    ones come). A refresh that fails keeps the pair it had (the next round tries again)."""
+    while not stop.wait(every):
+        # A fresh connection each round: the last one has long been closed as idle.
+        c = Http([stack.lb.port])
+        for p in pairs:
+            try:
+                st, body, _ = c.request("POST", "/v1/token", form({"grant_type": "refresh_token",
+                                                                   "refresh_token": p["refresh_token"]}), FORM)
+            except Exception as e:  # noqa: BLE001 - counted, tried again next round
+                st, body = 0, str(e).encode()
+            if st == 200:
+                p.update(json.loads(body))
+                counts["renewed"] += 1
+            else:
+                counts["failed"] += 1
+                if counts["failed"] <= 5:
+                    log(f"soak: renewing a token: {st} {body[:200]!r}")
+        write_tokens(path, pairs)
+        counts["rounds"] += 1
+        log(f"soak: renewed the load generator's tokens ({counts['renewed']} refreshed, {counts['failed']} failed so far)")
 
 
 def run_loadgen(loadgen, stack, tokens_file, rate, seconds, connections=32, interval=10):
@@ -841,8 +910,22 @@ def gateway_gauges(stack):
         evictions = metric("gateway_token_cache_evictions_total")
         out.append({"cache_inserted": int(misses), "cache_evicted": int(evictions),
                     "cache_held": int(misses - evictions),
-                    "revocation_entries": int(metric("gateway_revocation_entries"))})
+                    "revocation_entries": int(metric("gateway_revocation_entries")),
+                    # jemalloc's view: live bytes (a leak grows these) and the memory it holds.
+                    "allocated_mib": round(metric("gateway_allocator_allocated_bytes") / 2**20, 2),
+                    "active_mib": round(metric("gateway_allocator_active_bytes") / 2**20, 2),
+                    "resident_mib": round(metric("gateway_allocator_resident_bytes") / 2**20, 2)})
     return out
+
+
+def slope(pts):
+    """Least-squares slope of (seconds, KiB) points, in KiB a minute (None under three points)."""
+    if len(pts) < 3:
+        return None
+    mt = statistics.mean(t for t, _ in pts)
+    mm = statistics.mean(m for _, m in pts)
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    return round(sum((t - mt) * (m - mm) for t, m in pts) / var * 60, 1) if var else 0.0
 
 
 def soak(stack, rec, seconds, out, workers, loadgen=None):
@@ -854,10 +937,13 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
     tokens. The soak then holds 80% of that rate, open-loop (latency counted from when each
     request was due), beside the session workers, the admin and the prober."""
     capacity = target_rate = None
-    lg = None
+    lg = renewer = None
+    renewals = {"rounds": 0, "renewed": 0, "failed": 0}
+    stop_renewing = threading.Event()
     if loadgen:
         tokens_file = out / "work" / "soak-tokens.txt"
-        tokens_file.write_text("\n".join(soak_tokens(stack, 500)) + "\n")
+        pairs = soak_tokens(stack, 500)
+        write_tokens(tokens_file, pairs)
         # Sustained capacity: the median of five 4 s intervals after a 4 s warm-up.
         lines = loadgen_lines(run_loadgen(loadgen, stack, tokens_file, 0, 24, interval=4))
         rates = [l["rate"] for l in lines if not l["summary"]][1:]
@@ -867,15 +953,32 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
         log(f"soak: capacity {capacity} req/s closed-loop (intervals {rates}, {cap['failed']} failed, "
             f"p99 {cap['p99_ms']} ms); holding {target_rate} req/s")
         lg = run_loadgen(loadgen, stack, tokens_file, target_rate, seconds)
+        renewer = threading.Thread(target=renew_tokens, daemon=True,
+                                   args=(stack, pairs, tokens_file, float(os.environ.get("CHAOS_RENEW", ACCESS_TTL / 3)),
+                                         stop_renewing, renewals))
+        renewer.start()
     start = now()
     gauges_start = gateway_gauges(stack)
     first_event = len(rec.events)
     samples = []  # (t, {name: kib})
+    heap = []  # (t, [per gateway: its gauges]), every 30 s
+    cpu = []  # (t, {name: CPU seconds used so far}), every 5 s
     names = [p.name for p in stack.processes()]
     while now() - start < seconds:
-        samples.append((now() - start, {p.name: p.rss_kib() for p in stack.processes()}))
+        t = now() - start
+        samples.append((t, {p.name: p.rss_kib() for p in stack.processes()}))
+        roots = {p.name: p.p.pid if p.alive() else None for p in stack.processes()}
+        roots["client"] = os.getpid()
+        if lg:
+            roots["loadgen"] = lg.pid
+        cpu.append((t, cpu_seconds(roots)))
+        if len(samples) % 6 == 1:
+            heap.append((round(t, 1), gateway_gauges(stack)))
         time.sleep(5)
     end = now()
+    stop_renewing.set()
+    if renewer:
+        renewer.join()
     gauges_end = gateway_gauges(stack)
     lat = [(t - start, d) for t, d in rec.latencies if start <= t <= end]
     buckets = {}
@@ -911,19 +1014,16 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
     for n in names:
         pts = [(t, m[n]) for t, m in samples if m.get(n) is not None and t >= seconds / 2]
         if len(pts) >= 3:
-            mt = statistics.mean(t for t, _ in pts)
-            mm = statistics.mean(m for _, m in pts)
-            var = sum((t - mt) ** 2 for t, _ in pts)
-            slope = sum((t - mt) * (m - mm) for t, m in pts) / var if var else 0.0
             first = next(m[n] for _, m in samples if m.get(n) is not None)
-            slopes[n] = {"kib_per_min": round(slope * 60, 1), "first_mib": round(first / 1024, 1),
+            slopes[n] = {"kib_per_min": slope(pts), "first_mib": round(first / 1024, 1),
                          "half_mib": round(pts[0][1] / 1024, 1), "last_mib": round(pts[-1][1] / 1024, 1)}
     p99s = [p for _, _, p, _ in series]
     result = {
         "seconds": round(end - start),
         "gateway_requests": len(lat),
         "rate_per_s": round(len(lat) / (end - start), 1),
-        "errors": len(errors) + load_failed,
+        "errors": len(errors) + load_failed + renewals["failed"],
+        "token_renewals": renewals,
         "error_examples": [f"{e[1]} {e[2]} {e[3]} {e[4][:80]}" for e in errors[:5]]
         + ([f"load generator: {loaded['failed_by_status']}"] if load_failed else []),
         "load": loaded,
@@ -932,13 +1032,21 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
         "gateways_at_start": gauges_start,
         "gateways_at_end": gauges_end,
         "memory_samples": [(round(t, 1), m) for t, m in samples],
+        "gateway_samples": heap,
+        # CPU used over the soak, in cores (CPU seconds / wall seconds), per process and overall.
+        "cpu_cores": {n: round((cpu[-1][1][n] - cpu[0][1][n]) / (cpu[-1][0] - cpu[0][0]), 2)
+                      for n in cpu[0][1] if n in cpu[-1][1]} if len(cpu) > 1 else None,
+        "cpu_samples": cpu,
+        "gateway_allocated_kib_per_min": [slope([(t, g[i]["allocated_mib"] * 1024) for t, g in heap
+                                                 if g[i] and t >= seconds / 2])
+                                          for i in range(len(stack.gw))],
         "series": series,
     }
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, (a, b) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        fig, (a, d, b, c) = plt.subplots(4, 1, figsize=(8, 10), sharex=True)
         shown = loaded["series"] if loaded else series
         a.plot([x for x, *_ in shown], [p for _, _, p, _ in shown], label="p99")
         a.plot([x for x, *_ in shown], [m for _, m, _, _ in shown], label="p50")
@@ -948,12 +1056,28 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
             a.set_title(f"{loaded['target_per_s']} req/s (80% of the measured {loaded['capacity_per_s']}/s), open loop",
                         fontsize="small")
         a.legend()
+        # Who used the cores: each process's CPU per 5 s sample, stacked.
+        if len(cpu) > 1:
+            who = [n for n in cpu[0][1] if all(n in c_ for _, c_ in cpu)]
+            xs = [t for t, _ in cpu[1:]]
+            rates = [[(cpu[i][1][n] - cpu[i - 1][1][n]) / (cpu[i][0] - cpu[i - 1][0]) for i in range(1, len(cpu))]
+                     for n in who]
+            d.stackplot(xs, rates, labels=who)
+            d.set_ylabel("CPU (cores)")
+            d.legend(fontsize="x-small", ncol=3, loc="lower left")
         for n in names:
             pts = [(t, m[n] / 1024) for t, m in samples if m.get(n) is not None]
             b.plot([t for t, _ in pts], [m for _, m in pts], label=n)
         b.set_ylabel("resident memory (MiB)")
-        b.set_xlabel("seconds into the soak")
         b.legend(fontsize="small", ncol=2)
+        # The gateways' heap as jemalloc sees it: live bytes, and what it holds resident.
+        for i, g in enumerate(stack.gw):
+            for key, style in (("allocated_mib", "-"), ("resident_mib", ":")):
+                pts = [(t, gs[i][key]) for t, gs in heap if gs[i]]
+                c.plot([t for t, _ in pts], [m for _, m in pts], style, label=f"{g['proc'].name} {key.split('_')[0]}")
+        c.set_ylabel("gateway heap (MiB)")
+        c.set_xlabel("seconds into the soak")
+        c.legend(fontsize="small", ncol=2)
         fig.tight_layout()
         fig.savefig(out / "soak.png", dpi=80)
         result["plot"] = str(out / "soak.png")
@@ -993,8 +1117,7 @@ def main():
         shutil.rmtree(work)
     work.mkdir()
     log("starting the stack")
-    stack = Stack(Path(args.bin).resolve(), work, args.fault_seconds,
-                  access_ttl=max(900, int(args.soak) + 300))
+    stack = Stack(Path(args.bin).resolve(), work, args.fault_seconds)
     results, failed = [], False
     try:
         users = seed_users(stack, 24)
@@ -1032,7 +1155,7 @@ def main():
             log(f"soak: {args.soak:.0f} s")
             soaked = soak(stack, rec, args.soak, out, args.workers, Path(args.loadgen).resolve() if args.loadgen else None)
             (out / "soak.json").write_text(json.dumps(soaked, indent=1))
-            log(json.dumps({k: v for k, v in soaked.items() if k not in ("series", "memory_samples")}))
+            log(json.dumps({k: v for k, v in soaked.items() if k not in ("series", "memory_samples", "gateway_samples", "cpu_samples")}))
             if soaked["errors"]:
                 failed = True
                 log(f"FAILED: the soak saw {soaked['errors']} errors: {soaked['error_examples']}")

@@ -9,13 +9,16 @@
 //!     --connections 32 --rate 5000 --seconds 600 --interval 10
 //! ```
 //!
+//! The tokens file is read again whenever it changes (checked every second), so a run longer than
+//! the tokens' lifetime can be fed fresh ones: replace the file whole (write another, rename it).
+//!
 //! `--rate 0` runs closed-loop (each connection sends its next request as soon as the last is
 //! answered): the figure it reports is the capacity the soak's rate is taken from. One JSON line
 //! per interval on stdout (`t`, `ok`, `failed` by status, `p50_ms`, `p99_ms`, `max_ms`, `rate`),
 //! then a summary line with `"summary": true`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -25,7 +28,9 @@ use tokio::sync::mpsc;
 struct Args {
     targets: Vec<String>,
     path: String,
-    tokens: Vec<String>,
+    tokens_file: String,
+    /// The file's tokens, as last read.
+    tokens: Mutex<Arc<Vec<String>>>,
     connections: usize,
     rate: f64,
     seconds: f64,
@@ -53,7 +58,23 @@ fn parse_args() -> Result<Args, String> {
             v.parse().map_err(|_| format!("--{k}: not a number"))
         })
     };
-    let tokens: Vec<String> = std::fs::read_to_string(get("tokens")?)
+    let tokens_file = get("tokens")?;
+    let tokens = read_tokens(&tokens_file)?;
+    Ok(Args {
+        targets: get("targets")?.split(',').map(str::to_owned).collect(),
+        path: m.get("path").cloned().unwrap_or_else(|| "/".into()),
+        tokens_file,
+        tokens: Mutex::new(Arc::new(tokens)),
+        connections: num("connections", 32.0)? as usize,
+        rate: num("rate", 0.0)?,
+        seconds: num("seconds", 10.0)?,
+        interval: num("interval", 10.0)?,
+    })
+}
+
+/// The tokens of a file, one per line; an error if it holds none.
+fn read_tokens(path: &str) -> Result<Vec<String>, String> {
+    let tokens: Vec<String> = std::fs::read_to_string(path)
         .map_err(|e| format!("--tokens: {e}"))?
         .lines()
         .map(str::trim)
@@ -63,15 +84,43 @@ fn parse_args() -> Result<Args, String> {
     if tokens.is_empty() {
         return Err("--tokens: the file holds no token".into());
     }
-    Ok(Args {
-        targets: get("targets")?.split(',').map(str::to_owned).collect(),
-        path: m.get("path").cloned().unwrap_or_else(|| "/".into()),
-        tokens,
-        connections: num("connections", 32.0)? as usize,
-        rate: num("rate", 0.0)?,
-        seconds: num("seconds", 10.0)?,
-        interval: num("interval", 10.0)?,
-    })
+    Ok(tokens)
+}
+
+/// The tokens now in use.
+fn tokens(args: &Args) -> Arc<Vec<String>> {
+    args.tokens
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Reads the tokens file again whenever its modification time changes. A file that cannot be
+/// read, or holds no token, leaves the tokens as they were (said on stderr).
+async fn watch_tokens(args: Arc<Args>) {
+    let modified = || {
+        std::fs::metadata(&args.tokens_file)
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut seen = modified();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = modified();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match read_tokens(&args.tokens_file) {
+            Ok(t) => {
+                *args
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(t);
+            }
+            Err(e) => eprintln!("loadgen: keeping the tokens: {e}"),
+        }
+    }
 }
 
 /// What one request came to.
@@ -148,7 +197,7 @@ async fn connection(
 ) {
     let mut target = n % args.targets.len();
     let mut conn: Option<BufReader<TcpStream>> = None;
-    let mut token = n % args.tokens.len();
+    let mut token = n;
     // Connections start spread over the first period, so the rate is even, not bursty.
     let mut due = start
         + period.map_or(Duration::ZERO, |p| {
@@ -165,7 +214,9 @@ async fn connection(
         }
         let sent = Instant::now();
         let from = if period.is_some() { due } else { sent };
-        let status = match send(&mut conn, &args, target, &args.tokens[token]).await {
+        let held = tokens(&args);
+        token %= held.len();
+        let status = match send(&mut conn, &args, target, &held[token]).await {
             Ok(s) => s,
             Err(_) => {
                 conn = None;
@@ -179,7 +230,7 @@ async fn connection(
             latency: done - from,
             status,
         });
-        token = (token + args.connections) % args.tokens.len();
+        token = (token + args.connections) % held.len();
         if let Some(p) = period {
             due += p;
         }
@@ -287,6 +338,7 @@ fn main() {
         let end = start + Duration::from_secs_f64(args.seconds);
         let period =
             (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
+        let watcher = tokio::spawn(watch_tokens(args.clone()));
         for n in 0..args.connections {
             tokio::spawn(connection(n, args.clone(), start, end, period, tx.clone()));
         }
@@ -311,5 +363,6 @@ fn main() {
             println!("{}", interval.report(bound, args.interval, false));
         }
         println!("{}", total.report(args.seconds, args.seconds, true));
+        watcher.abort();
     });
 }

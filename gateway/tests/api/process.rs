@@ -71,6 +71,16 @@ fn spawn_gateway(
     echo: &testkit::echo::Echo,
     log: &str,
 ) -> (tokio::process::Child, u16) {
+    spawn_gateway_with(auth, echo, log, &[])
+}
+
+/// [`spawn_gateway`], with more variables.
+fn spawn_gateway_with(
+    auth: &testkit::auth::Auth,
+    echo: &testkit::echo::Echo,
+    log: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, u16) {
     let port = testkit::free_port();
     let toml = crate::helpers::config(&auth.url, &echo.url, "").replacen(
         "\nlisten = \"127.0.0.1:0\"",
@@ -82,11 +92,55 @@ fn spawn_gateway(
         .env("GATEWAY_CONFIG_TOML", &toml)
         .env("GATEWAY_FEED_TOKEN", testkit::FEED_TOKEN)
         .env("RUST_LOG", log)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     (child, port)
+}
+
+/// The binary runs on jemalloc and says what it holds: live bytes apart from the pages and the
+/// resident memory behind them (a leak grows the first; fragmentation or retention the others).
+#[actix_web::test]
+async fn the_binarys_metrics_give_the_allocators_live_and_resident_bytes() {
+    let auth = testkit::auth::Auth::start(&[]).await;
+    let echo = testkit::echo::start().await;
+    let admin = testkit::free_port();
+    let (mut child, _port) = spawn_gateway_with(
+        &auth,
+        &echo,
+        "warn",
+        &[("GATEWAY_ADMIN_LISTEN", &format!("127.0.0.1:{admin}"))],
+    );
+    let admin = format!("http://127.0.0.1:{admin}");
+    crate::helpers::wait_ready(&admin).await;
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> u64 {
+        assert!(
+            text.contains(&format!("# TYPE {name} gauge")),
+            "no {name} in\n{text}"
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} sample"))
+            .parse()
+            .unwrap()
+    };
+    let allocated = gauge("gateway_allocator_allocated_bytes");
+    let active = gauge("gateway_allocator_active_bytes");
+    let resident = gauge("gateway_allocator_resident_bytes");
+    // A running gateway holds its keys, routes and connections: more than a page, less than a
+    // gigabyte; live bytes sit inside their pages, and those inside resident memory.
+    assert!(allocated > 4096 && allocated < 1 << 30, "{allocated}");
+    assert!(allocated <= active, "{allocated} > {active}");
+    assert!(active <= resident, "{active} > {resident}");
+    child.kill().await.unwrap();
 }
 
 #[actix_web::test]
