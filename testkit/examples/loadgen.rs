@@ -13,7 +13,7 @@
 //! the tokens' lifetime can be fed fresh ones: replace the file whole (write another, rename it).
 //!
 //! `--rate 0` runs closed-loop (each connection sends its next request as soon as the last is
-//! answered): the figure it reports is the capacity the soak's rate is taken from. One JSON line
+//! answered): the soak's capacity search starts from the figure it reports. One JSON line
 //! per interval on stdout (`t`, `ok`, `failed` by status, `p50_ms`, `p99_ms`, `max_ms`, `rate`),
 //! then a summary line with `"summary": true`.
 
