@@ -901,20 +901,24 @@ def gateway_gauges(stack):
         except Exception:  # noqa: BLE001 - a gauge we could not read is reported as missing
             out.append(None)
             continue
-        def metric(name):
+        def metric(name, missing=0.0):
             for line in text.splitlines():
                 if line.startswith(name + " ") or line.startswith(name + "{"):
                     return float(line.rsplit(" ", 1)[1])
-            return 0.0
+            return missing
+        def mib(name):
+            v = metric(name, None)
+            return None if v is None else round(v / 2**20, 2)
         misses = metric('gateway_token_cache_lookups_total{result="miss"}')
         evictions = metric("gateway_token_cache_evictions_total")
         out.append({"cache_inserted": int(misses), "cache_evicted": int(evictions),
                     "cache_held": int(misses - evictions),
                     "revocation_entries": int(metric("gateway_revocation_entries")),
-                    # jemalloc's view: live bytes (a leak grows these) and the memory it holds.
-                    "allocated_mib": round(metric("gateway_allocator_allocated_bytes") / 2**20, 2),
-                    "active_mib": round(metric("gateway_allocator_active_bytes") / 2**20, 2),
-                    "resident_mib": round(metric("gateway_allocator_resident_bytes") / 2**20, 2)})
+                    # jemalloc's view: live bytes (a leak grows these) and the memory it holds;
+                    # None if the gateway does not give it (never read as a flat zero).
+                    "allocated_mib": mib("gateway_allocator_allocated_bytes"),
+                    "active_mib": mib("gateway_allocator_active_bytes"),
+                    "resident_mib": mib("gateway_allocator_resident_bytes")})
     return out
 
 
@@ -1065,7 +1069,7 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
                       for n in cpu[0][1] if n in cpu[-1][1]} if len(cpu) > 1 else None,
         "cpu_samples": cpu,
         "gateway_allocated_kib_per_min": [slope([(t, g[i]["allocated_mib"] * 1024) for t, g in heap
-                                                 if g[i] and t >= seconds / 2])
+                                                 if g[i] and g[i]["allocated_mib"] is not None and t >= seconds / 2])
                                           for i in range(len(stack.gw))],
         "series": series,
     }
@@ -1100,7 +1104,7 @@ def soak(stack, rec, seconds, out, workers, loadgen=None):
         # The gateways' heap as jemalloc sees it: live bytes, and what it holds resident.
         for i, g in enumerate(stack.gw):
             for key, style in (("allocated_mib", "-"), ("resident_mib", ":")):
-                pts = [(t, gs[i][key]) for t, gs in heap if gs[i]]
+                pts = [(t, gs[i][key]) for t, gs in heap if gs[i] and gs[i][key] is not None]
                 c.plot([t for t, _ in pts], [m for _, m in pts], style, label=f"{g['proc'].name} {key.split('_')[0]}")
         c.set_ylabel("gateway heap (MiB)")
         c.set_xlabel("seconds into the soak")
